@@ -1,0 +1,698 @@
+//! The catalog as code: parse a TOML file, validate every reference, and build the indexes and the
+//! router the decision engine reads. The format is documented in `docs/CATALOG.md`.
+
+mod raw;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::model::KeyKind;
+use crate::route::{Method, Pattern, Router};
+
+/// The catalog permgate ships, modelled on Kakao Developers (see `shared/KAKAO.md`).
+pub const DEFAULT_CATALOG: &str = include_str!("default.toml");
+/// The name the built-in catalog is reported under in errors.
+pub const DEFAULT_CATALOG_NAME: &str = "<built-in catalog>";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    DefaultOn,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObtainedBy {
+    AppType,
+    AdditionalFeature,
+    GeneralRequest,
+    Default,
+    Operator,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PermissionKind {
+    #[default]
+    Feature,
+    Api,
+    Response,
+    ConsentItem,
+    Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentType {
+    Privacy,
+    Service,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaPeriod {
+    Second,
+    Day,
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaScope {
+    App,
+    Developer,
+    User,
+    Recipient,
+    Pair,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecisionKind {
+    Hold,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiStatus {
+    #[default]
+    Active,
+    Maintenance,
+    Terminated,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithoutPermission {
+    #[default]
+    Deny,
+    MembersOnly,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub activation: Activation,
+    pub further_app_permission: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Prerequisites {
+    pub biz_app: bool,
+    pub channel_connected: bool,
+    pub consent_items: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Permission {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub obtained_by: ObtainedBy,
+    pub kind: PermissionKind,
+    pub approval_criteria: Vec<String>,
+    pub cautions: Vec<String>,
+    pub retired: bool,
+    pub immediate: bool,
+    pub test_only: bool,
+    pub grants_quota: bool,
+    pub prerequisites: Prerequisites,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsentItem {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ConsentType,
+    pub requires_biz: bool,
+    pub requires_permission: Option<String>,
+    pub settable_before_permission: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaError {
+    pub code: i32,
+    pub status: u16,
+    pub msg: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaRule {
+    pub id: String,
+    pub name: String,
+    pub period: QuotaPeriod,
+    pub scope: QuotaScope,
+    pub limit: u64,
+    pub all_apis: bool,
+    pub exclude_categories: Vec<String>,
+    pub error: QuotaError,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewReason {
+    pub id: String,
+    pub text: String,
+    pub applies_to: Vec<ReviewDecisionKind>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseField {
+    pub api: String,
+    pub field: String,
+    pub consent_item: Option<String>,
+    pub permission: Option<String>,
+    pub needs_agreement_field: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigItem {
+    pub id: String,
+    pub name: String,
+    pub permission: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Api {
+    pub id: String,
+    pub name: String,
+    pub product: String,
+    pub category: String,
+    pub method: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    pub key_kinds: Vec<KeyKind>,
+    pub permissions: Vec<String>,
+    pub consent_items: Vec<String>,
+    pub quota_rules: Vec<String>,
+    pub status: ApiStatus,
+    pub without_permission: WithoutPermission,
+    /// Indexes into `Catalog::permissions`, for the decision engine.
+    #[serde(skip)]
+    pub permission_idx: Vec<usize>,
+    #[serde(skip)]
+    pub product_idx: usize,
+}
+
+/// A validated catalog: every reference resolves, every id is unique, every route is unambiguous.
+#[derive(Debug, Clone, Serialize)]
+pub struct Catalog {
+    pub version: String,
+    pub time_zone: String,
+    pub products: Vec<Product>,
+    pub permissions: Vec<Permission>,
+    pub consent_items: Vec<ConsentItem>,
+    pub quota_rules: Vec<QuotaRule>,
+    pub review_reasons: Vec<ReviewReason>,
+    pub response_fields: Vec<ResponseField>,
+    pub config_items: Vec<ConfigItem>,
+    pub apis: Vec<Api>,
+    #[serde(skip)]
+    index: Indexes,
+    #[serde(skip)]
+    router: Router,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Indexes {
+    products: HashMap<String, usize>,
+    permissions: HashMap<String, usize>,
+    consent_items: HashMap<String, usize>,
+    quota_rules: HashMap<String, usize>,
+    review_reasons: HashMap<String, usize>,
+    apis: HashMap<String, usize>,
+}
+
+/// One problem in a catalog file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogIssue {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for CatalogIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found in a catalog file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct CatalogError {
+    pub issues: Vec<CatalogIssue>,
+}
+
+impl fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        write!(f, "the catalog has {n} error{}:", if n == 1 { "" } else { "s" })?;
+        for issue in &self.issues {
+            write!(f, "\n  {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Catalog {
+    /// The built-in catalog. It is validated by the test suite, so failing here is a build defect;
+    /// callers still get the error rather than a panic.
+    pub fn builtin() -> Result<Catalog, CatalogError> {
+        Catalog::parse(DEFAULT_CATALOG_NAME, DEFAULT_CATALOG)
+    }
+
+    /// Parses and validates `text`, reporting errors against `file`.
+    pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
+        let mut v = Validator { file, text, issues: Vec::new() };
+        let raw: raw::RawCatalog = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start);
+                v.push(offset, e.message().trim_end().to_owned());
+                return Err(CatalogError { issues: v.issues });
+            }
+        };
+        let catalog = v.build(raw);
+        if v.issues.is_empty() {
+            Ok(catalog)
+        } else {
+            v.issues.sort_by_key(|i| (i.line, i.column));
+            Err(CatalogError { issues: v.issues })
+        }
+    }
+
+    pub fn product(&self, id: &str) -> Option<&Product> {
+        self.index.products.get(id).map(|&i| &self.products[i])
+    }
+
+    pub fn permission(&self, id: &str) -> Option<&Permission> {
+        self.index.permissions.get(id).map(|&i| &self.permissions[i])
+    }
+
+    pub fn permission_index(&self, id: &str) -> Option<usize> {
+        self.index.permissions.get(id).copied()
+    }
+
+    pub fn consent_item(&self, id: &str) -> Option<&ConsentItem> {
+        self.index.consent_items.get(id).map(|&i| &self.consent_items[i])
+    }
+
+    pub fn quota_rule(&self, id: &str) -> Option<&QuotaRule> {
+        self.index.quota_rules.get(id).map(|&i| &self.quota_rules[i])
+    }
+
+    pub fn review_reason(&self, id: &str) -> Option<&ReviewReason> {
+        self.index.review_reasons.get(id).map(|&i| &self.review_reasons[i])
+    }
+
+    pub fn api(&self, id: &str) -> Option<&Api> {
+        self.index.apis.get(id).map(|&i| &self.apis[i])
+    }
+
+    /// The API a call goes to, if the catalog has one.
+    pub fn route(&self, method: Method, path: &str) -> Option<&Api> {
+        self.router.lookup(method, path).map(|i| &self.apis[i as usize])
+    }
+
+    /// The `all_apis` quota rules that count `api` (besides the ones it names).
+    pub fn quota_rules_for<'a>(&'a self, api: &'a Api) -> impl Iterator<Item = &'a QuotaRule> + 'a {
+        self.quota_rules.iter().filter(move |r| {
+            api.quota_rules.contains(&r.id)
+                || (r.all_apis && !r.exclude_categories.contains(&api.category))
+        })
+    }
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    text: &'a str,
+    issues: Vec<CatalogIssue>,
+}
+
+impl Validator<'_> {
+    fn push(&mut self, offset: usize, message: String) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        self.issues.push(CatalogIssue { file: self.file.to_owned(), line, column, message });
+    }
+
+    fn at<T>(&mut self, spanned: &Spanned<T>, message: String) {
+        self.push(spanned.span().start, message);
+    }
+
+    /// Registers ids of one kind, reporting duplicates and malformed ids.
+    fn index(&mut self, kind: &str, ids: &[&Spanned<String>]) -> HashMap<String, usize> {
+        let mut map = HashMap::new();
+        for (i, id) in ids.iter().enumerate() {
+            let text = id.get_ref();
+            if !is_snake_case(text) {
+                self.at(id, format!("{kind} id `{text}` must be snake_case: a lowercase letter, then lowercase letters, digits or `_`"));
+            }
+            if map.insert(text.clone(), i).is_some() {
+                self.at(id, format!("duplicate {kind} id `{text}`"));
+            }
+        }
+        map
+    }
+
+    fn check_ref(
+        &mut self,
+        map: &HashMap<String, usize>,
+        what: &str,
+        owner: &str,
+        reference: &Spanned<String>,
+    ) -> Option<usize> {
+        let found = map.get(reference.get_ref()).copied();
+        if found.is_none() {
+            self.at(reference, format!("{owner} refers to unknown {what} `{}`", reference.get_ref()));
+        }
+        found
+    }
+
+    fn build(&mut self, raw: raw::RawCatalog) -> Catalog {
+        let index = Indexes {
+            products: self.index("product", &raw.products.iter().map(|p| &p.id).collect::<Vec<_>>()),
+            permissions: self
+                .index("permission", &raw.permissions.iter().map(|p| &p.id).collect::<Vec<_>>()),
+            consent_items: self
+                .index("consent item", &raw.consent_items.iter().map(|c| &c.id).collect::<Vec<_>>()),
+            quota_rules: self
+                .index("quota rule", &raw.quota_rules.iter().map(|q| &q.id).collect::<Vec<_>>()),
+            review_reasons: self
+                .index("review reason", &raw.review_reasons.iter().map(|r| &r.id).collect::<Vec<_>>()),
+            apis: self.index("api", &raw.apis.iter().map(|a| &a.id).collect::<Vec<_>>()),
+        };
+        let config_ids = raw.config_items.iter().map(|c| &c.id).collect::<Vec<_>>();
+        self.index("config item", &config_ids);
+
+        let time_zone = match &raw.time_zone {
+            None => "Asia/Seoul".to_owned(),
+            Some(tz) => {
+                // The zones permgate can compute windows for without a tz database: fixed offsets.
+                if tz_offset_seconds(tz.get_ref()).is_none() {
+                    self.at(tz, format!("unsupported time_zone `{}`; use Asia/Seoul, UTC or a fixed offset such as +09:00", tz.get_ref()));
+                }
+                tz.get_ref().clone()
+            }
+        };
+        if raw.version.get_ref().trim().is_empty() {
+            self.at(&raw.version, "version must not be empty".to_owned());
+        }
+
+        let products = raw
+            .products
+            .into_iter()
+            .map(|p| {
+                let owner = format!("product `{}`", p.id.get_ref());
+                if let Some(perm) = &p.further_app_permission {
+                    self.check_ref(&index.permissions, "permission", &owner, perm);
+                }
+                Product {
+                    id: p.id.into_inner(),
+                    name: p.name,
+                    description: p.description,
+                    activation: p.activation,
+                    further_app_permission: p.further_app_permission.map(Spanned::into_inner),
+                }
+            })
+            .collect();
+
+        let permissions = raw
+            .permissions
+            .into_iter()
+            .map(|p| {
+                let owner = format!("permission `{}`", p.id.get_ref());
+                for c in &p.prerequisites.consent_items {
+                    self.check_ref(&index.consent_items, "consent item", &owner, c);
+                }
+                for q in &p.prerequisites.permissions {
+                    self.check_ref(&index.permissions, "permission", &owner, q);
+                    if q.get_ref() == p.id.get_ref() {
+                        self.at(q, format!("{owner} lists itself as a prerequisite"));
+                    }
+                }
+                if p.test_only && p.obtained_by != ObtainedBy::AppType {
+                    self.at(&p.id, format!("{owner} is test_only, so it must be obtained_by = \"app_type\""));
+                }
+                Permission {
+                    id: p.id.into_inner(),
+                    name: p.name,
+                    description: p.description,
+                    obtained_by: p.obtained_by,
+                    kind: p.kind,
+                    approval_criteria: p.approval_criteria,
+                    cautions: p.cautions,
+                    retired: p.retired,
+                    immediate: p.immediate,
+                    test_only: p.test_only,
+                    grants_quota: p.grants_quota,
+                    prerequisites: Prerequisites {
+                        biz_app: p.prerequisites.biz_app,
+                        channel_connected: p.prerequisites.channel_connected,
+                        consent_items: strings(p.prerequisites.consent_items),
+                        permissions: strings(p.prerequisites.permissions),
+                    },
+                }
+            })
+            .collect();
+
+        let consent_items = raw
+            .consent_items
+            .into_iter()
+            .map(|c| {
+                let owner = format!("consent item `{}`", c.id.get_ref());
+                if let Some(perm) = &c.requires_permission {
+                    self.check_ref(&index.permissions, "permission", &owner, perm);
+                } else if c.settable_before_permission {
+                    self.at(&c.id, format!("{owner} is settable_before_permission but names no requires_permission"));
+                }
+                ConsentItem {
+                    id: c.id.into_inner(),
+                    name: c.name,
+                    kind: c.kind,
+                    requires_biz: c.requires_biz,
+                    requires_permission: c.requires_permission.map(Spanned::into_inner),
+                    settable_before_permission: c.settable_before_permission,
+                }
+            })
+            .collect();
+
+        let quota_rules = raw
+            .quota_rules
+            .into_iter()
+            .map(|q| {
+                let limit = *q.limit.get_ref();
+                if limit <= 0 {
+                    self.at(&q.limit, format!("quota rule `{}` needs a limit above 0, not {limit}", q.id.get_ref()));
+                }
+                if !q.all_apis && !q.exclude_categories.is_empty() {
+                    self.at(&q.id, format!("quota rule `{}` has exclude_categories without all_apis = true", q.id.get_ref()));
+                }
+                let error = q.error.map_or(
+                    QuotaError { code: -10, status: 400, msg: QUOTA_MSG.to_owned() },
+                    |e| {
+                        let status = e.status.as_ref().map_or(400, |s| *s.get_ref());
+                        if let Some(s) = &e.status
+                            && !(400..=599).contains(s.get_ref())
+                        {
+                            self.at(s, format!("quota error status must be an HTTP error status (400-599), not {}", s.get_ref()));
+                        }
+                        QuotaError {
+                            code: e.code.unwrap_or(-10),
+                            status,
+                            msg: e.msg.unwrap_or_else(|| QUOTA_MSG.to_owned()),
+                        }
+                    },
+                );
+                QuotaRule {
+                    id: q.id.into_inner(),
+                    name: q.name,
+                    period: q.period,
+                    scope: q.scope,
+                    limit: u64::try_from(limit).unwrap_or(0),
+                    all_apis: q.all_apis,
+                    exclude_categories: q.exclude_categories,
+                    error,
+                }
+            })
+            .collect();
+
+        let review_reasons = raw
+            .review_reasons
+            .into_iter()
+            .map(|r| {
+                if r.applies_to.get_ref().is_empty() {
+                    self.at(&r.applies_to, format!("review reason `{}` must apply to hold, reject or both", r.id.get_ref()));
+                }
+                ReviewReason { id: r.id.into_inner(), text: r.text, applies_to: r.applies_to.into_inner() }
+            })
+            .collect();
+
+        let config_items = raw
+            .config_items
+            .into_iter()
+            .map(|c| {
+                let owner = format!("config item `{}`", c.id.get_ref());
+                self.check_ref(&index.permissions, "permission", &owner, &c.permission);
+                ConfigItem {
+                    id: c.id.into_inner(),
+                    name: c.name,
+                    permission: c.permission.into_inner(),
+                    description: c.description,
+                }
+            })
+            .collect();
+
+        let mut router = Router::default();
+        let mut routed: Vec<String> = Vec::new();
+        let mut apis = Vec::with_capacity(raw.apis.len());
+        for (i, a) in raw.apis.into_iter().enumerate() {
+            let owner = format!("api `{}`", a.id.get_ref());
+            let product_idx = self.check_ref(&index.products, "product", &owner, &a.product).unwrap_or(0);
+            let permission_idx = a
+                .permissions
+                .iter()
+                .filter_map(|p| self.check_ref(&index.permissions, "permission", &owner, p))
+                .collect();
+            for c in &a.consent_items {
+                self.check_ref(&index.consent_items, "consent item", &owner, c);
+            }
+            for q in &a.quota_rules {
+                self.check_ref(&index.quota_rules, "quota rule", &owner, q);
+            }
+            if a.key_kinds.get_ref().is_empty() {
+                self.at(&a.key_kinds, format!("{owner} accepts no key kind; list at least one of rest_api, javascript, native_app, admin, user_token"));
+            }
+            if a.without_permission == WithoutPermission::MembersOnly && a.permissions.is_empty() {
+                self.at(&a.id, format!("{owner} is without_permission = \"members_only\" but requires no permission"));
+            }
+            if a.category.trim().is_empty() {
+                self.at(&a.id, format!("{owner} needs a category"));
+            }
+            let method = Method::parse(a.method.get_ref()).filter(|m| m.as_str() == a.method.get_ref());
+            if method.is_none() {
+                self.at(&a.method, format!("{owner} has method `{}`; use one of GET, POST, PUT, PATCH, DELETE (upper case)", a.method.get_ref()));
+            }
+            match Pattern::parse(a.path.get_ref()) {
+                Err(e) => self.at(&a.path, format!("{owner} has a bad path pattern `{}`: {e}", a.path.get_ref())),
+                Ok(pattern) => {
+                    if let Some(method) = method {
+                        let idx = u32::try_from(i).unwrap_or(u32::MAX);
+                        if let Err(existing) = router.insert(method, &pattern, idx) {
+                            let other = routed.get(existing as usize).cloned().unwrap_or_default();
+                            self.at(&a.path, format!("{owner}'s route {method} {} overlaps api `{other}`: both match exactly the same paths", a.path.get_ref()));
+                        }
+                    }
+                }
+            }
+            routed.push(a.id.get_ref().clone());
+            apis.push(Api {
+                id: a.id.into_inner(),
+                name: a.name,
+                product: a.product.into_inner(),
+                category: a.category,
+                method: a.method.into_inner(),
+                path: a.path.into_inner(),
+                host: a.host,
+                key_kinds: a.key_kinds.into_inner(),
+                permissions: strings(a.permissions),
+                consent_items: strings(a.consent_items),
+                quota_rules: strings(a.quota_rules),
+                status: a.status,
+                without_permission: a.without_permission,
+                permission_idx,
+                product_idx,
+            });
+        }
+
+        let response_fields = raw
+            .response_fields
+            .into_iter()
+            .map(|f| {
+                let owner = format!("response field `{}`", f.field.get_ref());
+                self.check_ref(&index.apis, "api", &owner, &f.api);
+                match (&f.consent_item, &f.permission) {
+                    (None, None) => self.at(&f.field, format!("{owner} names neither a consent_item nor a permission that guards it")),
+                    (c, p) => {
+                        if let Some(c) = c {
+                            self.check_ref(&index.consent_items, "consent item", &owner, c);
+                        }
+                        if let Some(p) = p {
+                            self.check_ref(&index.permissions, "permission", &owner, p);
+                        }
+                    }
+                }
+                ResponseField {
+                    api: f.api.into_inner(),
+                    field: f.field.into_inner(),
+                    consent_item: f.consent_item.map(Spanned::into_inner),
+                    permission: f.permission.map(Spanned::into_inner),
+                    needs_agreement_field: f.needs_agreement_field,
+                }
+            })
+            .collect();
+
+        Catalog {
+            version: raw.version.into_inner(),
+            time_zone,
+            products,
+            permissions,
+            consent_items,
+            quota_rules,
+            review_reasons,
+            response_fields,
+            config_items,
+            apis,
+            index,
+            router,
+        }
+    }
+}
+
+const QUOTA_MSG: &str = "API limit has been exceeded.";
+
+fn strings(ids: Vec<Spanned<String>>) -> Vec<String> {
+    ids.into_iter().map(Spanned::into_inner).collect()
+}
+
+fn is_snake_case(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The UTC offset of a supported time zone name, in seconds.
+pub fn tz_offset_seconds(zone: &str) -> Option<i32> {
+    match zone {
+        "Asia/Seoul" | "Asia/Tokyo" | "KST" => Some(9 * 3600),
+        "UTC" | "Etc/UTC" | "Z" => Some(0),
+        other => {
+            let (sign, rest) = match other.as_bytes().first()? {
+                b'+' => (1, &other[1..]),
+                b'-' => (-1, &other[1..]),
+                _ => return None,
+            };
+            let (h, m) = rest.split_once(':')?;
+            let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+            ((0..=14).contains(&h) && (0..60).contains(&m) && h.to_string().len() <= 2)
+                .then_some(sign * (h * 3600 + m * 60))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,266 @@
+//! Credentials as they arrive in headers: `Authorization: KakaoAK <key>` for app keys,
+//! `Authorization: Bearer <JWT>` for user tokens, the `Origin` header for JavaScript keys and the
+//! `KA` header for native keys. Parsing never panics and never allocates for app keys.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::model::AppId;
+use crate::time::Timestamp;
+
+/// A credential named by the `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    AppKey(&'a str),
+    UserToken(&'a str),
+}
+
+/// Why a header does not carry a usable credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error("no credential: send `Authorization: KakaoAK <app key>` or `Authorization: Bearer <user token>`")]
+    Missing,
+    #[error("unsupported authorization scheme; use `KakaoAK <app key>` or `Bearer <user token>`")]
+    UnknownScheme,
+    #[error("the authorization header names a scheme but no credential")]
+    Empty,
+}
+
+/// Reads the `Authorization` header.
+pub fn parse_authorization(header: Option<&str>) -> Result<Credential<'_>, CredentialError> {
+    let header = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(CredentialError::Missing)?;
+    let Some((scheme, value)) = header.split_once(' ') else {
+        let bare = header.eq_ignore_ascii_case("KakaoAK") || header.eq_ignore_ascii_case("Bearer");
+        return Err(if bare { CredentialError::Empty } else { CredentialError::UnknownScheme });
+    };
+    let value = value.trim();
+    let credential = if scheme.eq_ignore_ascii_case("KakaoAK") {
+        Credential::AppKey(value)
+    } else if scheme.eq_ignore_ascii_case("Bearer") {
+        Credential::UserToken(value)
+    } else {
+        return Err(CredentialError::UnknownScheme);
+    };
+    if value.is_empty() {
+        return Err(CredentialError::Empty);
+    }
+    Ok(credential)
+}
+
+/// The native app a `KA` header says the call comes from, e.g.
+/// `sdk/2.20.0 os/android-34 lang/ko-KR origin/xyz android_pkg/com.example.app app_ver/1.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeOrigin<'a> {
+    AndroidPackage(&'a str),
+    IosBundle(&'a str),
+}
+
+pub fn parse_ka(header: &str) -> Option<NativeOrigin<'_>> {
+    header.split_ascii_whitespace().find_map(|part| {
+        if let Some(pkg) = part.strip_prefix("android_pkg/") {
+            (!pkg.is_empty()).then_some(NativeOrigin::AndroidPackage(pkg))
+        } else if let Some(bundle) = part.strip_prefix("ios_bundle_id/") {
+            (!bundle.is_empty()).then_some(NativeOrigin::IosBundle(bundle))
+        } else {
+            None
+        }
+    })
+}
+
+/// Compares a request's `Origin` with a registered origin: scheme and host case-insensitively,
+/// a trailing `/` ignored.
+pub fn origin_matches(registered: &str, origin: &str) -> bool {
+    let a = registered.trim_end_matches('/');
+    let b = origin.trim_end_matches('/');
+    a.eq_ignore_ascii_case(b)
+}
+
+/// What a verified user token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserClaims {
+    pub app_id: AppId,
+    pub sub: String,
+    pub scopes: Vec<String>,
+    pub exp: Timestamp,
+}
+
+/// Why a user token is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("user tokens are not accepted: no PERMGATE_JWT_SECRET is configured")]
+    NotConfigured,
+    #[error("invalid user token: {0}")]
+    Invalid(String),
+    #[error("the user token expired at {0}")]
+    Expired(Timestamp),
+    #[error("the user token is not valid before {0}")]
+    NotYetValid(Timestamp),
+}
+
+/// Verifies user tokens. Time is checked against the caller's `now`, not the wall clock, with
+/// `LEEWAY_SECONDS` of tolerance for clock skew.
+pub struct TokenVerifier {
+    hs256: Option<DecodingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier").field("hs256", &self.hs256.is_some()).finish()
+    }
+}
+
+/// Tolerated clock skew for `exp` and `nbf`.
+pub const LEEWAY_SECONDS: i64 = 60;
+
+#[derive(Deserialize)]
+struct RawClaims {
+    app_id: serde_json::Value,
+    sub: String,
+    #[serde(default)]
+    scope: String,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+}
+
+impl TokenVerifier {
+    /// A verifier for HS256 tokens signed with `secret`; `None` refuses every token.
+    pub fn new(hs256_secret: Option<&[u8]>) -> TokenVerifier {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        TokenVerifier { hs256: hs256_secret.map(DecodingKey::from_secret), validation }
+    }
+
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<UserClaims, TokenError> {
+        let key = self.hs256.as_ref().ok_or(TokenError::NotConfigured)?;
+        let data = jsonwebtoken::decode::<RawClaims>(token, key, &self.validation)
+            .map_err(|e| TokenError::Invalid(describe(&e)))?;
+        let c = data.claims;
+        let exp = Timestamp(c.exp);
+        if now.0 > c.exp.saturating_add(LEEWAY_SECONDS) {
+            return Err(TokenError::Expired(exp));
+        }
+        if let Some(nbf) = c.nbf
+            && now.0.saturating_add(LEEWAY_SECONDS) < nbf
+        {
+            return Err(TokenError::NotYetValid(Timestamp(nbf)));
+        }
+        let app_id = match &c.app_id {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| TokenError::Invalid("claim `app_id` must be the numeric app id".into()))?;
+        Ok(UserClaims {
+            app_id: AppId(app_id),
+            sub: c.sub,
+            scopes: c.scope.split_ascii_whitespace().map(str::to_owned).collect(),
+            exp,
+        })
+    }
+}
+
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::InvalidSignature => "bad signature".into(),
+        ErrorKind::InvalidAlgorithm => "the token is not signed with HS256".into(),
+        ErrorKind::Json(inner) => format!("claims are not as expected ({inner}); it needs app_id, sub, scope and exp"),
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+            "not a JWT (three base64url parts separated by dots)".into()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    fn token(secret: &[u8], claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn kakao_ak_and_bearer_are_recognised_case_insensitively() {
+        assert_eq!(parse_authorization(Some("KakaoAK abc")), Ok(Credential::AppKey("abc")));
+        assert_eq!(parse_authorization(Some("kakaoak  abc ")), Ok(Credential::AppKey("abc")));
+        assert_eq!(parse_authorization(Some("Bearer x.y.z")), Ok(Credential::UserToken("x.y.z")));
+    }
+
+    #[test]
+    fn missing_empty_and_unknown_schemes_are_refused() {
+        assert_eq!(parse_authorization(None), Err(CredentialError::Missing));
+        assert_eq!(parse_authorization(Some("  ")), Err(CredentialError::Missing));
+        assert_eq!(parse_authorization(Some("Basic dXNlcg==")), Err(CredentialError::UnknownScheme));
+        assert_eq!(parse_authorization(Some("KakaoAK")), Err(CredentialError::Empty));
+        assert_eq!(parse_authorization(Some("token-without-scheme")), Err(CredentialError::UnknownScheme));
+        assert_eq!(parse_authorization(Some("KakaoAK   ")), Err(CredentialError::Empty));
+    }
+
+    #[test]
+    fn ka_header_yields_the_package_or_bundle() {
+        let ka = "sdk/2.20.0 os/android-34 lang/ko-KR android_pkg/com.example.app app_ver/1.0";
+        assert_eq!(parse_ka(ka), Some(NativeOrigin::AndroidPackage("com.example.app")));
+        assert_eq!(parse_ka("sdk/2 ios_bundle_id/com.example.ios"), Some(NativeOrigin::IosBundle("com.example.ios")));
+        assert_eq!(parse_ka("sdk/2 os/web"), None);
+        assert_eq!(parse_ka("android_pkg/"), None);
+    }
+
+    #[test]
+    fn origins_compare_without_trailing_slash_or_case() {
+        assert!(origin_matches("https://Example.com/", "https://example.com"));
+        assert!(!origin_matches("https://example.com", "https://evil.example.com"));
+    }
+
+    #[test]
+    fn a_valid_token_yields_its_claims() {
+        let v = TokenVerifier::new(Some(b"s3cret"));
+        let t = token(b"s3cret", serde_json::json!({"app_id": 7, "sub": "u1", "scope": "friends talk_message", "exp": 1000}));
+        let claims = v.verify(&t, Timestamp(900));
+        assert_eq!(
+            claims,
+            Ok(UserClaims { app_id: AppId(7), sub: "u1".into(), scopes: vec!["friends".into(), "talk_message".into()], exp: Timestamp(1000) })
+        );
+    }
+
+    #[test]
+    fn expiry_allows_sixty_seconds_of_skew_and_no_more() {
+        let v = TokenVerifier::new(Some(b"s3cret"));
+        let t = token(b"s3cret", serde_json::json!({"app_id": "7", "sub": "u1", "exp": 1000}));
+        assert!(v.verify(&t, Timestamp(1060)).is_ok());
+        assert_eq!(v.verify(&t, Timestamp(1061)).map(|_| ()), Err(TokenError::Expired(Timestamp(1000))));
+    }
+
+    #[test]
+    fn not_before_is_enforced() {
+        let v = TokenVerifier::new(Some(b"k"));
+        let t = token(b"k", serde_json::json!({"app_id": 1, "sub": "u", "exp": 5000, "nbf": 2000}));
+        assert!(matches!(v.verify(&t, Timestamp(1000)), Err(TokenError::NotYetValid(_))));
+        assert!(v.verify(&t, Timestamp(1950)).is_ok());
+    }
+
+    #[test]
+    fn wrong_secret_garbage_and_missing_claims_are_invalid() {
+        let v = TokenVerifier::new(Some(b"right"));
+        let wrong = token(b"wrong", serde_json::json!({"app_id": 1, "sub": "u", "exp": 5000}));
+        assert!(matches!(v.verify(&wrong, Timestamp(0)), Err(TokenError::Invalid(m)) if m.contains("signature")));
+        assert!(matches!(v.verify("garbage", Timestamp(0)), Err(TokenError::Invalid(_))));
+        let no_app = token(b"right", serde_json::json!({"sub": "u", "exp": 5000}));
+        assert!(matches!(v.verify(&no_app, Timestamp(0)), Err(TokenError::Invalid(_))));
+        let bad_app = token(b"right", serde_json::json!({"app_id": "x", "sub": "u", "exp": 5000}));
+        assert!(matches!(v.verify(&bad_app, Timestamp(0)), Err(TokenError::Invalid(_))));
+    }
+
+    #[test]
+    fn without_a_secret_every_token_is_refused() {
+        let t = token(b"k", serde_json::json!({"app_id": 1, "sub": "u", "exp": 5000}));
+        assert_eq!(TokenVerifier::new(None).verify(&t, Timestamp(0)), Err(TokenError::NotConfigured));
+    }
+}

@@ -1,0 +1,240 @@
+//! The domain's nouns: accounts, apps, members, keys, grants. Plain data, parsed at the edge into
+//! types that cannot hold an invalid value.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = std::num::ParseIntError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map($name)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A developer, reviewer or admin account.
+    AccountId
+);
+id_type!(
+    /// A registered app (Kakao's numeric App ID).
+    AppId
+);
+id_type!(
+    /// One app key (the key's id, never its secret).
+    KeyId
+);
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownValue {
+                        what: stringify!($name),
+                        value: s.to_owned(),
+                        allowed: &[$($text),+],
+                    }),
+                }
+            }
+        }
+    };
+}
+
+/// A string that is not one of an enum's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not a valid {what}; expected one of: {}", allowed.join(", "))]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+    pub allowed: &'static [&'static str],
+}
+
+string_enum!(
+    /// An account's global role.
+    Role { Developer => "developer", Reviewer => "reviewer", Admin => "admin" }
+);
+
+string_enum!(
+    /// A member's role in one app.
+    MemberRole { Owner => "owner", Editor => "editor", Reader => "reader" }
+);
+
+string_enum!(
+    /// The credential kinds an API may accept. The first four are app keys (`KakaoAK`), the last a
+    /// user's `Bearer` token.
+    KeyKind {
+        RestApi => "rest_api",
+        Javascript => "javascript",
+        NativeApp => "native_app",
+        Admin => "admin",
+        UserToken => "user_token",
+    }
+);
+
+impl KeyKind {
+    /// The kinds an app holds as keys (a user token is not a key).
+    pub const APP_KEYS: [KeyKind; 4] =
+        [KeyKind::RestApi, KeyKind::Javascript, KeyKind::NativeApp, KeyKind::Admin];
+
+    /// Admin keys are secrets: stored only as hashes and shown once.
+    pub fn is_secret(self) -> bool {
+        matches!(self, KeyKind::Admin)
+    }
+}
+
+string_enum!(
+    /// What an app's calls are subject to, besides its permissions.
+    AppStatus { Active => "active", Blocked => "blocked", Suspended => "suspended" }
+);
+
+string_enum!(
+    /// Where a grant came from.
+    GrantSource {
+        Operator => "operator",
+        Review => "review",
+        AppType => "app_type",
+        Default => "default",
+    }
+);
+
+/// The most keys of one kind an app may hold (Kakao, since 2025-12-03).
+pub const MAX_KEYS_PER_KIND: usize = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    pub role: Role,
+    pub blocked: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub account_id: AccountId,
+    pub role: MemberRole,
+}
+
+/// The platform data a key carries; which fields apply depends on the key's kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Platforms {
+    /// JavaScript keys: allowed web origins (`https://example.com`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<String>,
+    /// Native keys: Android package names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub android_packages: Vec<String>,
+    /// Native keys: iOS bundle IDs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ios_bundle_ids: Vec<String>,
+    /// Admin keys: the API categories allowed; `None` allows every category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_categories: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Key {
+    pub id: KeyId,
+    pub kind: KeyKind,
+    /// The key itself for non-secret kinds; `None` for admin keys, which are kept only as hashes.
+    pub value: Option<String>,
+    /// SHA-256 of the key, hex.
+    #[serde(skip)]
+    pub hash: String,
+    /// The last four characters, to recognise a secret key without revealing it.
+    pub hint: String,
+    pub platforms: Platforms,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct App {
+    pub id: AppId,
+    pub name: String,
+    pub company_name: String,
+    pub category: String,
+    pub owner: AccountId,
+    pub status: AppStatus,
+    pub created_at: Timestamp,
+}
+
+/// A permission held by an app (or by one of its keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub id: i64,
+    pub app_id: AppId,
+    pub permission: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<KeyId>,
+    pub source: GrantSource,
+    pub granted_by: Option<AccountId>,
+    pub granted_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub params: serde_json::Value,
+    pub reason: String,
+}
+
+impl Grant {
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// Everything the decision snapshot needs about one app, read in one go from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    pub app: App,
+    pub owner_blocked: bool,
+    pub members: Vec<Member>,
+    pub keys: Vec<Key>,
+    /// Products switched on or off explicitly; others follow the catalog's default.
+    pub products: Vec<(String, bool)>,
+    /// Grants not revoked (possibly expired: expiry is decided at call time).
+    pub grants: Vec<Grant>,
+}
+
+impl AppRecord {
+    pub fn member_role(&self, account: AccountId) -> Option<MemberRole> {
+        self.members.iter().find(|m| m.account_id == account).map(|m| m.role)
+    }
+}

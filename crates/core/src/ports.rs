@@ -1,0 +1,122 @@
+//! Storage ports: small capability traits the services call, implemented once per backend
+//! (SQLite now, PostgreSQL next) and held to the same conformance suite in the testkit. Every
+//! mutating call takes the audit event that describes it and writes both in one transaction, so
+//! a change is never committed without its record.
+
+use crate::audit::{AuditEvent, NewAuditEvent};
+use crate::model::{
+    Account, AccountId, AppId, AppRecord, Grant, GrantSource, KeyId, KeyKind, MemberRole, Platforms,
+    Role,
+};
+use crate::time::Timestamp;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule of the schema refused the write (e.g. a duplicate account name).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The referenced row does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The database failed or is unreachable.
+    #[error("storage failure: {0}")]
+    Backend(String),
+    /// Stored data that cannot be read back (a bug or a hand-edited database).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub name: String,
+    pub role: Role,
+    pub token_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApp {
+    pub name: String,
+    pub company_name: String,
+    pub category: String,
+    pub owner: AccountId,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub kind: KeyKind,
+    /// `None` for secret kinds: only the hash is kept.
+    pub value: Option<String>,
+    pub hash: String,
+    pub hint: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewGrant {
+    pub app_id: AppId,
+    pub permission: String,
+    pub key_id: Option<KeyId>,
+    pub source: GrantSource,
+    pub granted_by: Option<AccountId>,
+    pub expires_at: Option<Timestamp>,
+    pub params: serde_json::Value,
+    pub reason: String,
+}
+
+pub trait AccountStore {
+    fn create_account(&self, new: &NewAccount, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Account>;
+    fn account(&self, id: AccountId) -> StoreResult<Option<Account>>;
+    /// The account whose token hashes to `token_hash`, with the stored hash.
+    fn account_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(Account, String)>>;
+    fn accounts(&self) -> StoreResult<Vec<Account>>;
+    fn count_admins(&self) -> StoreResult<u64>;
+    /// Creates the admin account `name`, or resets its token if it exists.
+    fn upsert_admin(&self, name: &str, token_hash: &str, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Account>;
+}
+
+pub trait AppStore {
+    /// Creates the app with its owner as a member and its first keys, atomically.
+    fn create_app(&self, new: &NewApp, keys: &[NewKey], now: Timestamp, audit: &NewAuditEvent) -> StoreResult<AppId>;
+    fn app_record(&self, id: AppId) -> StoreResult<Option<AppRecord>>;
+    /// Every app, for building the decision snapshot.
+    fn app_records(&self) -> StoreResult<Vec<AppRecord>>;
+    fn app_ids_of_member(&self, account: AccountId) -> StoreResult<Vec<AppId>>;
+    fn app_ids(&self) -> StoreResult<Vec<AppId>>;
+    fn set_member(&self, app: AppId, account: AccountId, role: MemberRole, audit: &NewAuditEvent) -> StoreResult<()>;
+    fn remove_member(&self, app: AppId, account: AccountId, audit: &NewAuditEvent) -> StoreResult<bool>;
+    fn add_key(&self, app: AppId, key: &NewKey, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<KeyId>;
+    /// Gives a key a new secret, keeping its id and platforms. False if no such key.
+    fn replace_key_secret(&self, app: AppId, key: KeyId, new: &NewKey, audit: &NewAuditEvent) -> StoreResult<bool>;
+    fn delete_key(&self, app: AppId, key: KeyId, audit: &NewAuditEvent) -> StoreResult<bool>;
+    fn set_key_platforms(&self, app: AppId, key: KeyId, platforms: &Platforms, audit: &NewAuditEvent) -> StoreResult<bool>;
+    fn set_product(&self, app: AppId, product: &str, activated: bool, audit: &NewAuditEvent) -> StoreResult<()>;
+}
+
+pub trait GrantStore {
+    fn insert_grant(&self, grant: &NewGrant, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Grant>;
+    /// Revokes the app-wide grant of `permission`; returns it, or `None` if none was held.
+    fn revoke_grant(
+        &self,
+        app: AppId,
+        permission: &str,
+        by: AccountId,
+        reason: &str,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Grant>>;
+}
+
+pub trait AuditStore {
+    /// Events oldest first, optionally those of one app only.
+    fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// Everything a backend provides.
+pub trait Store: AccountStore + AppStore + GrantStore + AuditStore + Send + Sync {
+    /// A short name for logs and `/healthz` (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+    /// Whether the store answers now.
+    fn ping(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,275 @@
+//! Path patterns (`/v1/api/talk/friends`, `/openapi/v4/campaigns/{id}`) and the router that maps a
+//! method and a concrete path to one API. A literal segment wins over a parameter; two patterns of
+//! the same method with the same shape are ambiguous and refused when the catalog loads.
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// An HTTP method the catalog can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub const ALL: [Method; 5] = [Method::Get, Method::Post, Method::Put, Method::Patch, Method::Delete];
+
+    /// Parses a method name, case-insensitively; `HEAD` is answered like `GET`.
+    pub fn parse(text: &str) -> Option<Method> {
+        let m = match text.len() {
+            3 if text.eq_ignore_ascii_case("GET") => Method::Get,
+            3 if text.eq_ignore_ascii_case("PUT") => Method::Put,
+            4 if text.eq_ignore_ascii_case("POST") => Method::Post,
+            4 if text.eq_ignore_ascii_case("HEAD") => Method::Get,
+            5 if text.eq_ignore_ascii_case("PATCH") => Method::Patch,
+            6 if text.eq_ignore_ascii_case("DELETE") => Method::Delete,
+            _ => return None,
+        };
+        Some(m)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One segment of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+/// A parsed path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    pub segments: Vec<Segment>,
+}
+
+/// Why a pattern is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("a path pattern must start with `/`")]
+    NoLeadingSlash,
+    #[error("empty segment (`//` or a trailing `/`) at segment {0}")]
+    EmptySegment(usize),
+    #[error("segment `{0}` mixes a parameter with literal text; a parameter is a whole segment like `{{id}}`")]
+    PartialParam(String),
+    #[error("parameter name `{0}` must be snake_case or camelCase letters, digits and `_`")]
+    BadParamName(String),
+    #[error("parameter `{0}` appears twice")]
+    DuplicateParam(String),
+    #[error("segment `{0}` holds characters a path cannot carry (`?`, `#`, whitespace)")]
+    BadCharacter(String),
+}
+
+impl Pattern {
+    pub fn parse(text: &str) -> Result<Pattern, PatternError> {
+        let rest = text.strip_prefix('/').ok_or(PatternError::NoLeadingSlash)?;
+        if rest.is_empty() {
+            return Ok(Pattern { segments: Vec::new() });
+        }
+        let mut segments = Vec::new();
+        let mut params: Vec<&str> = Vec::new();
+        for (i, seg) in rest.split('/').enumerate() {
+            if seg.is_empty() {
+                return Err(PatternError::EmptySegment(i + 1));
+            }
+            if seg.chars().any(|c| c == '?' || c == '#' || c.is_whitespace()) {
+                return Err(PatternError::BadCharacter(seg.to_owned()));
+            }
+            let opens = seg.contains('{');
+            let closes = seg.contains('}');
+            if opens || closes {
+                let name = seg
+                    .strip_prefix('{')
+                    .and_then(|s| s.strip_suffix('}'))
+                    .ok_or_else(|| PatternError::PartialParam(seg.to_owned()))?;
+                let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(PatternError::BadParamName(name.to_owned()));
+                }
+                if params.contains(&name) {
+                    return Err(PatternError::DuplicateParam(name.to_owned()));
+                }
+                params.push(name);
+                segments.push(Segment::Param(name.to_owned()));
+            } else {
+                segments.push(Segment::Literal(seg.to_owned()));
+            }
+        }
+        Ok(Pattern { segments })
+    }
+
+    /// The pattern with parameter names erased: two patterns with the same shape match exactly
+    /// the same paths.
+    pub fn shape(&self) -> Vec<Option<&str>> {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => Some(l.as_str()),
+                Segment::Param(_) => None,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Node {
+    literals: HashMap<Box<str>, Node>,
+    param: Option<Box<Node>>,
+    /// The API index per method, indexed by `Method::index`.
+    endpoints: [Option<u32>; 5],
+}
+
+/// Maps (method, path) to an API index. Built once per catalog.
+#[derive(Debug, Default, Clone)]
+pub struct Router {
+    root: Node,
+}
+
+impl Router {
+    /// Adds a route; returns the index already registered for the same method and shape, if any.
+    pub fn insert(&mut self, method: Method, pattern: &Pattern, api: u32) -> Result<(), u32> {
+        let mut node = &mut self.root;
+        for seg in &pattern.segments {
+            node = match seg {
+                Segment::Literal(l) => node.literals.entry(l.as_str().into()).or_default(),
+                Segment::Param(_) => node.param.get_or_insert_with(Box::default),
+            };
+        }
+        match node.endpoints[method.index()] {
+            Some(existing) => Err(existing),
+            None => {
+                node.endpoints[method.index()] = Some(api);
+                Ok(())
+            }
+        }
+    }
+
+    /// Finds the API for a concrete path (a query string, if any, is ignored).
+    pub fn lookup(&self, method: Method, path: &str) -> Option<u32> {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let rest = path.strip_prefix('/')?;
+        if rest.is_empty() {
+            return self.root.endpoints[method.index()];
+        }
+        Self::walk(&self.root, method, rest)
+    }
+
+    fn walk(node: &Node, method: Method, rest: &str) -> Option<u32> {
+        let (seg, tail) = match rest.split_once('/') {
+            Some((seg, tail)) => (seg, Some(tail)),
+            None => (rest, None),
+        };
+        if seg.is_empty() {
+            return None;
+        }
+        let step = |next: &Node| match tail {
+            None => next.endpoints[method.index()],
+            Some(tail) => Self::walk(next, method, tail),
+        };
+        if let Some(found) = node.literals.get(seg).and_then(step) {
+            return Some(found);
+        }
+        node.param.as_deref().and_then(step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(routes: &[(Method, &str)]) -> Router {
+        let mut r = Router::default();
+        for (i, (m, p)) in routes.iter().enumerate() {
+            let pattern = Pattern::parse(p).unwrap_or_else(|e| unreachable!("{p}: {e}"));
+            assert!(r.insert(*m, &pattern, i as u32).is_ok(), "{p} conflicts");
+        }
+        r
+    }
+
+    #[test]
+    fn literal_segments_win_over_parameters() {
+        let r = router(&[
+            (Method::Get, "/openapi/v4/adAccounts/{id}"),
+            (Method::Get, "/openapi/v4/adAccounts/pages"),
+        ]);
+        assert_eq!(r.lookup(Method::Get, "/openapi/v4/adAccounts/pages"), Some(1));
+        assert_eq!(r.lookup(Method::Get, "/openapi/v4/adAccounts/123"), Some(0));
+    }
+
+    #[test]
+    fn a_dead_end_literal_backtracks_to_the_parameter() {
+        let r = router(&[(Method::Get, "/a/{x}/c"), (Method::Get, "/a/b/d")]);
+        assert_eq!(r.lookup(Method::Get, "/a/b/c"), Some(0));
+        assert_eq!(r.lookup(Method::Get, "/a/b/d"), Some(1));
+    }
+
+    #[test]
+    fn methods_are_routed_separately() {
+        let r = router(&[(Method::Get, "/v2/user/me"), (Method::Post, "/v2/user/me")]);
+        assert_eq!(r.lookup(Method::Get, "/v2/user/me"), Some(0));
+        assert_eq!(r.lookup(Method::Post, "/v2/user/me"), Some(1));
+        assert_eq!(r.lookup(Method::Delete, "/v2/user/me"), None);
+    }
+
+    #[test]
+    fn query_strings_are_ignored_and_empty_segments_never_match() {
+        let r = router(&[(Method::Get, "/v1/api/talk/friends"), (Method::Get, "/x/{id}")]);
+        assert_eq!(r.lookup(Method::Get, "/v1/api/talk/friends?limit=10"), Some(0));
+        assert_eq!(r.lookup(Method::Get, "/v1/api/talk/friends/"), None);
+        assert_eq!(r.lookup(Method::Get, "/x//"), None);
+        assert_eq!(r.lookup(Method::Get, "v1/api/talk/friends"), None);
+    }
+
+    #[test]
+    fn same_shape_with_other_parameter_names_is_a_conflict() {
+        let mut r = router(&[(Method::Get, "/campaigns/{id}")]);
+        let other = Pattern::parse("/campaigns/{campaignId}").unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(r.insert(Method::Get, &other, 9), Err(0));
+        assert!(r.insert(Method::Delete, &other, 9).is_ok());
+    }
+
+    #[test]
+    fn bad_patterns_say_what_is_wrong() {
+        assert_eq!(Pattern::parse("v1/x"), Err(PatternError::NoLeadingSlash));
+        assert_eq!(Pattern::parse("/v1//x"), Err(PatternError::EmptySegment(2)));
+        assert_eq!(Pattern::parse("/v1/x/"), Err(PatternError::EmptySegment(3)));
+        assert_eq!(Pattern::parse("/v1/x{id}"), Err(PatternError::PartialParam("x{id}".into())));
+        assert_eq!(Pattern::parse("/v1/{1d}"), Err(PatternError::BadParamName("1d".into())));
+        assert_eq!(
+            Pattern::parse("/v1/{id}/{id}"),
+            Err(PatternError::DuplicateParam("id".into()))
+        );
+        assert_eq!(Pattern::parse("/v1/a?b"), Err(PatternError::BadCharacter("a?b".into())));
+    }
+
+    #[test]
+    fn methods_parse_case_insensitively() {
+        assert_eq!(Method::parse("get"), Some(Method::Get));
+        assert_eq!(Method::parse("HEAD"), Some(Method::Get));
+        assert_eq!(Method::parse("TRACE"), None);
+    }
+}

@@ -1,0 +1,91 @@
+//! Secrets: random tokens and keys, their SHA-256 hashes, and constant-time comparison. Account
+//! tokens and admin keys are stored only as hashes; all are high-entropy random values, so a fast
+//! hash is enough (there is nothing to brute-force).
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Why randomness could not be had.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random number generator failed: {0}")]
+pub struct RandomError(String);
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// Lowercase hex of a digest.
+pub fn hex_digest(bytes: &[u8]) -> String {
+    hex(bytes)
+}
+
+fn random_hex(bytes: usize) -> Result<String, RandomError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| RandomError(e.to_string()))?;
+    Ok(hex(&buf))
+}
+
+/// A new app key: 32 lowercase hex characters, the shape of Kakao's keys.
+pub fn new_app_key() -> Result<String, RandomError> {
+    random_hex(16)
+}
+
+/// A new account token: `pgt_` and 48 hex characters.
+pub fn new_account_token() -> Result<String, RandomError> {
+    Ok(format!("pgt_{}", random_hex(24)?))
+}
+
+/// SHA-256 of a secret, as lowercase hex.
+pub fn hash(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two hashes without leaking where they differ.
+pub fn hashes_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The last four characters of a secret, shown so a user can tell keys apart.
+pub fn hint(secret: &str) -> String {
+    let start = secret.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+    secret[start..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_look_like_kakao_keys_and_differ() -> Result<(), RandomError> {
+        let a = new_app_key()?;
+        let b = new_app_key()?;
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn hash_is_sha256_hex() {
+        assert_eq!(hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn equal_hashes_compare_equal_and_others_do_not() {
+        assert!(hashes_equal(&hash("x"), &hash("x")));
+        assert!(!hashes_equal(&hash("x"), &hash("y")));
+        assert!(!hashes_equal("ab", "abc"));
+    }
+
+    #[test]
+    fn hint_is_the_last_four_characters() {
+        assert_eq!(hint("0123456789"), "6789");
+        assert_eq!(hint("ab"), "ab");
+    }
+}

@@ -1,0 +1,181 @@
+//! Grants: operator grants and revocations, and the list of permissions an app holds. A change is
+//! patched into the snapshot before the call returns, so the next decision enforces it.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Access, Actor, Services, required_text};
+use crate::audit::NewAuditEvent;
+use crate::catalog::ObtainedBy;
+use crate::error::{ServiceError, ServiceResult};
+use crate::model::{AccountId, AppId, Grant, GrantSource, KeyId};
+use crate::ports::NewGrant;
+use crate::time::Timestamp;
+
+/// `POST /v1/apps/{id}/permissions`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantPermission {
+    pub permission: String,
+    pub reason: String,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+    /// Binds the grant to one key of the app (e.g. `multi_app` on one native key).
+    #[serde(default)]
+    pub key_id: Option<KeyId>,
+}
+
+/// `DELETE /v1/apps/{id}/permissions/{permission}`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokePermission {
+    pub reason: String,
+}
+
+/// A permission an app holds, as `GET /v1/apps/{id}/permissions` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldPermission {
+    pub permission: String,
+    pub source: GrantSource,
+    pub granted_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub params: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<KeyId>,
+    pub granted_by: Option<AccountId>,
+    pub reason: String,
+}
+
+impl From<&Grant> for HeldPermission {
+    fn from(g: &Grant) -> Self {
+        HeldPermission {
+            permission: g.permission.clone(),
+            source: g.source,
+            granted_at: g.granted_at,
+            expires_at: g.expires_at,
+            params: g.params.clone(),
+            key_id: g.key_id,
+            granted_by: g.granted_by,
+            reason: g.reason.clone(),
+        }
+    }
+}
+
+impl Services {
+    pub fn permissions(&self, actor: &Actor, app: AppId) -> ServiceResult<Vec<HeldPermission>> {
+        let record = self.app_for(actor, app, Access::Read)?;
+        let now = self.clock.now();
+        Ok(record.grants.iter().filter(|g| g.is_active(now)).map(HeldPermission::from).collect())
+    }
+
+    pub fn grant_permission(&self, actor: &Actor, app: AppId, input: GrantPermission) -> ServiceResult<HeldPermission> {
+        if !actor.is_admin() {
+            return Err(ServiceError::Forbidden("only an admin may grant permissions by hand".into()));
+        }
+        let record = self.app_for(actor, app, Access::Read)?;
+        let reason = required_text("reason", &input.reason, 1000)?;
+        let now = self.clock.now();
+        let permission = {
+            let snapshot = self.snapshot.read();
+            let p = snapshot.catalog().permission(&input.permission).ok_or_else(|| {
+                ServiceError::Invalid(format!("`permission`: the catalog has no permission `{}`", input.permission))
+            })?;
+            if p.obtained_by == ObtainedBy::AppType {
+                return Err(ServiceError::Invalid(format!(
+                    "`{}` comes with the app's type and cannot be granted by hand",
+                    p.id
+                )));
+            }
+            if p.retired {
+                return Err(ServiceError::Conflict(format!(
+                    "`{}` is retired: existing grants keep working, new ones are refused",
+                    p.id
+                )));
+            }
+            p.clone()
+        };
+        if let Some(at) = input.expires_at
+            && at <= now
+        {
+            return Err(ServiceError::Invalid(format!("`expires_at` ({at}) is not in the future")));
+        }
+        let params = match input.params {
+            None | Some(serde_json::Value::Null) => serde_json::json!({}),
+            Some(v @ serde_json::Value::Object(_)) => v,
+            Some(_) => return Err(ServiceError::Invalid("`params` must be a JSON object".into())),
+        };
+        if permission.grants_quota {
+            let limit = params.get("limit").and_then(serde_json::Value::as_u64).filter(|l| *l > 0);
+            if limit.is_none() {
+                return Err(ServiceError::Invalid(format!(
+                    "`{}` raises a quota: `params.limit` must be a positive integer, e.g. {{\"limit\": 100000}}",
+                    permission.id
+                )));
+            }
+        }
+        if let Some(key) = input.key_id
+            && !record.keys.iter().any(|k| k.id == key)
+        {
+            return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
+        }
+        let already = record
+            .grants
+            .iter()
+            .any(|g| g.permission == permission.id && g.key_id == input.key_id && g.is_active(now));
+        if already {
+            return Err(ServiceError::Conflict(format!(
+                "app {app} already holds `{}`; revoke it first to change its terms",
+                permission.id
+            )));
+        }
+        let new = NewGrant {
+            app_id: app,
+            permission: permission.id.clone(),
+            key_id: input.key_id,
+            source: GrantSource::Operator,
+            granted_by: Some(actor.account.id),
+            expires_at: input.expires_at,
+            params,
+            reason,
+        };
+        let audit = NewAuditEvent::new(now, Some(actor.account.id), "grant.create", format!("permission:{}", new.permission))
+            .app(app)
+            .after(serde_json::json!({
+                "permission": new.permission, "source": new.source, "expires_at": new.expires_at,
+                "params": new.params, "key_id": new.key_id, "reason": new.reason,
+            }));
+        let grant = self.store.insert_grant(&new, now, &audit)?;
+        self.refresh(app)?;
+        Ok(HeldPermission::from(&grant))
+    }
+
+    pub fn revoke_permission(
+        &self,
+        actor: &Actor,
+        app: AppId,
+        permission: &str,
+        input: RevokePermission,
+    ) -> ServiceResult<HeldPermission> {
+        if !actor.is_staff() {
+            return Err(ServiceError::Forbidden("only a reviewer or an admin may revoke permissions".into()));
+        }
+        let record = self.app_for(actor, app, Access::Read)?;
+        let reason = required_text("reason", &input.reason, 1000)?;
+        let now = self.clock.now();
+        let held = record.grants.iter().find(|g| g.permission == permission && g.key_id.is_none());
+        let Some(held) = held else {
+            return Err(ServiceError::NotFound(format!("app {app} does not hold `{permission}`")));
+        };
+        let audit = NewAuditEvent::new(now, Some(actor.account.id), "grant.revoke", format!("permission:{permission}"))
+            .app(app)
+            .before(HeldPermission::from(held))
+            .after(serde_json::json!({"revoked_at": now, "reason": reason}));
+        let revoked = self
+            .store
+            .revoke_grant(app, permission, actor.account.id, &reason, now, &audit)?
+            .ok_or_else(|| ServiceError::NotFound(format!("app {app} does not hold `{permission}`")))?;
+        self.refresh(app)?;
+        Ok(HeldPermission::from(&revoked))
+    }
+}

@@ -1,0 +1,208 @@
+//! The in-memory state decisions are made from: the catalog, every app with its keys, products
+//! and grants, and indexes from key to app. Built once from the store at start, then patched app by
+//! app whenever a write changes an app, so the next call sees the change without a database read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+
+use crate::catalog::{Activation, Catalog};
+use crate::credential::TokenVerifier;
+use crate::model::{AppId, AppRecord, AppStatus, KeyId, KeyKind, Platforms};
+use crate::secret;
+use crate::time::Timestamp;
+
+/// One key as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub id: KeyId,
+    pub kind: KeyKind,
+    pub platforms: Platforms,
+}
+
+/// A permission held, resolved to the catalog's index.
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    pub permission: usize,
+    /// Bound to one key (e.g. `multi_app`); `None` for the whole app.
+    pub key: Option<KeyId>,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// One app as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct AppEntry {
+    pub id: AppId,
+    pub status: AppStatus,
+    pub owner_blocked: bool,
+    pub keys: Vec<KeyEntry>,
+    /// Indexed like `Catalog::products`.
+    pub products_active: Vec<bool>,
+    pub held: Vec<Held>,
+}
+
+impl AppEntry {
+    /// Whether the app holds `permission` now, for a call made with `key` (if any).
+    pub fn holds(&self, permission: usize, key: Option<KeyId>, now: Timestamp) -> bool {
+        self.held.iter().any(|h| {
+            h.permission == permission
+                && (h.key.is_none() || h.key == key)
+                && h.expires_at.is_none_or(|at| now < at)
+        })
+    }
+
+    pub fn key(&self, id: KeyId) -> Option<&KeyEntry> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyRef {
+    pub app: AppId,
+    pub key: KeyId,
+}
+
+/// The decision state at one moment.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) verifier: Arc<TokenVerifier>,
+    pub(crate) apps: HashMap<AppId, AppEntry>,
+    /// Non-secret keys by their value.
+    pub(crate) keys: HashMap<Box<str>, KeyRef>,
+    /// Secret (admin) keys by their SHA-256 hash.
+    pub(crate) secret_keys: HashMap<Box<str>, KeyRef>,
+    /// Increases with every patch; shown in `/healthz` and useful to tell nodes apart.
+    pub version: u64,
+}
+
+impl Snapshot {
+    pub fn new(catalog: Arc<Catalog>, verifier: Arc<TokenVerifier>) -> Snapshot {
+        Snapshot {
+            catalog,
+            verifier,
+            apps: HashMap::new(),
+            keys: HashMap::new(),
+            secret_keys: HashMap::new(),
+            version: 0,
+        }
+    }
+
+    /// Builds a snapshot of every app.
+    pub fn build(
+        catalog: Arc<Catalog>,
+        verifier: Arc<TokenVerifier>,
+        records: impl IntoIterator<Item = AppRecord>,
+    ) -> Snapshot {
+        let mut snapshot = Snapshot::new(catalog, verifier);
+        for record in records {
+            snapshot.upsert_app(&record);
+        }
+        snapshot
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn app(&self, id: AppId) -> Option<&AppEntry> {
+        self.apps.get(&id)
+    }
+
+    pub fn app_count(&self) -> usize {
+        self.apps.len()
+    }
+
+    /// Replaces everything known about one app with `record`.
+    pub fn upsert_app(&mut self, record: &AppRecord) {
+        self.remove_app(record.app.id);
+        let catalog = &self.catalog;
+        let products_active = catalog
+            .products
+            .iter()
+            .map(|p| {
+                let explicit = record.products.iter().find(|(id, _)| *id == p.id).map(|(_, on)| *on);
+                explicit.unwrap_or(p.activation == Activation::DefaultOn)
+            })
+            .collect();
+        // Grants of permissions the catalog no longer declares cannot be enforced; they stay in
+        // the store and come back if the permission returns.
+        let held = record
+            .grants
+            .iter()
+            .filter_map(|g| {
+                catalog.permission_index(&g.permission).map(|permission| Held {
+                    permission,
+                    key: g.key_id,
+                    expires_at: g.expires_at,
+                })
+            })
+            .collect();
+        let keys = record
+            .keys
+            .iter()
+            .map(|k| KeyEntry { id: k.id, kind: k.kind, platforms: k.platforms.clone() })
+            .collect();
+        for k in &record.keys {
+            let r = KeyRef { app: record.app.id, key: k.id };
+            match (&k.value, k.kind.is_secret()) {
+                (Some(value), false) => {
+                    self.keys.insert(value.as_str().into(), r);
+                }
+                _ => {
+                    self.secret_keys.insert(k.hash.as_str().into(), r);
+                }
+            }
+        }
+        self.apps.insert(
+            record.app.id,
+            AppEntry {
+                id: record.app.id,
+                status: record.app.status,
+                owner_blocked: record.owner_blocked,
+                keys,
+                products_active,
+                held,
+            },
+        );
+        self.version += 1;
+    }
+
+    /// Forgets an app and its keys.
+    pub fn remove_app(&mut self, id: AppId) {
+        if self.apps.remove(&id).is_some() {
+            self.keys.retain(|_, r| r.app != id);
+            self.secret_keys.retain(|_, r| r.app != id);
+            self.version += 1;
+        }
+    }
+
+    /// Finds the app key a caller presented.
+    pub(crate) fn find_key(&self, presented: &str) -> Option<(&AppEntry, &KeyEntry)> {
+        let r = match self.keys.get(presented) {
+            Some(r) => *r,
+            None => *self.secret_keys.get(secret::hash(presented).as_str())?,
+        };
+        let app = self.apps.get(&r.app)?;
+        Some((app, app.key(r.key)?))
+    }
+}
+
+/// The snapshot shared by every request handler of one node. Reads are concurrent; a patch holds
+/// the write lock only while it swaps one app's entry.
+#[derive(Debug)]
+pub struct SharedSnapshot(RwLock<Snapshot>);
+
+impl SharedSnapshot {
+    pub fn new(snapshot: Snapshot) -> SharedSnapshot {
+        SharedSnapshot(RwLock::new(snapshot))
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Snapshot> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn patch<R>(&self, f: impl FnOnce(&mut Snapshot) -> R) -> R {
+        let mut guard = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    }
+}
