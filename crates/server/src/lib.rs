@@ -1,1 +1,84 @@
-//! placeholder
+//! permgate's HTTP surface: the management API of SPEC section 5, the decision API `/v1/check`,
+//! health endpoints and the landing page, as one axum `Router`.
+//!
+//! # Layout
+//! - [`router`] builds the whole `Router` from an [`AppState`]; tests call it directly.
+//! - `handlers/` holds one file per resource; handlers only parse, call a service and shape JSON.
+//! - `error.rs` is the one place errors become responses (`{"msg", "code"}` with the status);
+//!   `extract.rs` holds the extractors that turn bad input into -2 and bad tokens into -401.
+//! - Store calls block, so handlers run services on tokio's blocking pool via [`AppState::run`].
+
+mod error;
+mod extract;
+mod handlers;
+
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+use permgate_core::service::Services;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("services", &self.services).finish()
+    }
+}
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState { services }
+    }
+
+    /// Runs a blocking service call off the async workers.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Services) -> Result<T, permgate_core::error::ServiceError> + Send + 'static,
+    {
+        let services = self.services.clone();
+        match tokio::task::spawn_blocking(move || f(&services)).await {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(join) => Err(ApiError::internal(format!("a service call failed: {join}"))),
+        }
+    }
+}
+
+/// The largest JSON body the management API and `/v1/check` accept.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    use handlers::{accounts, apps, catalog, check, health};
+    Router::new()
+        .route("/", get(health::landing))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/check", post(check::check))
+        .route("/v1/catalog", get(catalog::catalog))
+        .route("/v1/accounts", post(accounts::create).get(accounts::list))
+        .route("/v1/accounts/me", get(accounts::me))
+        .route("/v1/apps", post(apps::create).get(apps::list))
+        .route("/v1/apps/{id}", get(apps::get))
+        .route("/v1/apps/{id}/keys", post(apps::add_key))
+        .route("/v1/apps/{id}/keys/{key_id}", delete(apps::delete_key))
+        .route("/v1/apps/{id}/keys/{key_id}/rotate", post(apps::rotate_key))
+        .route("/v1/apps/{id}/keys/{key_id}/platforms", put(apps::set_platforms))
+        .route("/v1/apps/{id}/members", post(apps::set_member))
+        .route("/v1/apps/{id}/members/{account_id}", delete(apps::remove_member))
+        .route("/v1/apps/{id}/products/{product}", put(apps::set_product))
+        .route("/v1/apps/{id}/permissions", get(apps::permissions).post(apps::grant))
+        .route("/v1/apps/{id}/permissions/{permission}", delete(apps::revoke))
+        .route("/v1/audit", get(apps::audit))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .with_state(state)
+}

@@ -1,1 +1,675 @@
-//! placeholder
+//! permgate's storage ports on an embedded SQLite file: nothing to install, created on first start.
+//!
+//! # Layout
+//! - `migrations/NNNN_*.sql`: plain SQL, numbered, append-only; [`SqliteStore::open`] applies
+//!   pending ones in a transaction and refuses a database newer than this binary.
+//! - [`SqliteStore`] implements every port of `permgate_core::ports` on one connection behind a
+//!   mutex (WAL, `synchronous = FULL`: a committed write survives a crash or power loss).
+//! - Every mutation writes its audit event in the same transaction, chained to the previous hash.
+//! - Row mapping helpers are at the bottom.
+
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use permgate_core::audit::{AuditEvent, GENESIS_HASH, NewAuditEvent};
+use permgate_core::model::{
+    Account, AccountId, App, AppId, AppRecord, AppStatus, Grant, GrantSource, Key, KeyId, KeyKind, Member,
+    MemberRole, Platforms, Role,
+};
+use permgate_core::ports::{
+    AccountStore, AppStore, AuditStore, GrantStore, NewAccount, NewApp, NewGrant, NewKey, Store, StoreError,
+    StoreResult,
+};
+use permgate_core::time::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+/// The migrations this binary knows, in order.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// Where the schema stands relative to this binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub current: i64,
+    pub latest: i64,
+}
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: String,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            let detail = msg.clone().unwrap_or_default();
+            if detail.contains("accounts.name") {
+                StoreError::Conflict("an account with this name exists already".into())
+            } else {
+                StoreError::Conflict(detail)
+            }
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let store = Self::open_unmigrated(path)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens without migrating, e.g. to report the schema status.
+    pub fn open_unmigrated(path: &Path) -> StoreResult<SqliteStore> {
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display())))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(backend)?;
+        Ok(SqliteStore { conn: Mutex::new(conn), path: path.display().to_string() })
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> StoreResult<SqliteStore> {
+        let conn = Connection::open_in_memory().map_err(backend)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(backend)?;
+        let store = SqliteStore { conn: Mutex::new(conn), path: ":memory:".into() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn migration_status(&self) -> StoreResult<MigrationStatus> {
+        let conn = self.conn();
+        Ok(MigrationStatus { current: current_version(&conn)?, latest: latest_version() })
+    }
+
+    /// Applies pending migrations; returns the versions applied. Refuses a schema newer than
+    /// this binary, which would mean an older permgate is running against a newer database.
+    pub fn migrate(&self) -> StoreResult<Vec<i64>> {
+        let mut conn = self.conn();
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);",
+        )
+        .map_err(backend)?;
+        let current = current_version(&conn)?;
+        let latest = latest_version();
+        if current > latest {
+            return Err(StoreError::Backend(format!(
+                "the database schema is version {current}, newer than this permgate binary knows ({latest}); upgrade permgate"
+            )));
+        }
+        let mut applied = Vec::new();
+        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute_batch(sql).map_err(|e| StoreError::Backend(format!("migration {version} ({name}) failed: {e}")))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, strftime('%s','now'))",
+                params![version, name],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            applied.push(*version);
+        }
+        Ok(applied)
+    }
+
+    /// Runs `f` in a transaction that also appends `audit`; commits only if both succeed.
+    fn write<T>(&self, audit: &NewAuditEvent, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+        let out = f(&tx)?;
+        append_audit(&tx, audit)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+}
+
+fn current_version(conn: &Connection) -> StoreResult<i64> {
+    let exists: bool = conn
+        .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'", [], |r| r.get(0))
+        .map_err(backend)?;
+    if !exists {
+        return Ok(0);
+    }
+    conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(backend)
+}
+
+fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |(v, _, _)| *v)
+}
+
+fn append_audit(tx: &Transaction<'_>, e: &NewAuditEvent) -> StoreResult<()> {
+    let last: Option<(i64, String)> = tx
+        .query_row("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)?;
+    let (seq, prev) = last.map_or((1, GENESIS_HASH.to_owned()), |(s, h)| (s + 1, h));
+    let hash = e.chain_hash(seq, &prev);
+    tx.execute(
+        "INSERT INTO audit_events (seq, at, actor, action, target, app_id, before, after, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            seq,
+            e.at.0,
+            e.actor.map(|a| a.0),
+            e.action,
+            e.target,
+            e.app_id.map(|a| a.0),
+            e.before.to_string(),
+            e.after.to_string(),
+            prev,
+            hash
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+impl AccountStore for SqliteStore {
+    fn create_account(&self, new: &NewAccount, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Account> {
+        let id = self.write(audit, |tx| {
+            tx.execute(
+                "INSERT INTO accounts (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![new.name, new.role.as_str(), new.token_hash, now.0],
+            )
+            .map_err(backend)?;
+            Ok(tx.last_insert_rowid())
+        })?;
+        Ok(Account { id: AccountId(id), name: new.name.clone(), role: new.role, blocked: false, created_at: now })
+    }
+
+    fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        self.conn()
+            .query_row(
+                "SELECT id, name, role, blocked, created_at FROM accounts WHERE id = ?1",
+                [id.0],
+                account_row,
+            )
+            .optional()
+            .map_err(backend)?
+            .transpose()
+    }
+
+    fn account_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(Account, String)>> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT id, name, role, blocked, created_at, token_hash FROM accounts WHERE token_hash = ?1",
+                [token_hash],
+                |r| Ok((account_row(r)?, r.get::<_, String>(5)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        match row {
+            None => Ok(None),
+            Some((account, hash)) => Ok(Some((account?, hash))),
+        }
+    }
+
+    fn accounts(&self) -> StoreResult<Vec<Account>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, name, role, blocked, created_at FROM accounts ORDER BY id")
+            .map_err(backend)?;
+        let rows = stmt.query_map([], account_row).map_err(backend)?;
+        rows.map(|r| r.map_err(backend)?).collect()
+    }
+
+    fn count_admins(&self) -> StoreResult<u64> {
+        self.conn()
+            .query_row("SELECT count(*) FROM accounts WHERE role = 'admin'", [], |r| r.get(0))
+            .map_err(backend)
+    }
+
+    fn upsert_admin(&self, name: &str, token_hash: &str, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Account> {
+        self.write(audit, |tx| {
+            tx.execute(
+                "INSERT INTO accounts (name, role, token_hash, created_at) VALUES (?1, 'admin', ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, role = 'admin'",
+                params![name, token_hash, now.0],
+            )
+            .map_err(backend)?;
+            tx.query_row(
+                "SELECT id, name, role, blocked, created_at FROM accounts WHERE name = ?1",
+                [name],
+                account_row,
+            )
+            .map_err(backend)?
+        })
+    }
+}
+
+impl AppStore for SqliteStore {
+    fn create_app(&self, new: &NewApp, keys: &[NewKey], now: Timestamp, audit: &NewAuditEvent) -> StoreResult<AppId> {
+        let mut audit = audit.clone();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO apps (name, company_name, category, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![new.name, new.company_name, new.category, new.owner.0, now.0],
+        )
+        .map_err(backend)?;
+        let id = AppId(tx.last_insert_rowid());
+        tx.execute(
+            "INSERT INTO app_members (app_id, account_id, role) VALUES (?1, ?2, 'owner')",
+            params![id.0, new.owner.0],
+        )
+        .map_err(backend)?;
+        for key in keys {
+            insert_key(&tx, id, key, now)?;
+        }
+        audit.app_id = Some(id);
+        audit.target = format!("app:{id}");
+        append_audit(&tx, &audit)?;
+        tx.commit().map_err(backend)?;
+        Ok(id)
+    }
+
+    fn app_record(&self, id: AppId) -> StoreResult<Option<AppRecord>> {
+        let conn = self.conn();
+        load_record(&conn, id)
+    }
+
+    fn app_records(&self) -> StoreResult<Vec<AppRecord>> {
+        let conn = self.conn();
+        let ids = all_ids(&conn)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = load_record(&conn, id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn app_ids_of_member(&self, account: AccountId) -> StoreResult<Vec<AppId>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT app_id FROM app_members WHERE account_id = ?1 ORDER BY app_id")
+            .map_err(backend)?;
+        let rows = stmt.query_map([account.0], |r| r.get::<_, i64>(0)).map_err(backend)?;
+        rows.map(|r| r.map(AppId).map_err(backend)).collect()
+    }
+
+    fn app_ids(&self) -> StoreResult<Vec<AppId>> {
+        all_ids(&self.conn())
+    }
+
+    fn set_member(&self, app: AppId, account: AccountId, role: MemberRole, audit: &NewAuditEvent) -> StoreResult<()> {
+        self.write(audit, |tx| {
+            tx.execute(
+                "INSERT INTO app_members (app_id, account_id, role) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (app_id, account_id) DO UPDATE SET role = excluded.role",
+                params![app.0, account.0, role.as_str()],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn remove_member(&self, app: AppId, account: AccountId, audit: &NewAuditEvent) -> StoreResult<bool> {
+        self.write(audit, |tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM app_members WHERE app_id = ?1 AND account_id = ?2 AND role <> 'owner'",
+                    params![app.0, account.0],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn add_key(&self, app: AppId, key: &NewKey, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<KeyId> {
+        self.write(audit, |tx| insert_key(tx, app, key, now))
+    }
+
+    fn replace_key_secret(&self, app: AppId, key: KeyId, new: &NewKey, audit: &NewAuditEvent) -> StoreResult<bool> {
+        self.write(audit, |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE app_keys SET value = ?1, hash = ?2, hint = ?3 WHERE id = ?4 AND app_id = ?5",
+                    params![new.value, new.hash, new.hint, key.0, app.0],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn delete_key(&self, app: AppId, key: KeyId, audit: &NewAuditEvent) -> StoreResult<bool> {
+        self.write(audit, |tx| {
+            let n = tx
+                .execute("DELETE FROM app_keys WHERE id = ?1 AND app_id = ?2", params![key.0, app.0])
+                .map_err(backend)?;
+            // A permission bound to the key (multi_app) dies with it and cannot come back.
+            tx.execute(
+                "UPDATE grants SET revoked_at = ?1, revoke_reason = 'key deleted'
+                 WHERE app_id = ?2 AND key_id = ?3 AND revoked_at IS NULL",
+                params![audit.at.0, app.0, key.0],
+            )
+            .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn set_key_platforms(&self, app: AppId, key: KeyId, platforms: &Platforms, audit: &NewAuditEvent) -> StoreResult<bool> {
+        let json = serde_json::to_string(platforms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.write(audit, |tx| {
+            let n = tx
+                .execute("UPDATE app_keys SET platforms = ?1 WHERE id = ?2 AND app_id = ?3", params![json, key.0, app.0])
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn set_product(&self, app: AppId, product: &str, activated: bool, audit: &NewAuditEvent) -> StoreResult<()> {
+        self.write(audit, |tx| {
+            tx.execute(
+                "INSERT INTO app_products (app_id, product, activated) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (app_id, product) DO UPDATE SET activated = excluded.activated",
+                params![app.0, product, activated],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+}
+
+impl GrantStore for SqliteStore {
+    fn insert_grant(&self, g: &NewGrant, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Grant> {
+        let params_json = g.params.to_string();
+        let id = self.write(audit, |tx| {
+            tx.execute(
+                "INSERT INTO grants (app_id, permission, key_id, source, granted_by, granted_at, expires_at, params, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    g.app_id.0,
+                    g.permission,
+                    g.key_id.map(|k| k.0),
+                    g.source.as_str(),
+                    g.granted_by.map(|a| a.0),
+                    now.0,
+                    g.expires_at.map(|t| t.0),
+                    params_json,
+                    g.reason
+                ],
+            )
+            .map_err(backend)?;
+            Ok(tx.last_insert_rowid())
+        })?;
+        Ok(Grant {
+            id,
+            app_id: g.app_id,
+            permission: g.permission.clone(),
+            key_id: g.key_id,
+            source: g.source,
+            granted_by: g.granted_by,
+            granted_at: now,
+            expires_at: g.expires_at,
+            params: g.params.clone(),
+            reason: g.reason.clone(),
+        })
+    }
+
+    fn revoke_grant(
+        &self,
+        app: AppId,
+        permission: &str,
+        by: AccountId,
+        reason: &str,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Grant>> {
+        self.write(audit, |tx| {
+            let held = tx
+                .query_row(
+                    &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS NULL AND revoked_at IS NULL ORDER BY id DESC LIMIT 1"),
+                    params![app.0, permission],
+                    grant_row,
+                )
+                .optional()
+                .map_err(backend)?
+                .transpose()?;
+            if held.is_some() {
+                tx.execute(
+                    "UPDATE grants SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3
+                     WHERE app_id = ?4 AND permission = ?5 AND key_id IS NULL AND revoked_at IS NULL",
+                    params![now.0, by.0, reason, app.0, permission],
+                )
+                .map_err(backend)?;
+            }
+            Ok(held)
+        })
+    }
+}
+
+impl AuditStore for SqliteStore {
+    fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>> {
+        let conn = self.conn();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, at, actor, action, target, app_id, before, after, prev_hash, hash FROM audit_events
+                 WHERE (?1 IS NULL OR app_id = ?1) ORDER BY seq LIMIT ?2",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![app.map(|a| a.0), limit], |r| {
+                let before: String = r.get(6)?;
+                let after: String = r.get(7)?;
+                Ok((
+                    AuditEvent {
+                        seq: r.get(0)?,
+                        event: NewAuditEvent {
+                            at: Timestamp(r.get(1)?),
+                            actor: r.get::<_, Option<i64>>(2)?.map(AccountId),
+                            action: r.get(3)?,
+                            target: r.get(4)?,
+                            app_id: r.get::<_, Option<i64>>(5)?.map(AppId),
+                            before: serde_json::Value::Null,
+                            after: serde_json::Value::Null,
+                        },
+                        prev_hash: r.get(8)?,
+                        hash: r.get(9)?,
+                    },
+                    before,
+                    after,
+                ))
+            })
+            .map_err(backend)?;
+        rows.map(|row| {
+            let (mut e, before, after) = row.map_err(backend)?;
+            e.event.before = json(&before)?;
+            e.event.after = json(&after)?;
+            Ok(e)
+        })
+        .collect()
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn ping(&self) -> StoreResult<()> {
+        self.conn().query_row("SELECT 1", [], |_| Ok(())).map_err(backend)
+    }
+}
+
+// ---- row mapping ----
+
+const GRANT_COLUMNS: &str = "id, app_id, permission, key_id, source, granted_by, granted_at, expires_at, params, reason";
+
+fn parse<T: std::str::FromStr>(text: &str, what: &str) -> StoreResult<T> {
+    text.parse().map_err(|_| StoreError::Corrupt(format!("unknown {what} `{text}`")))
+}
+
+fn json(text: &str) -> StoreResult<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("bad JSON in the database: {e}")))
+}
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Account>> {
+    let role: String = r.get(2)?;
+    let (id, name, blocked, created_at) = (r.get(0)?, r.get(1)?, r.get(3)?, r.get(4)?);
+    Ok(parse::<Role>(&role, "role").map(|role| Account {
+        id: AccountId(id),
+        name,
+        role,
+        blocked,
+        created_at: Timestamp(created_at),
+    }))
+}
+
+fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Grant>> {
+    let source: String = r.get(4)?;
+    let params: String = r.get(8)?;
+    let (id, app_id, permission, key_id, granted_by, granted_at, expires_at, reason) = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get::<_, Option<i64>>(3)?,
+        r.get::<_, Option<i64>>(5)?,
+        r.get(6)?,
+        r.get::<_, Option<i64>>(7)?,
+        r.get(9)?,
+    );
+    Ok((|| {
+        Ok(Grant {
+            id,
+            app_id: AppId(app_id),
+            permission,
+            key_id: key_id.map(KeyId),
+            source: parse::<GrantSource>(&source, "grant source")?,
+            granted_by: granted_by.map(AccountId),
+            granted_at: Timestamp(granted_at),
+            expires_at: expires_at.map(Timestamp),
+            params: json(&params)?,
+            reason,
+        })
+    })())
+}
+
+fn insert_key(tx: &Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp) -> StoreResult<KeyId> {
+    tx.execute(
+        "INSERT INTO app_keys (app_id, kind, value, hash, hint, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![app.0, key.kind.as_str(), key.value, key.hash, key.hint, now.0],
+    )
+    .map_err(backend)?;
+    Ok(KeyId(tx.last_insert_rowid()))
+}
+
+fn all_ids(conn: &Connection) -> StoreResult<Vec<AppId>> {
+    let mut stmt = conn.prepare("SELECT id FROM apps ORDER BY id").map_err(backend)?;
+    let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(backend)?;
+    rows.map(|r| r.map(AppId).map_err(backend)).collect()
+}
+
+fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
+    let app = conn
+        .query_row(
+            "SELECT a.id, a.name, a.company_name, a.category, a.owner_id, a.status, a.created_at, o.blocked
+             FROM apps a JOIN accounts o ON o.id = a.owner_id WHERE a.id = ?1",
+            [id.0],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, bool>(7)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some((id, name, company_name, category, owner, status, created_at, owner_blocked)) = app else {
+        return Ok(None);
+    };
+    let app = App {
+        id: AppId(id),
+        name,
+        company_name,
+        category,
+        owner: AccountId(owner),
+        status: parse::<AppStatus>(&status, "app status")?,
+        created_at: Timestamp(created_at),
+    };
+
+    let mut stmt = conn
+        .prepare("SELECT account_id, role FROM app_members WHERE app_id = ?1 ORDER BY role = 'owner' DESC, account_id")
+        .map_err(backend)?;
+    let members = stmt
+        .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .map_err(backend)?
+        .map(|row| {
+            let (account, role) = row.map_err(backend)?;
+            Ok(Member { account_id: AccountId(account), role: parse(&role, "member role")? })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+
+    let mut stmt = conn
+        .prepare("SELECT id, kind, value, hash, hint, platforms, created_at FROM app_keys WHERE app_id = ?1 ORDER BY id")
+        .map_err(backend)?;
+    let keys = stmt
+        .query_map([id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .map_err(backend)?
+        .map(|row| {
+            let (kid, kind, value, hash, hint, platforms, created_at) = row.map_err(backend)?;
+            Ok(Key {
+                id: KeyId(kid),
+                kind: parse::<KeyKind>(&kind, "key kind")?,
+                value,
+                hash,
+                hint,
+                platforms: serde_json::from_str(&platforms)
+                    .map_err(|e| StoreError::Corrupt(format!("bad platforms of key {kid}: {e}")))?,
+                created_at: Timestamp(created_at),
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+
+    let mut stmt = conn
+        .prepare("SELECT product, activated FROM app_products WHERE app_id = ?1 ORDER BY product")
+        .map_err(backend)?;
+    let products = stmt
+        .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+
+    let mut stmt = conn
+        .prepare(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE app_id = ?1 AND revoked_at IS NULL ORDER BY id"))
+        .map_err(backend)?;
+    let grants = stmt
+        .query_map([id], grant_row)
+        .map_err(backend)?
+        .map(|r| r.map_err(backend)?)
+        .collect::<StoreResult<Vec<_>>>()?;
+
+    Ok(Some(AppRecord { app, owner_blocked, members, keys, products, grants }))
+}

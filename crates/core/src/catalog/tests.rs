@@ -233,3 +233,10 @@ fn errors_display_as_a_numbered_list() {
     };
     assert_eq!(err.to_string(), "the catalog has 1 error:\n  f.toml:3:1: bad");
 }
+
+#[test]
+fn the_builtin_catalog_is_valid() {
+    if let Err(e) = Catalog::builtin() {
+        unreachable!("{e}");
+    }
+}

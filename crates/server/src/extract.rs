@@ -1,0 +1,75 @@
+//! Extractors that turn bad input into the documented errors instead of axum's plain-text ones:
+//! a malformed or oversized JSON body is 400 / -2 naming the problem; a missing or bad account
+//! token is 401 / -401.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+use permgate_core::service::Actor;
+
+/// A JSON body. The content type is not checked, so `curl -d '{...}'` works as pasted.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let text = e.body_text();
+            if text.contains("length limit") {
+                ApiError::invalid(format!("the body is larger than {} bytes", crate::MAX_JSON_BODY))
+            } else {
+                ApiError::invalid(format!("could not read the body: {text}"))
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses JSON, describing what is wrong and where.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid("the body is empty; send a JSON object"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "the body is not valid JSON",
+            _ => "the body does not have the expected fields",
+        };
+        ApiError::invalid(format!("{what}: {e}"))
+    })
+}
+
+/// The signed-in account (`Authorization: Bearer <account token>`).
+pub struct SignedIn(pub Actor);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
+        let token = header.as_deref().map(|h| {
+            let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h, ""));
+            if scheme.eq_ignore_ascii_case("Bearer") { rest.trim().to_owned() } else { String::new() }
+        });
+        if header.is_some() && token.as_deref() == Some("") {
+            return Err(ApiError {
+                status: axum::http::StatusCode::UNAUTHORIZED,
+                code: -401,
+                msg: "use `Authorization: Bearer <account token>`".into(),
+            });
+        }
+        let actor = state.run(move |s| s.authenticate(token.as_deref())).await?;
+        Ok(SignedIn(actor))
+    }
+}
+
+/// Parses a numeric id from the path, or answers -2 naming it.
+pub fn id<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, ApiError> {
+    text.parse().map_err(|_| ApiError::invalid(format!("{what} `{text}` is not a number")))
+}

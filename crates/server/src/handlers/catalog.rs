@@ -1,0 +1,13 @@
+//! `GET /v1/catalog`: the catalog in force, as JSON.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::extract::SignedIn;
+
+pub async fn catalog(State(state): State<AppState>, SignedIn(_): SignedIn) -> Json<Value> {
+    let catalog = state.services.snapshot.read().catalog().clone();
+    Json(json!(*catalog))
+}

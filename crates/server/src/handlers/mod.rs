@@ -1,0 +1,7 @@
+//! One file per resource.
+
+pub mod accounts;
+pub mod apps;
+pub mod catalog;
+pub mod check;
+pub mod health;
