@@ -1,1 +1,93 @@
-fn main() {}
+//! The `permgate` binary: parse flags, load configuration, wire the crates together, run.
+//!
+//! # Layout
+//! - `main.rs`: the command line (clap) and dispatch.
+//! - `wiring.rs`: opening the store, loading the catalog, building the snapshot and services.
+//! - `serve.rs`: `permgate serve`; `commands.rs`: every other command.
+
+mod commands;
+mod serve;
+mod wiring;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "permgate", version, about = "The permission system of an API platform: decisions, grants, quotas and an exact record.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: management API, /v1/check, health.
+    Serve(serve::ServeArgs),
+    /// Decide one call from the command line, against the database and catalog.
+    Check(commands::CheckArgs),
+    /// Work with catalog files.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Apply pending database migrations.
+    Migrate(StoreArgs),
+    /// Work with the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Sign a user token (HS256) for development and tests.
+    Token(commands::TokenArgs),
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Check a catalog file and report every error with its line.
+    Validate {
+        /// The catalog TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit trail's hash chain from the first event to the last.
+    Verify(StoreArgs),
+}
+
+/// Where the data lives.
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// `sqlite://PATH` (default `sqlite://permgate.db` in the working directory).
+    #[arg(long, env = "PERMGATE_DATABASE_URL", default_value = wiring::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+}
+
+/// The catalog and token settings decisions need.
+#[derive(Args, Clone)]
+pub struct EngineArgs {
+    /// A catalog TOML file; default: the built-in Kakao catalog.
+    #[arg(long, env = "PERMGATE_CATALOG")]
+    pub catalog: Option<PathBuf>,
+    /// HS256 secret that user tokens (`Authorization: Bearer <JWT>`) are signed with.
+    #[arg(long, env = "PERMGATE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Check(args) => commands::check(args),
+        Command::Catalog(CatalogCommand::Validate { file }) => commands::validate_catalog(&file),
+        Command::Migrate(store) => commands::migrate(&store),
+        Command::Audit(AuditCommand::Verify(store)) => commands::audit_verify(&store),
+        Command::Token(args) => commands::token(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,208 @@
-//! placeholder
+//! Dev-only helpers for permgate's tests: a real server on port 0 over a fresh SQLite file, a
+//! manual clock, and small HTTP helpers that return `(status, json)`.
+//!
+//! # Layout
+//! - [`TestApp::spawn`] builds the whole stack (store, catalog, snapshot, services, router) and
+//!   serves it on an ephemeral port; dropping it stops the server and deletes the database.
+//! - [`TestApp`]'s methods speak the public HTTP API only, as an outside client would.
+//! - The clock is a [`ManualClock`] the test moves; nothing sleeps.
+//! - [`scratch_dir`] gives each test its own directory under the system temp dir.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use permgate_core::catalog::Catalog;
+use permgate_core::credential::{TokenVerifier, mint_user_token};
+use permgate_core::model::AppId;
+use permgate_core::ports::Store;
+use permgate_core::service::{BootstrapOutcome, Services};
+use permgate_core::snapshot::{SharedSnapshot, Snapshot};
+use permgate_core::time::{ManualClock, Timestamp};
+use permgate_server::AppState;
+use permgate_store_sqlite::SqliteStore;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// 2026-11-28T00:00:00Z: where test clocks start.
+pub const EPOCH: Timestamp = Timestamp(1_795_824_000);
+/// The HS256 secret test servers verify user tokens with.
+pub const JWT_SECRET: &str = "testkit-jwt-secret";
+/// The bootstrap admin token of test servers.
+pub const ADMIN_TOKEN: &str = "testkit-admin-token-0123456789";
+
+/// A directory of its own for one test, removed when dropped.
+#[derive(Debug)]
+pub struct ScratchDir(pub PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Makes a fresh, empty directory for one test.
+pub fn scratch_dir(label: &str) -> ScratchDir {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "permgate-test-{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        unreachable!("cannot create {}: {e}", dir.display());
+    }
+    ScratchDir(dir)
+}
+
+/// A running permgate over a fresh database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub services: Services,
+    pub admin: String,
+    server: tokio::task::JoinHandle<()>,
+    _dir: ScratchDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    /// Starts a server with the built-in catalog.
+    pub async fn spawn() -> TestApp {
+        let catalog = match Catalog::builtin() {
+            Ok(c) => c,
+            Err(e) => unreachable!("{e}"),
+        };
+        Self::spawn_with(catalog).await
+    }
+
+    /// Starts a server with `catalog`.
+    pub async fn spawn_with(catalog: Catalog) -> TestApp {
+        let dir = scratch_dir("http");
+        let store = match SqliteStore::open(&dir.0.join("permgate.db")) {
+            Ok(s) => Arc::new(s),
+            Err(e) => unreachable!("{e}"),
+        };
+        let clock = Arc::new(ManualClock::new(EPOCH));
+        let verifier = TokenVerifier::new(Some(JWT_SECRET.as_bytes()));
+        let snapshot = Snapshot::build(Arc::new(catalog), Arc::new(verifier), Vec::new());
+        let store: Arc<dyn Store> = store;
+        let services = Services::new(store, Arc::new(SharedSnapshot::new(snapshot)), clock.clone());
+        match services.bootstrap_admin(Some(ADMIN_TOKEN)) {
+            Ok(BootstrapOutcome::FromConfiguration(_)) => {}
+            other => unreachable!("bootstrap: {other:?}"),
+        }
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => unreachable!("bind: {e}"),
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => unreachable!("{e}"),
+        };
+        let state = AppState::new(services.clone());
+        let server = tokio::spawn(async move {
+            let _ = permgate_server::serve(listener, state, std::future::pending()).await;
+        });
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            clock,
+            services,
+            admin: ADMIN_TOKEN.to_owned(),
+            server,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request; `body` is sent as raw text when it is a JSON string, else as JSON.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        match body {
+            Some(Value::String(raw)) => req = req.header("content-type", "application/json").body(raw),
+            Some(v) => req = req.json(&v),
+            None => {}
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => unreachable!("{path}: {e}"),
+        };
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(token), body).await
+    }
+
+    /// Creates an account with `role`; returns `(id, token)`.
+    pub async fn account(&self, name: &str, role: &str) -> (i64, String) {
+        let (status, body) = self.post("/v1/accounts", &self.admin, serde_json::json!({"name": name, "role": role})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (body["id"].as_i64().unwrap_or_default(), body["token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Creates an app owned by the account behind `token`; returns the app as the API shows it.
+    pub async fn app(&self, token: &str, name: &str) -> Value {
+        let (status, body) = self
+            .post("/v1/apps", token, serde_json::json!({"name": name, "company_name": "Example Co", "category": "shopping"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// A user token for `app` signed with the server's secret, valid for an hour.
+    pub fn user_token(&self, app: i64, sub: &str, scope: &str) -> String {
+        let scopes: Vec<String> = scope.split_whitespace().map(str::to_owned).collect();
+        let exp = Timestamp(self.clock_now().0 + 3600);
+        match mint_user_token(JWT_SECRET.as_bytes(), AppId(app), sub, &scopes, exp) {
+            Ok(t) => t,
+            Err(e) => unreachable!("{e}"),
+        }
+    }
+
+    pub fn clock_now(&self) -> Timestamp {
+        use permgate_core::time::Clock;
+        self.clock.now()
+    }
+
+    /// `POST /v1/check` for a call with this Authorization header.
+    pub async fn check(&self, method: &str, path: &str, authorization: &str) -> Value {
+        let body = serde_json::json!({"method": method, "path": path, "headers": {"authorization": authorization}});
+        let (status, decision) = self.call(Method::POST, "/v1/check", None, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{decision}");
+        decision
+    }
+}
+
+/// The first key of `kind` in an app as the API shows it.
+pub fn key_of(app: &Value, kind: &str) -> String {
+    app["keys"][kind][0]["key"].as_str().unwrap_or_default().to_owned()
+}

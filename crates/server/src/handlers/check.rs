@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +11,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::parse_json;
+use crate::extract::JsonBody;
 use permgate_core::decision::{Query, decide};
 
 #[derive(Debug, Deserialize)]
@@ -35,8 +34,7 @@ impl CheckRequest {
     }
 }
 
-pub async fn check(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: CheckRequest = parse_json(&body)?;
+pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckRequest>) -> Result<Response, ApiError> {
     if req.method.trim().is_empty() {
         return Err(ApiError::invalid("`method` must not be empty"));
     }

@@ -1,0 +1,141 @@
+//! Every command but `serve`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use permgate_core::audit::verify_chain;
+use permgate_core::catalog::Catalog;
+use permgate_core::credential::mint_user_token;
+use permgate_core::decision::{Query, decide};
+use permgate_core::model::AppId;
+use permgate_core::ports::AuditStore;
+use permgate_core::time::{Clock, SystemClock};
+use permgate_store_sqlite::SqliteStore;
+
+use crate::wiring;
+use crate::{EngineArgs, StoreArgs};
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// HTTP method of the call, e.g. GET.
+    method: String,
+    /// Path of the call, e.g. /v1/api/talk/friends.
+    path: String,
+    /// The call's Authorization header, e.g. "KakaoAK 0123…" or "Bearer eyJ…".
+    #[arg(long, short = 'a')]
+    authorization: Option<String>,
+    /// The call's Origin header (JavaScript keys).
+    #[arg(long)]
+    origin: Option<String>,
+    /// The call's KA header (native keys).
+    #[arg(long)]
+    ka: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Decides one call; prints the decision as JSON; exits 0 if allowed, 1 if denied.
+pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let store = wiring::open_store(&args.store.database_url)?;
+    let catalog = wiring::load_catalog(args.engine.catalog.as_deref())?;
+    let services = wiring::services(store, catalog, args.engine.jwt_secret.as_deref())?;
+    let query = Query {
+        method: &args.method,
+        path: &args.path,
+        authorization: args.authorization.as_deref(),
+        origin: args.origin.as_deref(),
+        ka: args.ka.as_deref(),
+    };
+    let decision = decide(&services.snapshot.read(), &query, SystemClock.now());
+    println!("{}", serde_json::to_string_pretty(&decision).context("printing the decision")?);
+    Ok(if decision.allow { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Validates a catalog file; exits 1 listing every error.
+pub fn validate_catalog(file: &Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    match Catalog::parse(&file.display().to_string(), &text) {
+        Ok(c) => {
+            println!(
+                "{}: ok: catalog {} with {} products, {} permissions, {} consent items, {} APIs, {} quota rules, {} review reasons",
+                file.display(),
+                c.version,
+                c.products.len(),
+                c.permissions.len(),
+                c.consent_items.len(),
+                c.apis.len(),
+                c.quota_rules.len(),
+                c.review_reasons.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Applies pending migrations and reports what it did.
+pub fn migrate(store: &StoreArgs) -> anyhow::Result<ExitCode> {
+    let path = wiring::sqlite_path(&store.database_url)?;
+    let db = SqliteStore::open_unmigrated(&path).with_context(|| format!("opening {}", path.display()))?;
+    let before = db.migration_status()?;
+    let applied = db.migrate()?;
+    if applied.is_empty() {
+        println!("{}: schema is at version {}, nothing to apply", path.display(), before.current);
+    } else {
+        let list: Vec<String> = applied.iter().map(ToString::to_string).collect();
+        println!("{}: applied migration(s) {}; schema is at version {}", path.display(), list.join(", "), before.latest);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Verifies the audit hash chain.
+pub fn audit_verify(store: &StoreArgs) -> anyhow::Result<ExitCode> {
+    let store = wiring::open_store(&store.database_url)?;
+    let events = store.audit_events(None, usize::MAX)?;
+    match verify_chain(&events) {
+        Ok(()) => {
+            println!("audit chain ok: {} events verified", events.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(seq) => {
+            eprintln!("audit chain BROKEN at event {seq}: it was changed, or an event before it was removed");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct TokenArgs {
+    /// The app the user token is for.
+    #[arg(long)]
+    app_id: i64,
+    /// The user (`sub` claim).
+    #[arg(long, default_value = "user-1")]
+    sub: String,
+    /// Consented scopes, space-separated (e.g. "friends talk_message").
+    #[arg(long, default_value = "")]
+    scope: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: i64,
+    /// The HS256 secret (the server's PERMGATE_JWT_SECRET).
+    #[arg(long, env = "PERMGATE_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+}
+
+/// Prints a signed user token.
+pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
+    let scopes: Vec<String> = args.scope.split_whitespace().map(str::to_owned).collect();
+    let exp = SystemClock.now().plus_seconds(args.ttl);
+    let token = mint_user_token(args.jwt_secret.as_bytes(), AppId(args.app_id), &args.sub, &scopes, exp)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
