@@ -90,7 +90,12 @@ pub fn migrate(store: &StoreArgs) -> anyhow::Result<ExitCode> {
         println!("{}: schema is at version {}, nothing to apply", path.display(), before.current);
     } else {
         let list: Vec<String> = applied.iter().map(ToString::to_string).collect();
-        println!("{}: applied migration(s) {}; schema is at version {}", path.display(), list.join(", "), before.latest);
+        println!(
+            "{}: applied migration(s) {}; schema is at version {}",
+            path.display(),
+            list.join(", "),
+            before.latest
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "permgate", version, about = "The permission system of an API platform: decisions, grants, quotas and an exact record.")]
+#[command(
+    name = "permgate",
+    version,
+    about = "The permission system of an API platform: decisions, grants, quotas and an exact record."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -99,7 +99,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             println!("  Keep it: export PERMGATE_ADMIN_TOKEN={token}");
             println!();
         }
-        BootstrapOutcome::FromConfiguration(id) => tracing::info!("admin account {id} signs in with PERMGATE_ADMIN_TOKEN"),
+        BootstrapOutcome::FromConfiguration(id) => {
+            tracing::info!("admin account {id} signs in with PERMGATE_ADMIN_TOKEN")
+        }
         BootstrapOutcome::AlreadyThere => {
             tracing::info!("an admin account exists; set PERMGATE_ADMIN_TOKEN to reset the `admin` account's token")
         }

@@ -105,8 +105,9 @@ mod tests {
         let mut prev = GENESIS_HASH.to_owned();
         (1..=n)
             .map(|seq| {
-                let event = NewAuditEvent::new(Timestamp(seq), Some(AccountId(1)), "grant.create", format!("app:{seq}"))
-                    .after(serde_json::json!({"permission": "kakao_moment"}));
+                let event =
+                    NewAuditEvent::new(Timestamp(seq), Some(AccountId(1)), "grant.create", format!("app:{seq}"))
+                        .after(serde_json::json!({"permission": "kakao_moment"}));
                 let hash = event.chain_hash(seq, &prev);
                 let e = AuditEvent { seq, event, prev_hash: prev.clone(), hash: hash.clone() };
                 prev = hash;

@@ -245,11 +245,19 @@ mod tests {
     #[test]
     fn a_valid_token_yields_its_claims() {
         let v = TokenVerifier::new(Some(b"s3cret"));
-        let t = token(b"s3cret", serde_json::json!({"app_id": 7, "sub": "u1", "scope": "friends talk_message", "exp": 1000}));
+        let t = token(
+            b"s3cret",
+            serde_json::json!({"app_id": 7, "sub": "u1", "scope": "friends talk_message", "exp": 1000}),
+        );
         let claims = v.verify(&t, Timestamp(900));
         assert_eq!(
             claims,
-            Ok(UserClaims { app_id: AppId(7), sub: "u1".into(), scopes: vec!["friends".into(), "talk_message".into()], exp: Timestamp(1000) })
+            Ok(UserClaims {
+                app_id: AppId(7),
+                sub: "u1".into(),
+                scopes: vec!["friends".into(), "talk_message".into()],
+                exp: Timestamp(1000)
+            })
         );
     }
 
@@ -285,7 +293,10 @@ mod tests {
     fn minted_tokens_verify() {
         let t = mint_user_token(b"k", AppId(3), "u9", &["friends".into()], Timestamp(500));
         let claims = t.map(|t| TokenVerifier::new(Some(b"k")).verify(&t, Timestamp(100)));
-        assert_eq!(claims.ok().and_then(Result::ok).map(|c| (c.app_id, c.sub, c.scopes)), Some((AppId(3), "u9".into(), vec!["friends".into()])));
+        assert_eq!(
+            claims.ok().and_then(Result::ok).map(|c| (c.app_id, c.sub, c.scopes)),
+            Some((AppId(3), "u9".into(), vec!["friends".into()]))
+        );
     }
 
     #[test]

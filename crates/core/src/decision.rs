@@ -178,9 +178,9 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
         }
         match api.without_permission {
             WithoutPermission::MembersOnly => {
-                verdict.reasons.push(format!(
-                    "permission `{permission}`: not held; allowed for the app's members only"
-                ));
+                verdict
+                    .reasons
+                    .push(format!("permission `{permission}`: not held; allowed for the app's members only"));
                 restriction = Some(Restriction::MembersOnly);
                 restricted_by.get_or_insert_with(|| permission.clone());
             }
@@ -209,7 +209,7 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
 
     if caller.kind == KeyKind::Admin
         && let Some(categories) = caller.key.and_then(|k| app.key(k)).and_then(|k| k.platforms.api_categories.as_ref())
-        && !categories.iter().any(|c| *c == api.category)
+        && !categories.contains(&api.category)
     {
         return verdict.deny(
             403,

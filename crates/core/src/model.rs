@@ -112,8 +112,7 @@ string_enum!(
 
 impl KeyKind {
     /// The kinds an app holds as keys (a user token is not a key).
-    pub const APP_KEYS: [KeyKind; 4] =
-        [KeyKind::RestApi, KeyKind::Javascript, KeyKind::NativeApp, KeyKind::Admin];
+    pub const APP_KEYS: [KeyKind; 4] = [KeyKind::RestApi, KeyKind::Javascript, KeyKind::NativeApp, KeyKind::Admin];
 
     /// Admin keys are secrets: stored only as hashes and shown once.
     pub fn is_secret(self) -> bool {

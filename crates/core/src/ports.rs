@@ -5,8 +5,7 @@
 
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::model::{
-    Account, AccountId, AppId, AppRecord, Grant, GrantSource, KeyId, KeyKind, MemberRole, Platforms,
-    Role,
+    Account, AccountId, AppId, AppRecord, Grant, GrantSource, KeyId, KeyKind, MemberRole, Platforms, Role,
 };
 use crate::time::Timestamp;
 
@@ -73,7 +72,8 @@ pub trait AccountStore {
     fn accounts(&self) -> StoreResult<Vec<Account>>;
     fn count_admins(&self) -> StoreResult<u64>;
     /// Creates the admin account `name`, or resets its token if it exists.
-    fn upsert_admin(&self, name: &str, token_hash: &str, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Account>;
+    fn upsert_admin(&self, name: &str, token_hash: &str, now: Timestamp, audit: &NewAuditEvent)
+    -> StoreResult<Account>;
 }
 
 pub trait AppStore {
@@ -90,7 +90,13 @@ pub trait AppStore {
     /// Gives a key a new secret, keeping its id and platforms. False if no such key.
     fn replace_key_secret(&self, app: AppId, key: KeyId, new: &NewKey, audit: &NewAuditEvent) -> StoreResult<bool>;
     fn delete_key(&self, app: AppId, key: KeyId, audit: &NewAuditEvent) -> StoreResult<bool>;
-    fn set_key_platforms(&self, app: AppId, key: KeyId, platforms: &Platforms, audit: &NewAuditEvent) -> StoreResult<bool>;
+    fn set_key_platforms(
+        &self,
+        app: AppId,
+        key: KeyId,
+        platforms: &Platforms,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
     fn set_product(&self, app: AppId, product: &str, activated: bool, audit: &NewAuditEvent) -> StoreResult<()>;
 }
 

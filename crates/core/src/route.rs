@@ -212,10 +212,7 @@ mod tests {
 
     #[test]
     fn literal_segments_win_over_parameters() {
-        let r = router(&[
-            (Method::Get, "/openapi/v4/adAccounts/{id}"),
-            (Method::Get, "/openapi/v4/adAccounts/pages"),
-        ]);
+        let r = router(&[(Method::Get, "/openapi/v4/adAccounts/{id}"), (Method::Get, "/openapi/v4/adAccounts/pages")]);
         assert_eq!(r.lookup(Method::Get, "/openapi/v4/adAccounts/pages"), Some(1));
         assert_eq!(r.lookup(Method::Get, "/openapi/v4/adAccounts/123"), Some(0));
     }
@@ -259,10 +256,7 @@ mod tests {
         assert_eq!(Pattern::parse("/v1/x/"), Err(PatternError::EmptySegment(3)));
         assert_eq!(Pattern::parse("/v1/x{id}"), Err(PatternError::PartialParam("x{id}".into())));
         assert_eq!(Pattern::parse("/v1/{1d}"), Err(PatternError::BadParamName("1d".into())));
-        assert_eq!(
-            Pattern::parse("/v1/{id}/{id}"),
-            Err(PatternError::DuplicateParam("id".into()))
-        );
+        assert_eq!(Pattern::parse("/v1/{id}/{id}"), Err(PatternError::DuplicateParam("id".into())));
         assert_eq!(Pattern::parse("/v1/a?b"), Err(PatternError::BadCharacter("a?b".into())));
     }
 

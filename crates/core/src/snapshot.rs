@@ -44,9 +44,7 @@ impl AppEntry {
     /// Whether the app holds `permission` now, for a call made with `key` (if any).
     pub fn holds(&self, permission: usize, key: Option<KeyId>, now: Timestamp) -> bool {
         self.held.iter().any(|h| {
-            h.permission == permission
-                && (h.key.is_none() || h.key == key)
-                && h.expires_at.is_none_or(|at| now < at)
+            h.permission == permission && (h.key.is_none() || h.key == key) && h.expires_at.is_none_or(|at| now < at)
         })
     }
 
@@ -137,11 +135,8 @@ impl Snapshot {
                 })
             })
             .collect();
-        let keys = record
-            .keys
-            .iter()
-            .map(|k| KeyEntry { id: k.id, kind: k.kind, platforms: k.platforms.clone() })
-            .collect();
+        let keys =
+            record.keys.iter().map(|k| KeyEntry { id: k.id, kind: k.kind, platforms: k.platforms.clone() }).collect();
         for k in &record.keys {
             let r = KeyRef { app: record.app.id, key: k.id };
             match (&k.value, k.kind.is_secret()) {

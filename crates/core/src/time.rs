@@ -14,9 +14,7 @@ pub struct Timestamp(pub i64);
 
 impl Timestamp {
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-        OffsetDateTime::parse(text, &Rfc3339)
-            .ok()
-            .map(|t| Timestamp(t.unix_timestamp()))
+        OffsetDateTime::parse(text, &Rfc3339).ok().map(|t| Timestamp(t.unix_timestamp()))
     }
 
     pub fn to_rfc3339(self) -> String {
@@ -47,9 +45,7 @@ impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Timestamp::parse_rfc3339(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not an RFC 3339 time such as 2026-12-31T00:00:00+09:00"
-            ))
+            serde::de::Error::custom(format!("`{text}` is not an RFC 3339 time such as 2026-12-31T00:00:00+09:00"))
         })
     }
 }

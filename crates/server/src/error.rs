@@ -54,5 +54,9 @@ pub async fn not_found(uri: Uri) -> ApiError {
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError { status: StatusCode::METHOD_NOT_ALLOWED, code: -2, msg: "this endpoint does not accept that method".into() }
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: -2,
+        msg: "this endpoint does not accept that method".into(),
+    }
 }

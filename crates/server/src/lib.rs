@@ -12,7 +12,6 @@ mod error;
 mod extract;
 mod handlers;
 
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};

@@ -13,8 +13,8 @@ use std::sync::{Mutex, PoisonError};
 
 use permgate_core::audit::{AuditEvent, GENESIS_HASH, NewAuditEvent};
 use permgate_core::model::{
-    Account, AccountId, App, AppId, AppRecord, AppStatus, Grant, GrantSource, Key, KeyId, KeyKind, Member,
-    MemberRole, Platforms, Role,
+    Account, AccountId, App, AppId, AppRecord, AppStatus, Grant, GrantSource, Key, KeyId, KeyKind, Member, MemberRole,
+    Platforms, Role,
 };
 use permgate_core::ports::{
     AccountStore, AppStore, AuditStore, GrantStore, NewAccount, NewApp, NewGrant, NewKey, Store, StoreError,
@@ -113,7 +113,8 @@ impl SqliteStore {
         let mut applied = Vec::new();
         for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
             let tx = conn.transaction().map_err(backend)?;
-            tx.execute_batch(sql).map_err(|e| StoreError::Backend(format!("migration {version} ({name}) failed: {e}")))?;
+            tx.execute_batch(sql)
+                .map_err(|e| StoreError::Backend(format!("migration {version} ({name}) failed: {e}")))?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, strftime('%s','now'))",
                 params![version, name],
@@ -138,7 +139,11 @@ impl SqliteStore {
 
 fn current_version(conn: &Connection) -> StoreResult<i64> {
     let exists: bool = conn
-        .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+            [],
+            |r| r.get(0),
+        )
         .map_err(backend)?;
     if !exists {
         return Ok(0);
@@ -192,11 +197,7 @@ impl AccountStore for SqliteStore {
 
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
         self.conn()
-            .query_row(
-                "SELECT id, name, role, blocked, created_at FROM accounts WHERE id = ?1",
-                [id.0],
-                account_row,
-            )
+            .query_row("SELECT id, name, role, blocked, created_at FROM accounts WHERE id = ?1", [id.0], account_row)
             .optional()
             .map_err(backend)?
             .transpose()
@@ -220,20 +221,23 @@ impl AccountStore for SqliteStore {
 
     fn accounts(&self) -> StoreResult<Vec<Account>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT id, name, role, blocked, created_at FROM accounts ORDER BY id")
-            .map_err(backend)?;
+        let mut stmt =
+            conn.prepare("SELECT id, name, role, blocked, created_at FROM accounts ORDER BY id").map_err(backend)?;
         let rows = stmt.query_map([], account_row).map_err(backend)?;
         rows.map(|r| r.map_err(backend)?).collect()
     }
 
     fn count_admins(&self) -> StoreResult<u64> {
-        self.conn()
-            .query_row("SELECT count(*) FROM accounts WHERE role = 'admin'", [], |r| r.get(0))
-            .map_err(backend)
+        self.conn().query_row("SELECT count(*) FROM accounts WHERE role = 'admin'", [], |r| r.get(0)).map_err(backend)
     }
 
-    fn upsert_admin(&self, name: &str, token_hash: &str, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Account> {
+    fn upsert_admin(
+        &self,
+        name: &str,
+        token_hash: &str,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Account> {
         self.write(audit, |tx| {
             tx.execute(
                 "INSERT INTO accounts (name, role, token_hash, created_at) VALUES (?1, 'admin', ?2, ?3)
@@ -296,9 +300,8 @@ impl AppStore for SqliteStore {
 
     fn app_ids_of_member(&self, account: AccountId) -> StoreResult<Vec<AppId>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT app_id FROM app_members WHERE account_id = ?1 ORDER BY app_id")
-            .map_err(backend)?;
+        let mut stmt =
+            conn.prepare("SELECT app_id FROM app_members WHERE account_id = ?1 ORDER BY app_id").map_err(backend)?;
         let rows = stmt.query_map([account.0], |r| r.get::<_, i64>(0)).map_err(backend)?;
         rows.map(|r| r.map(AppId).map_err(backend)).collect()
     }
@@ -363,11 +366,20 @@ impl AppStore for SqliteStore {
         })
     }
 
-    fn set_key_platforms(&self, app: AppId, key: KeyId, platforms: &Platforms, audit: &NewAuditEvent) -> StoreResult<bool> {
+    fn set_key_platforms(
+        &self,
+        app: AppId,
+        key: KeyId,
+        platforms: &Platforms,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
         let json = serde_json::to_string(platforms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.write(audit, |tx| {
             let n = tx
-                .execute("UPDATE app_keys SET platforms = ?1 WHERE id = ?2 AND app_id = ?3", params![json, key.0, app.0])
+                .execute(
+                    "UPDATE app_keys SET platforms = ?1 WHERE id = ?2 AND app_id = ?3",
+                    params![json, key.0, app.0],
+                )
                 .map_err(backend)?;
             Ok(n > 0)
         })
@@ -510,7 +522,8 @@ impl Store for SqliteStore {
 
 // ---- row mapping ----
 
-const GRANT_COLUMNS: &str = "id, app_id, permission, key_id, source, granted_by, granted_at, expires_at, params, reason";
+const GRANT_COLUMNS: &str =
+    "id, app_id, permission, key_id, source, granted_by, granted_at, expires_at, params, reason";
 
 fn parse<T: std::str::FromStr>(text: &str, what: &str) -> StoreResult<T> {
     text.parse().map_err(|_| StoreError::Corrupt(format!("unknown {what} `{text}`")))
@@ -623,7 +636,9 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
         .collect::<StoreResult<Vec<_>>>()?;
 
     let mut stmt = conn
-        .prepare("SELECT id, kind, value, hash, hint, platforms, created_at FROM app_keys WHERE app_id = ?1 ORDER BY id")
+        .prepare(
+            "SELECT id, kind, value, hash, hint, platforms, created_at FROM app_keys WHERE app_id = ?1 ORDER BY id",
+        )
         .map_err(backend)?;
     let keys = stmt
         .query_map([id], |r| {

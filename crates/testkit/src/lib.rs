@@ -8,6 +8,8 @@
 //! - The clock is a [`ManualClock`] the test moves; nothing sleeps.
 //! - [`scratch_dir`] gives each test its own directory under the system temp dir.
 
+pub mod conformance;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -126,7 +128,13 @@ impl TestApp {
     }
 
     /// Sends a request; `body` is sent as raw text when it is a JSON string, else as JSON.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -142,7 +150,8 @@ impl TestApp {
         };
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, json)
     }
 
@@ -164,7 +173,8 @@ impl TestApp {
 
     /// Creates an account with `role`; returns `(id, token)`.
     pub async fn account(&self, name: &str, role: &str) -> (i64, String) {
-        let (status, body) = self.post("/v1/accounts", &self.admin, serde_json::json!({"name": name, "role": role})).await;
+        let (status, body) =
+            self.post("/v1/accounts", &self.admin, serde_json::json!({"name": name, "role": role})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         (body["id"].as_i64().unwrap_or_default(), body["token"].as_str().unwrap_or_default().to_owned())
     }
@@ -172,7 +182,11 @@ impl TestApp {
     /// Creates an app owned by the account behind `token`; returns the app as the API shows it.
     pub async fn app(&self, token: &str, name: &str) -> Value {
         let (status, body) = self
-            .post("/v1/apps", token, serde_json::json!({"name": name, "company_name": "Example Co", "category": "shopping"}))
+            .post(
+                "/v1/apps",
+                token,
+                serde_json::json!({"name": name, "company_name": "Example Co", "category": "shopping"}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body

@@ -329,8 +329,7 @@ impl Catalog {
     /// The `all_apis` quota rules that count `api` (besides the ones it names).
     pub fn quota_rules_for<'a>(&'a self, api: &'a Api) -> impl Iterator<Item = &'a QuotaRule> + 'a {
         self.quota_rules.iter().filter(move |r| {
-            api.quota_rules.contains(&r.id)
-                || (r.all_apis && !r.exclude_categories.contains(&api.category))
+            api.quota_rules.contains(&r.id) || (r.all_apis && !r.exclude_categories.contains(&api.category))
         })
     }
 }
@@ -386,14 +385,10 @@ impl Validator<'_> {
     fn build(&mut self, raw: raw::RawCatalog) -> Catalog {
         let index = Indexes {
             products: self.index("product", &raw.products.iter().map(|p| &p.id).collect::<Vec<_>>()),
-            permissions: self
-                .index("permission", &raw.permissions.iter().map(|p| &p.id).collect::<Vec<_>>()),
-            consent_items: self
-                .index("consent item", &raw.consent_items.iter().map(|c| &c.id).collect::<Vec<_>>()),
-            quota_rules: self
-                .index("quota rule", &raw.quota_rules.iter().map(|q| &q.id).collect::<Vec<_>>()),
-            review_reasons: self
-                .index("review reason", &raw.review_reasons.iter().map(|r| &r.id).collect::<Vec<_>>()),
+            permissions: self.index("permission", &raw.permissions.iter().map(|p| &p.id).collect::<Vec<_>>()),
+            consent_items: self.index("consent item", &raw.consent_items.iter().map(|c| &c.id).collect::<Vec<_>>()),
+            quota_rules: self.index("quota rule", &raw.quota_rules.iter().map(|q| &q.id).collect::<Vec<_>>()),
+            review_reasons: self.index("review reason", &raw.review_reasons.iter().map(|r| &r.id).collect::<Vec<_>>()),
             apis: self.index("api", &raw.apis.iter().map(|a| &a.id).collect::<Vec<_>>()),
         };
         let config_ids = raw.config_items.iter().map(|c| &c.id).collect::<Vec<_>>();
@@ -404,7 +399,13 @@ impl Validator<'_> {
             Some(tz) => {
                 // The zones permgate can compute windows for without a tz database: fixed offsets.
                 if tz_offset_seconds(tz.get_ref()).is_none() {
-                    self.at(tz, format!("unsupported time_zone `{}`; use Asia/Seoul, UTC or a fixed offset such as +09:00", tz.get_ref()));
+                    self.at(
+                        tz,
+                        format!(
+                            "unsupported time_zone `{}`; use Asia/Seoul, UTC or a fixed offset such as +09:00",
+                            tz.get_ref()
+                        ),
+                    );
                 }
                 tz.get_ref().clone()
             }
@@ -500,24 +501,27 @@ impl Validator<'_> {
                     self.at(&q.limit, format!("quota rule `{}` needs a limit above 0, not {limit}", q.id.get_ref()));
                 }
                 if !q.all_apis && !q.exclude_categories.is_empty() {
-                    self.at(&q.id, format!("quota rule `{}` has exclude_categories without all_apis = true", q.id.get_ref()));
+                    self.at(
+                        &q.id,
+                        format!("quota rule `{}` has exclude_categories without all_apis = true", q.id.get_ref()),
+                    );
                 }
-                let error = q.error.map_or(
-                    QuotaError { code: -10, status: 400, msg: QUOTA_MSG.to_owned() },
-                    |e| {
-                        let status = e.status.as_ref().map_or(400, |s| *s.get_ref());
-                        if let Some(s) = &e.status
-                            && !(400..=599).contains(s.get_ref())
-                        {
-                            self.at(s, format!("quota error status must be an HTTP error status (400-599), not {}", s.get_ref()));
-                        }
-                        QuotaError {
-                            code: e.code.unwrap_or(-10),
-                            status,
-                            msg: e.msg.unwrap_or_else(|| QUOTA_MSG.to_owned()),
-                        }
-                    },
-                );
+                let error = q.error.map_or(QuotaError { code: -10, status: 400, msg: QUOTA_MSG.to_owned() }, |e| {
+                    let status = e.status.as_ref().map_or(400, |s| *s.get_ref());
+                    if let Some(s) = &e.status
+                        && !(400..=599).contains(s.get_ref())
+                    {
+                        self.at(
+                            s,
+                            format!("quota error status must be an HTTP error status (400-599), not {}", s.get_ref()),
+                        );
+                    }
+                    QuotaError {
+                        code: e.code.unwrap_or(-10),
+                        status,
+                        msg: e.msg.unwrap_or_else(|| QUOTA_MSG.to_owned()),
+                    }
+                });
                 QuotaRule {
                     id: q.id.into_inner(),
                     name: q.name,
@@ -536,7 +540,10 @@ impl Validator<'_> {
             .into_iter()
             .map(|r| {
                 if r.applies_to.get_ref().is_empty() {
-                    self.at(&r.applies_to, format!("review reason `{}` must apply to hold, reject or both", r.id.get_ref()));
+                    self.at(
+                        &r.applies_to,
+                        format!("review reason `{}` must apply to hold, reject or both", r.id.get_ref()),
+                    );
                 }
                 ReviewReason { id: r.id.into_inner(), text: r.text, applies_to: r.applies_to.into_inner() }
             })
@@ -585,7 +592,13 @@ impl Validator<'_> {
             }
             let method = Method::parse(a.method.get_ref()).filter(|m| m.as_str() == a.method.get_ref());
             if method.is_none() {
-                self.at(&a.method, format!("{owner} has method `{}`; use one of GET, POST, PUT, PATCH, DELETE (upper case)", a.method.get_ref()));
+                self.at(
+                    &a.method,
+                    format!(
+                        "{owner} has method `{}`; use one of GET, POST, PUT, PATCH, DELETE (upper case)",
+                        a.method.get_ref()
+                    ),
+                );
             }
             match Pattern::parse(a.path.get_ref()) {
                 Err(e) => self.at(&a.path, format!("{owner} has a bad path pattern `{}`: {e}", a.path.get_ref())),
@@ -626,7 +639,8 @@ impl Validator<'_> {
                 let owner = format!("response field `{}`", f.field.get_ref());
                 self.check_ref(&index.apis, "api", &owner, &f.api);
                 match (&f.consent_item, &f.permission) {
-                    (None, None) => self.at(&f.field, format!("{owner} names neither a consent_item nor a permission that guards it")),
+                    (None, None) => self
+                        .at(&f.field, format!("{owner} names neither a consent_item nor a permission that guards it")),
                     (c, p) => {
                         if let Some(c) = c {
                             self.check_ref(&index.consent_items, "consent item", &owner, c);

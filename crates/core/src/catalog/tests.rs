@@ -99,7 +99,10 @@ fn a_well_formed_catalog_loads_and_routes() {
     assert_eq!(catalog.version, "test-1");
     assert_eq!(catalog.time_zone, "Asia/Seoul");
     assert_eq!(catalog.route(Method::Get, "/v1/api/talk/friends").map(|a| a.id.as_str()), Some("talk_friends"));
-    assert_eq!(catalog.route(Method::Get, "/openapi/v4/adAccounts/pages").map(|a| a.id.as_str()), Some("ad_account_pages"));
+    assert_eq!(
+        catalog.route(Method::Get, "/openapi/v4/adAccounts/pages").map(|a| a.id.as_str()),
+        Some("ad_account_pages")
+    );
     assert_eq!(catalog.route(Method::Get, "/openapi/v4/adAccounts/77").map(|a| a.id.as_str()), Some("ad_account"));
     assert_eq!(catalog.route(Method::Post, "/v1/api/talk/friends").map(|a| a.id.as_str()), None);
 }
@@ -127,45 +130,72 @@ fn unknown_references_are_reported_with_their_line() {
 #[test]
 fn every_kind_of_reference_is_checked() {
     let text = GOOD
-        .replace(r#"product = "talk_social"
-category = "talk_social""#, r#"product = "talk_socal"
-category = "talk_social""#)
-        .replace(r#"consent_items = ["friends"]
-quota_rules"#, r#"consent_items = ["friend"]
-quota_rules"#)
+        .replace(
+            r#"product = "talk_social"
+category = "talk_social""#,
+            r#"product = "talk_socal"
+category = "talk_social""#,
+        )
+        .replace(
+            r#"consent_items = ["friends"]
+quota_rules"#,
+            r#"consent_items = ["friend"]
+quota_rules"#,
+        )
         .replace(r#"quota_rules = ["talk_daily"]"#, r#"quota_rules = ["talk_day"]"#)
         .replace(r#"requires_permission = "talk_friends_message""#, r#"requires_permission = "nope""#)
-        .replace(r#"prerequisites = { consent_items = ["friends"] }"#, r#"prerequisites = { consent_items = ["nobody"] }"#);
+        .replace(
+            r#"prerequisites = { consent_items = ["friends"] }"#,
+            r#"prerequisites = { consent_items = ["nobody"] }"#,
+        );
     let errs = errors(&text);
     assert_eq!(errs.len(), 5, "{errs:#?}");
-    for needle in ["unknown product `talk_socal`", "unknown consent item `friend`", "unknown quota rule `talk_day`", "unknown permission `nope`", "unknown consent item `nobody`"] {
+    for needle in [
+        "unknown product `talk_socal`",
+        "unknown consent item `friend`",
+        "unknown quota rule `talk_day`",
+        "unknown permission `nope`",
+        "unknown consent item `nobody`",
+    ] {
         assert!(errs.iter().any(|e| e.contains(needle)), "{needle} missing in {errs:#?}");
     }
 }
 
 #[test]
 fn duplicate_ids_are_reported_at_the_second_one() {
-    let text = format!("{GOOD}\n[[quota_rules]]\nid = \"talk_daily\"\nname = \"again\"\nperiod = \"day\"\nscope = \"app\"\nlimit = 1\n");
+    let text = format!(
+        "{GOOD}\n[[quota_rules]]\nid = \"talk_daily\"\nname = \"again\"\nperiod = \"day\"\nscope = \"app\"\nlimit = 1\n"
+    );
     let line = text.lines().count() - 4;
     assert_eq!(errors(&text), vec![format!("cat.toml:{line}:6: duplicate quota rule id `talk_daily`")]);
 }
 
 #[test]
 fn overlapping_routes_name_both_apis() {
-    let text = GOOD.replace(r#"path = "/openapi/v4/adAccounts/pages""#, r#"path = "/openapi/v4/adAccounts/{accountId}""#);
+    let text =
+        GOOD.replace(r#"path = "/openapi/v4/adAccounts/pages""#, r#"path = "/openapi/v4/adAccounts/{accountId}""#);
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(errs[0].contains("api `ad_account_pages`'s route GET /openapi/v4/adAccounts/{accountId} overlaps api `ad_account`"), "{}", errs[0]);
+    assert!(
+        errs[0].contains(
+            "api `ad_account_pages`'s route GET /openapi/v4/adAccounts/{accountId} overlaps api `ad_account`"
+        ),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
 fn bad_patterns_and_methods_are_reported() {
-    let text = GOOD
-        .replace(r#"path = "/v1/api/talk/friends""#, r#"path = "v1/api/talk/friends""#)
-        .replace("method = \"GET\"\npath = \"/openapi/v4/adAccounts/pages\"", "method = \"get\"\npath = \"/openapi/v4/adAccounts/pages\"");
+    let text = GOOD.replace(r#"path = "/v1/api/talk/friends""#, r#"path = "v1/api/talk/friends""#).replace(
+        "method = \"GET\"\npath = \"/openapi/v4/adAccounts/pages\"",
+        "method = \"get\"\npath = \"/openapi/v4/adAccounts/pages\"",
+    );
     let errs = errors(&text);
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("bad path pattern `v1/api/talk/friends`: a path pattern must start with `/`")));
+    assert!(
+        errs.iter().any(|e| e.contains("bad path pattern `v1/api/talk/friends`: a path pattern must start with `/`"))
+    );
     assert!(errs.iter().any(|e| e.contains("method `get`")));
 }
 
@@ -185,9 +215,12 @@ fn syntax_errors_and_unknown_keys_carry_a_location() {
 
 #[test]
 fn wrong_enum_values_are_reported() {
-    let text = GOOD.replace(r#"key_kinds = ["user_token"]
-permissions"#, r#"key_kinds = ["usertoken"]
-permissions"#);
+    let text = GOOD.replace(
+        r#"key_kinds = ["user_token"]
+permissions"#,
+        r#"key_kinds = ["usertoken"]
+permissions"#,
+    );
     let errs = errors(&text);
     assert_eq!(errs.len(), 1);
     assert!(errs[0].contains("usertoken"), "{}", errs[0]);
@@ -208,10 +241,13 @@ fn limits_ids_and_consistency_rules_are_checked() {
 
 #[test]
 fn members_only_without_a_permission_is_an_error() {
-    let text = GOOD.replace(r#"path = "/openapi/v4/adAccounts/pages"
-key_kinds = ["user_token"]"#, r#"path = "/openapi/v4/adAccounts/pages"
+    let text = GOOD.replace(
+        r#"path = "/openapi/v4/adAccounts/pages"
+key_kinds = ["user_token"]"#,
+        r#"path = "/openapi/v4/adAccounts/pages"
 key_kinds = ["user_token"]
-without_permission = "members_only""#);
+without_permission = "members_only""#,
+    );
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert!(errs[0].contains("members_only"));

@@ -85,7 +85,8 @@ impl Services {
         if let Some(token) = configured_token {
             if token.trim().len() < 16 {
                 return Err(ServiceError::Invalid(
-                    "PERMGATE_ADMIN_TOKEN must be at least 16 characters; generate one with `openssl rand -hex 24`".into(),
+                    "PERMGATE_ADMIN_TOKEN must be at least 16 characters; generate one with `openssl rand -hex 24`"
+                        .into(),
                 ));
             }
             let hash = secret::hash(token.trim());

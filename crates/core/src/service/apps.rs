@@ -130,11 +130,8 @@ impl Services {
     }
 
     pub fn apps(&self, actor: &Actor) -> ServiceResult<Vec<AppView>> {
-        let ids = if actor.is_staff() {
-            self.store.app_ids()?
-        } else {
-            self.store.app_ids_of_member(actor.account.id)?
-        };
+        let ids =
+            if actor.is_staff() { self.store.app_ids()? } else { self.store.app_ids_of_member(actor.account.id)? };
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(record) = self.store.app_record(id)? {

@@ -119,10 +119,8 @@ impl Services {
         {
             return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
         }
-        let already = record
-            .grants
-            .iter()
-            .any(|g| g.permission == permission.id && g.key_id == input.key_id && g.is_active(now));
+        let already =
+            record.grants.iter().any(|g| g.permission == permission.id && g.key_id == input.key_id && g.is_active(now));
         if already {
             return Err(ServiceError::Conflict(format!(
                 "app {app} already holds `{}`; revoke it first to change its terms",
@@ -139,12 +137,13 @@ impl Services {
             params,
             reason,
         };
-        let audit = NewAuditEvent::new(now, Some(actor.account.id), "grant.create", format!("permission:{}", new.permission))
-            .app(app)
-            .after(serde_json::json!({
-                "permission": new.permission, "source": new.source, "expires_at": new.expires_at,
-                "params": new.params, "key_id": new.key_id, "reason": new.reason,
-            }));
+        let audit =
+            NewAuditEvent::new(now, Some(actor.account.id), "grant.create", format!("permission:{}", new.permission))
+                .app(app)
+                .after(serde_json::json!({
+                    "permission": new.permission, "source": new.source, "expires_at": new.expires_at,
+                    "params": new.params, "key_id": new.key_id, "reason": new.reason,
+                }));
         let grant = self.store.insert_grant(&new, now, &audit)?;
         self.refresh(app)?;
         Ok(HeldPermission::from(&grant))

@@ -135,19 +135,26 @@ fn merge_platforms(kind: KeyKind, old: &Platforms, input: SetPlatforms) -> Servi
         if kind != KeyKind::Javascript {
             return wrong("origins", "javascript");
         }
-        out.origins = checked_list("origins", origins, valid_origin, "an origin such as https://example.com (scheme, host, optional port; no path)")?;
+        out.origins = checked_list(
+            "origins",
+            origins,
+            valid_origin,
+            "an origin such as https://example.com (scheme, host, optional port; no path)",
+        )?;
     }
     if let Some(packages) = input.android_packages {
         if kind != KeyKind::NativeApp {
             return wrong("android_packages", "native_app");
         }
-        out.android_packages = checked_list("android_packages", packages, valid_package, "a package name such as com.example.app")?;
+        out.android_packages =
+            checked_list("android_packages", packages, valid_package, "a package name such as com.example.app")?;
     }
     if let Some(bundles) = input.ios_bundle_ids {
         if kind != KeyKind::NativeApp {
             return wrong("ios_bundle_ids", "native_app");
         }
-        out.ios_bundle_ids = checked_list("ios_bundle_ids", bundles, valid_bundle, "a bundle ID such as com.example.ios")?;
+        out.ios_bundle_ids =
+            checked_list("ios_bundle_ids", bundles, valid_bundle, "a bundle ID such as com.example.ios")?;
     }
     if let Some(categories) = input.api_categories {
         if kind != KeyKind::Admin {
@@ -156,7 +163,12 @@ fn merge_platforms(kind: KeyKind, old: &Platforms, input: SetPlatforms) -> Servi
         out.api_categories = if categories.iter().any(|c| c == "*") {
             None
         } else {
-            Some(checked_list("api_categories", categories, valid_category, "a snake_case API category such as user_management")?)
+            Some(checked_list(
+                "api_categories",
+                categories,
+                valid_category,
+                "a snake_case API category such as user_management",
+            )?)
         };
     }
     Ok(out)

@@ -20,9 +20,7 @@ impl Services {
     pub fn set_member(&self, actor: &Actor, app: AppId, input: AddMember) -> ServiceResult<(Member, bool)> {
         let record = self.app_for(actor, app, Access::Own)?;
         if input.role == MemberRole::Owner {
-            return Err(ServiceError::Invalid(
-                "`role` must be editor or reader; an app has exactly one owner".into(),
-            ));
+            return Err(ServiceError::Invalid("`role` must be editor or reader; an app has exactly one owner".into()));
         }
         if input.account_id == record.app.owner {
             return Err(ServiceError::Conflict("the owner's role cannot be changed".into()));
@@ -31,10 +29,15 @@ impl Services {
             return Err(ServiceError::NotFound(format!("account {} does not exist", input.account_id)));
         }
         let before = record.member_role(input.account_id);
-        let audit = NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "member.set", format!("account:{}", input.account_id))
-            .app(app)
-            .before(before)
-            .after(input.role);
+        let audit = NewAuditEvent::new(
+            self.clock.now(),
+            Some(actor.account.id),
+            "member.set",
+            format!("account:{}", input.account_id),
+        )
+        .app(app)
+        .before(before)
+        .after(input.role);
         self.store.set_member(app, input.account_id, input.role, &audit)?;
         self.refresh(app)?;
         Ok((Member { account_id: input.account_id, role: input.role }, before.is_none()))
@@ -48,9 +51,10 @@ impl Services {
         let Some(before) = record.member_role(account) else {
             return Err(ServiceError::NotFound(format!("account {account} is not a member of app {app}")));
         };
-        let audit = NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "member.remove", format!("account:{account}"))
-            .app(app)
-            .before(before);
+        let audit =
+            NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "member.remove", format!("account:{account}"))
+                .app(app)
+                .before(before);
         self.store.remove_member(app, account, &audit)?;
         self.refresh(app)?;
         Ok(())

@@ -77,10 +77,8 @@ impl Services {
     /// Loads an app the actor may see at `need` level, or says why not. The role is checked
     /// before the state: a developer who is not a member is refused whatever the app's state.
     fn app_for(&self, actor: &Actor, id: AppId, need: Access) -> ServiceResult<AppRecord> {
-        let record = self
-            .store
-            .app_record(id)?
-            .ok_or_else(|| ServiceError::NotFound(format!("app {id} does not exist")))?;
+        let record =
+            self.store.app_record(id)?.ok_or_else(|| ServiceError::NotFound(format!("app {id} does not exist")))?;
         let access = match record.member_role(actor.account.id) {
             Some(MemberRole::Owner) => Some(Access::Own),
             Some(MemberRole::Editor) => Some(Access::Edit),

@@ -39,16 +39,23 @@ impl Services {
             .collect()
     }
 
-    pub fn set_product(&self, actor: &Actor, app: AppId, product: &str, input: SetProduct) -> ServiceResult<ProductState> {
+    pub fn set_product(
+        &self,
+        actor: &Actor,
+        app: AppId,
+        product: &str,
+        input: SetProduct,
+    ) -> ServiceResult<ProductState> {
         let record = self.app_for(actor, app, Access::Edit)?;
         if self.snapshot.read().catalog().product(product).is_none() {
             return Err(ServiceError::NotFound(format!("the catalog has no product `{product}`")));
         }
         let before = self.product_states(&record).into_iter().find(|p| p.product == product).map(|p| p.activated);
-        let audit = NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "product.set", format!("product:{product}"))
-            .app(app)
-            .before(before)
-            .after(input.activated);
+        let audit =
+            NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "product.set", format!("product:{product}"))
+                .app(app)
+                .before(before)
+                .after(input.activated);
         self.store.set_product(app, product, input.activated, &audit)?;
         self.refresh(app)?;
         Ok(ProductState { product: product.to_owned(), activated: input.activated })

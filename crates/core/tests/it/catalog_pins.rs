@@ -61,7 +61,11 @@ fn the_builtin_catalog_says_what_kakao_documents_for_each_pinned_endpoint() {
         };
         check("api", api.id.clone(), pin.api.clone());
         check("product", api.product.clone(), pin.product.clone());
-        check("key_kinds", format!("{:?}", api.key_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()), format!("{:?}", pin.key_kinds));
+        check(
+            "key_kinds",
+            format!("{:?}", api.key_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+            format!("{:?}", pin.key_kinds),
+        );
         check("permissions", format!("{:?}", api.permissions), format!("{:?}", pin.permissions));
         check("consent_items", format!("{:?}", api.consent_items), format!("{:?}", pin.consent_items));
         check("quota_rules", format!("{:?}", api.quota_rules), format!("{:?}", pin.quota_rules));
@@ -98,7 +102,16 @@ fn every_permission_of_spec_section_2_is_in_the_builtin_catalog() {
         assert_eq!(p.retired, retired, "{id}");
     }
     assert!(catalog.permission("connect_talk_channel").is_some_and(|p| p.immediate));
-    for product in ["kakao_login", "talk_social", "talk_message", "talk_calendar", "talk_channel", "kakao_moment", "kakao_map", "local"] {
+    for product in [
+        "kakao_login",
+        "talk_social",
+        "talk_message",
+        "talk_calendar",
+        "talk_channel",
+        "kakao_moment",
+        "kakao_map",
+        "local",
+    ] {
         assert!(catalog.product(product).is_some(), "product `{product}` missing");
     }
 }

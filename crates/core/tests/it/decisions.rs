@@ -85,7 +85,14 @@ fn grant(app: i64, permission: &str, expires_at: Option<Timestamp>) -> Grant {
     }
 }
 
-fn app(id: i64, status: AppStatus, owner_blocked: bool, keys: Vec<Key>, grants: Vec<Grant>, products: &[(&str, bool)]) -> AppRecord {
+fn app(
+    id: i64,
+    status: AppStatus,
+    owner_blocked: bool,
+    keys: Vec<Key>,
+    grants: Vec<Grant>,
+    products: &[(&str, bool)],
+) -> AppRecord {
     AppRecord {
         app: App {
             id: AppId(id),
@@ -121,7 +128,12 @@ fn world() -> Snapshot {
             false,
             vec![
                 key(1, KeyKind::RestApi, "rest-plain", none()),
-                key(2, KeyKind::Javascript, "js-plain", Platforms { origins: vec!["https://shop.example".into()], ..none() }),
+                key(
+                    2,
+                    KeyKind::Javascript,
+                    "js-plain",
+                    Platforms { origins: vec!["https://shop.example".into()], ..none() },
+                ),
                 key(
                     3,
                     KeyKind::NativeApp,
@@ -142,7 +154,12 @@ fn world() -> Snapshot {
             false,
             vec![
                 key(4, KeyKind::RestApi, "rest-granted", none()),
-                key(5, KeyKind::Admin, "admin-narrow", Platforms { api_categories: Some(vec!["user_management".into()]), ..none() }),
+                key(
+                    5,
+                    KeyKind::Admin,
+                    "admin-narrow",
+                    Platforms { api_categories: Some(vec!["user_management".into()]), ..none() },
+                ),
                 key(6, KeyKind::Admin, "admin-open", none()),
             ],
             vec![
@@ -153,10 +170,24 @@ fn world() -> Snapshot {
             ],
             &[("kakao_login", true)],
         ),
-        app(3, AppStatus::Blocked, false, vec![key(7, KeyKind::RestApi, "rest-blocked", none())], vec![grant(3, "kakao_moment", None)], &[]),
+        app(
+            3,
+            AppStatus::Blocked,
+            false,
+            vec![key(7, KeyKind::RestApi, "rest-blocked", none())],
+            vec![grant(3, "kakao_moment", None)],
+            &[],
+        ),
         app(4, AppStatus::Suspended, false, vec![key(8, KeyKind::RestApi, "rest-suspended", none())], vec![], &[]),
         app(5, AppStatus::Active, true, vec![key(9, KeyKind::RestApi, "rest-ownerblocked", none())], vec![], &[]),
-        app(6, AppStatus::Active, false, vec![key(10, KeyKind::RestApi, "rest-local-off", none())], vec![], &[("local", false)]),
+        app(
+            6,
+            AppStatus::Active,
+            false,
+            vec![key(10, KeyKind::RestApi, "rest-local-off", none())],
+            vec![],
+            &[("local", false)],
+        ),
     ];
     Snapshot::build(Arc::new(catalog), Arc::new(TokenVerifier::new(Some(SECRET.as_bytes()))), records)
 }
@@ -239,9 +270,21 @@ fn a_denied_call_explains_itself_and_its_body_is_kakao_shaped() {
 #[test]
 fn patching_an_app_changes_the_next_decision() {
     let mut snapshot = world();
-    let q = Query { method: "GET", path: "/v2/local/search/keyword.json", authorization: Some("KakaoAK rest-plain"), ..Query::default() };
+    let q = Query {
+        method: "GET",
+        path: "/v2/local/search/keyword.json",
+        authorization: Some("KakaoAK rest-plain"),
+        ..Query::default()
+    };
     assert!(decide(&snapshot, &q, NOW).allow);
-    let mut blocked = app(1, AppStatus::Blocked, false, vec![key(1, KeyKind::RestApi, "rest-plain", Platforms::default())], vec![], &[]);
+    let mut blocked = app(
+        1,
+        AppStatus::Blocked,
+        false,
+        vec![key(1, KeyKind::RestApi, "rest-plain", Platforms::default())],
+        vec![],
+        &[],
+    );
     snapshot.upsert_app(&blocked);
     assert_eq!(decide(&snapshot, &q, NOW).code, -12);
     blocked.keys = vec![key(1, KeyKind::RestApi, "rest-rotated", Platforms::default())];

@@ -11,7 +11,9 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, SignedIn, id};
 use permgate_core::error::ServiceError;
 use permgate_core::model::{AccountId, AppId, KeyId};
-use permgate_core::service::{AddKey, AddMember, CreateApp, GrantPermission, RevokePermission, SetPlatforms, SetProduct};
+use permgate_core::service::{
+    AddKey, AddMember, CreateApp, GrantPermission, RevokePermission, SetPlatforms, SetProduct,
+};
 
 type Created = (StatusCode, Json<Value>);
 

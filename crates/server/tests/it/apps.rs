@@ -110,7 +110,11 @@ async fn activating_kakao_login_turns_minus_3_into_allowed() {
     let id = app["id"].as_i64().unwrap_or_default();
     let user = format!("Bearer {}", t.user_token(id, "u1", "profile_nickname"));
     let d = t.check("GET", "/v2/user/me", &user).await;
-    assert_eq!((d["allow"].as_bool(), d["code"].as_i64(), d["status"].as_i64()), (Some(false), Some(-3), Some(403)), "{d}");
+    assert_eq!(
+        (d["allow"].as_bool(), d["code"].as_i64(), d["status"].as_i64()),
+        (Some(false), Some(-3), Some(403)),
+        "{d}"
+    );
     assert!(d["msg"].as_str().is_some_and(|m| m.contains("kakao_login")), "{d}");
     let (status, _) = t.put(&format!("/v1/apps/{id}/products/kakao_login"), &dev, json!({"activated": true})).await;
     assert_eq!(status, StatusCode::OK);

@@ -54,7 +54,8 @@ async fn denials_are_answered_200_with_the_kakao_code_inside() {
         if let Some(a) = &auth {
             headers.insert("authorization".into(), a.clone().into());
         }
-        let (http, d) = raw_check(&t, json!({"method": "GET", "path": path, "headers": headers, "consume": false})).await;
+        let (http, d) =
+            raw_check(&t, json!({"method": "GET", "path": path, "headers": headers, "consume": false})).await;
         assert_eq!(http, StatusCode::OK);
         assert_eq!((d["code"].as_i64(), d["status"].as_i64()), (Some(code), Some(status)), "{auth:?} {path}: {d}");
         assert!(d["reasons"].is_array());

@@ -18,7 +18,8 @@ async fn an_operator_grant_turns_minus_5_into_allowed_and_a_revocation_turns_it_
     assert_eq!((d["msg"].as_str(), d["permission"].as_str()), (Some("permission denied"), Some("kakao_moment")));
 
     let grants = format!("/v1/apps/{id}/permissions");
-    let (status, grant) = t.post(&grants, &t.admin, json!({"permission": "kakao_moment", "reason": "certified agency"})).await;
+    let (status, grant) =
+        t.post(&grants, &t.admin, json!({"permission": "kakao_moment", "reason": "certified agency"})).await;
     assert_eq!(status, StatusCode::CREATED, "{grant}");
     assert_eq!((grant["source"].as_str(), grant["permission"].as_str()), (Some("operator"), Some("kakao_moment")));
     assert_eq!(t.check("GET", MOMENT, &user).await["allow"], true);
@@ -28,7 +29,8 @@ async fn an_operator_grant_turns_minus_5_into_allowed_and_a_revocation_turns_it_
     assert_eq!(held["permissions"][0]["permission"], "kakao_moment");
 
     let (_, rev) = t.account("rev", "reviewer").await;
-    let (status, body) = t.delete(&format!("{grants}/kakao_moment"), &rev, Some(json!({"reason": "contract ended"}))).await;
+    let (status, body) =
+        t.delete(&format!("{grants}/kakao_moment"), &rev, Some(json!({"reason": "contract ended"}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(t.check("GET", MOMENT, &user).await["code"], -5);
     let (status, _) = t.delete(&format!("{grants}/kakao_moment"), &rev, Some(json!({"reason": "again"}))).await;
@@ -45,7 +47,11 @@ async fn the_friends_list_is_members_only_until_the_permission_is_granted() {
     let d = t.check("GET", "/v1/api/talk/friends", &user).await;
     assert_eq!((d["allow"].as_bool(), d["restriction"].as_str()), (Some(true), Some("members_only")), "{d}");
     let (status, _) = t
-        .post(&format!("/v1/apps/{id}/permissions"), &t.admin, json!({"permission": "talk_friends_message", "reason": "reviewed"}))
+        .post(
+            &format!("/v1/apps/{id}/permissions"),
+            &t.admin,
+            json!({"permission": "talk_friends_message", "reason": "reviewed"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let d = t.check("GET", "/v1/api/talk/friends", &user).await;
@@ -61,7 +67,11 @@ async fn a_grant_with_an_expiry_stops_counting_when_the_clock_passes_it() {
     let id = app["id"].as_i64().unwrap_or_default();
     let expires = permgate_core::time::Timestamp(t.clock_now().0 + 60).to_rfc3339();
     let (status, body) = t
-        .post(&format!("/v1/apps/{id}/permissions"), &t.admin, json!({"permission": "kakao_moment", "reason": "trial", "expires_at": expires}))
+        .post(
+            &format!("/v1/apps/{id}/permissions"),
+            &t.admin,
+            json!({"permission": "kakao_moment", "reason": "trial", "expires_at": expires}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let user = format!("Bearer {}", t.user_token(id, "u1", ""));
@@ -83,23 +93,51 @@ async fn grants_are_refused_with_the_reason() {
     let cases = [
         (&dev, json!({"permission": "kakao_moment", "reason": "r"}), StatusCode::FORBIDDEN, "admin"),
         (&rev, json!({"permission": "kakao_moment", "reason": "r"}), StatusCode::FORBIDDEN, "admin"),
-        (&t.admin, json!({"permission": "kakao_momnt", "reason": "r"}), StatusCode::BAD_REQUEST, "no permission `kakao_momnt`"),
+        (
+            &t.admin,
+            json!({"permission": "kakao_momnt", "reason": "r"}),
+            StatusCode::BAD_REQUEST,
+            "no permission `kakao_momnt`",
+        ),
         (&t.admin, json!({"permission": "biz_app", "reason": "r"}), StatusCode::BAD_REQUEST, "app's type"),
         (&t.admin, json!({"permission": "multi_app", "reason": "r"}), StatusCode::CONFLICT, "retired"),
         (&t.admin, json!({"permission": "kakao_moment", "reason": " "}), StatusCode::BAD_REQUEST, "reason"),
-        (&t.admin, json!({"permission": "kakao_moment", "reason": "r", "expires_at": past}), StatusCode::BAD_REQUEST, "not in the future"),
-        (&t.admin, json!({"permission": "kakao_moment", "reason": "r", "expires_at": "soon"}), StatusCode::BAD_REQUEST, "RFC 3339"),
+        (
+            &t.admin,
+            json!({"permission": "kakao_moment", "reason": "r", "expires_at": past}),
+            StatusCode::BAD_REQUEST,
+            "not in the future",
+        ),
+        (
+            &t.admin,
+            json!({"permission": "kakao_moment", "reason": "r", "expires_at": "soon"}),
+            StatusCode::BAD_REQUEST,
+            "RFC 3339",
+        ),
         (&t.admin, json!({"permission": "increased_quota", "reason": "r"}), StatusCode::BAD_REQUEST, "params.limit"),
-        (&t.admin, json!({"permission": "kakao_moment", "reason": "r", "params": [1]}), StatusCode::BAD_REQUEST, "JSON object"),
+        (
+            &t.admin,
+            json!({"permission": "kakao_moment", "reason": "r", "params": [1]}),
+            StatusCode::BAD_REQUEST,
+            "JSON object",
+        ),
     ];
     for (token, body, want, needle) in cases {
         let (status, err) = t.post(&path, token, body.clone()).await;
         assert_eq!(status, want, "{body} -> {err}");
         assert!(err["msg"].as_str().is_some_and(|m| m.contains(needle)), "{body} -> {err}");
     }
-    let (status, _) = t.post(&path, &t.admin, json!({"permission": "increased_quota", "reason": "partner", "params": {"limit": 100000}})).await;
+    let (status, _) = t
+        .post(
+            &path,
+            &t.admin,
+            json!({"permission": "increased_quota", "reason": "partner", "params": {"limit": 100000}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, err) = t.post(&path, &t.admin, json!({"permission": "increased_quota", "reason": "again", "params": {"limit": 5}})).await;
+    let (status, err) = t
+        .post(&path, &t.admin, json!({"permission": "increased_quota", "reason": "again", "params": {"limit": 5}}))
+        .await;
     assert_eq!((status, err["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{err}");
 }
 
@@ -109,11 +147,13 @@ async fn every_change_is_an_audit_event_on_an_intact_chain() {
     let (_, dev) = t.account("dev", "developer").await;
     let app = t.app(&dev, "Ads").await;
     let id = app["id"].as_i64().unwrap_or_default();
-    t.post(&format!("/v1/apps/{id}/permissions"), &t.admin, json!({"permission": "kakao_moment", "reason": "ok"})).await;
+    t.post(&format!("/v1/apps/{id}/permissions"), &t.admin, json!({"permission": "kakao_moment", "reason": "ok"}))
+        .await;
     t.delete(&format!("/v1/apps/{id}/permissions/kakao_moment"), &t.admin, Some(json!({"reason": "done"}))).await;
     let (status, body) = t.get(&format!("/v1/audit?app_id={id}"), &t.admin).await;
     assert_eq!(status, StatusCode::OK);
-    let actions: Vec<&str> = body["events"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
+    let actions: Vec<&str> =
+        body["events"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(actions, ["app.create", "grant.create", "grant.revoke"]);
     let (status, _) = t.get("/v1/audit", &dev).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

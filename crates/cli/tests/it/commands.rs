@@ -1,0 +1,84 @@
+use permgate_testkit::scratch_dir;
+
+use crate::permgate;
+
+#[test]
+fn catalog_validate_accepts_the_builtin_catalog() {
+    let dir = scratch_dir("validate-ok");
+    let path = dir.0.join("kakao.toml");
+    std::fs::write(&path, permgate_core::catalog::DEFAULT_CATALOG).unwrap_or_default();
+    let out =
+        permgate(&dir.0).args(["catalog", "validate", "kakao.toml"]).output().unwrap_or_else(|e| unreachable!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("kakao.toml: ok: catalog kakao-2026.11"), "{text}");
+}
+
+#[test]
+fn catalog_validate_lists_every_error_with_file_and_line_and_fails() {
+    let dir = scratch_dir("validate-bad");
+    let text = permgate_core::catalog::DEFAULT_CATALOG
+        .replacen("permissions = [\"kakao_moment\"]", "permissions = [\"kakao_momnet\"]", 1)
+        .replacen("product = \"local\"", "product = \"locl\"", 1);
+    std::fs::write(dir.0.join("c.toml"), &text).unwrap_or_default();
+    let out = permgate(&dir.0).args(["catalog", "validate", "c.toml"]).output().unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the catalog has 2 errors"), "{err}");
+    let line = text.lines().position(|l| l.contains("kakao_momnet")).map_or(0, |i| i + 1);
+    assert!(err.contains(&format!("c.toml:{line}:")), "{err}");
+    assert!(err.contains("unknown permission `kakao_momnet`") && err.contains("unknown product `locl`"), "{err}");
+}
+
+#[test]
+fn check_decides_from_the_command_line_and_exits_by_verdict() {
+    let dir = scratch_dir("check");
+    let out = permgate(&dir.0)
+        .args(["check", "GET", "/v2/local/search/keyword.json", "-a", "KakaoAK unknown"])
+        .output()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(decision["code"], -401, "{decision}");
+}
+
+#[test]
+fn token_signs_a_user_token_the_engine_accepts() {
+    let dir = scratch_dir("token");
+    let out = permgate(&dir.0)
+        .args(["token", "--app-id", "7", "--sub", "u1", "--scope", "friends", "--jwt-secret", "s3cret-s3cret"])
+        .output()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(out.status.success());
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let verifier = permgate_core::credential::TokenVerifier::new(Some(b"s3cret-s3cret"));
+    let claims = verifier.verify(&token, permgate_core::time::Timestamp(0));
+    assert_eq!(
+        claims.map(|c| (c.app_id.0, c.sub, c.scopes)).ok(),
+        Some((7, "u1".to_owned(), vec!["friends".to_owned()]))
+    );
+}
+
+#[test]
+fn migrate_and_audit_verify_report_what_they_did() {
+    let dir = scratch_dir("migrate");
+    let out = permgate(&dir.0).arg("migrate").output().unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied migration(s) 1"), "{out:?}");
+    let out = permgate(&dir.0).arg("migrate").output().unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to apply"), "{out:?}");
+    let out = permgate(&dir.0).args(["audit", "verify"]).output().unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit chain ok"), "{out:?}");
+}
+
+#[test]
+fn postgres_urls_are_refused_until_supported() {
+    let dir = scratch_dir("pg");
+    let out = permgate(&dir.0)
+        .arg("migrate")
+        .env("PERMGATE_DATABASE_URL", "postgres://x@localhost/db")
+        .output()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL is not supported by this build yet"));
+}

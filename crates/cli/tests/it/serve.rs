@@ -1,0 +1,97 @@
+use permgate_testkit::scratch_dir;
+use serde_json::{Value, json};
+
+use crate::start;
+
+async fn call(method: reqwest::Method, url: String, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    match req.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
+        Err(e) => unreachable!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn the_first_start_prints_an_admin_token_once_and_a_restart_keeps_every_grant() {
+    let dir = scratch_dir("serve");
+    let server = start(&dir.0, &[]);
+    let token = server
+        .banner
+        .split_whitespace()
+        .find(|w| w.starts_with("pgt_"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| unreachable!("no token in the banner: {:?}", server.banner));
+    assert!(dir.0.join("permgate.db").exists(), "the SQLite file is created in the working directory");
+    let base = server.base.clone();
+
+    let (status, dev) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/accounts"),
+        Some(&token),
+        Some(json!({"name": "dev", "role": "developer"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{dev}");
+    let dev = dev["token"].as_str().unwrap_or_default().to_owned();
+    let (status, app) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/apps"),
+        Some(&dev),
+        Some(json!({"name": "Shop", "company_name": "C", "category": "x"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let id = app["id"].as_i64().unwrap_or_default();
+    let admin_key = app["keys"]["admin"][0]["key"].as_str().unwrap_or_default().to_owned();
+    let (status, _) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/apps/{id}/permissions"),
+        Some(&token),
+        Some(json!({"permission": "connect_talk_channel", "reason": "same business"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let channels = json!({"method": "GET", "path": "/v2/api/talk/channels/multi", "headers": {"authorization": format!("KakaoAK {admin_key}")}});
+    let (_, d) = call(reqwest::Method::POST, format!("{base}/v1/check"), None, Some(channels.clone())).await;
+    assert_eq!(d["allow"], true, "{d}");
+    drop(server);
+
+    let server = start(&dir.0, &[]);
+    assert!(!server.banner.contains("pgt_"), "the token is printed only on the first start: {}", server.banner);
+    let (_, d) = call(reqwest::Method::POST, format!("{}/v1/check", server.base), None, Some(channels)).await;
+    assert_eq!(d["allow"], true, "the grant and the hashed admin key survive the restart: {d}");
+    let (status, _) = call(reqwest::Method::GET, format!("{}/v1/apps", server.base), Some(&token), None).await;
+    assert_eq!(status, 200, "the admin token still signs in");
+}
+
+#[tokio::test]
+async fn a_configured_admin_token_signs_in_and_nothing_is_printed() {
+    let dir = scratch_dir("serve-token");
+    let server = start(&dir.0, &[("PERMGATE_ADMIN_TOKEN", "a-long-enough-admin-token")]);
+    assert!(!server.banner.contains("pgt_"), "{}", server.banner);
+    let (status, _) =
+        call(reqwest::Method::GET, format!("{}/v1/accounts", server.base), Some("a-long-enough-admin-token"), None)
+            .await;
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_broken_catalog_stops_the_start_with_its_errors() {
+    let dir = scratch_dir("serve-bad-catalog");
+    std::fs::write(dir.0.join("bad.toml"), "version = \"x\"\n[[apis]]\nid = 1\n").unwrap_or_default();
+    let out = crate::permgate(&dir.0).args(["serve", "--catalog", "bad.toml", "--listen", "127.0.0.1:0"]).output();
+    let out = out.unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3:"), "{err}");
+}
