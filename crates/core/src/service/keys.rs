@@ -6,7 +6,7 @@ use super::apps::{KeyView, new_key};
 use super::{Access, Actor, Services};
 use crate::audit::NewAuditEvent;
 use crate::error::{ServiceError, ServiceResult};
-use crate::model::{AppId, KeyId, KeyKind, MAX_KEYS_PER_KIND, Platforms};
+use crate::model::{AppId, AppRecord, Key, KeyId, KeyKind, MAX_KEYS_PER_KIND, Platforms};
 use crate::secret;
 
 /// `POST /v1/apps/{id}/keys`
@@ -49,21 +49,13 @@ impl Services {
             .after(serde_json::json!({"kind": input.kind, "hint": key.hint}));
         let id = self.store.add_key(app, &key, self.clock.now(), &audit)?;
         let record = self.refresh(app)?;
-        let stored = record
-            .keys
-            .iter()
-            .find(|k| k.id == id)
-            .ok_or_else(|| ServiceError::Internal(format!("key {id} vanished after a write")))?;
+        let stored = written_key(&record, id)?;
         Ok(KeyView::of(stored, Some(&value)))
     }
 
     pub fn rotate_key(&self, actor: &Actor, app: AppId, key: KeyId) -> ServiceResult<KeyView> {
         let record = self.app_for(actor, app, Access::Own)?;
-        let old = record
-            .keys
-            .iter()
-            .find(|k| k.id == key)
-            .ok_or_else(|| ServiceError::NotFound(format!("app {app} has no key {key}")))?;
+        let old = key_of(&record, app, key)?;
         let value = secret::new_app_key()?;
         let new = new_key(old.kind, &value);
         let audit = NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "key.rotate", format!("key:{key}"))
@@ -74,21 +66,13 @@ impl Services {
             return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
         }
         let record = self.refresh(app)?;
-        let stored = record
-            .keys
-            .iter()
-            .find(|k| k.id == key)
-            .ok_or_else(|| ServiceError::Internal(format!("key {key} vanished after a write")))?;
+        let stored = written_key(&record, key)?;
         Ok(KeyView::of(stored, Some(&value)))
     }
 
     pub fn delete_key(&self, actor: &Actor, app: AppId, key: KeyId) -> ServiceResult<()> {
         let record = self.app_for(actor, app, Access::Own)?;
-        let old = record
-            .keys
-            .iter()
-            .find(|k| k.id == key)
-            .ok_or_else(|| ServiceError::NotFound(format!("app {app} has no key {key}")))?;
+        let old = key_of(&record, app, key)?;
         let audit = NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "key.delete", format!("key:{key}"))
             .app(app)
             .before(serde_json::json!({"kind": old.kind, "hint": old.hint, "platforms": old.platforms}));
@@ -101,11 +85,7 @@ impl Services {
 
     pub fn set_platforms(&self, actor: &Actor, app: AppId, key: KeyId, input: SetPlatforms) -> ServiceResult<KeyView> {
         let record = self.app_for(actor, app, Access::Edit)?;
-        let old = record
-            .keys
-            .iter()
-            .find(|k| k.id == key)
-            .ok_or_else(|| ServiceError::NotFound(format!("app {app} has no key {key}")))?;
+        let old = key_of(&record, app, key)?;
         let platforms = merge_platforms(old.kind, &old.platforms, input)?;
         let audit = NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "key.platforms", format!("key:{key}"))
             .app(app)
@@ -115,13 +95,27 @@ impl Services {
             return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
         }
         let record = self.refresh(app)?;
-        let stored = record
-            .keys
-            .iter()
-            .find(|k| k.id == key)
-            .ok_or_else(|| ServiceError::Internal(format!("key {key} vanished after a write")))?;
+        let stored = written_key(&record, key)?;
         Ok(KeyView::of(stored, None))
     }
+}
+
+/// The key `key` of `app`, or 404.
+fn key_of(record: &AppRecord, app: AppId, key: KeyId) -> ServiceResult<&Key> {
+    record
+        .keys
+        .iter()
+        .find(|k| k.id == key)
+        .ok_or_else(|| ServiceError::NotFound(format!("app {app} has no key {key}")))
+}
+
+/// A key just written, read back; its absence is a bug, not a client error.
+fn written_key(record: &AppRecord, key: KeyId) -> ServiceResult<&Key> {
+    record
+        .keys
+        .iter()
+        .find(|k| k.id == key)
+        .ok_or_else(|| ServiceError::Internal(format!("key {key} vanished after a write")))
 }
 
 /// Applies a platform update to a key of `kind`, refusing fields that do not belong to the kind

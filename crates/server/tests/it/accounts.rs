@@ -91,3 +91,27 @@ async fn health_and_readiness_answer() {
     let (status, body) = t.call(Method::GET, "/readyz", None, None).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
 }
+
+#[tokio::test]
+async fn the_catalog_is_served_to_anyone_signed_in() {
+    let t = TestApp::spawn().await;
+    let (_, dev) = t.account("dev", "developer").await;
+    let (status, catalog) = t.get("/v1/catalog", &dev).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(catalog["version"], "kakao-2026.11");
+    let moment = catalog["permissions"].as_array().into_iter().flatten().find(|p| p["id"] == "kakao_moment");
+    assert_eq!(
+        moment.map(|p| (p["obtained_by"].clone(), p["retired"].clone())),
+        Some((json!("additional_feature"), json!(false)))
+    );
+    let friends = catalog["apis"].as_array().into_iter().flatten().find(|a| a["id"] == "talk_friends");
+    assert_eq!(friends.map(|a| a["without_permission"].clone()), Some(json!("members_only")));
+    assert_eq!(friends.map(|a| a["path"].clone()), Some(json!("/v1/api/talk/friends")));
+    assert!(
+        catalog["review_reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["applies_to"] == json!(["hold", "reject"])))
+    );
+    let (status, _) = t.call(Method::GET, "/v1/catalog", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
