@@ -10,7 +10,7 @@ use permgate_core::catalog::Catalog;
 use permgate_core::credential::mint_user_token;
 use permgate_core::decision::{Query, decide};
 use permgate_core::model::AppId;
-use permgate_core::ports::AuditStore;
+use permgate_core::ports::{AuditStore, Store};
 use permgate_core::time::{Clock, SystemClock};
 use permgate_store_sqlite::SqliteStore;
 

@@ -119,10 +119,47 @@ pub trait AuditStore {
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>>;
 }
 
+/// How nodes sharing one database learn of each other's writes. Every write that changes an app
+/// appends the app's id to a change log in the same transaction; a node remembers the newest
+/// sequence number it has applied and asks for what came after it. Sequence numbers are assigned
+/// in commit order, so nothing committed is ever skipped.
+pub trait ChangeFeed {
+    /// The newest change's sequence number (0 when there is none).
+    fn latest_change(&self) -> StoreResult<i64>;
+    /// The apps changed after `seq` (each once), and the newest sequence number among them.
+    fn changes_since(&self, seq: i64) -> StoreResult<(i64, Vec<AppId>)>;
+    /// Blocks until another node may have written something, or `timeout` passes. A backend
+    /// without notifications waits out the timeout.
+    fn wait_for_change(&self, timeout: std::time::Duration) -> StoreResult<()>;
+}
+
+/// Where a database's schema stands relative to this binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// The newest migration applied to the database.
+    pub current: i64,
+    /// The newest migration this binary knows.
+    pub latest: i64,
+}
+
+impl MigrationStatus {
+    pub fn pending(&self) -> bool {
+        self.current < self.latest
+    }
+
+    pub fn too_new(&self) -> bool {
+        self.current > self.latest
+    }
+}
+
 /// Everything a backend provides.
-pub trait Store: AccountStore + AppStore + GrantStore + AuditStore + Send + Sync {
+pub trait Store: AccountStore + AppStore + GrantStore + AuditStore + ChangeFeed + Send + Sync {
     /// A short name for logs and `/healthz` (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
     /// Whether the store answers now.
     fn ping(&self) -> StoreResult<()>;
+    fn migration_status(&self) -> StoreResult<MigrationStatus>;
+    /// Applies pending migrations (safe when several nodes start at once); returns the versions
+    /// applied. Refuses a schema newer than this binary.
+    fn migrate(&self) -> StoreResult<Vec<i64>>;
 }

@@ -10,6 +10,7 @@
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use permgate_core::audit::{AuditEvent, GENESIS_HASH, NewAuditEvent};
 use permgate_core::model::{
@@ -17,21 +18,17 @@ use permgate_core::model::{
     Platforms, Role,
 };
 use permgate_core::ports::{
-    AccountStore, AppStore, AuditStore, GrantStore, NewAccount, NewApp, NewGrant, NewKey, Store, StoreError,
-    StoreResult,
+    AccountStore, AppStore, AuditStore, ChangeFeed, GrantStore, MigrationStatus, NewAccount, NewApp, NewGrant, NewKey,
+    Store, StoreError, StoreResult,
 };
 use permgate_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// The migrations this binary knows, in order.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
-
-/// Where the schema stands relative to this binary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationStatus {
-    pub current: i64,
-    pub latest: i64,
-}
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "change_log", include_str!("../migrations/0002_change_log.sql")),
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -62,7 +59,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let store = Self::open_unmigrated(path)?;
-        store.migrate()?;
+        store.apply_migrations()?;
         Ok(store)
     }
 
@@ -82,7 +79,7 @@ impl SqliteStore {
         let conn = Connection::open_in_memory().map_err(backend)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(backend)?;
         let store = SqliteStore { conn: Mutex::new(conn), path: ":memory:".into() };
-        store.migrate()?;
+        store.apply_migrations()?;
         Ok(store)
     }
 
@@ -90,14 +87,7 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn migration_status(&self) -> StoreResult<MigrationStatus> {
-        let conn = self.conn();
-        Ok(MigrationStatus { current: current_version(&conn)?, latest: latest_version() })
-    }
-
-    /// Applies pending migrations; returns the versions applied. Refuses a schema newer than
-    /// this binary, which would mean an older permgate is running against a newer database.
-    pub fn migrate(&self) -> StoreResult<Vec<i64>> {
+    fn apply_migrations(&self) -> StoreResult<Vec<i64>> {
         let mut conn = self.conn();
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);",
@@ -179,6 +169,9 @@ fn append_audit(tx: &Transaction<'_>, e: &NewAuditEvent) -> StoreResult<()> {
         ],
     )
     .map_err(backend)?;
+    if let Some(app) = e.app_id {
+        tx.execute("INSERT INTO change_log (app_id, at) VALUES (?1, ?2)", params![app.0, e.at.0]).map_err(backend)?;
+    }
     Ok(())
 }
 
@@ -510,6 +503,35 @@ impl AuditStore for SqliteStore {
     }
 }
 
+impl ChangeFeed for SqliteStore {
+    fn latest_change(&self) -> StoreResult<i64> {
+        self.conn().query_row("SELECT coalesce(max(seq), 0) FROM change_log", [], |r| r.get(0)).map_err(backend)
+    }
+
+    fn changes_since(&self, seq: i64) -> StoreResult<(i64, Vec<AppId>)> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT seq, app_id FROM change_log WHERE seq > ?1 ORDER BY seq").map_err(backend)?;
+        let rows = stmt.query_map([seq], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).map_err(backend)?;
+        let mut newest = seq;
+        let mut apps = Vec::new();
+        for row in rows {
+            let (s, app) = row.map_err(backend)?;
+            newest = newest.max(s);
+            if !apps.contains(&AppId(app)) {
+                apps.push(AppId(app));
+            }
+        }
+        Ok((newest, apps))
+    }
+
+    fn wait_for_change(&self, timeout: Duration) -> StoreResult<()> {
+        // SQLite has no notifications; another process's writes are found by polling.
+        std::thread::sleep(timeout);
+        Ok(())
+    }
+}
+
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
@@ -517,6 +539,15 @@ impl Store for SqliteStore {
 
     fn ping(&self) -> StoreResult<()> {
         self.conn().query_row("SELECT 1", [], |_| Ok(())).map_err(backend)
+    }
+
+    fn migration_status(&self) -> StoreResult<MigrationStatus> {
+        let conn = self.conn();
+        Ok(MigrationStatus { current: current_version(&conn)?, latest: latest_version() })
+    }
+
+    fn migrate(&self) -> StoreResult<Vec<i64>> {
+        self.apply_migrations()
     }
 }
 

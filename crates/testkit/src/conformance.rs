@@ -45,6 +45,8 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("keys_rotate_and_carry_platforms", keys_rotate_and_carry_platforms),
     ("members_and_products_are_kept", members_and_products_are_kept),
     ("every_write_extends_one_verifiable_audit_chain", every_write_extends_one_verifiable_audit_chain),
+    ("the_change_feed_lists_changed_apps_in_commit_order", the_change_feed_lists_changed_apps_in_commit_order),
+    ("migrations_are_complete_and_idempotent", migrations_are_complete_and_idempotent),
 ];
 
 fn accounts_round_trip(store: &dyn Store) -> Result<(), StoreError> {
@@ -208,4 +210,31 @@ fn every_write_extends_one_verifiable_audit_chain(store: &dyn Store) -> Result<(
     assert_eq!(of_app.iter().map(|e| e.event.action.as_str()).collect::<Vec<_>>(), vec!["app.create", "product.set"]);
     assert_eq!(store.audit_events(None, 1)?.len(), 1);
     Ok(())
+}
+
+fn the_change_feed_lists_changed_apps_in_commit_order(store: &dyn Store) -> Result<(), StoreError> {
+    let start = store.latest_change()?;
+    assert_eq!(store.changes_since(start)?, (start, vec![]));
+    let owner = account(store, "owner", Role::Developer)?;
+    assert_eq!(store.latest_change()?, start, "a change that touches no app is not in the feed");
+    let a = app(store, owner, &[])?;
+    let b = app(store, owner, &[])?;
+    store.set_product(a, "local", true, &audit("product.set").app(a))?;
+    let (newest, apps) = store.changes_since(start)?;
+    assert_eq!(apps, vec![a, b], "each app once, in order of first change");
+    assert_eq!(newest, store.latest_change()?);
+    assert!(newest > start);
+    let (after, none) = store.changes_since(newest)?;
+    assert_eq!((after, none), (newest, vec![]));
+    // A failed write adds no change.
+    assert!(app(store, owner, &[key(KeyKind::RestApi, "dup"), key(KeyKind::RestApi, "dup")]).is_err());
+    assert_eq!(store.latest_change()?, newest);
+    Ok(())
+}
+
+fn migrations_are_complete_and_idempotent(store: &dyn Store) -> Result<(), StoreError> {
+    let status = store.migration_status()?;
+    assert!(!status.pending() && !status.too_new(), "{status:?}");
+    assert_eq!(store.migrate()?, Vec::<i64>::new());
+    store.ping()
 }

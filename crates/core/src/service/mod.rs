@@ -8,6 +8,7 @@ mod grants;
 mod keys;
 mod members;
 mod products;
+mod sync;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 
 use permgate_core::audit::NewAuditEvent;
 use permgate_core::model::Role;
-use permgate_core::ports::{AccountStore, NewAccount, StoreError};
+use permgate_core::ports::{AccountStore, NewAccount, Store, StoreError};
 use permgate_core::time::Timestamp;
 use permgate_store_sqlite::SqliteStore;
 use permgate_testkit::{conformance, scratch_dir};
