@@ -10,9 +10,7 @@ use permgate_core::catalog::Catalog;
 use permgate_core::credential::mint_user_token;
 use permgate_core::decision::{Query, decide};
 use permgate_core::model::AppId;
-use permgate_core::ports::{AuditStore, Store};
 use permgate_core::time::{Clock, SystemClock};
-use permgate_store_sqlite::SqliteStore;
 
 use crate::wiring;
 use crate::{EngineArgs, StoreArgs};
@@ -42,7 +40,7 @@ pub struct CheckArgs {
 pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let store = wiring::open_store(&args.store.database_url)?;
     let catalog = wiring::load_catalog(args.engine.catalog.as_deref())?;
-    let services = wiring::services(store, catalog, args.engine.jwt_secret.as_deref())?;
+    let (services, _) = wiring::services(store, catalog, args.engine.jwt_secret.as_deref())?;
     let query = Query {
         method: &args.method,
         path: &args.path,
@@ -82,20 +80,15 @@ pub fn validate_catalog(file: &Path) -> anyhow::Result<ExitCode> {
 
 /// Applies pending migrations and reports what it did.
 pub fn migrate(store: &StoreArgs) -> anyhow::Result<ExitCode> {
-    let path = wiring::sqlite_path(&store.database_url)?;
-    let db = SqliteStore::open_unmigrated(&path).with_context(|| format!("opening {}", path.display()))?;
+    let db = wiring::connect(&store.database_url)?;
+    let where_ = crate::serve::redact(&store.database_url);
     let before = db.migration_status()?;
     let applied = db.migrate()?;
     if applied.is_empty() {
-        println!("{}: schema is at version {}, nothing to apply", path.display(), before.current);
+        println!("{where_}: schema is at version {}, nothing to apply", before.current);
     } else {
         let list: Vec<String> = applied.iter().map(ToString::to_string).collect();
-        println!(
-            "{}: applied migration(s) {}; schema is at version {}",
-            path.display(),
-            list.join(", "),
-            before.latest
-        );
+        println!("{where_}: applied migration(s) {}; schema is at version {}", list.join(", "), before.latest);
     }
     Ok(ExitCode::SUCCESS)
 }

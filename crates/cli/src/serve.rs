@@ -4,12 +4,15 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use permgate_core::ports::Store;
+use permgate_core::catalog::Catalog;
 use permgate_core::service::BootstrapOutcome;
-use permgate_server::{AppState, serve};
+use permgate_core::service::Services;
+use permgate_server::{AppState, serve, spawn_change_sync};
 
 use crate::wiring;
 use crate::{EngineArgs, StoreArgs};
@@ -27,6 +30,13 @@ pub struct ServeArgs {
     /// prints its token once.
     #[arg(long, env = "PERMGATE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Apply pending migrations at start; with `false`, the node waits (not ready) until
+    /// `permgate migrate` has run.
+    #[arg(long, env = "PERMGATE_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    auto_migrate: bool,
+    /// Redis (`redis://host:6379`): checked for readiness.
+    #[arg(long, env = "PERMGATE_REDIS_URL")]
+    redis_url: Option<String>,
     /// Log filter, e.g. `info` or `permgate=debug`.
     #[arg(long, env = "PERMGATE_LOG", default_value = "info")]
     log: String,
@@ -36,7 +46,6 @@ pub struct ServeArgs {
 const NOT_YET: &[(&str, &str)] = &[
     ("PERMGATE_GATEWAY_LISTEN", "the built-in gateway"),
     ("PERMGATE_UPSTREAM", "the built-in gateway"),
-    ("PERMGATE_REDIS_URL", "shared quota counters"),
     ("PERMGATE_JWT_PUBLIC_KEYS", "RS256/EdDSA user tokens"),
     ("PERMGATE_SMTP_URL", "e-mail notifications"),
 ];
@@ -48,6 +57,8 @@ const KNOWN: &[&str] = &[
     "PERMGATE_ADMIN_TOKEN",
     "PERMGATE_JWT_SECRET",
     "PERMGATE_LOG",
+    "PERMGATE_AUTO_MIGRATE",
+    "PERMGATE_REDIS_URL",
     "PERMGATE_TEST_DATABASE_URL",
     "PERMGATE_TEST_REDIS_URL",
 ];
@@ -75,7 +86,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .init();
     report_environment();
 
-    let store = wiring::open_store(&args.store.database_url)?;
+    wiring::parse_database_url(&args.store.database_url)?;
     let catalog = wiring::load_catalog(args.engine.catalog.as_deref())?;
     tracing::info!(
         catalog = %catalog.version,
@@ -87,8 +98,85 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.engine.jwt_secret.is_none() {
         tracing::info!("no PERMGATE_JWT_SECRET: calls with user tokens (Bearer JWT) will be answered -401");
     }
-    let store: Arc<dyn Store> = store;
-    let services = wiring::services(store, catalog, args.engine.jwt_secret.as_deref())?;
+    if args.redis_url.is_some() {
+        tracing::info!("PERMGATE_REDIS_URL: Redis is part of readiness; quota counting in Redis is not built yet");
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let mut state = AppState::starting("connecting to the store");
+        state.redis_url = args.redis_url.clone();
+        tracing::info!("listening on http://{addr}; getting ready");
+        let stop = Arc::new(AtomicBool::new(false));
+        let init_state = state.clone();
+        let init_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("permgate-init".into())
+            .spawn(move || get_ready(&args, catalog, &init_state, addr, &init_stop))
+            .context("starting the init thread")?;
+        serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
+        stop.store(true, Ordering::Relaxed);
+        tracing::info!("stopped");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Connects, migrates (unless told not to), bootstraps the admin and builds the snapshot,
+/// retrying until it succeeds, so nodes and the database may start in any order.
+fn get_ready(args: &ServeArgs, catalog: Catalog, state: &AppState, addr: SocketAddr, stop: &Arc<AtomicBool>) {
+    let mut last_error = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        match init(args, catalog.clone()) {
+            Ok((services, since)) => {
+                let apps = services.snapshot.read().app_count();
+                if let Err(e) = spawn_change_sync(services.clone(), since, stop.clone()) {
+                    tracing::error!("cannot start the change sync: {e}");
+                }
+                state.set_ready(services);
+                tracing::info!(apps, database = %redact(&args.store.database_url), "ready on http://{addr}");
+                return;
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                if message != last_error {
+                    tracing::warn!("not ready: {message}; retrying");
+                    last_error = message.clone();
+                }
+                state.set_starting(message);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn init(args: &ServeArgs, catalog: Catalog) -> anyhow::Result<(Services, i64)> {
+    let store = wiring::connect(&args.store.database_url)?;
+    let status = store.migration_status()?;
+    if status.too_new() {
+        anyhow::bail!(
+            "the database schema is version {}, newer than this permgate binary knows ({}); upgrade permgate",
+            status.current,
+            status.latest
+        );
+    }
+    if status.pending() {
+        if !args.auto_migrate {
+            anyhow::bail!(
+                "the database schema is at version {} and this binary needs {}: run `permgate migrate`",
+                status.current,
+                status.latest
+            );
+        }
+        let applied = store.migrate()?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied database migrations");
+        }
+    }
+    let (services, since) = wiring::services(store, catalog, args.engine.jwt_secret.as_deref())?;
     match services.bootstrap_admin(args.admin_token.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))? {
         BootstrapOutcome::Created { id, token } => {
             println!();
@@ -106,18 +194,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tracing::info!("an admin account exists; set PERMGATE_ADMIN_TOKEN to reset the `admin` account's token")
         }
     }
-    let apps = services.snapshot.read().app_count();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
-        tracing::info!(apps, database = %args.store.database_url, "permgate listening on http://{addr}");
-        serve(listener, AppState::new(services), shutdown_signal()).await.context("serving HTTP")?;
-        tracing::info!("stopped");
-        anyhow::Ok(ExitCode::SUCCESS)
-    })
+    Ok((services, since))
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -140,4 +231,16 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/permgate"), "postgres://app:***@db:5432/permgate");
+        assert_eq!(redact("postgres://app@db/permgate"), "postgres://app@db/permgate");
+        assert_eq!(redact("sqlite://permgate.db"), "sqlite://permgate.db");
+    }
 }

@@ -11,29 +11,46 @@ use permgate_core::ports::Store;
 use permgate_core::service::Services;
 use permgate_core::snapshot::{SharedSnapshot, Snapshot};
 use permgate_core::time::SystemClock;
+use permgate_store_postgres::PostgresStore;
 use permgate_store_sqlite::SqliteStore;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://permgate.db";
 
-/// The SQLite file a database URL names.
-pub fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
+/// Which backend a database URL selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+pub fn parse_database_url(url: &str) -> anyhow::Result<Database> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         if path.is_empty() {
             bail!("PERMGATE_DATABASE_URL `{url}` names no file; use sqlite://permgate.db");
         }
-        return Ok(PathBuf::from(path));
+        return Ok(Database::Sqlite(PathBuf::from(path)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("PostgreSQL is not supported by this build yet; use sqlite://PATH (the default) for now");
+        return Ok(Database::Postgres(url.to_owned()));
     }
-    bail!("PERMGATE_DATABASE_URL `{url}` is not understood; use sqlite://PATH")
+    bail!("PERMGATE_DATABASE_URL `{url}` is not understood; use sqlite://PATH or postgres://USER@HOST:PORT/DB")
 }
 
-/// Opens the store, applying pending migrations.
-pub fn open_store(url: &str) -> anyhow::Result<Arc<SqliteStore>> {
-    let path = sqlite_path(url)?;
-    let store = SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(Arc::new(store))
+/// Connects to the store without migrating it.
+pub fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match parse_database_url(url)? {
+        Database::Sqlite(path) => {
+            Arc::new(SqliteStore::open_unmigrated(&path).with_context(|| format!("opening {}", path.display()))?)
+        }
+        Database::Postgres(url) => Arc::new(PostgresStore::connect(&url)?),
+    })
+}
+
+/// Connects and applies pending migrations.
+pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let store = connect(url)?;
+    store.migrate()?;
+    Ok(store)
 }
 
 /// Loads the catalog file, or the built-in one.
@@ -47,12 +64,14 @@ pub fn load_catalog(file: Option<&Path>) -> anyhow::Result<Catalog> {
     }
 }
 
-/// Builds the services over a store: reads every app into a fresh snapshot.
-pub fn services(store: Arc<dyn Store>, catalog: Catalog, jwt_secret: Option<&str>) -> anyhow::Result<Services> {
+/// Builds the services over a store: notes the change-feed position, then reads every app into a
+/// fresh snapshot. Returns the position, from which the change sync continues.
+pub fn services(store: Arc<dyn Store>, catalog: Catalog, jwt_secret: Option<&str>) -> anyhow::Result<(Services, i64)> {
     let verifier = TokenVerifier::new(jwt_secret.map(str::as_bytes));
+    let since = store.latest_change().context("reading the change feed")?;
     let records = store.app_records().context("reading apps to build the decision snapshot")?;
     let snapshot = Snapshot::build(Arc::new(catalog), Arc::new(verifier), records);
-    Ok(Services::new(store, Arc::new(SharedSnapshot::new(snapshot)), Arc::new(SystemClock)))
+    Ok((Services::new(store, Arc::new(SharedSnapshot::new(snapshot)), Arc::new(SystemClock)), since))
 }
 
 #[cfg(test)]
@@ -60,12 +79,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_urls_name_a_file_and_others_are_refused_with_a_reason() {
-        assert_eq!(sqlite_path("sqlite://data/p.db").ok(), Some(PathBuf::from("data/p.db")));
-        assert_eq!(sqlite_path("sqlite:///var/lib/p.db").ok(), Some(PathBuf::from("/var/lib/p.db")));
-        assert!(sqlite_path("sqlite://").is_err());
-        let pg = sqlite_path("postgres://localhost/db").err().map(|e| e.to_string());
-        assert!(pg.is_some_and(|e| e.contains("PostgreSQL")));
-        assert!(sqlite_path("mysql://x").is_err());
+    fn database_urls_select_a_backend_or_are_refused_with_a_reason() {
+        let url = |u: &str| parse_database_url(u).ok();
+        assert_eq!(url("sqlite://data/p.db"), Some(Database::Sqlite(PathBuf::from("data/p.db"))));
+        assert_eq!(url("sqlite:///var/lib/p.db"), Some(Database::Sqlite(PathBuf::from("/var/lib/p.db"))));
+        assert_eq!(url("postgres://u@h/db"), Some(Database::Postgres("postgres://u@h/db".into())));
+        assert!(parse_database_url("sqlite://").is_err());
+        let err = parse_database_url("mysql://x").err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("postgres://")));
     }
 }

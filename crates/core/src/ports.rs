@@ -64,6 +64,24 @@ pub struct NewGrant {
     pub reason: String,
 }
 
+impl NewGrant {
+    /// The grant as stored under `id` at `now`.
+    pub fn stored(&self, id: i64, now: Timestamp) -> Grant {
+        Grant {
+            id,
+            app_id: self.app_id,
+            permission: self.permission.clone(),
+            key_id: self.key_id,
+            source: self.source,
+            granted_by: self.granted_by,
+            granted_at: now,
+            expires_at: self.expires_at,
+            params: self.params.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
 pub trait AccountStore {
     fn create_account(&self, new: &NewAccount, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Account>;
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>>;

@@ -18,6 +18,10 @@ impl ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, code: -2, msg: msg.into() }
     }
 
+    pub fn unavailable(msg: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: -1, msg: msg.into() }
+    }
+
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         let trace_id = trace_id();
         tracing::error!(%trace_id, %cause, "internal error");

@@ -6,11 +6,16 @@
 //! - `handlers/` holds one file per resource; handlers only parse, call a service and shape JSON.
 //! - `error.rs` is the one place errors become responses (`{"msg", "code"}` with the status);
 //!   `extract.rs` holds the extractors that turn bad input into -2 and bad tokens into -401.
-//! - Store calls block, so handlers run services on tokio's blocking pool via [`AppState::run`].
+//! - Store calls block, so handlers run services on tokio's blocking pool via [`AppState::run`];
+//!   `sync.rs` keeps the snapshot current with other nodes' writes on a thread of its own.
 
 mod error;
 mod extract;
 mod handlers;
+mod redis_ping;
+mod sync;
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -18,22 +23,62 @@ use axum::routing::{delete, get, post, put};
 use permgate_core::service::Services;
 
 pub use error::ApiError;
+pub use sync::spawn_change_sync;
 
-/// What every handler can reach.
+/// What every handler can reach. A node serves from the moment it binds its port; until the store
+/// is reachable and migrated and the snapshot is built, [`AppState::services`] answers 503 and
+/// `/readyz` says why.
 #[derive(Clone)]
 pub struct AppState {
-    pub services: Services,
+    services: Arc<OnceLock<Services>>,
+    /// Why the node is not ready yet, while `services` is unset.
+    starting: Arc<Mutex<String>>,
+    /// `redis://…` when configured: part of readiness.
+    pub redis_url: Option<String>,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("services", &self.services).finish()
+        f.debug_struct("AppState").field("ready", &self.services.get().is_some()).finish()
     }
 }
 
 impl AppState {
+    /// A ready state, for tests and embedders that built their services already.
     pub fn new(services: Services) -> Self {
-        AppState { services }
+        let state = AppState::starting("starting");
+        state.set_ready(services);
+        state
+    }
+
+    /// A state that answers 503 until [`AppState::set_ready`].
+    pub fn starting(reason: &str) -> Self {
+        AppState {
+            services: Arc::new(OnceLock::new()),
+            starting: Arc::new(Mutex::new(reason.to_owned())),
+            redis_url: None,
+        }
+    }
+
+    /// Records why the node is still not ready.
+    pub fn set_starting(&self, reason: impl Into<String>) {
+        *self.starting.lock().unwrap_or_else(PoisonError::into_inner) = reason.into();
+    }
+
+    pub fn set_ready(&self, services: Services) {
+        let _ = self.services.set(services);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.services.get().is_some()
+    }
+
+    /// The services, or 503 saying why the node is not ready.
+    pub fn services(&self) -> Result<&Services, ApiError> {
+        self.services.get().ok_or_else(|| {
+            let reason = self.starting.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            ApiError::unavailable(format!("permgate is not ready yet: {reason}"))
+        })
     }
 
     /// Runs a blocking service call off the async workers.
@@ -42,7 +87,7 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&Services) -> Result<T, permgate_core::error::ServiceError> + Send + 'static,
     {
-        let services = self.services.clone();
+        let services = self.services()?.clone();
         match tokio::task::spawn_blocking(move || f(&services)).await {
             Ok(result) => result.map_err(ApiError::from),
             Err(join) => Err(ApiError::internal(format!("a service call failed: {join}"))),

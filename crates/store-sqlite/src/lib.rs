@@ -413,18 +413,7 @@ impl GrantStore for SqliteStore {
             .map_err(backend)?;
             Ok(tx.last_insert_rowid())
         })?;
-        Ok(Grant {
-            id,
-            app_id: g.app_id,
-            permission: g.permission.clone(),
-            key_id: g.key_id,
-            source: g.source,
-            granted_by: g.granted_by,
-            granted_at: now,
-            expires_at: g.expires_at,
-            params: g.params.clone(),
-            reason: g.reason.clone(),
-        })
+        Ok(g.stored(id, now))
     }
 
     fn revoke_grant(

@@ -6,9 +6,11 @@
 //!   serves it on an ephemeral port; dropping it stops the server and deletes the database.
 //! - [`TestApp`]'s methods speak the public HTTP API only, as an outside client would.
 //! - The clock is a [`ManualClock`] the test moves; nothing sleeps.
-//! - [`scratch_dir`] gives each test its own directory under the system temp dir.
+//! - [`scratch_dir`] gives each test its own directory; [`pg::fresh_schema`] its own PostgreSQL
+//!   schema; [`both_backends!`] runs one HTTP test over each backend.
 
 pub mod conformance;
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use permgate_core::service::{BootstrapOutcome, Services};
 use permgate_core::snapshot::{SharedSnapshot, Snapshot};
 use permgate_core::time::{ManualClock, Timestamp};
 use permgate_server::AppState;
+use permgate_store_postgres::PostgresStore;
 use permgate_store_sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -69,6 +72,41 @@ pub struct TestApp {
     pub admin: String,
     server: tokio::task::JoinHandle<()>,
     _dir: ScratchDir,
+    _schema: Option<pg::PgSchema>,
+}
+
+/// Runs blocking work on tokio's blocking pool and waits for it.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => unreachable!("blocking task failed: {e}"),
+    }
+}
+
+/// Declares an HTTP test that runs twice: over SQLite (`<name>::sqlite`) and over PostgreSQL
+/// (`<name>::postgres`, skipped with a notice when `PERMGATE_TEST_DATABASE_URL` is not set).
+#[macro_export]
+macro_rules! both_backends {
+    ($(async fn $name:ident($t:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports, reason = "the test body uses some of its file's imports")]
+            use super::*;
+
+            async fn run($t: $crate::TestApp) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                run($crate::TestApp::spawn().await).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(t) = $crate::TestApp::spawn_postgres().await {
+                    run(t).await
+                }
+            }
+        }
+    )*};
 }
 
 impl Drop for TestApp {
@@ -87,19 +125,50 @@ impl TestApp {
         Self::spawn_with(catalog).await
     }
 
-    /// Starts a server with `catalog`.
+    /// Starts a server with `catalog` over a fresh SQLite file.
     pub async fn spawn_with(catalog: Catalog) -> TestApp {
         let dir = scratch_dir("http");
         let store = match SqliteStore::open(&dir.0.join("permgate.db")) {
             Ok(s) => Arc::new(s),
             Err(e) => unreachable!("{e}"),
         };
+        Self::spawn_over(store, catalog, dir, None).await
+    }
+
+    /// Starts a server with the built-in catalog over a fresh PostgreSQL schema, or `None` when
+    /// `PERMGATE_TEST_DATABASE_URL` is not set.
+    pub async fn spawn_postgres() -> Option<TestApp> {
+        let schema = pg::fresh_schema("http")?;
+        let url = schema.url.clone();
+        let store = blocking(move || {
+            let store = PostgresStore::connect(&url)?;
+            store.migrate()?;
+            Ok::<_, permgate_core::ports::StoreError>(store)
+        })
+        .await;
+        let store = match store {
+            Ok(s) => Arc::new(s),
+            Err(e) => unreachable!("{e}"),
+        };
+        let catalog = match Catalog::builtin() {
+            Ok(c) => c,
+            Err(e) => unreachable!("{e}"),
+        };
+        Some(Self::spawn_over(store, catalog, scratch_dir("http-pg"), Some(schema)).await)
+    }
+
+    async fn spawn_over(
+        store: Arc<dyn Store>,
+        catalog: Catalog,
+        dir: ScratchDir,
+        schema: Option<pg::PgSchema>,
+    ) -> TestApp {
         let clock = Arc::new(ManualClock::new(EPOCH));
         let verifier = TokenVerifier::new(Some(JWT_SECRET.as_bytes()));
         let snapshot = Snapshot::build(Arc::new(catalog), Arc::new(verifier), Vec::new());
-        let store: Arc<dyn Store> = store;
         let services = Services::new(store, Arc::new(SharedSnapshot::new(snapshot)), clock.clone());
-        match services.bootstrap_admin(Some(ADMIN_TOKEN)) {
+        let boot = services.clone();
+        match blocking(move || boot.bootstrap_admin(Some(ADMIN_TOKEN))).await {
             Ok(BootstrapOutcome::FromConfiguration(_)) => {}
             other => unreachable!("bootstrap: {other:?}"),
         }
@@ -124,7 +193,14 @@ impl TestApp {
             admin: ADMIN_TOKEN.to_owned(),
             server,
             _dir: dir,
+            _schema: schema,
         }
+    }
+
+    /// Runs a store or service call off the async runtime (the PostgreSQL driver blocks).
+    pub async fn store<T: Send + 'static>(&self, f: impl FnOnce(&Services) -> T + Send + 'static) -> T {
+        let services = self.services.clone();
+        blocking(move || f(&services)).await
     }
 
     /// Sends a request; `body` is sent as raw text when it is a JSON string, else as JSON.

@@ -72,13 +72,24 @@ fn migrate_and_audit_verify_report_what_they_did() {
 }
 
 #[test]
-fn postgres_urls_are_refused_until_supported() {
+fn migrate_works_on_postgres_and_names_an_unreachable_server() {
     let dir = scratch_dir("pg");
     let out = permgate(&dir.0)
         .arg("migrate")
-        .env("PERMGATE_DATABASE_URL", "postgres://x@localhost/db")
+        .env("PERMGATE_DATABASE_URL", "postgres://postgres:hunter2@127.0.0.1:1/db")
         .output()
         .unwrap_or_else(|e| unreachable!("{e}"));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL is not supported by this build yet"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect to PostgreSQL") && !err.contains("hunter2"), "{err}");
+
+    let Some(schema) = permgate_testkit::pg::fresh_schema("cli-migrate") else { return };
+    let run = || {
+        let out = permgate(&dir.0).arg("migrate").env("PERMGATE_DATABASE_URL", &schema.url).output();
+        let out = out.unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run().contains("applied migration(s) 1, 2"));
+    assert!(run().contains("nothing to apply"));
 }

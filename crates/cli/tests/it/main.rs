@@ -2,6 +2,7 @@
 
 mod commands;
 mod serve;
+mod two_nodes;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -17,12 +18,27 @@ pub struct Server {
     pub base: String,
     /// What it printed on stdout before it was listening (the bootstrap banner).
     pub banner: String,
+    log: mpsc::Receiver<String>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Waits for the log line that says the node is ready, returning the lines before it.
+    pub fn wait_ready(&mut self) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.log.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains("ready on http://") => return seen,
+                Ok(line) => seen.push(line),
+                Err(_) => unreachable!("permgate never became ready; it logged:\n{}", seen.join("\n")),
+            }
+        }
     }
 }
 
@@ -33,8 +49,34 @@ pub fn permgate(dir: &Path) -> Command {
     cmd
 }
 
-/// Starts `permgate serve` on an ephemeral port and waits for its "listening" log line.
+/// Starts `permgate serve` on an ephemeral port and waits until it is ready.
 pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+    let mut server = start_listening(dir, env);
+    server.wait_ready();
+    let mut banner = String::new();
+    if let Some(stdout) = server.child.stdout.take() {
+        // The banner is printed before the "ready" line, so it is complete by now; read what is
+        // buffered without waiting for the process to end.
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut stdout = stdout;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                    break;
+                }
+            }
+        });
+        while let Ok(text) = rx.recv_timeout(Duration::from_millis(200)) {
+            banner.push_str(&text);
+        }
+    }
+    server.banner = banner;
+    server
+}
+
+/// Starts `permgate serve` on an ephemeral port and returns once it listens (ready or not).
+pub fn start_listening(dir: &Path, env: &[(&str, &str)]) -> Server {
     let mut cmd = permgate(dir);
     cmd.arg("serve").env("PERMGATE_LISTEN", "127.0.0.1:0").stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
@@ -44,44 +86,52 @@ pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
         Ok(c) => c,
         Err(e) => unreachable!("spawn {BIN}: {e}"),
     };
-    let (Some(stderr), Some(mut stdout)) = (child.stderr.take(), child.stdout.take()) else {
-        unreachable!("piped stdio")
-    };
+    let Some(stderr) = child.stderr.take() else { unreachable!("piped stderr") };
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = child.kill();
-            let mut out = String::new();
-            let _ = stdout.read_to_string(&mut out);
-            unreachable!("permgate serve did not start listening; stdout: {out}")
-        }
-    };
-    // The banner is printed before the listener binds, so it is complete by now; read what is
-    // buffered without waiting for EOF.
-    let (btx, brx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        let mut acc = String::new();
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
+            if tx.send(line).is_err() {
                 break;
             }
-            acc.push_str(&String::from_utf8_lossy(&buf[..n]));
-            let _ = btx.send(acc.clone());
         }
     });
-    let mut banner = String::new();
-    while let Ok(text) = brx.recv_timeout(Duration::from_millis(300)) {
-        banner = text;
+    let mut seen = Vec::new();
+    let addr = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    break rest.split([';', ' ']).next().unwrap_or_default().to_owned();
+                }
+                seen.push(line);
+            }
+            Err(_) => {
+                let _ = child.kill();
+                unreachable!("permgate serve did not start listening; it logged:\n{}", seen.join("\n"))
+            }
+        }
+    };
+    Server { child, base: format!("http://{addr}"), banner: String::new(), log: rx }
+}
+
+/// One HTTP call; returns the status and the JSON body (`null` when there is none).
+pub async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
     }
-    Server { child, base: format!("http://{addr}"), banner }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    match req.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(serde_json::Value::Null))
+        }
+        Err(e) => unreachable!("{e}"),
+    }
 }

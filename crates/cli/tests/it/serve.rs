@@ -1,25 +1,7 @@
 use permgate_testkit::scratch_dir;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::start;
-
-async fn call(method: reqwest::Method, url: String, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut req = client.request(method, url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    match req.send().await {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.json().await.unwrap_or(Value::Null))
-        }
-        Err(e) => unreachable!("{e}"),
-    }
-}
+use crate::{call, start};
 
 #[tokio::test]
 async fn the_first_start_prints_an_admin_token_once_and_a_restart_keeps_every_grant() {

@@ -5,9 +5,10 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::error::ApiError;
 use crate::extract::SignedIn;
 
-pub async fn catalog(State(state): State<AppState>, SignedIn(_): SignedIn) -> Json<Value> {
-    let catalog = state.services.snapshot.read().catalog().clone();
-    Json(json!(*catalog))
+pub async fn catalog(State(state): State<AppState>, SignedIn(_): SignedIn) -> Result<Json<Value>, ApiError> {
+    let catalog = state.services()?.snapshot.read().catalog().clone();
+    Ok(Json(json!(*catalog)))
 }

@@ -41,7 +41,8 @@ pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckR
     if !req.path.starts_with('/') {
         return Err(ApiError::invalid("`path` must start with `/`"));
     }
-    let now = state.services.clock.now();
+    let services = state.services()?;
+    let now = services.clock.now();
     let query = Query {
         method: &req.method,
         path: &req.path,
@@ -50,7 +51,7 @@ pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckR
         ka: req.header("ka"),
     };
     let decision = {
-        let snapshot = state.services.snapshot.read();
+        let snapshot = services.snapshot.read();
         decide(&snapshot, &query, now)
     };
     Ok((StatusCode::OK, Json(decision)).into_response())

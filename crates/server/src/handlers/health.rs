@@ -1,4 +1,5 @@
-//! `/healthz` (the process is up), `/readyz` (the store answers) and the landing page.
+//! `/healthz` (the process is up), `/readyz` (this node can answer: store reachable and migrated,
+//! snapshot built, Redis reachable when configured) and the landing page.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,11 +10,15 @@ use serde_json::{Value, json};
 use crate::AppState;
 
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    let snapshot = state.services.snapshot.read();
+    let Ok(services) = state.services() else {
+        return Json(json!({"status": "ok", "ready": false, "version": env!("CARGO_PKG_VERSION")}));
+    };
+    let snapshot = services.snapshot.read();
     Json(json!({
         "status": "ok",
+        "ready": true,
         "version": env!("CARGO_PKG_VERSION"),
-        "store": state.services.store.backend(),
+        "store": services.store.backend(),
         "catalog_version": snapshot.catalog().version,
         "snapshot_version": snapshot.version,
         "apps": snapshot.app_count(),
@@ -21,13 +26,41 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let store = state.services.store.clone();
-    let ping = tokio::task::spawn_blocking(move || store.ping()).await;
-    match ping {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "store": e.to_string()}))),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "store": e.to_string()}))),
+    let not_ready =
+        |why: String| (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "reason": why})));
+    let services = match state.services() {
+        Ok(s) => s.clone(),
+        Err(e) => return not_ready(e.msg),
+    };
+    let store = services.store.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        store.ping()?;
+        store.migration_status()
+    })
+    .await;
+    match checked {
+        Ok(Ok(status)) if status.pending() => {
+            return not_ready(format!(
+                "database schema is at version {} but this binary needs {}: run `permgate migrate`",
+                status.current, status.latest
+            ));
+        }
+        Ok(Ok(status)) if status.too_new() => {
+            return not_ready(format!(
+                "database schema version {} is newer than this binary knows ({}): upgrade permgate",
+                status.current, status.latest
+            ));
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return not_ready(format!("store unreachable: {e}")),
+        Err(e) => return not_ready(format!("store check failed: {e}")),
     }
+    if let Some(url) = &state.redis_url
+        && let Err(e) = crate::redis_ping::ping(url).await
+    {
+        return not_ready(format!("Redis unreachable: {e}"));
+    }
+    (StatusCode::OK, Json(json!({"status": "ready", "store": services.store.backend()})))
 }
 
 pub async fn landing() -> Html<&'static str> {

@@ -1,163 +1,163 @@
 use permgate_core::audit::verify_chain;
-use permgate_testkit::TestApp;
+use permgate_testkit::both_backends;
 use reqwest::StatusCode;
 use serde_json::json;
 
 const MOMENT: &str = "/openapi/v4/adAccounts/pages";
 
-#[tokio::test]
-async fn an_operator_grant_turns_minus_5_into_allowed_and_a_revocation_turns_it_back() {
-    let t = TestApp::spawn().await;
-    let (_, dev) = t.account("dev", "developer").await;
-    let app = t.app(&dev, "Ads").await;
-    let id = app["id"].as_i64().unwrap_or_default();
-    let user = format!("Bearer {}", t.user_token(id, "u1", ""));
+both_backends! {
+    async fn an_operator_grant_turns_minus_5_into_allowed_and_a_revocation_turns_it_back(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Ads").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let user = format!("Bearer {}", t.user_token(id, "u1", ""));
 
-    let d = t.check("GET", MOMENT, &user).await;
-    assert_eq!((d["allow"].as_bool(), d["status"].as_i64(), d["code"].as_i64()), (Some(false), Some(403), Some(-5)));
-    assert_eq!((d["msg"].as_str(), d["permission"].as_str()), (Some("permission denied"), Some("kakao_moment")));
+        let d = t.check("GET", MOMENT, &user).await;
+        assert_eq!((d["allow"].as_bool(), d["status"].as_i64(), d["code"].as_i64()), (Some(false), Some(403), Some(-5)));
+        assert_eq!((d["msg"].as_str(), d["permission"].as_str()), (Some("permission denied"), Some("kakao_moment")));
 
-    let grants = format!("/v1/apps/{id}/permissions");
-    let (status, grant) =
-        t.post(&grants, &t.admin, json!({"permission": "kakao_moment", "reason": "certified agency"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{grant}");
-    assert_eq!((grant["source"].as_str(), grant["permission"].as_str()), (Some("operator"), Some("kakao_moment")));
-    assert_eq!(t.check("GET", MOMENT, &user).await["allow"], true);
+        let grants = format!("/v1/apps/{id}/permissions");
+        let (status, grant) =
+            t.post(&grants, &t.admin, json!({"permission": "kakao_moment", "reason": "certified agency"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{grant}");
+        assert_eq!((grant["source"].as_str(), grant["permission"].as_str()), (Some("operator"), Some("kakao_moment")));
+        assert_eq!(t.check("GET", MOMENT, &user).await["allow"], true);
 
-    let (status, held) = t.get(&grants, &dev).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(held["permissions"][0]["permission"], "kakao_moment");
+        let (status, held) = t.get(&grants, &dev).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(held["permissions"][0]["permission"], "kakao_moment");
 
-    let (_, rev) = t.account("rev", "reviewer").await;
-    let (status, body) =
-        t.delete(&format!("{grants}/kakao_moment"), &rev, Some(json!({"reason": "contract ended"}))).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(t.check("GET", MOMENT, &user).await["code"], -5);
-    let (status, _) = t.delete(&format!("{grants}/kakao_moment"), &rev, Some(json!({"reason": "again"}))).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn the_friends_list_is_members_only_until_the_permission_is_granted() {
-    let t = TestApp::spawn().await;
-    let (_, dev) = t.account("dev", "developer").await;
-    let app = t.app(&dev, "Social").await;
-    let id = app["id"].as_i64().unwrap_or_default();
-    let user = format!("Bearer {}", t.user_token(id, "u1", "friends"));
-    let d = t.check("GET", "/v1/api/talk/friends", &user).await;
-    assert_eq!((d["allow"].as_bool(), d["restriction"].as_str()), (Some(true), Some("members_only")), "{d}");
-    let (status, _) = t
-        .post(
-            &format!("/v1/apps/{id}/permissions"),
-            &t.admin,
-            json!({"permission": "talk_friends_message", "reason": "reviewed"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let d = t.check("GET", "/v1/api/talk/friends", &user).await;
-    assert_eq!(d["allow"], true);
-    assert!(d.get("restriction").is_none(), "{d}");
-}
-
-#[tokio::test]
-async fn a_grant_with_an_expiry_stops_counting_when_the_clock_passes_it() {
-    let t = TestApp::spawn().await;
-    let (_, dev) = t.account("dev", "developer").await;
-    let app = t.app(&dev, "Ads").await;
-    let id = app["id"].as_i64().unwrap_or_default();
-    let expires = permgate_core::time::Timestamp(t.clock_now().0 + 60).to_rfc3339();
-    let (status, body) = t
-        .post(
-            &format!("/v1/apps/{id}/permissions"),
-            &t.admin,
-            json!({"permission": "kakao_moment", "reason": "trial", "expires_at": expires}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let user = format!("Bearer {}", t.user_token(id, "u1", ""));
-    assert_eq!(t.check("GET", MOMENT, &user).await["allow"], true);
-    t.clock.advance(60);
-    assert_eq!(t.check("GET", MOMENT, &user).await["code"], -5);
-    let (_, held) = t.get(&format!("/v1/apps/{id}/permissions"), &dev).await;
-    assert_eq!(held["permissions"], json!([]));
-}
-
-#[tokio::test]
-async fn grants_are_refused_with_the_reason() {
-    let t = TestApp::spawn().await;
-    let (_, dev) = t.account("dev", "developer").await;
-    let (_, rev) = t.account("rev", "reviewer").await;
-    let app = t.app(&dev, "Ads").await;
-    let path = format!("/v1/apps/{}/permissions", app["id"]);
-    let past = permgate_core::time::Timestamp(t.clock_now().0 - 1).to_rfc3339();
-    let cases = [
-        (&dev, json!({"permission": "kakao_moment", "reason": "r"}), StatusCode::FORBIDDEN, "admin"),
-        (&rev, json!({"permission": "kakao_moment", "reason": "r"}), StatusCode::FORBIDDEN, "admin"),
-        (
-            &t.admin,
-            json!({"permission": "kakao_momnt", "reason": "r"}),
-            StatusCode::BAD_REQUEST,
-            "no permission `kakao_momnt`",
-        ),
-        (&t.admin, json!({"permission": "biz_app", "reason": "r"}), StatusCode::BAD_REQUEST, "app's type"),
-        (&t.admin, json!({"permission": "multi_app", "reason": "r"}), StatusCode::CONFLICT, "retired"),
-        (&t.admin, json!({"permission": "kakao_moment", "reason": " "}), StatusCode::BAD_REQUEST, "reason"),
-        (
-            &t.admin,
-            json!({"permission": "kakao_moment", "reason": "r", "expires_at": past}),
-            StatusCode::BAD_REQUEST,
-            "not in the future",
-        ),
-        (
-            &t.admin,
-            json!({"permission": "kakao_moment", "reason": "r", "expires_at": "soon"}),
-            StatusCode::BAD_REQUEST,
-            "RFC 3339",
-        ),
-        (&t.admin, json!({"permission": "increased_quota", "reason": "r"}), StatusCode::BAD_REQUEST, "params.limit"),
-        (
-            &t.admin,
-            json!({"permission": "kakao_moment", "reason": "r", "params": [1]}),
-            StatusCode::BAD_REQUEST,
-            "JSON object",
-        ),
-    ];
-    for (token, body, want, needle) in cases {
-        let (status, err) = t.post(&path, token, body.clone()).await;
-        assert_eq!(status, want, "{body} -> {err}");
-        assert!(err["msg"].as_str().is_some_and(|m| m.contains(needle)), "{body} -> {err}");
+        let (_, rev) = t.account("rev", "reviewer").await;
+        let (status, body) =
+            t.delete(&format!("{grants}/kakao_moment"), &rev, Some(json!({"reason": "contract ended"}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(t.check("GET", MOMENT, &user).await["code"], -5);
+        let (status, _) = t.delete(&format!("{grants}/kakao_moment"), &rev, Some(json!({"reason": "again"}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
-    let (status, _) = t
-        .post(
-            &path,
-            &t.admin,
-            json!({"permission": "increased_quota", "reason": "partner", "params": {"limit": 100000}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, err) = t
-        .post(&path, &t.admin, json!({"permission": "increased_quota", "reason": "again", "params": {"limit": 5}}))
-        .await;
-    assert_eq!((status, err["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{err}");
 }
 
-#[tokio::test]
-async fn every_change_is_an_audit_event_on_an_intact_chain() {
-    let t = TestApp::spawn().await;
-    let (_, dev) = t.account("dev", "developer").await;
-    let app = t.app(&dev, "Ads").await;
-    let id = app["id"].as_i64().unwrap_or_default();
-    t.post(&format!("/v1/apps/{id}/permissions"), &t.admin, json!({"permission": "kakao_moment", "reason": "ok"}))
-        .await;
-    t.delete(&format!("/v1/apps/{id}/permissions/kakao_moment"), &t.admin, Some(json!({"reason": "done"}))).await;
-    let (status, body) = t.get(&format!("/v1/audit?app_id={id}"), &t.admin).await;
-    assert_eq!(status, StatusCode::OK);
-    let actions: Vec<&str> =
-        body["events"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
-    assert_eq!(actions, ["app.create", "grant.create", "grant.revoke"]);
-    let (status, _) = t.get("/v1/audit", &dev).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let events = t.services.store.audit_events(None, usize::MAX).unwrap_or_default();
-    assert!(events.len() >= 5);
-    assert_eq!(verify_chain(&events), Ok(()));
+both_backends! {
+    async fn the_friends_list_is_members_only_until_the_permission_is_granted(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Social").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let user = format!("Bearer {}", t.user_token(id, "u1", "friends"));
+        let d = t.check("GET", "/v1/api/talk/friends", &user).await;
+        assert_eq!((d["allow"].as_bool(), d["restriction"].as_str()), (Some(true), Some("members_only")), "{d}");
+        let (status, _) = t
+            .post(
+                &format!("/v1/apps/{id}/permissions"),
+                &t.admin,
+                json!({"permission": "talk_friends_message", "reason": "reviewed"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let d = t.check("GET", "/v1/api/talk/friends", &user).await;
+        assert_eq!(d["allow"], true);
+        assert!(d.get("restriction").is_none(), "{d}");
+    }
+}
+
+both_backends! {
+    async fn a_grant_with_an_expiry_stops_counting_when_the_clock_passes_it(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Ads").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let expires = permgate_core::time::Timestamp(t.clock_now().0 + 60).to_rfc3339();
+        let (status, body) = t
+            .post(
+                &format!("/v1/apps/{id}/permissions"),
+                &t.admin,
+                json!({"permission": "kakao_moment", "reason": "trial", "expires_at": expires}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let user = format!("Bearer {}", t.user_token(id, "u1", ""));
+        assert_eq!(t.check("GET", MOMENT, &user).await["allow"], true);
+        t.clock.advance(60);
+        assert_eq!(t.check("GET", MOMENT, &user).await["code"], -5);
+        let (_, held) = t.get(&format!("/v1/apps/{id}/permissions"), &dev).await;
+        assert_eq!(held["permissions"], json!([]));
+    }
+}
+
+both_backends! {
+    async fn grants_are_refused_with_the_reason(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let (_, rev) = t.account("rev", "reviewer").await;
+        let app = t.app(&dev, "Ads").await;
+        let path = format!("/v1/apps/{}/permissions", app["id"]);
+        let past = permgate_core::time::Timestamp(t.clock_now().0 - 1).to_rfc3339();
+        let cases = [
+            (&dev, json!({"permission": "kakao_moment", "reason": "r"}), StatusCode::FORBIDDEN, "admin"),
+            (&rev, json!({"permission": "kakao_moment", "reason": "r"}), StatusCode::FORBIDDEN, "admin"),
+            (
+                &t.admin,
+                json!({"permission": "kakao_momnt", "reason": "r"}),
+                StatusCode::BAD_REQUEST,
+                "no permission `kakao_momnt`",
+            ),
+            (&t.admin, json!({"permission": "biz_app", "reason": "r"}), StatusCode::BAD_REQUEST, "app's type"),
+            (&t.admin, json!({"permission": "multi_app", "reason": "r"}), StatusCode::CONFLICT, "retired"),
+            (&t.admin, json!({"permission": "kakao_moment", "reason": " "}), StatusCode::BAD_REQUEST, "reason"),
+            (
+                &t.admin,
+                json!({"permission": "kakao_moment", "reason": "r", "expires_at": past}),
+                StatusCode::BAD_REQUEST,
+                "not in the future",
+            ),
+            (
+                &t.admin,
+                json!({"permission": "kakao_moment", "reason": "r", "expires_at": "soon"}),
+                StatusCode::BAD_REQUEST,
+                "RFC 3339",
+            ),
+            (&t.admin, json!({"permission": "increased_quota", "reason": "r"}), StatusCode::BAD_REQUEST, "params.limit"),
+            (
+                &t.admin,
+                json!({"permission": "kakao_moment", "reason": "r", "params": [1]}),
+                StatusCode::BAD_REQUEST,
+                "JSON object",
+            ),
+        ];
+        for (token, body, want, needle) in cases {
+            let (status, err) = t.post(&path, token, body.clone()).await;
+            assert_eq!(status, want, "{body} -> {err}");
+            assert!(err["msg"].as_str().is_some_and(|m| m.contains(needle)), "{body} -> {err}");
+        }
+        let (status, _) = t
+            .post(
+                &path,
+                &t.admin,
+                json!({"permission": "increased_quota", "reason": "partner", "params": {"limit": 100000}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, err) = t
+            .post(&path, &t.admin, json!({"permission": "increased_quota", "reason": "again", "params": {"limit": 5}}))
+            .await;
+        assert_eq!((status, err["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{err}");
+    }
+}
+
+both_backends! {
+    async fn every_change_is_an_audit_event_on_an_intact_chain(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Ads").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        t.post(&format!("/v1/apps/{id}/permissions"), &t.admin, json!({"permission": "kakao_moment", "reason": "ok"}))
+            .await;
+        t.delete(&format!("/v1/apps/{id}/permissions/kakao_moment"), &t.admin, Some(json!({"reason": "done"}))).await;
+        let (status, body) = t.get(&format!("/v1/audit?app_id={id}"), &t.admin).await;
+        assert_eq!(status, StatusCode::OK);
+        let actions: Vec<&str> =
+            body["events"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
+        assert_eq!(actions, ["app.create", "grant.create", "grant.revoke"]);
+        let (status, _) = t.get("/v1/audit", &dev).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let events = t.store(|s| s.store.audit_events(None, usize::MAX)).await.unwrap_or_default();
+        assert!(events.len() >= 5);
+        assert_eq!(verify_chain(&events), Ok(()));
+    }
 }
