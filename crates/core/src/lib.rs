@@ -17,6 +17,7 @@ pub mod decision;
 pub mod error;
 pub mod model;
 pub mod ports;
+pub mod quota;
 pub mod route;
 pub mod secret;
 pub mod service;

@@ -1,0 +1,302 @@
+//! Quota arithmetic without I/O: calendar windows in the catalog's time zone, counter keys, and
+//! the `QuotaCounter` port with its in-memory implementation. The decision engine asks a counter
+//! to admit a call against every rule that counts it, all or nothing: a denied call consumes
+//! nothing.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use time::{Date, Month, OffsetDateTime, UtcOffset};
+
+use crate::catalog::QuotaPeriod;
+use crate::time::Timestamp;
+
+/// A window of a quota rule: `[start, end)` in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+}
+
+/// The window of `period` that contains `now`, in a zone `offset_seconds` east of UTC: the
+/// second itself, the calendar day (00:00 to 00:00) or the calendar month (the 1st, 00:00).
+pub fn window(period: QuotaPeriod, now: Timestamp, offset_seconds: i32) -> Window {
+    let off = i64::from(offset_seconds);
+    match period {
+        QuotaPeriod::Second => Window { start: now.0, end: now.0 + 1 },
+        QuotaPeriod::Day => {
+            let local = now.0 + off;
+            let start = local.div_euclid(86_400) * 86_400 - off;
+            Window { start, end: start + 86_400 }
+        }
+        QuotaPeriod::Month => month_window(now, offset_seconds).unwrap_or_else(|| {
+            // Out of the calendar's range (year ±9999): fall back to the day, never panic.
+            window(QuotaPeriod::Day, now, offset_seconds)
+        }),
+    }
+}
+
+fn month_window(now: Timestamp, offset_seconds: i32) -> Option<Window> {
+    let offset = UtcOffset::from_whole_seconds(offset_seconds).ok()?;
+    let local = OffsetDateTime::from_unix_timestamp(now.0).ok()?.to_offset(offset);
+    let first = Date::from_calendar_date(local.year(), local.month(), 1).ok()?;
+    let (next_year, next_month) = match local.month() {
+        Month::December => (local.year() + 1, Month::January),
+        m => (local.year(), m.next()),
+    };
+    let next = Date::from_calendar_date(next_year, next_month, 1).ok()?;
+    let start = first.midnight().assume_offset(offset).unix_timestamp();
+    let end = next.midnight().assume_offset(offset).unix_timestamp();
+    Some(Window { start, end })
+}
+
+/// A stable 64-bit hash (FNV-1a) for user ids and recipients in counter keys: the same on every
+/// node and across restarts, unlike the standard library's randomly keyed hasher.
+pub fn scope_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            h ^= 0xff;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        for b in part.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// One counter: a rule, the scope it counts (an app, a developer, a user, a recipient, a pair)
+/// and the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CounterKey {
+    /// Index of the rule in the catalog; `PAID_DAY` / `PAID_MONTH` for paid-usage caps.
+    pub rule: u32,
+    pub scope: u64,
+    pub window_start: i64,
+}
+
+/// Pseudo-rules counting an app's paid calls against its daily and monthly caps.
+pub const PAID_DAY: u32 = u32::MAX - 1;
+pub const PAID_MONTH: u32 = u32::MAX;
+
+/// One counter a call must fit into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge<'a> {
+    pub key: CounterKey,
+    /// The rule's id (or `paid_day` / `paid_month`), for shared counters' key names.
+    pub rule_id: &'a str,
+    pub limit: u64,
+    pub window_end: i64,
+}
+
+/// What a counter answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Every charge fitted; what is left in each after this call (or, for a dry run, what would
+    /// be left had it counted).
+    Admitted { remaining: Vec<u64> },
+    /// `index` is the first charge that did not fit; nothing was consumed.
+    Exhausted { index: usize },
+}
+
+/// Why a counter could not answer (a shared counter's backend is unreachable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("quota counter unavailable: {0}")]
+pub struct CounterError(pub String);
+
+/// Counts calls. Implementations must be exact under concurrency: `admit` is atomic across all
+/// its charges.
+pub trait QuotaCounter: Send + Sync {
+    /// If each charge's count plus one fits its limit, adds one to each (unless `dry_run`).
+    fn admit(&self, charges: &[Charge<'_>], dry_run: bool) -> Result<Admission, CounterError>;
+    /// The count of one counter now (0 for a window that has not started counting).
+    fn count(&self, key: &CounterKey, rule_id: &str) -> Result<u64, CounterError>;
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    count: u64,
+    window_end: i64,
+}
+
+/// Exact counting in this process's memory. Counters whose window has ended are dropped by
+/// [`MemoryCounter::sweep`]; [`MemoryCounter::drain_dirty`] and [`MemoryCounter::restore`] let a
+/// store persist them.
+#[derive(Debug, Default)]
+pub struct MemoryCounter {
+    cells: Mutex<HashMap<CounterKey, Cell>>,
+    dirty: Mutex<Vec<CounterKey>>,
+}
+
+impl MemoryCounter {
+    pub fn new() -> Self {
+        MemoryCounter::default()
+    }
+
+    /// Loads counts saved earlier (on start), keeping the larger of saved and present counts.
+    pub fn restore(&self, saved: impl IntoIterator<Item = (CounterKey, u64, i64)>) {
+        let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, count, window_end) in saved {
+            let cell = cells.entry(key).or_insert(Cell { count: 0, window_end });
+            cell.count = cell.count.max(count);
+        }
+    }
+
+    /// The counters changed since the last call, with their counts and window ends.
+    pub fn drain_dirty(&self) -> Vec<(CounterKey, u64, i64)> {
+        let keys = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
+        let cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<(CounterKey, u64, i64)> =
+            keys.iter().filter_map(|k| cells.get(k).map(|c| (*k, c.count, c.window_end))).collect();
+        out.sort_unstable_by_key(|(k, _, _)| *k);
+        out.dedup_by_key(|(k, _, _)| *k);
+        out
+    }
+
+    /// Forgets counters whose window ended before `now`.
+    pub fn sweep(&self, now: Timestamp) {
+        self.cells.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, c| c.window_end > now.0);
+    }
+
+    pub fn len(&self) -> usize {
+        self.cells.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl QuotaCounter for MemoryCounter {
+    fn admit(&self, charges: &[Charge<'_>], dry_run: bool) -> Result<Admission, CounterError> {
+        let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut remaining = Vec::with_capacity(charges.len());
+        for (index, c) in charges.iter().enumerate() {
+            let used = cells.get(&c.key).map_or(0, |cell| cell.count);
+            if used >= c.limit {
+                return Ok(Admission::Exhausted { index });
+            }
+            remaining.push(c.limit - used - 1);
+        }
+        if !dry_run {
+            for c in charges {
+                cells.entry(c.key).or_insert(Cell { count: 0, window_end: c.window_end }).count += 1;
+            }
+            drop(cells);
+            self.dirty.lock().unwrap_or_else(PoisonError::into_inner).extend(charges.iter().map(|c| c.key));
+        }
+        Ok(Admission::Admitted { remaining })
+    }
+
+    fn count(&self, key: &CounterKey, _rule_id: &str) -> Result<u64, CounterError> {
+        Ok(self.cells.lock().unwrap_or_else(PoisonError::into_inner).get(key).map_or(0, |c| c.count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEOUL: i32 = 9 * 3600;
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(text).unwrap_or(Timestamp(0))
+    }
+
+    #[test]
+    fn a_seoul_day_runs_from_midnight_kst_which_is_15_00_utc() {
+        let w = window(QuotaPeriod::Day, at("2026-11-28T14:59:59Z"), SEOUL);
+        assert_eq!((w.start, w.end), (at("2026-11-27T15:00:00Z").0, at("2026-11-28T15:00:00Z").0));
+        let next = window(QuotaPeriod::Day, at("2026-11-28T15:00:00Z"), SEOUL);
+        assert_eq!(next.start, w.end, "midnight in Seoul starts a new day");
+    }
+
+    #[test]
+    fn a_seoul_month_starts_on_the_first_at_midnight_kst() {
+        let w = window(QuotaPeriod::Month, at("2026-11-30T15:00:00Z"), SEOUL);
+        assert_eq!((w.start, w.end), (at("2026-11-30T15:00:00Z").0, at("2026-12-31T15:00:00Z").0), "December in Seoul");
+        let nov = window(QuotaPeriod::Month, at("2026-11-30T14:59:59Z"), SEOUL);
+        assert_eq!(nov.end, w.start);
+        let feb = window(QuotaPeriod::Month, at("2028-02-15T00:00:00Z"), 0);
+        assert_eq!(feb.end - feb.start, 29 * 86_400, "2028 is a leap year");
+        let dec = window(QuotaPeriod::Month, at("2026-12-31T23:00:00Z"), 0);
+        assert_eq!(dec.end, at("2027-01-01T00:00:00Z").0);
+    }
+
+    #[test]
+    fn a_second_window_is_the_second() {
+        assert_eq!(window(QuotaPeriod::Second, Timestamp(42), SEOUL), Window { start: 42, end: 43 });
+    }
+
+    #[test]
+    fn scope_hashes_are_stable_and_separate_pairs() {
+        assert_eq!(scope_hash(&["user-1"]), scope_hash(&["user-1"]));
+        assert_ne!(scope_hash(&["ab", "c"]), scope_hash(&["a", "bc"]));
+        assert_eq!(scope_hash(&[""]), 0xcbf2_9ce4_8422_2325);
+    }
+
+    fn charge(rule: u32, limit: u64) -> Charge<'static> {
+        Charge { key: CounterKey { rule, scope: 1, window_start: 0 }, rule_id: "r", limit, window_end: 100 }
+    }
+
+    #[test]
+    fn admission_is_all_or_nothing() {
+        let c = MemoryCounter::new();
+        let charges = [charge(0, 5), charge(1, 1)];
+        assert_eq!(c.admit(&charges, false), Ok(Admission::Admitted { remaining: vec![4, 0] }));
+        assert_eq!(c.admit(&charges, false), Ok(Admission::Exhausted { index: 1 }));
+        assert_eq!(c.count(&charges[0].key, "r"), Ok(1), "the denied call consumed nothing");
+    }
+
+    #[test]
+    fn a_dry_run_reports_without_counting() {
+        let c = MemoryCounter::new();
+        let charges = [charge(0, 2)];
+        assert_eq!(c.admit(&charges, true), Ok(Admission::Admitted { remaining: vec![1] }));
+        assert_eq!(c.count(&charges[0].key, "r"), Ok(0));
+        assert!(c.drain_dirty().is_empty());
+    }
+
+    #[test]
+    fn concurrent_admissions_never_exceed_the_limit() {
+        let c = std::sync::Arc::new(MemoryCounter::new());
+        let admitted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (c, admitted) = (c.clone(), admitted.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        if matches!(c.admit(&[charge(0, 2500)], false), Ok(Admission::Admitted { .. })) {
+                            admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        assert_eq!(admitted.load(std::sync::atomic::Ordering::Relaxed), 2500);
+        assert_eq!(c.count(&charge(0, 0).key, "r"), Ok(2500));
+    }
+
+    #[test]
+    fn dirty_counters_drain_once_and_restore_keeps_the_larger_count() {
+        let c = MemoryCounter::new();
+        let ch = [charge(0, 10)];
+        for _ in 0..3 {
+            let _ = c.admit(&ch, false);
+        }
+        assert_eq!(c.drain_dirty(), vec![(ch[0].key, 3, 100)]);
+        assert!(c.drain_dirty().is_empty());
+        c.restore([(ch[0].key, 2, 100)]);
+        assert_eq!(c.count(&ch[0].key, "r"), Ok(3));
+        let fresh = MemoryCounter::new();
+        fresh.restore([(ch[0].key, 7, 100)]);
+        assert_eq!(fresh.count(&ch[0].key, "r"), Ok(7));
+        fresh.sweep(Timestamp(100));
+        assert!(fresh.is_empty());
+    }
+}
