@@ -219,6 +219,16 @@ impl Grant {
     }
 }
 
+/// Paid usage of an app: past the free limit of the listed quota rules, calls continue and are
+/// counted as paid, until the app's daily or monthly cap of paid calls (-11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaidUsage {
+    pub rules: Vec<String>,
+    pub daily_cap: u64,
+    pub monthly_cap: u64,
+}
+
 /// Everything the decision snapshot needs about one app, read in one go from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRecord {
@@ -230,6 +240,8 @@ pub struct AppRecord {
     pub products: Vec<(String, bool)>,
     /// Grants not revoked (possibly expired: expiry is decided at call time).
     pub grants: Vec<Grant>,
+    /// Paid usage, when switched on.
+    pub paid: Option<PaidUsage>,
 }
 
 impl AppRecord {

@@ -1,11 +1,11 @@
 //! Storage ports: small capability traits the services call, implemented once per backend
-//! (SQLite now, PostgreSQL next) and held to the same conformance suite in the testkit. Every
+//! (SQLite and PostgreSQL) and held to the same conformance suite in the testkit. Every
 //! mutating call takes the audit event that describes it and writes both in one transaction, so
 //! a change is never committed without its record.
 
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::model::{
-    Account, AccountId, AppId, AppRecord, Grant, GrantSource, KeyId, KeyKind, MemberRole, Platforms, Role,
+    Account, AccountId, AppId, AppRecord, Grant, GrantSource, KeyId, KeyKind, MemberRole, PaidUsage, Platforms, Role,
 };
 use crate::time::Timestamp;
 
@@ -116,6 +116,27 @@ pub trait AppStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
     fn set_product(&self, app: AppId, product: &str, activated: bool, audit: &NewAuditEvent) -> StoreResult<()>;
+    /// Switches paid usage on (with its rules and caps) or off (`None`).
+    fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()>;
+}
+
+/// A quota counter as saved by a node that counts in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedCounter {
+    pub rule_id: String,
+    pub scope: u64,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub count: u64,
+}
+
+/// Where a node counting quotas in memory saves its counters (about once a second, never per
+/// call), so that a restart does not hand out a window's quota again.
+pub trait QuotaStore {
+    /// Saves counters, keeping the larger count where one is saved already.
+    fn save_counters(&self, counters: &[SavedCounter]) -> StoreResult<()>;
+    /// The counters whose window has not ended at `now`; older ones are deleted.
+    fn load_counters(&self, now: Timestamp) -> StoreResult<Vec<SavedCounter>>;
 }
 
 pub trait GrantStore {
@@ -171,7 +192,7 @@ impl MigrationStatus {
 }
 
 /// Everything a backend provides.
-pub trait Store: AccountStore + AppStore + GrantStore + AuditStore + ChangeFeed + Send + Sync {
+pub trait Store: AccountStore + AppStore + GrantStore + AuditStore + ChangeFeed + QuotaStore + Send + Sync {
     /// A short name for logs and `/healthz` (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
     /// Whether the store answers now.

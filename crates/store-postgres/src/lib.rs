@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use permgate_core::audit::{AuditEvent, GENESIS_HASH, NewAuditEvent};
 use permgate_core::model::{
     Account, AccountId, App, AppId, AppRecord, AppStatus, Grant, GrantSource, Key, KeyId, KeyKind, Member, MemberRole,
-    Platforms,
+    PaidUsage, Platforms,
 };
 use permgate_core::ports::{
     AccountStore, AppStore, AuditStore, ChangeFeed, GrantStore, MigrationStatus, NewAccount, NewApp, NewGrant, NewKey,
-    Store, StoreError, StoreResult,
+    QuotaStore, SavedCounter, Store, StoreError, StoreResult,
 };
 use permgate_core::time::Timestamp;
 use postgres::error::SqlState;
@@ -38,6 +38,7 @@ use crate::pool::Pool;
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "change_log", include_str!("../migrations/0002_change_log.sql")),
+    (3, "quotas", include_str!("../migrations/0003_quotas.sql")),
 ];
 
 /// Connections one store opens at most (the LISTEN connection aside).
@@ -507,6 +508,70 @@ impl AppStore for PostgresStore {
             Ok(())
         })
     }
+
+    fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()> {
+        self.write(audit, |tx| {
+            match paid {
+                None => tx.execute("DELETE FROM paid_usage WHERE app_id = $1", &[&app.0])?,
+                Some(p) => {
+                    let rules = serde_json::json!(p.rules);
+                    tx.execute(
+                        "INSERT INTO paid_usage (app_id, rules, daily_cap, monthly_cap) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (app_id) DO UPDATE SET rules = excluded.rules, daily_cap = excluded.daily_cap,
+                         monthly_cap = excluded.monthly_cap",
+                        &[&app.0, &rules, &cap(p.daily_cap), &cap(p.monthly_cap)],
+                    )?
+                }
+            };
+            Ok(())
+        })
+    }
+}
+
+impl QuotaStore for PostgresStore {
+    fn save_counters(&self, counters: &[SavedCounter]) -> StoreResult<()> {
+        if counters.is_empty() {
+            return Ok(());
+        }
+        let rule_ids: Vec<&str> = counters.iter().map(|c| c.rule_id.as_str()).collect();
+        let scopes: Vec<i64> = counters.iter().map(|c| c.scope.cast_signed()).collect();
+        let starts: Vec<i64> = counters.iter().map(|c| c.window_start).collect();
+        let ends: Vec<i64> = counters.iter().map(|c| c.window_end).collect();
+        let counts: Vec<i64> = counters.iter().map(|c| cap(c.count)).collect();
+        self.read(|c| {
+            c.execute(
+                "INSERT INTO quota_counters (rule_id, scope, window_start, window_end, count)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+                 ON CONFLICT (rule_id, scope, window_start)
+                 DO UPDATE SET count = greatest(quota_counters.count, excluded.count)",
+                &[&rule_ids, &scopes, &starts, &ends, &counts],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn load_counters(&self, now: Timestamp) -> StoreResult<Vec<SavedCounter>> {
+        self.read(|c| {
+            c.execute("DELETE FROM quota_counters WHERE window_end <= $1", &[&now.0])?;
+            let rows = c.query("SELECT rule_id, scope, window_start, window_end, count FROM quota_counters", &[])?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(SavedCounter {
+                    rule_id: r.try_get(0)?,
+                    scope: r.try_get::<_, i64>(1)?.cast_unsigned(),
+                    window_start: r.try_get(2)?,
+                    window_end: r.try_get(3)?,
+                    count: r.try_get::<_, i64>(4)?.cast_unsigned(),
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// A count or cap as SQL's signed 64-bit integer (saturating: no count comes near it).
+fn cap(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl GrantStore for PostgresStore {
@@ -862,6 +927,7 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
                 keys: Vec::new(),
                 products: Vec::new(),
                 grants: Vec::new(),
+                paid: None,
             },
         );
     }
@@ -920,6 +986,19 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
         let grant = grant_row(&r)?;
         if let Some(record) = records.get_mut(&grant.app_id.0) {
             record.grants.push(grant);
+        }
+    }
+    for r in tx.query(
+        "SELECT app_id, rules, daily_cap, monthly_cap FROM paid_usage WHERE ($1::bigint IS NULL OR app_id = $1)",
+        &[&only],
+    )? {
+        if let Some(record) = record_of(&mut records, &r)? {
+            let rules: serde_json::Value = r.try_get(1)?;
+            record.paid = Some(PaidUsage {
+                rules: serde_json::from_value(rules).map_err(|e| StoreError::Corrupt(format!("bad paid rules: {e}")))?,
+                daily_cap: r.try_get::<_, i64>(2)?.cast_unsigned(),
+                monthly_cap: r.try_get::<_, i64>(3)?.cast_unsigned(),
+            });
         }
     }
     tx.commit()?;

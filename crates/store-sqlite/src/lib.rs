@@ -15,11 +15,11 @@ use std::time::Duration;
 use permgate_core::audit::{AuditEvent, GENESIS_HASH, NewAuditEvent};
 use permgate_core::model::{
     Account, AccountId, App, AppId, AppRecord, AppStatus, Grant, GrantSource, Key, KeyId, KeyKind, Member, MemberRole,
-    Platforms, Role,
+    PaidUsage, Platforms, Role,
 };
 use permgate_core::ports::{
     AccountStore, AppStore, AuditStore, ChangeFeed, GrantStore, MigrationStatus, NewAccount, NewApp, NewGrant, NewKey,
-    Store, StoreError, StoreResult,
+    QuotaStore, SavedCounter, Store, StoreError, StoreResult,
 };
 use permgate_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -28,6 +28,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "change_log", include_str!("../migrations/0002_change_log.sql")),
+    (3, "quotas", include_str!("../migrations/0003_quotas.sql")),
 ];
 
 pub struct SqliteStore {
@@ -389,6 +390,70 @@ impl AppStore for SqliteStore {
             Ok(())
         })
     }
+
+    fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()> {
+        self.write(audit, |tx| {
+            match paid {
+                None => tx.execute("DELETE FROM paid_usage WHERE app_id = ?1", [app.0]).map_err(backend)?,
+                Some(p) => {
+                    let rules = serde_json::to_string(&p.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    tx.execute(
+                        "INSERT INTO paid_usage (app_id, rules, daily_cap, monthly_cap) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (app_id) DO UPDATE SET rules = excluded.rules, daily_cap = excluded.daily_cap,
+                         monthly_cap = excluded.monthly_cap",
+                        params![app.0, rules, cap(p.daily_cap), cap(p.monthly_cap)],
+                    )
+                    .map_err(backend)?
+                }
+            };
+            Ok(())
+        })
+    }
+}
+
+impl QuotaStore for SqliteStore {
+    fn save_counters(&self, counters: &[SavedCounter]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO quota_counters (rule_id, scope, window_start, window_end, count) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (rule_id, scope, window_start) DO UPDATE SET count = max(count, excluded.count)",
+                )
+                .map_err(backend)?;
+            for c in counters {
+                stmt.execute(params![c.rule_id, c.scope.cast_signed(), c.window_start, c.window_end, cap(c.count)])
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn load_counters(&self, now: Timestamp) -> StoreResult<Vec<SavedCounter>> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM quota_counters WHERE window_end <= ?1", [now.0]).map_err(backend)?;
+        let mut stmt = conn
+            .prepare("SELECT rule_id, scope, window_start, window_end, count FROM quota_counters")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SavedCounter {
+                    rule_id: r.get(0)?,
+                    scope: r.get::<_, i64>(1)?.cast_unsigned(),
+                    window_start: r.get(2)?,
+                    window_end: r.get(3)?,
+                    count: r.get::<_, i64>(4)?.cast_unsigned(),
+                })
+            })
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend)).collect()
+    }
+}
+
+/// A count or cap as SQL's signed 64-bit integer (saturating: no count comes near it).
+fn cap(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl GrantStore for SqliteStore {
@@ -706,5 +771,20 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
         .map(|r| r.map_err(backend)?)
         .collect::<StoreResult<Vec<_>>>()?;
 
-    Ok(Some(AppRecord { app, owner_blocked, members, keys, products, grants }))
+    let paid = conn
+        .query_row("SELECT rules, daily_cap, monthly_cap FROM paid_usage WHERE app_id = ?1", [id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .optional()
+        .map_err(backend)?
+        .map(|(rules, daily, monthly)| {
+            Ok::<_, StoreError>(PaidUsage {
+                rules: serde_json::from_str(&rules).map_err(|e| StoreError::Corrupt(format!("bad paid rules: {e}")))?,
+                daily_cap: daily.cast_unsigned(),
+                monthly_cap: monthly.cast_unsigned(),
+            })
+        })
+        .transpose()?;
+
+    Ok(Some(AppRecord { app, owner_blocked, members, keys, products, grants, paid }))
 }

@@ -47,6 +47,8 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("every_write_extends_one_verifiable_audit_chain", every_write_extends_one_verifiable_audit_chain),
     ("the_change_feed_lists_changed_apps_in_commit_order", the_change_feed_lists_changed_apps_in_commit_order),
     ("migrations_are_complete_and_idempotent", migrations_are_complete_and_idempotent),
+    ("paid_usage_is_kept_and_removed", paid_usage_is_kept_and_removed),
+    ("quota_counters_are_saved_as_the_larger_count_and_expire", quota_counters_are_saved_as_the_larger_count_and_expire),
 ];
 
 fn accounts_round_trip(store: &dyn Store) -> Result<(), StoreError> {
@@ -237,4 +239,38 @@ fn migrations_are_complete_and_idempotent(store: &dyn Store) -> Result<(), Store
     assert!(!status.pending() && !status.too_new(), "{status:?}");
     assert_eq!(store.migrate()?, Vec::<i64>::new());
     store.ping()
+}
+
+fn paid_usage_is_kept_and_removed(store: &dyn Store) -> Result<(), StoreError> {
+    let owner = account(store, "owner", Role::Developer)?;
+    let id = app(store, owner, &[])?;
+    let paid = permgate_core::model::PaidUsage { rules: vec!["talk_share_daily".into()], daily_cap: 500, monthly_cap: 9000 };
+    store.set_paid_usage(id, Some(&paid), &audit("paid.set").app(id))?;
+    assert_eq!(store.app_record(id)?.and_then(|r| r.paid), Some(paid.clone()));
+    let changed = permgate_core::model::PaidUsage { daily_cap: 10, ..paid };
+    store.set_paid_usage(id, Some(&changed), &audit("paid.set").app(id))?;
+    assert_eq!(store.app_records()?.into_iter().find(|r| r.app.id == id).and_then(|r| r.paid), Some(changed));
+    store.set_paid_usage(id, None, &audit("paid.set").app(id))?;
+    assert_eq!(store.app_record(id)?.and_then(|r| r.paid), None);
+    Ok(())
+}
+
+fn quota_counters_are_saved_as_the_larger_count_and_expire(store: &dyn Store) -> Result<(), StoreError> {
+    use permgate_core::ports::SavedCounter;
+    let counter = |scope: u64, end: i64, count: u64| SavedCounter {
+        rule_id: "talk_message_daily".into(),
+        scope,
+        window_start: end - 86_400,
+        window_end: end,
+        count,
+    };
+    let huge_scope = u64::MAX - 7;
+    store.save_counters(&[counter(1, 1000, 5), counter(huge_scope, 1000, 2), counter(3, 10, 1)])?;
+    store.save_counters(&[counter(1, 1000, 4), counter(huge_scope, 1000, 9)])?;
+    let mut loaded = store.load_counters(Timestamp(500))?;
+    loaded.sort_by_key(|c| c.scope);
+    assert_eq!(loaded, vec![counter(1, 1000, 5), counter(huge_scope, 1000, 9)], "larger counts win; ended windows are gone");
+    assert_eq!(store.load_counters(Timestamp(1000))?, vec![]);
+    store.save_counters(&[])?;
+    Ok(())
 }

@@ -125,6 +125,9 @@ pub struct Permission {
     pub immediate: bool,
     pub test_only: bool,
     pub grants_quota: bool,
+    /// The quota rules a grant of this permission raises (its `params.limit`); empty with
+    /// `grants_quota` means any rule, named by the grant's `params.rule`.
+    pub raises_quota_rules: Vec<String>,
     pub prerequisites: Prerequisites,
 }
 
@@ -198,11 +201,18 @@ pub struct Api {
     pub quota_rules: Vec<String>,
     pub status: ApiStatus,
     pub without_permission: WithoutPermission,
+    /// Where a call names its recipients (e.g. `receiver_uuids`), for recipient and pair quotas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient_from: Option<String>,
     /// Indexes into `Catalog::permissions`, for the decision engine.
     #[serde(skip)]
     pub permission_idx: Vec<usize>,
     #[serde(skip)]
     pub product_idx: usize,
+    /// Indexes into `Catalog::quota_rules` of every rule that counts this API (its own and the
+    /// `all_apis` ones), filled once the catalog is validated.
+    #[serde(skip)]
+    pub quota_idx: Vec<usize>,
 }
 
 /// A validated catalog: every reference resolves, every id is unique, every route is unambiguous.
@@ -446,6 +456,12 @@ impl Validator<'_> {
                         self.at(q, format!("{owner} lists itself as a prerequisite"));
                     }
                 }
+                for q in &p.raises_quota_rules {
+                    self.check_ref(&index.quota_rules, "quota rule", &owner, q);
+                }
+                if !p.raises_quota_rules.is_empty() && !p.grants_quota {
+                    self.at(&p.id, format!("{owner} lists raises_quota_rules but is not grants_quota = true"));
+                }
                 if p.test_only && p.obtained_by != ObtainedBy::AppType {
                     self.at(&p.id, format!("{owner} is test_only, so it must be obtained_by = \"app_type\""));
                 }
@@ -461,6 +477,7 @@ impl Validator<'_> {
                     immediate: p.immediate,
                     test_only: p.test_only,
                     grants_quota: p.grants_quota,
+                    raises_quota_rules: strings(p.raises_quota_rules),
                     prerequisites: Prerequisites {
                         biz_app: p.prerequisites.biz_app,
                         channel_connected: p.prerequisites.channel_connected,
@@ -492,7 +509,8 @@ impl Validator<'_> {
             })
             .collect();
 
-        let quota_rules = raw
+        let raw_scopes: Vec<QuotaScope> = raw.quota_rules.iter().map(|q| q.scope).collect();
+        let quota_rules: Vec<QuotaRule> = raw
             .quota_rules
             .into_iter()
             .map(|q| {
@@ -579,7 +597,12 @@ impl Validator<'_> {
                 self.check_ref(&index.consent_items, "consent item", &owner, c);
             }
             for q in &a.quota_rules {
-                self.check_ref(&index.quota_rules, "quota rule", &owner, q);
+                if let Some(i) = self.check_ref(&index.quota_rules, "quota rule", &owner, q)
+                    && matches!(raw_scopes[i], QuotaScope::Recipient | QuotaScope::Pair)
+                    && a.recipient_from.is_none()
+                {
+                    self.at(q, format!("{owner} counts recipient quota rule `{}` but names no recipient_from", q.get_ref()));
+                }
             }
             if a.key_kinds.get_ref().is_empty() {
                 self.at(&a.key_kinds, format!("{owner} accepts no key kind; list at least one of rest_api, javascript, native_app, admin, user_token"));
@@ -627,8 +650,10 @@ impl Validator<'_> {
                 quota_rules: strings(a.quota_rules),
                 status: a.status,
                 without_permission: a.without_permission,
+                recipient_from: a.recipient_from,
                 permission_idx,
                 product_idx,
+                quota_idx: Vec::new(),
             });
         }
 
@@ -660,6 +685,10 @@ impl Validator<'_> {
             })
             .collect();
 
+        let mut apis = apis;
+        for api in &mut apis {
+            api.quota_idx = quota_rules_vec_idx(&quota_rules, api);
+        }
         Catalog {
             version: raw.version.into_inner(),
             time_zone,
@@ -675,6 +704,15 @@ impl Validator<'_> {
             router,
         }
     }
+}
+
+fn quota_rules_vec_idx(rules: &[QuotaRule], api: &Api) -> Vec<usize> {
+    rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| api.quota_rules.contains(&r.id) || (r.all_apis && !r.exclude_categories.contains(&api.category)))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 const QUOTA_MSG: &str = "API limit has been exceeded.";

@@ -66,6 +66,8 @@ pub(crate) struct RawPermission {
     #[serde(default)]
     pub grants_quota: bool,
     #[serde(default)]
+    pub raises_quota_rules: Vec<Id>,
+    #[serde(default)]
     pub prerequisites: RawPrerequisites,
 }
 
@@ -177,4 +179,6 @@ pub(crate) struct RawApi {
     pub status: super::ApiStatus,
     #[serde(default)]
     pub without_permission: super::WithoutPermission,
+    #[serde(default)]
+    pub recipient_from: Option<String>,
 }

@@ -108,6 +108,7 @@ fn app(
         keys,
         products: products.iter().map(|(p, on)| ((*p).to_owned(), *on)).collect(),
         grants,
+        paid: None,
     }
 }
 

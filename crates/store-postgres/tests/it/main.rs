@@ -91,6 +91,8 @@ fn a_schema_url_puts_the_store_and_its_tables_in_that_schema() -> Result<(), Sto
             "audit_events",
             "change_log",
             "grants",
+            "paid_usage",
+            "quota_counters",
             "schema_migrations"
         ]
     );
