@@ -8,7 +8,7 @@ use clap::Args;
 use permgate_core::audit::verify_chain;
 use permgate_core::catalog::Catalog;
 use permgate_core::credential::mint_user_token;
-use permgate_core::decision::{Query, decide};
+use permgate_core::decision::{CounterFailure, Query, decide_and_count};
 use permgate_core::model::AppId;
 use permgate_core::time::{Clock, SystemClock};
 
@@ -47,8 +47,18 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         authorization: args.authorization.as_deref(),
         origin: args.origin.as_deref(),
         ka: args.ka.as_deref(),
+        recipients: &[],
     };
-    let decision = decide(&services.snapshot.read(), &query, SystemClock.now());
+    services.restore_counters().map_err(|e| anyhow::anyhow!("reading saved quota counters: {e}"))?;
+    // Counting from the command line would be lost: report the quota state without consuming.
+    let decision = decide_and_count(
+        &services.snapshot.read(),
+        &query,
+        services.counter.as_ref(),
+        SystemClock.now(),
+        false,
+        CounterFailure::Closed,
+    );
     println!("{}", serde_json::to_string_pretty(&decision).context("printing the decision")?);
     Ok(if decision.allow { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,7 +12,7 @@ use clap::Args;
 use permgate_core::catalog::Catalog;
 use permgate_core::service::BootstrapOutcome;
 use permgate_core::service::Services;
-use permgate_server::{AppState, serve, spawn_change_sync};
+use permgate_server::{AppState, serve, spawn_change_sync, spawn_saver};
 
 use crate::wiring;
 use crate::{EngineArgs, StoreArgs};
@@ -114,12 +114,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let stop = Arc::new(AtomicBool::new(false));
         let init_state = state.clone();
         let init_stop = stop.clone();
+        let saver: Arc<Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
+        let init_saver = saver.clone();
         std::thread::Builder::new()
             .name("permgate-init".into())
-            .spawn(move || get_ready(&args, catalog, &init_state, addr, &init_stop))
+            .spawn(move || get_ready(&args, catalog, &init_state, addr, &init_stop, &init_saver))
             .context("starting the init thread")?;
         serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
         stop.store(true, Ordering::Relaxed);
+        let saver = saver.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(saver) = saver {
+            saver.thread().unpark();
+            let _ = saver.join();
+            tracing::info!("quota counters saved");
+        }
         tracing::info!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })
@@ -127,7 +135,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Connects, migrates (unless told not to), bootstraps the admin and builds the snapshot,
 /// retrying until it succeeds, so nodes and the database may start in any order.
-fn get_ready(args: &ServeArgs, catalog: Catalog, state: &AppState, addr: SocketAddr, stop: &Arc<AtomicBool>) {
+fn get_ready(
+    args: &ServeArgs,
+    catalog: Catalog,
+    state: &AppState,
+    addr: SocketAddr,
+    stop: &Arc<AtomicBool>,
+    saver: &Mutex<Option<std::thread::JoinHandle<()>>>,
+) {
     let mut last_error = String::new();
     while !stop.load(Ordering::Relaxed) {
         match init(args, catalog.clone()) {
@@ -135,6 +150,10 @@ fn get_ready(args: &ServeArgs, catalog: Catalog, state: &AppState, addr: SocketA
                 let apps = services.snapshot.read().app_count();
                 if let Err(e) = spawn_change_sync(services.clone(), since, stop.clone()) {
                     tracing::error!("cannot start the change sync: {e}");
+                }
+                match spawn_saver(services.clone(), stop.clone()) {
+                    Ok(handle) => *saver.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle),
+                    Err(e) => tracing::error!("cannot start the quota saver: {e}"),
                 }
                 state.set_ready(services);
                 tracing::info!(apps, database = %redact(&args.store.database_url), "ready on http://{addr}");
@@ -177,6 +196,10 @@ fn init(args: &ServeArgs, catalog: Catalog) -> anyhow::Result<(Services, i64)> {
         }
     }
     let (services, since) = wiring::services(store, catalog, args.engine.jwt_secret.as_deref())?;
+    let restored = services.restore_counters().map_err(|e| anyhow::anyhow!("restoring quota counters: {e}"))?;
+    if restored > 0 {
+        tracing::info!(restored, "quota counters restored");
+    }
     match services.bootstrap_admin(args.admin_token.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))? {
         BootstrapOutcome::Created { id, token } => {
             println!();

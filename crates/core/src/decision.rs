@@ -6,9 +6,10 @@
 
 use serde::Serialize;
 
-use crate::catalog::{Api, ApiStatus, WithoutPermission};
+use crate::catalog::{Api, ApiStatus, QuotaPeriod, QuotaScope, WithoutPermission};
 use crate::credential::{self, Credential, NativeOrigin};
 use crate::model::{AppId, AppStatus, KeyId, KeyKind};
+use crate::quota::{self, Admission, Charge, CounterKey, PAID_DAY, PAID_MONTH, QuotaCounter, Window, scope_hash};
 use crate::route::Method;
 use crate::snapshot::{AppEntry, Snapshot};
 use crate::time::Timestamp;
@@ -22,6 +23,8 @@ pub struct Query<'a> {
     pub authorization: Option<&'a str>,
     pub origin: Option<&'a str>,
     pub ka: Option<&'a str>,
+    /// The call's recipients (e.g. a message's `receiver_uuids`), for recipient and pair quotas.
+    pub recipients: &'a [&'a str],
 }
 
 /// Stable error codes (Kakao's, plus -404 for a path the catalog does not know).
@@ -36,6 +39,9 @@ pub mod code {
     pub const SUSPENDED: i32 = -13;
     pub const UNAUTHENTICATED: i32 = -401;
     pub const NO_SUCH_API: i32 = -404;
+    pub const QUOTA_EXCEEDED: i32 = -10;
+    pub const PAID_CAP: i32 = -11;
+    pub const INTERNAL: i32 = -1;
 }
 
 /// How an allowed call is limited.
@@ -79,8 +85,40 @@ pub struct Decision {
     /// The user behind a user token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The quota rule with the least left after this call (or the one that denied it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaState>,
+    /// Seconds until a quota deny lifts (also sent as `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<i64>,
     /// Every check that ran, in order.
     pub reasons: Vec<String>,
+    /// Quota thresholds (80 %, 100 %) this call crossed, for alerts.
+    #[serde(skip)]
+    pub alerts: Vec<QuotaAlert>,
+}
+
+/// Where a call stands against one quota rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuotaState {
+    pub rule: String,
+    pub limit: u64,
+    /// What is left after this call (for `consume: false`, what would be left had it counted).
+    pub remaining: u64,
+    pub reset_at: Timestamp,
+    /// The call was admitted as paid usage, past the rule's free limit.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paid: bool,
+}
+
+/// An app-wide quota rule passed 80 % or 100 % of its limit with this call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuotaAlert {
+    pub app_id: AppId,
+    pub rule: String,
+    pub percent: u8,
+    pub limit: u64,
+    pub reset_at: Timestamp,
 }
 
 impl Decision {
@@ -96,7 +134,10 @@ impl Decision {
             request_url: None,
             restriction: None,
             user: None,
+            quota: None,
+            retry_after: None,
             reasons,
+            alerts: Vec::new(),
         }
     }
 
@@ -112,6 +153,11 @@ impl Decision {
             }
             if let Some(u) = &self.request_url {
                 map.insert("request_url".into(), u.as_str().into());
+            }
+            if let Some(q) = self.quota.as_ref().filter(|_| self.retry_after.is_some()) {
+                map.insert("rule".into(), q.rule.as_str().into());
+                map.insert("limit".into(), q.limit.into());
+                map.insert("reset_at".into(), q.reset_at.to_rfc3339().into());
             }
         }
         body
@@ -229,7 +275,10 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
         request_url: None,
         restriction,
         user: verdict.user,
+        quota: None,
+        retry_after: None,
         reasons: verdict.reasons,
+        alerts: Vec::new(),
     };
     if d.restriction.is_some() {
         d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
@@ -322,4 +371,247 @@ fn identify<'s>(
         (None, None) => format!("credential: app {}", caller.app.id),
     });
     Ok(caller)
+}
+
+/// What a node does when its quota counter cannot answer (a shared counter's Redis is down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CounterFailure {
+    /// Deny the call (503, -1): no call is admitted that might exceed a quota.
+    #[default]
+    Closed,
+    /// Admit the call uncounted, and say so in its reasons.
+    Open,
+}
+
+/// [`decide`], then, for an allowed call, count it against every quota rule of its API: all of
+/// them or none. With `consume` false the counters are only read.
+pub fn decide_and_count(
+    snapshot: &Snapshot,
+    query: &Query<'_>,
+    counter: &dyn QuotaCounter,
+    now: Timestamp,
+    consume: bool,
+    on_failure: CounterFailure,
+) -> Decision {
+    let mut d = decide(snapshot, query, now);
+    if d.allow {
+        count(snapshot, &mut d, query, counter, now, consume, on_failure);
+    }
+    d
+}
+
+/// One counter a call is charged to, and where it came from.
+struct Planned {
+    charge: Charge<'static>,
+    rule: Option<usize>,
+    window: Window,
+}
+
+fn count(
+    snapshot: &Snapshot,
+    d: &mut Decision,
+    query: &Query<'_>,
+    counter: &dyn QuotaCounter,
+    now: Timestamp,
+    consume: bool,
+    on_failure: CounterFailure,
+) {
+    let catalog = snapshot.catalog();
+    let (Some(app), Some(api)) =
+        (d.app_id.and_then(|a| snapshot.app(a)), d.api.as_deref().and_then(|a| catalog.api(a)))
+    else {
+        return;
+    };
+    let offset = crate::catalog::tz_offset_seconds(&catalog.time_zone).unwrap_or(9 * 3600);
+    let app_text = app.id.to_string();
+    let mut plan: Vec<Planned> = Vec::new();
+    for &ri in &api.quota_idx {
+        let rule = &catalog.quota_rules[ri];
+        let window = quota::window(rule.period, now, offset);
+        let limit = app.quota_limit(ri, rule.limit, now);
+        let user = d.user.as_deref();
+        let scopes: Vec<u64> = match rule.scope {
+            QuotaScope::App => vec![app.id.0.cast_unsigned()],
+            QuotaScope::Developer => vec![app.owner.0.cast_unsigned()],
+            QuotaScope::User => user.map(|u| scope_hash(&[&app_text, u])).into_iter().collect(),
+            QuotaScope::Recipient => query.recipients.iter().map(|r| scope_hash(&[&app_text, r])).collect(),
+            QuotaScope::Pair => user
+                .map(|u| query.recipients.iter().map(|r| scope_hash(&[&app_text, u, r])).collect())
+                .unwrap_or_default(),
+        };
+        for scope in scopes {
+            plan.push(Planned {
+                charge: Charge {
+                    key: CounterKey {
+                        rule: u32::try_from(ri).unwrap_or(u32::MAX - 2),
+                        scope,
+                        window_start: window.start,
+                    },
+                    rule_id: "",
+                    limit,
+                    window_end: window.end,
+                },
+                rule: Some(ri),
+                window,
+            });
+        }
+    }
+    if plan.is_empty() {
+        return;
+    }
+    let mut paid = false;
+    // Each round either admits, denies, or moves one exhausted rule to paid usage.
+    for _ in 0..=plan.len() {
+        let charges: Vec<Charge<'_>> = plan
+            .iter()
+            .map(|p| Charge {
+                rule_id: p.rule.map_or_else(|| paid_id(p.charge.key.rule), |r| catalog.quota_rules[r].id.as_str()),
+                ..p.charge
+            })
+            .collect();
+        let result = counter.admit(&charges, !consume);
+        drop(charges);
+        match result {
+            Err(e) => {
+                match on_failure {
+                    CounterFailure::Closed => {
+                        d.allow = false;
+                        d.status = 503;
+                        d.code = code::INTERNAL;
+                        d.msg = Some(format!("{e}; failing closed"));
+                        d.restriction = None;
+                    }
+                    CounterFailure::Open => d.reasons.push(format!("{e}; admitted uncounted (fail open)")),
+                }
+                return;
+            }
+            Ok(Admission::Admitted { remaining }) => {
+                let tightest = remaining.iter().enumerate().min_by_key(|(_, r)| **r).map_or(0, |(i, _)| i);
+                let p = &plan[tightest];
+                d.quota = Some(QuotaState {
+                    rule: rule_name(catalog, p),
+                    limit: p.charge.limit,
+                    remaining: remaining[tightest],
+                    reset_at: Timestamp(p.window.end),
+                    paid,
+                });
+                d.reasons.push(format!(
+                    "quota: within {} rule(s){}{}",
+                    api.quota_idx.len(),
+                    if paid { ", past a free limit as paid usage" } else { "" },
+                    if consume { "" } else { " (not counted)" }
+                ));
+                if consume {
+                    alerts(d, catalog, &plan, &remaining);
+                }
+                return;
+            }
+            Ok(Admission::Exhausted { index }) => {
+                let p = &plan[index];
+                let exhausted = p.rule;
+                let paid_rule = exhausted.filter(|r| app.paid.as_ref().is_some_and(|pe| pe.rules.contains(r)));
+                if let Some(ri) = paid_rule {
+                    let Some(pe) = &app.paid else { return };
+                    // Paid calls are not deducted from the free totals (KAKAO.md 3.1).
+                    plan.retain(|q| q.rule.is_none_or(|r| r != ri && !catalog.quota_rules[r].all_apis));
+                    if !paid {
+                        for (pseudo, period, cap) in [
+                            (PAID_DAY, QuotaPeriod::Day, pe.daily_cap),
+                            (PAID_MONTH, QuotaPeriod::Month, pe.monthly_cap),
+                        ] {
+                            let window = quota::window(period, now, offset);
+                            plan.push(Planned {
+                                charge: Charge {
+                                    key: CounterKey {
+                                        rule: pseudo,
+                                        scope: app.id.0.cast_unsigned(),
+                                        window_start: window.start,
+                                    },
+                                    rule_id: "",
+                                    limit: cap,
+                                    window_end: window.end,
+                                },
+                                rule: None,
+                                window,
+                            });
+                        }
+                    }
+                    paid = true;
+                    d.reasons.push(format!(
+                        "quota `{}`: free limit used up; counting as paid usage",
+                        catalog.quota_rules[ri].id
+                    ));
+                    continue;
+                }
+                let (status, code, msg) = match exhausted {
+                    Some(ri) => {
+                        let e = &catalog.quota_rules[ri].error;
+                        (e.status, e.code, e.msg.clone())
+                    }
+                    None => (
+                        400,
+                        code::PAID_CAP,
+                        format!(
+                            "paid usage reached the app's {} cap",
+                            if p.charge.key.rule == PAID_DAY { "daily" } else { "monthly" }
+                        ),
+                    ),
+                };
+                d.reasons.push(format!("quota `{}`: limit {} reached", rule_name(catalog, p), p.charge.limit));
+                d.allow = false;
+                d.status = status;
+                d.code = code;
+                d.msg = Some(msg);
+                d.restriction = None;
+                d.permission = None;
+                d.request_url = None;
+                d.quota = Some(QuotaState {
+                    rule: rule_name(catalog, p),
+                    limit: p.charge.limit,
+                    remaining: 0,
+                    reset_at: Timestamp(p.window.end),
+                    paid,
+                });
+                d.retry_after = Some((p.window.end - now.0).max(1));
+                return;
+            }
+        }
+    }
+}
+
+fn paid_id(pseudo: u32) -> &'static str {
+    if pseudo == PAID_DAY { "paid_daily_cap" } else { "paid_monthly_cap" }
+}
+
+fn rule_name(catalog: &crate::catalog::Catalog, p: &Planned) -> String {
+    p.rule.map_or_else(|| paid_id(p.charge.key.rule).to_owned(), |r| catalog.quota_rules[r].id.clone())
+}
+
+/// Records the 80 % and 100 % crossings of app-wide rules; each is crossed by exactly one call
+/// when counting is exact.
+fn alerts(d: &mut Decision, catalog: &crate::catalog::Catalog, plan: &[Planned], remaining: &[u64]) {
+    let Some(app_id) = d.app_id else { return };
+    for (p, left) in plan.iter().zip(remaining) {
+        let app_wide =
+            p.rule.is_none_or(|r| matches!(catalog.quota_rules[r].scope, QuotaScope::App | QuotaScope::Developer));
+        if !app_wide || p.charge.limit == 0 {
+            continue;
+        }
+        let used = p.charge.limit - left;
+        let eighty = (p.charge.limit * 8).div_ceil(10);
+        let percent = if *left == 0 {
+            100
+        } else if used == eighty {
+            80
+        } else {
+            continue;
+        };
+        d.alerts.push(QuotaAlert {
+            app_id,
+            rule: rule_name(catalog, p),
+            percent,
+            limit: p.charge.limit,
+            reset_at: Timestamp(p.window.end),
+        });
+    }
 }

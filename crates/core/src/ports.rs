@@ -154,6 +154,8 @@ pub trait GrantStore {
 }
 
 pub trait AuditStore {
+    /// Appends an event that records no other change (e.g. a quota alert).
+    fn record_event(&self, event: &NewAuditEvent) -> StoreResult<()>;
     /// Events oldest first, optionally those of one app only.
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>>;
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::catalog::{Activation, Catalog};
 use crate::credential::TokenVerifier;
-use crate::model::{AppId, AppRecord, AppStatus, KeyId, KeyKind, Platforms};
+use crate::model::{AccountId, AppId, AppRecord, AppStatus, KeyId, KeyKind, Platforms};
 use crate::secret;
 use crate::time::Timestamp;
 
@@ -28,19 +28,47 @@ pub struct Held {
     pub expires_at: Option<Timestamp>,
 }
 
+/// A quota limit raised by a grant (`talk_share_quota`, `increased_quota`).
+#[derive(Debug, Clone, Copy)]
+pub struct QuotaOverride {
+    pub rule: usize,
+    pub limit: u64,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Paid usage, resolved to rule indexes.
+#[derive(Debug, Clone)]
+pub struct PaidEntry {
+    pub rules: Vec<usize>,
+    pub daily_cap: u64,
+    pub monthly_cap: u64,
+}
+
 /// One app as the engine sees it.
 #[derive(Debug, Clone)]
 pub struct AppEntry {
     pub id: AppId,
+    pub owner: AccountId,
     pub status: AppStatus,
     pub owner_blocked: bool,
     pub keys: Vec<KeyEntry>,
     /// Indexed like `Catalog::products`.
     pub products_active: Vec<bool>,
     pub held: Vec<Held>,
+    pub quota_overrides: Vec<QuotaOverride>,
+    pub paid: Option<PaidEntry>,
 }
 
 impl AppEntry {
+    /// The limit of rule `rule` for this app now: the catalog's, or the highest granted one.
+    pub fn quota_limit(&self, rule: usize, default: u64, now: Timestamp) -> u64 {
+        self.quota_overrides
+            .iter()
+            .filter(|o| o.rule == rule && o.expires_at.is_none_or(|at| now < at))
+            .map(|o| o.limit)
+            .fold(default, u64::max)
+    }
+
     /// Whether the app holds `permission` now, for a call made with `key` (if any).
     pub fn holds(&self, permission: usize, key: Option<KeyId>, now: Timestamp) -> bool {
         self.held.iter().any(|h| {
@@ -137,6 +165,12 @@ impl Snapshot {
             .collect();
         let keys =
             record.keys.iter().map(|k| KeyEntry { id: k.id, kind: k.kind, platforms: k.platforms.clone() }).collect();
+        let quota_overrides = record.grants.iter().filter_map(|g| quota_override(catalog, g)).collect();
+        let paid = record.paid.as_ref().map(|p| PaidEntry {
+            rules: p.rules.iter().filter_map(|r| catalog.quota_rules.iter().position(|q| q.id == *r)).collect(),
+            daily_cap: p.daily_cap,
+            monthly_cap: p.monthly_cap,
+        });
         for k in &record.keys {
             let r = KeyRef { app: record.app.id, key: k.id };
             match (&k.value, k.kind.is_secret()) {
@@ -152,11 +186,14 @@ impl Snapshot {
             record.app.id,
             AppEntry {
                 id: record.app.id,
+                owner: record.app.owner,
                 status: record.app.status,
                 owner_blocked: record.owner_blocked,
                 keys,
                 products_active,
                 held,
+                quota_overrides,
+                paid,
             },
         );
         self.version += 1;
@@ -180,6 +217,24 @@ impl Snapshot {
         let app = self.apps.get(&r.app)?;
         Some((app, app.key(r.key)?))
     }
+}
+
+/// The quota limit a grant sets, if its permission raises quotas: `params.limit` for the rule in
+/// `params.rule`, or for the permission's only rule.
+fn quota_override(catalog: &Catalog, grant: &crate::model::Grant) -> Option<QuotaOverride> {
+    let permission = catalog.permission(&grant.permission).filter(|p| p.grants_quota)?;
+    let limit = grant.params.get("limit")?.as_u64()?;
+    let rule_id = match grant.params.get("rule").and_then(|r| r.as_str()) {
+        Some(rule) => (permission.raises_quota_rules.is_empty()
+            || permission.raises_quota_rules.iter().any(|r| r == rule))
+        .then_some(rule)?,
+        None => match permission.raises_quota_rules.as_slice() {
+            [only] => only.as_str(),
+            _ => return None,
+        },
+    };
+    let rule = catalog.quota_rules.iter().position(|q| q.id == rule_id)?;
+    Some(QuotaOverride { rule, limit, expires_at: grant.expires_at })
 }
 
 /// The snapshot shared by every request handler of one node. Reads are concurrent; a patch holds

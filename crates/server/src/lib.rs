@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod handlers;
 mod redis_ping;
+mod saver;
 mod sync;
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -23,6 +24,7 @@ use axum::routing::{delete, get, post, put};
 use permgate_core::service::Services;
 
 pub use error::ApiError;
+pub use saver::spawn_saver;
 pub use sync::spawn_change_sync;
 
 /// What every handler can reach. A node serves from the moment it binds its port; until the store
@@ -120,6 +122,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{id}/products/{product}", put(apps::set_product))
         .route("/v1/apps/{id}/permissions", get(apps::permissions).post(apps::grant))
         .route("/v1/apps/{id}/permissions/{permission}", delete(apps::revoke))
+        .route("/v1/apps/{id}/usage", get(apps::usage))
+        .route("/v1/apps/{id}/paid-usage", put(apps::set_paid_usage).delete(apps::delete_paid_usage))
         .route("/v1/audit", get(apps::audit))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -631,6 +631,10 @@ impl GrantStore for PostgresStore {
 }
 
 impl AuditStore for PostgresStore {
+    fn record_event(&self, event: &NewAuditEvent) -> StoreResult<()> {
+        self.write(event, |_| Ok(()))
+    }
+
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let app = app.map(|a| a.0);
@@ -995,7 +999,8 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
         if let Some(record) = record_of(&mut records, &r)? {
             let rules: serde_json::Value = r.try_get(1)?;
             record.paid = Some(PaidUsage {
-                rules: serde_json::from_value(rules).map_err(|e| StoreError::Corrupt(format!("bad paid rules: {e}")))?,
+                rules: serde_json::from_value(rules)
+                    .map_err(|e| StoreError::Corrupt(format!("bad paid rules: {e}")))?,
                 daily_cap: r.try_get::<_, i64>(2)?.cast_unsigned(),
                 monthly_cap: r.try_get::<_, i64>(3)?.cast_unsigned(),
             });

@@ -514,6 +514,10 @@ impl GrantStore for SqliteStore {
 }
 
 impl AuditStore for SqliteStore {
+    fn record_event(&self, event: &NewAuditEvent) -> StoreResult<()> {
+        self.write(event, |_| Ok(()))
+    }
+
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let conn = self.conn();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -48,7 +48,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("the_change_feed_lists_changed_apps_in_commit_order", the_change_feed_lists_changed_apps_in_commit_order),
     ("migrations_are_complete_and_idempotent", migrations_are_complete_and_idempotent),
     ("paid_usage_is_kept_and_removed", paid_usage_is_kept_and_removed),
-    ("quota_counters_are_saved_as_the_larger_count_and_expire", quota_counters_are_saved_as_the_larger_count_and_expire),
+    (
+        "quota_counters_are_saved_as_the_larger_count_and_expire",
+        quota_counters_are_saved_as_the_larger_count_and_expire,
+    ),
 ];
 
 fn accounts_round_trip(store: &dyn Store) -> Result<(), StoreError> {
@@ -244,7 +247,8 @@ fn migrations_are_complete_and_idempotent(store: &dyn Store) -> Result<(), Store
 fn paid_usage_is_kept_and_removed(store: &dyn Store) -> Result<(), StoreError> {
     let owner = account(store, "owner", Role::Developer)?;
     let id = app(store, owner, &[])?;
-    let paid = permgate_core::model::PaidUsage { rules: vec!["talk_share_daily".into()], daily_cap: 500, monthly_cap: 9000 };
+    let paid =
+        permgate_core::model::PaidUsage { rules: vec!["talk_share_daily".into()], daily_cap: 500, monthly_cap: 9000 };
     store.set_paid_usage(id, Some(&paid), &audit("paid.set").app(id))?;
     assert_eq!(store.app_record(id)?.and_then(|r| r.paid), Some(paid.clone()));
     let changed = permgate_core::model::PaidUsage { daily_cap: 10, ..paid };
@@ -269,7 +273,11 @@ fn quota_counters_are_saved_as_the_larger_count_and_expire(store: &dyn Store) ->
     store.save_counters(&[counter(1, 1000, 4), counter(huge_scope, 1000, 9)])?;
     let mut loaded = store.load_counters(Timestamp(500))?;
     loaded.sort_by_key(|c| c.scope);
-    assert_eq!(loaded, vec![counter(1, 1000, 5), counter(huge_scope, 1000, 9)], "larger counts win; ended windows are gone");
+    assert_eq!(
+        loaded,
+        vec![counter(1, 1000, 5), counter(huge_scope, 1000, 9)],
+        "larger counts win; ended windows are gone"
+    );
     assert_eq!(store.load_counters(Timestamp(1000))?, vec![]);
     store.save_counters(&[])?;
     Ok(())

@@ -601,7 +601,10 @@ impl Validator<'_> {
                     && matches!(raw_scopes[i], QuotaScope::Recipient | QuotaScope::Pair)
                     && a.recipient_from.is_none()
                 {
-                    self.at(q, format!("{owner} counts recipient quota rule `{}` but names no recipient_from", q.get_ref()));
+                    self.at(
+                        q,
+                        format!("{owner} counts recipient quota rule `{}` but names no recipient_from", q.get_ref()),
+                    );
                 }
             }
             if a.key_kinds.get_ref().is_empty() {
@@ -685,7 +688,6 @@ impl Validator<'_> {
             })
             .collect();
 
-        let mut apis = apis;
         for api in &mut apis {
             api.quota_idx = quota_rules_vec_idx(&quota_rules, api);
         }
@@ -710,7 +712,9 @@ fn quota_rules_vec_idx(rules: &[QuotaRule], api: &Api) -> Vec<usize> {
     rules
         .iter()
         .enumerate()
-        .filter(|(_, r)| api.quota_rules.contains(&r.id) || (r.all_apis && !r.exclude_categories.contains(&api.category)))
+        .filter(|(_, r)| {
+            api.quota_rules.contains(&r.id) || (r.all_apis && !r.exclude_categories.contains(&api.category))
+        })
         .map(|(i, _)| i)
         .collect()
 }

@@ -113,6 +113,31 @@ impl Services {
                     permission.id
                 )));
             }
+            let rule = params.get("rule").map(|r| r.as_str().unwrap_or(""));
+            let allowed = &permission.raises_quota_rules;
+            match rule {
+                None if allowed.len() == 1 => {}
+                None => {
+                    return Err(ServiceError::Invalid(format!(
+                        "`{}` raises the quota rule you name: add `params.rule`, e.g. {{\"rule\": \"local_keyword_search_daily\", \"limit\": 200000}}",
+                        permission.id
+                    )));
+                }
+                Some(r) => {
+                    if self.snapshot.read().catalog().quota_rule(r).is_none() {
+                        return Err(ServiceError::Invalid(format!(
+                            "`params.rule`: the catalog has no quota rule `{r}`"
+                        )));
+                    }
+                    if !allowed.is_empty() && !allowed.iter().any(|a| a == r) {
+                        return Err(ServiceError::Invalid(format!(
+                            "`{}` raises only {}, not `{r}`",
+                            permission.id,
+                            allowed.join(", ")
+                        )));
+                    }
+                }
+            }
         }
         if let Some(key) = input.key_id
             && !record.keys.iter().any(|k| k.id == key)

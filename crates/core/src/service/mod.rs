@@ -7,21 +7,27 @@ mod apps;
 mod grants;
 mod keys;
 mod members;
+mod paid;
 mod products;
+mod quotas;
 mod sync;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use accounts::{BootstrapOutcome, CreateAccount, CreatedAccount};
 pub use apps::{AppView, CreateApp, KeyView};
 pub use grants::{GrantPermission, HeldPermission, RevokePermission};
 pub use keys::{AddKey, SetPlatforms};
 pub use members::AddMember;
+pub use paid::SetPaidUsage;
 pub use products::{ProductState, SetProduct};
+pub use quotas::{RuleUsage, Usage};
 
+use crate::decision::{CounterFailure, QuotaAlert};
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{Account, AppId, AppRecord, MemberRole, Role};
 use crate::ports::Store;
+use crate::quota::{MemoryCounter, QuotaCounter};
 use crate::snapshot::SharedSnapshot;
 use crate::time::Clock;
 
@@ -56,12 +62,19 @@ enum Access {
     Own,
 }
 
-/// The use cases, over one store, one snapshot and one clock.
+/// The use cases, over one store, one snapshot, one clock and one quota counter.
 #[derive(Clone)]
 pub struct Services {
     pub store: Arc<dyn Store>,
     pub snapshot: Arc<SharedSnapshot>,
     pub clock: Arc<dyn Clock>,
+    /// Counts quota: in memory (`memory` is then the same counter), or shared in Redis.
+    pub counter: Arc<dyn QuotaCounter>,
+    /// The in-memory counter whose counts this node saves to the store, when counting locally.
+    pub memory: Option<Arc<MemoryCounter>>,
+    pub on_counter_failure: CounterFailure,
+    /// Quota alerts waiting to be recorded.
+    pub alerts: Arc<Mutex<Vec<QuotaAlert>>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -71,8 +84,26 @@ impl std::fmt::Debug for Services {
 }
 
 impl Services {
+    /// Services counting quota in this process's memory.
     pub fn new(store: Arc<dyn Store>, snapshot: Arc<SharedSnapshot>, clock: Arc<dyn Clock>) -> Self {
-        Services { store, snapshot, clock }
+        let memory = Arc::new(MemoryCounter::new());
+        Services {
+            store,
+            snapshot,
+            clock,
+            counter: memory.clone(),
+            memory: Some(memory),
+            on_counter_failure: CounterFailure::Closed,
+            alerts: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Counts quota with `counter` (shared between nodes) instead of in memory.
+    pub fn with_shared_counter(mut self, counter: Arc<dyn QuotaCounter>, on_failure: CounterFailure) -> Self {
+        self.counter = counter;
+        self.memory = None;
+        self.on_counter_failure = on_failure;
+        self
     }
 
     /// Loads an app the actor may see at `need` level, or says why not. The role is checked

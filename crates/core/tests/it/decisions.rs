@@ -219,6 +219,7 @@ fn every_case_in_the_decision_file_gets_its_verdict() {
             authorization: auth.as_deref(),
             origin: case.origin.as_deref(),
             ka: case.ka.as_deref(),
+            recipients: &[],
         };
         let d = decide(&snapshot, &query, NOW);
         let restriction = d.restriction.map(|r| r.as_str().to_owned());

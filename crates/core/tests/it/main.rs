@@ -3,3 +3,4 @@
 
 mod catalog_pins;
 mod decisions;
+mod quotas;

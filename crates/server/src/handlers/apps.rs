@@ -12,7 +12,7 @@ use crate::extract::{JsonBody, SignedIn, id};
 use permgate_core::error::ServiceError;
 use permgate_core::model::{AccountId, AppId, KeyId};
 use permgate_core::service::{
-    AddKey, AddMember, CreateApp, GrantPermission, RevokePermission, SetPlatforms, SetProduct,
+    AddKey, AddMember, CreateApp, GrantPermission, RevokePermission, SetPaidUsage, SetPlatforms, SetProduct,
 };
 
 type Created = (StatusCode, Json<Value>);
@@ -170,4 +170,35 @@ pub async fn audit(
         })
         .await?;
     Ok(Json(json!({ "events": events })))
+}
+
+pub async fn usage(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path(app): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let app: AppId = id("app id", &app)?;
+    let usage = state.run(move |s| s.usage(&actor, app)).await?;
+    Ok(Json(json!(usage)))
+}
+
+pub async fn set_paid_usage(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path(app): Path<String>,
+    JsonBody(input): JsonBody<SetPaidUsage>,
+) -> Result<Json<Value>, ApiError> {
+    let app: AppId = id("app id", &app)?;
+    let paid = state.run(move |s| s.set_paid_usage(&actor, app, Some(input))).await?;
+    Ok(Json(json!({ "paid_usage": paid })))
+}
+
+pub async fn delete_paid_usage(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path(app): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let app: AppId = id("app id", &app)?;
+    let paid = state.run(move |s| s.set_paid_usage(&actor, app, None)).await?;
+    Ok(Json(json!({ "paid_usage": paid })))
 }

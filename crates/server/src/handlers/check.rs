@@ -1,5 +1,6 @@
 //! `POST /v1/check`: the decision API. Always 200 with the decision, except a malformed body
-//! (400 / -2). Decisions come from the in-memory snapshot; no database is touched.
+//! (400 / -2). Decisions come from the in-memory snapshot and the quota counter; no database is
+//! touched. A quota deny also carries `Retry-After`.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use permgate_core::decision::{Query, decide};
+use permgate_core::decision::{Query, decide_and_count};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,11 +22,12 @@ pub struct CheckRequest {
     pub path: String,
     #[serde(default)]
     pub headers: HashMap<String, String>,
-    /// Whether an allowed call counts against quota (default true). Accepted now so clients
-    /// can send it; quota counting arrives with the quota engine.
+    /// Whether an allowed call counts against quota (default true).
     #[serde(default)]
-    #[expect(dead_code, reason = "quota counting is not built yet; the field is part of the stable contract")]
     pub consume: Option<bool>,
+    /// The call's recipients (e.g. a message's `receiver_uuids`), for recipient and pair quotas.
+    #[serde(default)]
+    pub recipients: Vec<String>,
 }
 
 impl CheckRequest {
@@ -43,16 +45,28 @@ pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckR
     }
     let services = state.services()?;
     let now = services.clock.now();
+    let recipients: Vec<&str> = req.recipients.iter().map(String::as_str).collect();
     let query = Query {
         method: &req.method,
         path: &req.path,
         authorization: req.header("authorization"),
         origin: req.header("origin"),
         ka: req.header("ka"),
+        recipients: &recipients,
     };
-    let decision = {
+    let consume = req.consume.unwrap_or(true);
+    let mut decision = {
         let snapshot = services.snapshot.read();
-        decide(&snapshot, &query, now)
+        decide_and_count(&snapshot, &query, services.counter.as_ref(), now, consume, services.on_counter_failure)
     };
-    Ok((StatusCode::OK, Json(decision)).into_response())
+    if !decision.alerts.is_empty() {
+        services.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(&mut decision.alerts);
+    }
+    let mut response = (StatusCode::OK, Json(&decision)).into_response();
+    if let Some(seconds) = decision.retry_after
+        && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
+    {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+    }
+    Ok(response)
 }

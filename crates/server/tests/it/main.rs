@@ -5,3 +5,4 @@ mod apps;
 mod check;
 mod keys;
 mod permissions;
+mod quotas;

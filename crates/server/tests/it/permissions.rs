@@ -114,6 +114,9 @@ both_backends! {
                 "RFC 3339",
             ),
             (&t.admin, json!({"permission": "increased_quota", "reason": "r"}), StatusCode::BAD_REQUEST, "params.limit"),
+            (&t.admin, json!({"permission": "increased_quota", "reason": "r", "params": {"limit": 9}}), StatusCode::BAD_REQUEST, "params.rule"),
+            (&t.admin, json!({"permission": "increased_quota", "reason": "r", "params": {"limit": 9, "rule": "nope"}}), StatusCode::BAD_REQUEST, "no quota rule `nope`"),
+            (&t.admin, json!({"permission": "talk_share_quota", "reason": "r", "params": {"limit": 9, "rule": "talk_message_daily"}}), StatusCode::BAD_REQUEST, "raises only talk_share_daily"),
             (
                 &t.admin,
                 json!({"permission": "kakao_moment", "reason": "r", "params": [1]}),
@@ -130,12 +133,12 @@ both_backends! {
             .post(
                 &path,
                 &t.admin,
-                json!({"permission": "increased_quota", "reason": "partner", "params": {"limit": 100000}}),
+                json!({"permission": "increased_quota", "reason": "partner", "params": {"rule": "local_keyword_search_daily", "limit": 200000}}),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED);
         let (status, err) = t
-            .post(&path, &t.admin, json!({"permission": "increased_quota", "reason": "again", "params": {"limit": 5}}))
+            .post(&path, &t.admin, json!({"permission": "increased_quota", "reason": "again", "params": {"rule": "local_keyword_search_daily", "limit": 5}}))
             .await;
         assert_eq!((status, err["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{err}");
     }

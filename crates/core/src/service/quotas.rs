@@ -1,0 +1,170 @@
+//! Quota usage of an app (`GET /v1/apps/{id}/usage`), and recording quota alerts.
+
+use serde::Serialize;
+
+use super::{Access, Actor, Services};
+use crate::audit::NewAuditEvent;
+use crate::catalog::{QuotaPeriod, QuotaScope, tz_offset_seconds};
+use crate::error::{ServiceError, ServiceResult};
+use crate::model::{AppId, PaidUsage};
+use crate::quota::{CounterKey, PAID_DAY, PAID_MONTH, window};
+use crate::time::Timestamp;
+
+/// One app-wide rule's state in its current window.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleUsage {
+    pub rule: String,
+    pub name: String,
+    pub period: QuotaPeriod,
+    pub scope: QuotaScope,
+    /// The app's limit: the catalog's, or a granted one.
+    pub limit: u64,
+    pub used: u64,
+    pub remaining: u64,
+    pub percent: u8,
+    pub reset_at: Timestamp,
+}
+
+/// `GET /v1/apps/{id}/usage`
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub app_id: AppId,
+    pub time_zone: String,
+    pub rules: Vec<RuleUsage>,
+    /// Paid calls today and this month, when paid usage is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid: Option<PaidState>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PaidState {
+    #[serde(flatten)]
+    pub settings: PaidUsage,
+    pub used_today: u64,
+    pub used_this_month: u64,
+}
+
+impl Services {
+    /// Usage of every rule counted per app or per developer; per-user and per-recipient rules
+    /// have a counter for each user and are not listed.
+    pub fn usage(&self, actor: &Actor, app: AppId) -> ServiceResult<Usage> {
+        let record = self.app_for(actor, app, Access::Read)?;
+        let now = self.clock.now();
+        let snapshot = self.snapshot.read();
+        let catalog = snapshot.catalog();
+        let entry = snapshot.app(app).ok_or_else(|| ServiceError::NotFound(format!("app {app} does not exist")))?;
+        let offset = tz_offset_seconds(&catalog.time_zone).unwrap_or(9 * 3600);
+        let count = |key: CounterKey, rule_id: &str| {
+            self.counter.count(&key, rule_id).map_err(|e| ServiceError::Internal(e.to_string()))
+        };
+        let mut rules = Vec::new();
+        for (ri, rule) in catalog.quota_rules.iter().enumerate() {
+            let scope = match rule.scope {
+                QuotaScope::App => app.0,
+                QuotaScope::Developer => record.app.owner.0,
+                _ => continue,
+            };
+            let w = window(rule.period, now, offset);
+            let limit = entry.quota_limit(ri, rule.limit, now);
+            let key = CounterKey {
+                rule: u32::try_from(ri).unwrap_or(u32::MAX - 2),
+                scope: scope.cast_unsigned(),
+                window_start: w.start,
+            };
+            let used = count(key, &rule.id)?;
+            rules.push(RuleUsage {
+                rule: rule.id.clone(),
+                name: rule.name.clone(),
+                period: rule.period,
+                scope: rule.scope,
+                limit,
+                used,
+                remaining: limit.saturating_sub(used),
+                percent: u8::try_from((used.saturating_mul(100) / limit.max(1)).min(100)).unwrap_or(100),
+                reset_at: Timestamp(w.end),
+            });
+        }
+        let paid = match &record.paid {
+            None => None,
+            Some(settings) => {
+                let day = window(QuotaPeriod::Day, now, offset);
+                let month = window(QuotaPeriod::Month, now, offset);
+                let scope = app.0.cast_unsigned();
+                Some(PaidState {
+                    settings: settings.clone(),
+                    used_today: count(CounterKey { rule: PAID_DAY, scope, window_start: day.start }, "paid_daily_cap")?,
+                    used_this_month: count(
+                        CounterKey { rule: PAID_MONTH, scope, window_start: month.start },
+                        "paid_monthly_cap",
+                    )?,
+                })
+            }
+        };
+        Ok(Usage { app_id: app, time_zone: catalog.time_zone.clone(), rules, paid })
+    }
+
+    /// Records waiting quota alerts as audit events (`quota.alert`); returns how many.
+    pub fn flush_alerts(&self) -> ServiceResult<usize> {
+        let alerts = std::mem::take(&mut *self.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for a in &alerts {
+            let event = NewAuditEvent::new(self.clock.now(), None, "quota.alert", format!("quota:{}", a.rule))
+                .app(a.app_id)
+                .after(a);
+            self.store.record_event(&event)?;
+        }
+        Ok(alerts.len())
+    }
+
+    /// Saves the in-memory counters changed since the last save (about once a second).
+    pub fn save_counters(&self) -> ServiceResult<usize> {
+        let Some(memory) = &self.memory else { return Ok(0) };
+        let dirty = memory.drain_dirty();
+        if dirty.is_empty() {
+            return Ok(0);
+        }
+        let snapshot = self.snapshot.read();
+        let catalog = snapshot.catalog();
+        let saved: Vec<crate::ports::SavedCounter> = dirty
+            .iter()
+            .filter_map(|(key, count, window_end)| {
+                let rule_id = match key.rule {
+                    PAID_DAY => "paid_daily_cap".to_owned(),
+                    PAID_MONTH => "paid_monthly_cap".to_owned(),
+                    r => catalog.quota_rules.get(usize::try_from(r).ok()?)?.id.clone(),
+                };
+                Some(crate::ports::SavedCounter {
+                    rule_id,
+                    scope: key.scope,
+                    window_start: key.window_start,
+                    window_end: *window_end,
+                    count: *count,
+                })
+            })
+            .collect();
+        drop(snapshot);
+        self.store.save_counters(&saved)?;
+        Ok(saved.len())
+    }
+
+    /// Loads saved counters into the in-memory counter (at start).
+    pub fn restore_counters(&self) -> ServiceResult<usize> {
+        let Some(memory) = &self.memory else { return Ok(0) };
+        let saved = self.store.load_counters(self.clock.now())?;
+        let snapshot = self.snapshot.read();
+        let catalog = snapshot.catalog();
+        let restored: Vec<(CounterKey, u64, i64)> = saved
+            .iter()
+            .filter_map(|c| {
+                let rule = match c.rule_id.as_str() {
+                    "paid_daily_cap" => PAID_DAY,
+                    "paid_monthly_cap" => PAID_MONTH,
+                    id => u32::try_from(catalog.quota_rules.iter().position(|r| r.id == id)?).ok()?,
+                };
+                Some((CounterKey { rule, scope: c.scope, window_start: c.window_start }, c.count, c.window_end))
+            })
+            .collect();
+        let n = restored.len();
+        memory.restore(restored);
+        Ok(n)
+    }
+}

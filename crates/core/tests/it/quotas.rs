@@ -1,0 +1,308 @@
+//! Quota counting through `decide_and_count`, over a small catalog with tiny limits and a manual
+//! clock that crosses Seoul midnight and month ends.
+
+use std::sync::Arc;
+
+use permgate_core::catalog::Catalog;
+use permgate_core::credential::{TokenVerifier, mint_user_token};
+use permgate_core::decision::{CounterFailure, Decision, Query, decide_and_count};
+use permgate_core::model::*;
+use permgate_core::quota::{Admission, Charge, CounterError, CounterKey, MemoryCounter, QuotaCounter};
+use permgate_core::secret;
+use permgate_core::snapshot::Snapshot;
+use permgate_core::time::Timestamp;
+
+const CATALOG: &str = r#"
+version = "quota-test"
+time_zone = "Asia/Seoul"
+
+[[products]]
+id = "p"
+name = "P"
+
+[[permissions]]
+id = "boost"
+name = "Boost"
+obtained_by = "operator"
+grants_quota = true
+raises_quota_rules = ["daily"]
+
+[[quota_rules]]
+id = "daily"
+name = "Searches a day"
+period = "day"
+scope = "app"
+limit = 3
+
+[[quota_rules]]
+id = "monthly"
+name = "Everything a month"
+period = "month"
+scope = "app"
+limit = 5
+all_apis = true
+exclude_categories = ["msg", "map", "burst"]
+
+[[quota_rules]]
+id = "sender"
+name = "Per sender"
+period = "day"
+scope = "user"
+limit = 2
+error = { code = -532 }
+
+[[quota_rules]]
+id = "recipient"
+name = "Per recipient"
+period = "day"
+scope = "recipient"
+limit = 2
+error = { code = -533 }
+
+[[quota_rules]]
+id = "pair"
+name = "Per pair"
+period = "day"
+scope = "pair"
+limit = 1
+error = { code = -536 }
+
+[[quota_rules]]
+id = "map"
+name = "Map"
+period = "day"
+scope = "app"
+limit = 1
+error = { status = 429 }
+
+[[apis]]
+id = "search"
+name = "Search"
+product = "p"
+category = "search"
+method = "GET"
+path = "/search"
+key_kinds = ["rest_api"]
+quota_rules = ["daily"]
+
+[[apis]]
+id = "send"
+name = "Send"
+product = "p"
+category = "msg"
+method = "POST"
+path = "/send"
+key_kinds = ["user_token"]
+recipient_from = "receiver_uuids"
+quota_rules = ["sender", "recipient", "pair"]
+
+[[apis]]
+id = "map"
+name = "Map"
+product = "p"
+category = "map"
+method = "GET"
+path = "/map"
+key_kinds = ["rest_api"]
+quota_rules = ["map"]
+"#;
+
+/// 2026-11-28 23:59:00 in Seoul.
+const LATE: Timestamp = Timestamp(1_795_877_940);
+const SECRET: &[u8] = b"quota-test";
+
+fn record(grants: Vec<Grant>, paid: Option<PaidUsage>) -> AppRecord {
+    AppRecord {
+        app: App {
+            id: AppId(1),
+            name: "a".into(),
+            company_name: "c".into(),
+            category: "x".into(),
+            owner: AccountId(9),
+            status: AppStatus::Active,
+            created_at: LATE,
+        },
+        owner_blocked: false,
+        members: vec![],
+        keys: vec![Key {
+            id: KeyId(1),
+            kind: KeyKind::RestApi,
+            value: Some("rest".into()),
+            hash: secret::hash("rest"),
+            hint: "rest".into(),
+            platforms: Platforms::default(),
+            created_at: LATE,
+        }],
+        products: vec![],
+        grants,
+        paid,
+    }
+}
+
+fn world(grants: Vec<Grant>, paid: Option<PaidUsage>) -> Snapshot {
+    let catalog = Catalog::parse("quota.toml", CATALOG).unwrap_or_else(|e| unreachable!("{e}"));
+    Snapshot::build(Arc::new(catalog), Arc::new(TokenVerifier::new(Some(SECRET))), [record(grants, paid)])
+}
+
+fn call(s: &Snapshot, c: &dyn QuotaCounter, path: &str, now: Timestamp) -> Decision {
+    let q = Query { method: "GET", path, authorization: Some("KakaoAK rest"), ..Query::default() };
+    decide_and_count(s, &q, c, now, true, CounterFailure::Closed)
+}
+
+fn send(s: &Snapshot, c: &dyn QuotaCounter, user: &str, to: &str, now: Timestamp) -> Decision {
+    let token = mint_user_token(SECRET, AppId(1), user, &[], Timestamp(now.0 + 600)).unwrap_or_default();
+    let auth = format!("Bearer {token}");
+    let recipients = [to];
+    let q = Query {
+        method: "POST",
+        path: "/send",
+        authorization: Some(&auth),
+        recipients: &recipients,
+        ..Query::default()
+    };
+    decide_and_count(s, &q, c, now, true, CounterFailure::Closed)
+}
+
+#[test]
+fn a_daily_quota_runs_out_and_comes_back_at_seoul_midnight() {
+    let (s, c) = (world(vec![], None), MemoryCounter::new());
+    let remaining: Vec<u64> = (0..3).map(|_| call(&s, &c, "/search", LATE).quota.map_or(99, |q| q.remaining)).collect();
+    assert_eq!(remaining, vec![2, 1, 0]);
+    let d = call(&s, &c, "/search", LATE);
+    assert_eq!((d.allow, d.status, d.code), (false, 400, -10));
+    assert_eq!(d.msg.as_deref(), Some("API limit has been exceeded."));
+    assert_eq!(d.retry_after, Some(60), "one minute to midnight in Seoul");
+    let q = d.quota.clone().unwrap_or_else(|| unreachable!());
+    assert_eq!(
+        (q.rule.as_str(), q.limit, q.remaining, q.reset_at.to_rfc3339()),
+        ("daily", 3, 0, "2026-11-28T15:00:00Z".to_owned())
+    );
+    assert_eq!(d.error_body()["reset_at"], "2026-11-28T15:00:00Z");
+    let midnight = Timestamp(LATE.0 + 60);
+    assert!(call(&s, &c, "/search", midnight).allow, "a new Seoul day");
+}
+
+#[test]
+fn the_monthly_total_spans_days_and_resets_on_the_first_in_seoul() {
+    let (s, c) = (world(vec![], None), MemoryCounter::new());
+    // Two days of three searches: the fifth search of the month is the last.
+    let mut results = Vec::new();
+    for day in 0..2 {
+        for _ in 0..3 {
+            results.push(call(&s, &c, "/search", Timestamp(LATE.0 - 86_400 * (1 - day))).code);
+        }
+    }
+    assert_eq!(results, vec![0, 0, 0, 0, 0, -10]);
+    let d = call(&s, &c, "/search", LATE);
+    assert_eq!(d.quota.map(|q| q.rule), Some("monthly".into()));
+    // 2026-12-01 00:00 in Seoul is 2026-11-30 15:00 UTC.
+    let december = Timestamp::parse_rfc3339("2026-11-30T15:00:00Z").unwrap_or(LATE);
+    assert!(call(&s, &c, "/search", december).allow);
+}
+
+#[test]
+fn denied_calls_and_dry_runs_consume_nothing() {
+    let (s, c) = (world(vec![], None), MemoryCounter::new());
+    let q = Query { method: "GET", path: "/search", authorization: Some("KakaoAK rest"), ..Query::default() };
+    for _ in 0..5 {
+        let d = decide_and_count(&s, &q, &c, LATE, false, CounterFailure::Closed);
+        assert_eq!(d.quota.map(|q| q.remaining), Some(2), "what would be left had it counted");
+    }
+    let bad = Query { authorization: Some("KakaoAK nope"), ..q };
+    assert_eq!(decide_and_count(&s, &bad, &c, LATE, true, CounterFailure::Closed).code, -401);
+    assert_eq!(call(&s, &c, "/search", LATE).quota.map(|q| q.remaining), Some(2), "nothing was counted before");
+}
+
+#[test]
+fn message_quotas_count_per_sender_recipient_and_pair_with_their_codes() {
+    let (s, c) = (world(vec![], None), MemoryCounter::new());
+    assert!(send(&s, &c, "u1", "r1", LATE).allow);
+    assert_eq!(send(&s, &c, "u1", "r1", LATE).code, -536, "one message a day per pair");
+    assert!(send(&s, &c, "u2", "r1", LATE).allow);
+    assert_eq!(send(&s, &c, "u3", "r1", LATE).code, -533, "two messages a day per recipient");
+    assert!(send(&s, &c, "u1", "r2", LATE).allow);
+    let d = send(&s, &c, "u1", "r3", LATE);
+    assert_eq!((d.code, d.status), (-532, 400), "two messages a day per sender");
+}
+
+#[test]
+fn a_map_quota_answers_429() {
+    let (s, c) = (world(vec![], None), MemoryCounter::new());
+    assert!(call(&s, &c, "/map", LATE).allow);
+    let d = call(&s, &c, "/map", LATE);
+    assert_eq!((d.status, d.code), (429, -10));
+}
+
+fn boost(limit: u64, expires_at: Option<Timestamp>) -> Grant {
+    Grant {
+        id: 1,
+        app_id: AppId(1),
+        permission: "boost".into(),
+        key_id: None,
+        source: GrantSource::Operator,
+        granted_by: None,
+        granted_at: LATE,
+        expires_at,
+        params: serde_json::json!({"limit": limit}),
+        reason: "r".into(),
+    }
+}
+
+#[test]
+fn a_quota_grant_raises_the_limit_until_it_expires() {
+    let expires = Timestamp(LATE.0 + 30);
+    let (s, c) = (world(vec![boost(4, Some(expires))], None), MemoryCounter::new());
+    let codes: Vec<i32> = (0..5).map(|_| call(&s, &c, "/search", LATE).code).collect();
+    assert_eq!(codes, vec![0, 0, 0, 0, -10]);
+    assert_eq!(call(&s, &c, "/search", LATE).quota.map(|q| q.limit), Some(4));
+    assert_eq!(call(&s, &c, "/search", expires).quota.map(|q| q.limit), Some(3), "the default once expired");
+}
+
+#[test]
+fn paid_usage_continues_past_the_free_limit_until_the_cap() {
+    let paid = PaidUsage { rules: vec!["daily".into()], daily_cap: 2, monthly_cap: 3 };
+    let (s, c) = (world(vec![], Some(paid)), MemoryCounter::new());
+    let day1: Vec<(i32, bool)> = (0..6)
+        .map(|_| call(&s, &c, "/search", Timestamp(LATE.0 - 3600)))
+        .map(|d| (d.code, d.quota.is_some_and(|q| q.paid)))
+        .collect();
+    assert_eq!(day1, vec![(0, false), (0, false), (0, false), (0, true), (0, true), (-11, true)]);
+    // Paid calls were not deducted from the monthly total: two free calls are left this month.
+    let next_day = Timestamp(LATE.0 + 3600);
+    let day2: Vec<i32> = (0..3).map(|_| call(&s, &c, "/search", next_day).code).collect();
+    assert_eq!(day2, vec![0, 0, -10]);
+    assert_eq!(call(&s, &c, "/search", next_day).quota.map(|q| q.rule), Some("monthly".into()));
+}
+
+#[test]
+fn alerts_fire_once_at_80_and_100_percent_of_app_wide_rules() {
+    let (s, c) = (world(vec![boost(10, None)], None), MemoryCounter::new());
+    let mut alerts = Vec::new();
+    for _ in 0..10 {
+        let d = call(&s, &c, "/search", LATE);
+        alerts.extend(d.alerts.into_iter().map(|a| (a.rule, a.percent)));
+    }
+    assert_eq!(alerts, vec![("monthly".to_owned(), 80), ("monthly".to_owned(), 100)]);
+}
+
+struct Broken;
+
+impl QuotaCounter for Broken {
+    fn admit(&self, _: &[Charge<'_>], _: bool) -> Result<Admission, CounterError> {
+        Err(CounterError("redis://cache:6379 did not answer".into()))
+    }
+    fn count(&self, _: &CounterKey, _: &str) -> Result<u64, CounterError> {
+        Err(CounterError("down".into()))
+    }
+}
+
+#[test]
+fn an_unavailable_counter_fails_closed_by_default_or_open_when_configured() {
+    let s = world(vec![], None);
+    let q = Query { method: "GET", path: "/search", authorization: Some("KakaoAK rest"), ..Query::default() };
+    let closed = decide_and_count(&s, &q, &Broken, LATE, true, CounterFailure::Closed);
+    assert_eq!((closed.allow, closed.status, closed.code), (false, 503, -1));
+    let open = decide_and_count(&s, &q, &Broken, LATE, true, CounterFailure::Open);
+    assert!(open.allow);
+    assert!(open.reasons.iter().any(|r| r.contains("fail open")), "{:?}", open.reasons);
+}

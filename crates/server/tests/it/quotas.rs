@@ -1,0 +1,134 @@
+use permgate_testkit::{TestApp, both_backends};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const CREATE_AD_ACCOUNT: &str = "/openapi/v4/adAccounts";
+
+/// An app holding `kakao_moment`, and a user token for it.
+async fn moment_app(t: &TestApp) -> (i64, String, String) {
+    let (_, dev) = t.account("dev", "developer").await;
+    let app = t.app(&dev, "Ads").await;
+    let id = app["id"].as_i64().unwrap_or_default();
+    let (status, _) = t
+        .post(
+            &format!("/v1/apps/{id}/permissions"),
+            &t.admin,
+            json!({"permission": "kakao_moment", "reason": "agency"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    (id, dev, format!("Bearer {}", t.user_token(id, "u1", "")))
+}
+
+async fn check(t: &TestApp, body: Value) -> (StatusCode, Option<String>, Value) {
+    let resp = t.client.post(format!("{}/v1/check", t.base)).json(&body).send().await;
+    let resp = resp.unwrap_or_else(|e| unreachable!("{e}"));
+    let status = resp.status();
+    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, retry, resp.json().await.unwrap_or_default())
+}
+
+both_backends! {
+    async fn a_per_second_quota_denies_the_second_call_with_retry_after(t) {
+        let (_, _, user) = moment_app(&t).await;
+        let call = json!({"method": "POST", "path": CREATE_AD_ACCOUNT, "headers": {"authorization": user}});
+        let (_, retry, d) = check(&t, call.clone()).await;
+        assert_eq!((d["allow"].as_bool(), retry), (Some(true), None), "{d}");
+        assert_eq!(d["quota"]["rule"], "moment_ad_account_create_per_second");
+        assert_eq!(d["quota"]["remaining"], 0);
+        let (http, retry, d) = check(&t, call.clone()).await;
+        assert_eq!(http, StatusCode::OK);
+        assert_eq!((d["allow"].as_bool(), d["code"].as_i64(), d["status"].as_i64()), (Some(false), Some(-10), Some(400)), "{d}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(d["retry_after"], 1);
+        t.clock.advance(1);
+        assert_eq!(check(&t, call).await.2["allow"], true, "the next second");
+    }
+}
+
+both_backends! {
+    async fn a_dry_run_reports_quota_without_counting(t) {
+        let (_, _, user) = moment_app(&t).await;
+        let dry = json!({"method": "POST", "path": CREATE_AD_ACCOUNT, "headers": {"authorization": user}, "consume": false});
+        for _ in 0..3 {
+            let (_, _, d) = check(&t, dry.clone()).await;
+            assert_eq!((d["allow"].as_bool(), d["quota"]["remaining"].as_u64()), (Some(true), Some(0)), "{d}");
+        }
+    }
+}
+
+both_backends! {
+    async fn message_quotas_use_the_recipients_of_the_check(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Chat").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let user = format!("Bearer {}", t.user_token(id, "sender-1", "friends talk_message"));
+        let send = json!({"method": "POST", "path": "/v1/api/talk/friends/message/default/send",
+            "headers": {"authorization": user}, "recipients": ["uuid-1"]});
+        for n in 0..20 {
+            let (_, _, d) = check(&t, send.clone()).await;
+            assert_eq!(d["allow"], true, "message {n}: {d}");
+        }
+        let (_, retry, d) = check(&t, send.clone()).await;
+        assert_eq!((d["code"].as_i64(), d["status"].as_i64()), (Some(-536), Some(400)), "{d}");
+        assert!(retry.is_some());
+        let other = json!({"method": "POST", "path": "/v1/api/talk/friends/message/default/send",
+            "headers": {"authorization": user}, "recipients": ["uuid-2"]});
+        assert_eq!(check(&t, other).await.2["allow"], true, "another recipient");
+    }
+}
+
+both_backends! {
+    async fn usage_shows_app_wide_rules_and_paid_usage_continues_to_its_cap(t) {
+        let (id, dev, user) = moment_app(&t).await;
+        let call = json!({"method": "POST", "path": CREATE_AD_ACCOUNT, "headers": {"authorization": user}});
+        check(&t, call.clone()).await;
+        let paid = format!("/v1/apps/{id}/paid-usage");
+        for (body, needle) in [
+            (json!({"rules": ["nope"], "daily_cap": 1, "monthly_cap": 5}), "no quota rule"),
+            (json!({"rules": [], "daily_cap": 1, "monthly_cap": 5}), "at least one"),
+            (json!({"rules": ["moment_ad_account_create_per_second"], "daily_cap": 9, "monthly_cap": 5}), "daily cap"),
+        ] {
+            let (status, err) = t.put(&paid, &dev, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+            assert!(err["msg"].as_str().is_some_and(|m| m.contains(needle)), "{err}");
+        }
+        let (status, body) = t
+            .put(&paid, &dev, json!({"rules": ["moment_ad_account_create_per_second"], "daily_cap": 1, "monthly_cap": 5}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, _, d) = check(&t, call.clone()).await;
+        assert_eq!((d["allow"].as_bool(), d["quota"]["paid"].as_bool()), (Some(true), Some(true)), "{d}");
+        let (_, _, d) = check(&t, call.clone()).await;
+        assert_eq!((d["code"].as_i64(), d["status"].as_i64()), (Some(-11), Some(400)), "{d}");
+
+        let (status, usage) = t.get(&format!("/v1/apps/{id}/usage"), &dev).await;
+        assert_eq!(status, StatusCode::OK, "{usage}");
+        assert_eq!(usage["time_zone"], "Asia/Seoul");
+        let rule = |id: &str| usage["rules"].as_array().into_iter().flatten().find(|r| r["rule"] == id).cloned().unwrap_or_default();
+        assert_eq!(rule("api_monthly_total")["limit"], 3_000_000);
+        assert_eq!(rule("api_monthly_total")["used"], 0, "Moment APIs are outside the monthly total (KAKAO.md 3.4)");
+        assert_eq!(rule("moment_ad_account_create_per_second")["used"], 1);
+        assert_eq!((usage["paid"]["used_today"].as_u64(), usage["paid"]["daily_cap"].as_u64()), (Some(1), Some(1)));
+        let (status, _) = t.delete(&paid, &dev, None).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, usage) = t.get(&format!("/v1/apps/{id}/usage"), &dev).await;
+        assert!(usage.get("paid").is_none(), "{usage}");
+        let (_, other) = t.account("other", "developer").await;
+        assert_eq!(t.get(&format!("/v1/apps/{id}/usage"), &other).await.0, StatusCode::FORBIDDEN);
+    }
+}
+
+both_backends! {
+    async fn crossing_a_quota_threshold_is_recorded_as_an_alert(t) {
+        let (id, _, user) = moment_app(&t).await;
+        let call = json!({"method": "POST", "path": CREATE_AD_ACCOUNT, "headers": {"authorization": user}});
+        check(&t, call).await;
+        let recorded = t.store(|s| s.flush_alerts()).await;
+        assert_eq!(recorded.ok(), Some(1));
+        let (_, audit) = t.call(Method::GET, &format!("/v1/audit?app_id={id}"), Some(&t.admin), None).await;
+        let alert = audit["events"].as_array().into_iter().flatten().find(|e| e["action"] == "quota.alert").cloned();
+        let alert = alert.unwrap_or_default();
+        assert_eq!((alert["after"]["rule"].as_str(), alert["after"]["percent"].as_u64()), (Some("moment_ad_account_create_per_second"), Some(100)), "{audit}");
+    }
+}
