@@ -10,8 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use permgate_core::catalog::Catalog;
+use permgate_core::decision::CounterFailure;
 use permgate_core::service::BootstrapOutcome;
 use permgate_core::service::Services;
+use permgate_quota_redis::RedisCounter;
 use permgate_server::{AppState, serve, spawn_change_sync, spawn_saver};
 
 use crate::wiring;
@@ -34,9 +36,16 @@ pub struct ServeArgs {
     /// `permgate migrate` has run.
     #[arg(long, env = "PERMGATE_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     auto_migrate: bool,
-    /// Redis (`redis://host:6379`): checked for readiness.
+    /// Redis (`redis://host:6379`): quota counters shared by every node, and part of readiness.
     #[arg(long, env = "PERMGATE_REDIS_URL")]
     redis_url: Option<String>,
+    /// Prefix of permgate's Redis keys, to share one Redis between deployments.
+    #[arg(long, env = "PERMGATE_REDIS_PREFIX", default_value = "permgate:")]
+    redis_prefix: String,
+    /// When Redis cannot be reached: `closed` denies calls that need counting (503, -1), `open`
+    /// admits them uncounted.
+    #[arg(long, env = "PERMGATE_QUOTA_FAILURE", default_value = "closed", value_parser = ["closed", "open"])]
+    quota_failure: String,
     /// Log filter, e.g. `info` or `permgate=debug`.
     #[arg(long, env = "PERMGATE_LOG", default_value = "info")]
     log: String,
@@ -59,6 +68,8 @@ const KNOWN: &[&str] = &[
     "PERMGATE_LOG",
     "PERMGATE_AUTO_MIGRATE",
     "PERMGATE_REDIS_URL",
+    "PERMGATE_REDIS_PREFIX",
+    "PERMGATE_QUOTA_FAILURE",
     "PERMGATE_TEST_DATABASE_URL",
     "PERMGATE_TEST_REDIS_URL",
 ];
@@ -98,8 +109,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.engine.jwt_secret.is_none() {
         tracing::info!("no PERMGATE_JWT_SECRET: calls with user tokens (Bearer JWT) will be answered -401");
     }
-    if args.redis_url.is_some() {
-        tracing::info!("PERMGATE_REDIS_URL: Redis is part of readiness; quota counting in Redis is not built yet");
+    match &args.redis_url {
+        Some(_) => tracing::info!(failure = %args.quota_failure, "quota counters are shared in Redis"),
+        None => tracing::info!(
+            "quota counters are kept in this process (set PERMGATE_REDIS_URL to share them between nodes)"
+        ),
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
@@ -195,7 +209,12 @@ fn init(args: &ServeArgs, catalog: Catalog) -> anyhow::Result<(Services, i64)> {
             tracing::info!(?applied, "applied database migrations");
         }
     }
-    let (services, since) = wiring::services(store, catalog, args.engine.jwt_secret.as_deref())?;
+    let (mut services, since) = wiring::services(store, catalog, args.engine.jwt_secret.as_deref())?;
+    if let Some(url) = &args.redis_url {
+        let counter = RedisCounter::connect(url, &args.redis_prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let policy = if args.quota_failure == "open" { CounterFailure::Open } else { CounterFailure::Closed };
+        services = services.with_shared_counter(Arc::new(counter), policy);
+    }
     let restored = services.restore_counters().map_err(|e| anyhow::anyhow!("restoring quota counters: {e}"))?;
     if restored > 0 {
         tracing::info!(restored, "quota counters restored");

@@ -11,6 +11,7 @@
 
 pub mod conformance;
 pub mod pg;
+pub mod redis_keys;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -43,21 +43,33 @@ pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckR
     if !req.path.starts_with('/') {
         return Err(ApiError::invalid("`path` must start with `/`"));
     }
-    let services = state.services()?;
-    let now = services.clock.now();
-    let recipients: Vec<&str> = req.recipients.iter().map(String::as_str).collect();
-    let query = Query {
-        method: &req.method,
-        path: &req.path,
-        authorization: req.header("authorization"),
-        origin: req.header("origin"),
-        ka: req.header("ka"),
-        recipients: &recipients,
-    };
+    let services = state.services()?.clone();
     let consume = req.consume.unwrap_or(true);
-    let mut decision = {
+    let decide = move || {
+        let recipients: Vec<&str> = req.recipients.iter().map(String::as_str).collect();
+        let query = Query {
+            method: &req.method,
+            path: &req.path,
+            authorization: req.header("authorization"),
+            origin: req.header("origin"),
+            ka: req.header("ka"),
+            recipients: &recipients,
+        };
         let snapshot = services.snapshot.read();
-        decide_and_count(&snapshot, &query, services.counter.as_ref(), now, consume, services.on_counter_failure)
+        let now = services.clock.now();
+        let decision =
+            decide_and_count(&snapshot, &query, services.counter.as_ref(), now, consume, services.on_counter_failure);
+        drop(snapshot);
+        (decision, services)
+    };
+    // A shared counter may wait on Redis: keep that off the async workers. Counting in memory
+    // never blocks, so it runs in place.
+    let (mut decision, services) = if state.services()?.memory.is_some() {
+        decide()
+    } else {
+        tokio::task::spawn_blocking(decide)
+            .await
+            .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))?
     };
     if !decision.alerts.is_empty() {
         services.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(&mut decision.alerts);

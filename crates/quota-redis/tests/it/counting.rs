@@ -1,0 +1,140 @@
+//! Counting: exact across nodes, all or nothing, few round trips, dry runs, windows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use permgate_core::quota::{Admission, QuotaCounter};
+
+use crate::{Space, TestResult, charge, unix_now};
+
+fn admitted(a: &Admission) -> bool {
+    matches!(a, Admission::Admitted { .. })
+}
+
+#[test]
+fn two_nodes_hammering_one_counter_admit_exactly_its_limit() -> TestResult {
+    let Some(mut space) = Space::new()? else { return Ok(()) };
+    let nodes = [space.node()?, space.node()?];
+    let c = charge(0, "calls", 1000, unix_now() - 10);
+    let total = AtomicU64::new(0);
+    let per_node = [AtomicU64::new(0), AtomicU64::new(0)];
+    let failures = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for (node, count) in nodes.iter().zip(&per_node) {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..3000 {
+                        match node.admit(&[c], false) {
+                            Ok(a) if admitted(&a) => {
+                                count.fetch_add(1, Ordering::Relaxed);
+                                total.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(_) => {}
+                            Err(_) => {
+                                failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    });
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
+    let [a, b] = [per_node[0].load(Ordering::Relaxed), per_node[1].load(Ordering::Relaxed)];
+    eprintln!("node A admitted {a}, node B {b}; round trips {} + {}", nodes[0].round_trips(), nodes[1].round_trips());
+    assert_eq!(total.load(Ordering::Relaxed), 1000, "exactly the limit, never more");
+    assert_eq!(space.handed_out(&c)?, Some(1000));
+    for node in &nodes {
+        assert_eq!(node.count(&c.key, c.rule_id)?, 1000, "no node holds unspent units");
+        assert_eq!(node.admit(&[c], false)?, Admission::Exhausted { index: 0 });
+    }
+    space.clean()
+}
+
+#[test]
+fn a_call_denied_by_one_charge_consumes_nothing_from_the_others() -> TestResult {
+    let Some(mut space) = Space::new()? else { return Ok(()) };
+    let node = space.node()?;
+    let start = unix_now() - 10;
+    let charges = [charge(0, "a", 10, start), charge(1, "b", 3, start)];
+    for left in [[9, 2], [8, 1], [7, 0]] {
+        assert_eq!(node.admit(&charges, false)?, Admission::Admitted { remaining: left.to_vec() });
+    }
+    assert_eq!(node.admit(&charges, false)?, Admission::Exhausted { index: 1 });
+    assert_eq!(node.count(&charges[0].key, "a")?, 3, "A's unit was given back");
+    assert_eq!(node.count(&charges[1].key, "b")?, 3);
+    assert_eq!(space.handed_out(&charges[0])?, Some(4), "A holds one leased, unspent unit");
+
+    let trips = node.round_trips();
+    assert_eq!(node.admit(&charges, false)?, Admission::Exhausted { index: 1 });
+    assert_eq!(node.round_trips(), trips, "a counter seen at its limit is denied without asking Redis");
+    assert_eq!(node.admit(&charges[..1], false)?, Admission::Admitted { remaining: vec![6] }, "A alone still fits");
+    assert_eq!(node.count(&charges[0].key, "a")?, 4);
+    space.clean()
+}
+
+#[test]
+fn far_from_the_limit_a_call_costs_at_most_a_twentieth_of_a_round_trip() -> TestResult {
+    let Some(space) = Space::new()? else { return Ok(()) };
+    let node = space.node()?;
+    let c = charge(0, "calls", 10_000_000, unix_now() - 10);
+    for _ in 0..10_000 {
+        assert!(admitted(&node.admit(&[c], false)?));
+    }
+    let (trips, admissions) = (node.round_trips(), node.admissions());
+    let ratio = trips as f64 / admissions as f64;
+    eprintln!("{trips} round trips (connecting included) for {admissions} admissions: {ratio:.4} per call");
+    assert_eq!(admissions, 10_000);
+    assert!(trips <= 500 && ratio <= 0.05, "{trips} round trips");
+    assert_eq!(node.count(&c.key, c.rule_id)?, 10_000);
+    space.clean()
+}
+
+#[test]
+fn a_dry_run_changes_nothing_in_redis() -> TestResult {
+    let Some(mut space) = Space::new()? else { return Ok(()) };
+    let (a, b) = (space.node()?, space.node()?);
+    let c = charge(0, "calls", 5, unix_now() - 10);
+    assert_eq!(a.admit(&[c], true)?, Admission::Admitted { remaining: vec![4] });
+    assert_eq!(space.keys()?, Vec::<String>::new(), "no key is written");
+
+    assert!(admitted(&a.admit(&[c], false)?));
+    assert!(admitted(&a.admit(&[c], false)?));
+    let before = (space.handed_out(&c)?, space.keys()?);
+    assert_eq!(a.admit(&[c], true)?, Admission::Admitted { remaining: vec![2] });
+    assert_eq!(b.admit(&[c], true)?, Admission::Admitted { remaining: vec![2] }, "another node sees the same");
+    assert_eq!(b.admit(&[c, c], true)?, Admission::Admitted { remaining: vec![1, 1] }, "two charges take two");
+    assert_eq!(b.admit(&[c, c, c, c], true)?, Admission::Exhausted { index: 3 }, "three are left, not four");
+    assert_eq!((space.handed_out(&c)?, space.keys()?), before);
+    assert_eq!(a.count(&c.key, c.rule_id)?, 2);
+
+    for _ in 0..3 {
+        assert!(admitted(&b.admit(&[c], false)?));
+    }
+    let before = space.handed_out(&c)?;
+    assert_eq!(before, Some(5));
+    assert_eq!(a.admit(&[c], true)?, Admission::Exhausted { index: 0 });
+    assert_eq!(b.admit(&[c], true)?, Admission::Exhausted { index: 0 });
+    assert_eq!(space.handed_out(&c)?, before);
+    assert_eq!(a.admissions(), 2, "dry runs are not admissions");
+    space.clean()
+}
+
+#[test]
+fn each_window_of_a_rule_and_scope_counts_separately() -> TestResult {
+    let Some(mut space) = Space::new()? else { return Ok(()) };
+    let node = space.node()?;
+    let first = charge(0, "calls", 2, unix_now() - 70);
+    let second = charge(0, "calls", 2, first.window_end);
+    assert!(admitted(&node.admit(&[first], false)?));
+    assert!(admitted(&node.admit(&[first], false)?));
+    assert_eq!(node.admit(&[first], false)?, Admission::Exhausted { index: 0 });
+    assert_eq!(node.admit(&[second], false)?, Admission::Admitted { remaining: vec![1] }, "a new window starts at 0");
+    assert_eq!(node.admit(&[first], false)?, Admission::Exhausted { index: 0 }, "the old window stays spent");
+    assert_eq!((node.count(&first.key, "calls")?, node.count(&second.key, "calls")?), (2, 1));
+    assert_eq!((space.handed_out(&first)?, space.handed_out(&second)?), (Some(2), Some(1)));
+
+    let ttl: i64 = redis::cmd("TTL").arg(space.key(&second)).query(&mut space.admin)?;
+    let longest = second.window_end - unix_now() + 3600;
+    assert!((3600..=longest).contains(&ttl), "TTL {ttl}: until the window ends, plus an hour");
+    space.clean()
+}
