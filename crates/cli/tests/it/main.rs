@@ -136,3 +136,28 @@ pub async fn call(
         Err(e) => unreachable!("{e}"),
     }
 }
+
+/// Creates a developer and an app through `base`, and signs a user token of `sub` for the app;
+/// returns (developer token, app id, user token).
+pub async fn developer_app(base: &str, admin: &str, secret: &str, sub: &str, scopes: &[&str]) -> (String, i64, String) {
+    let body = serde_json::json!({"name": format!("dev-{sub}"), "role": "developer"});
+    let (status, dev) = call(reqwest::Method::POST, format!("{base}/v1/accounts"), Some(admin), Some(body)).await;
+    assert_eq!(status, 201, "{dev}");
+    let dev = dev["token"].as_str().unwrap_or_default().to_owned();
+    let body = serde_json::json!({"name": "App", "company_name": "C", "category": "x"});
+    let (status, app) = call(reqwest::Method::POST, format!("{base}/v1/apps"), Some(&dev), Some(body)).await;
+    assert_eq!(status, 201, "{app}");
+    let id = app["id"].as_i64().unwrap_or_default();
+    use permgate_core::time::Clock;
+    let exp = permgate_core::time::SystemClock.now().plus_seconds(3600);
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let token = permgate_core::credential::mint_user_token(
+        secret.as_bytes(),
+        permgate_core::model::AppId(id),
+        sub,
+        &scopes,
+        exp,
+    )
+    .unwrap_or_default();
+    (dev, id, token)
+}

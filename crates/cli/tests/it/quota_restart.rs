@@ -57,31 +57,7 @@ fn wait_saved(dir: &std::path::Path, n: u64) {
 async fn counts_survive_a_kill_and_a_clean_stop() {
     let dir = scratch_dir("quota-restart");
     let mut a = node(&dir.0);
-    let (_, dev) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/accounts", a.base),
-        Some(ADMIN),
-        Some(json!({"name": "dev", "role": "developer"})),
-    )
-    .await;
-    let dev = dev["token"].as_str().unwrap_or_default().to_owned();
-    let (_, app) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/apps", a.base),
-        Some(&dev),
-        Some(json!({"name": "P", "company_name": "C", "category": "x"})),
-    )
-    .await;
-    let id = app["id"].as_i64().unwrap_or_default();
-    let exp = permgate_core::time::Timestamp(SystemClock.now().0 + 3600);
-    let token = permgate_core::credential::mint_user_token(
-        SECRET.as_bytes(),
-        permgate_core::model::AppId(id),
-        "u1",
-        &["profile_nickname".into()],
-        exp,
-    )
-    .unwrap_or_default();
+    let (dev, id, token) = crate::developer_app(&a.base, ADMIN, SECRET, "u1", &["profile_nickname"]).await;
 
     profile_calls(&a, &token, 5).await;
     assert_eq!(used(&a, &dev, id).await, 5);

@@ -62,34 +62,7 @@ async fn a_grant_on_one_node_is_enforced_on_the_other_within_a_second() {
         assert_eq!(status, 200, "{body}");
     }
 
-    let (status, dev) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/accounts", a.base),
-        Some(ADMIN),
-        Some(json!({"name": "dev", "role": "developer"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{dev}");
-    let dev = dev["token"].as_str().unwrap_or_default().to_owned();
-    let (status, app) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/apps", a.base),
-        Some(&dev),
-        Some(json!({"name": "Ads", "company_name": "C", "category": "x"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
-    let id = app["id"].as_i64().unwrap_or_default();
-    let exp = permgate_core::time::Timestamp(
-        i64::try_from(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        )
-        .unwrap_or(0)
-            + 3600,
-    );
-    let token =
-        permgate_core::credential::mint_user_token(SECRET.as_bytes(), permgate_core::model::AppId(id), "u1", &[], exp)
-            .unwrap_or_default();
+    let (_dev, id, token) = crate::developer_app(&a.base, ADMIN, SECRET, "u1", &[]).await;
     let moment = json!({"method": "GET", "path": "/openapi/v4/adAccounts/pages", "headers": {"authorization": format!("Bearer {token}")}});
 
     // The app created on A is known to B (its user token no longer fails with -401).
@@ -227,37 +200,7 @@ async fn a_quota_shared_in_redis_admits_exactly_its_limit_across_both_nodes() {
     let a = start_node(&dir.0, &env);
     let b = start_node(&dir.0, &env);
 
-    let (_, dev) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/accounts", a.base),
-        Some(ADMIN),
-        Some(json!({"name": "dev", "role": "developer"})),
-    )
-    .await;
-    let dev = dev["token"].as_str().unwrap_or_default().to_owned();
-    let (_, app) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/apps", a.base),
-        Some(&dev),
-        Some(json!({"name": "Chat", "company_name": "C", "category": "x"})),
-    )
-    .await;
-    let id = app["id"].as_i64().unwrap_or_default();
-    let exp = permgate_core::time::Timestamp(
-        i64::try_from(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        )
-        .unwrap_or(0)
-            + 3600,
-    );
-    let token = permgate_core::credential::mint_user_token(
-        SECRET.as_bytes(),
-        permgate_core::model::AppId(id),
-        "sender",
-        &[],
-        exp,
-    )
-    .unwrap_or_default();
+    let (_dev, _id, token) = crate::developer_app(&a.base, ADMIN, SECRET, "sender", &[]).await;
     // The per-pair limit is 20 messages a day: one sender, one recipient.
     let send = json!({"method": "POST", "path": "/v1/api/talk/friends/message/default/send",
         "headers": {"authorization": format!("Bearer {token}")}, "recipients": ["recipient-1"]});
