@@ -71,6 +71,7 @@ pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckR
             .await
             .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))?
     };
+    report_counter_health(&decision);
     if !decision.alerts.is_empty() {
         services.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(&mut decision.alerts);
     }
@@ -81,4 +82,21 @@ pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckR
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
     }
     Ok(response)
+}
+
+/// Logs once when the quota counter starts failing and once when it recovers, not per call.
+fn report_counter_health(decision: &permgate_core::Decision) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DOWN: AtomicBool = AtomicBool::new(false);
+    let failing = decision.reasons.iter().any(|r| r.contains("quota counter unavailable"))
+        || decision.msg.as_deref().is_some_and(|m| m.starts_with("quota counter unavailable"));
+    if failing && !DOWN.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "quota counter unavailable: {}; calls that need counting are {}",
+            decision.msg.as_deref().unwrap_or("see the decision's reasons"),
+            if decision.allow { "admitted uncounted (PERMGATE_QUOTA_FAILURE=open)" } else { "denied (fail closed)" }
+        );
+    } else if !failing && decision.quota.is_some() && DOWN.swap(false, Ordering::Relaxed) {
+        tracing::info!("quota counter available again");
+    }
 }
