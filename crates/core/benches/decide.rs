@@ -1,0 +1,122 @@
+//! The hot path in process: `decide` and `decide_and_count` over the built-in catalog with
+//! 10,000 apps of 10 grants each, on a mix of allowed, denied and members-only calls; and
+//! building that snapshot. Results and the machine go in BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use permgate_core::catalog::Catalog;
+use permgate_core::credential::TokenVerifier;
+use permgate_core::decision::{CounterFailure, Query, decide, decide_and_count};
+use permgate_core::model::*;
+use permgate_core::quota::MemoryCounter;
+use permgate_core::secret;
+use permgate_core::snapshot::Snapshot;
+use permgate_core::time::Timestamp;
+
+const APPS: i64 = 10_000;
+const NOW: Timestamp = Timestamp(1_795_824_000);
+const GRANTS: [&str; 10] = [
+    "talk_share_quota",
+    "personal_info_consent_items",
+    "talk_calendar",
+    "kakao_map_activation",
+    "connect_talk_channel",
+    "increased_quota",
+    "manual_signup",
+    "service_terms_upgrade",
+    "account_id_response",
+    "talk_user_id_response",
+];
+
+fn records() -> Vec<AppRecord> {
+    (1..=APPS)
+        .map(|id| {
+            let value = format!("{id:032x}");
+            AppRecord {
+                app: App {
+                    id: AppId(id),
+                    name: format!("app {id}"),
+                    company_name: "c".into(),
+                    category: "x".into(),
+                    owner: AccountId(id),
+                    status: AppStatus::Active,
+                    created_at: NOW,
+                },
+                owner_blocked: false,
+                members: vec![],
+                keys: vec![Key {
+                    id: KeyId(id),
+                    kind: KeyKind::RestApi,
+                    hash: secret::hash(&value),
+                    hint: secret::hint(&value),
+                    value: Some(value),
+                    platforms: Platforms::default(),
+                    created_at: NOW,
+                }],
+                products: vec![],
+                grants: GRANTS
+                    .iter()
+                    .map(|p| Grant {
+                        id: 0,
+                        app_id: AppId(id),
+                        permission: (*p).into(),
+                        key_id: None,
+                        source: GrantSource::Operator,
+                        granted_by: None,
+                        granted_at: NOW,
+                        expires_at: None,
+                        params: serde_json::json!({"limit": 1_000_000, "rule": "local_keyword_search_daily"}),
+                        reason: String::new(),
+                    })
+                    .collect(),
+                paid: None,
+            }
+        })
+        .collect()
+}
+
+fn snapshot(records: Vec<AppRecord>) -> Snapshot {
+    let catalog = Catalog::builtin().unwrap_or_else(|e| unreachable!("{e}"));
+    Snapshot::build(Arc::new(catalog), Arc::new(TokenVerifier::new(None)), records)
+}
+
+fn bench(c: &mut Criterion) {
+    let records = records();
+    c.bench_function("snapshot build, 10k apps / 100k grants", |b| b.iter(|| snapshot(black_box(records.clone()))));
+
+    let s = snapshot(records);
+    let auths: Vec<String> = (1..=APPS).map(|id| format!("KakaoAK {id:032x}")).collect();
+    // allowed (Local search), denied (-401: a REST key on a user-token API), not found.
+    let paths = ["/v2/local/search/keyword.json?query=coffee", "/v1/api/talk/profile", "/v2/local/search/address.json"];
+    let mut i = 0usize;
+    c.bench_function("decide, mixed calls", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(7919);
+            let q = Query {
+                method: "GET",
+                path: paths[i % paths.len()],
+                authorization: Some(&auths[i % auths.len()]),
+                ..Query::default()
+            };
+            black_box(decide(&s, &q, NOW))
+        })
+    });
+    let counter = MemoryCounter::new();
+    c.bench_function("decide + count (in memory), allowed Local search", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(7919);
+            let q = Query {
+                method: "GET",
+                path: paths[0],
+                authorization: Some(&auths[i % auths.len()]),
+                ..Query::default()
+            };
+            black_box(decide_and_count(&s, &q, &counter, NOW, true, CounterFailure::Closed))
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
