@@ -48,6 +48,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         origin: args.origin.as_deref(),
         ka: args.ka.as_deref(),
         recipients: &[],
+        explain: true,
     };
     services.restore_counters().map_err(|e| anyhow::anyhow!("reading saved quota counters: {e}"))?;
     // Counting from the command line would be lost: report the quota state without consuming.

@@ -25,6 +25,28 @@ pub struct Query<'a> {
     pub ka: Option<&'a str>,
     /// The call's recipients (e.g. a message's `receiver_uuids`), for recipient and pair quotas.
     pub recipients: &'a [&'a str],
+    /// Fill the decision's `reasons` (the explanation costs a few allocations; a gateway that
+    /// only needs the verdict leaves it off).
+    pub explain: bool,
+}
+
+/// The explanation being built: text is produced only when asked for.
+#[derive(Debug)]
+struct Reasons {
+    on: bool,
+    list: Vec<String>,
+}
+
+impl Reasons {
+    fn new(on: bool) -> Self {
+        Reasons { on, list: Vec::new() }
+    }
+
+    fn add(&mut self, text: impl FnOnce() -> String) {
+        if self.on {
+            self.list.push(text());
+        }
+    }
 }
 
 /// Stable error codes (Kakao's, plus -404 for a path the catalog does not know).
@@ -169,20 +191,20 @@ pub const PERMISSION_DENIED_MSG: &str = "permission denied";
 
 /// Decides one call. Pure: reads only its arguments.
 pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decision {
-    let mut reasons = Vec::new();
+    let mut reasons = Reasons::new(query.explain);
     let catalog = snapshot.catalog();
 
     let Some(method) = Method::parse(query.method) else {
-        return Decision::deny(400, code::MALFORMED, format!("unsupported method `{}`", query.method), reasons);
+        return Decision::deny(400, code::MALFORMED, format!("unsupported method `{}`", query.method), reasons.list);
     };
     if !query.path.starts_with('/') {
-        return Decision::deny(400, code::MALFORMED, "path must start with `/`", reasons);
+        return Decision::deny(400, code::MALFORMED, "path must start with `/`", reasons.list);
     }
     let Some(api) = catalog.route(method, query.path) else {
         let path = query.path.split('?').next().unwrap_or(query.path);
-        return Decision::deny(404, code::NO_SUCH_API, format!("no API matches {method} {path}"), reasons);
+        return Decision::deny(404, code::NO_SUCH_API, format!("no API matches {method} {path}"), reasons.list);
     };
-    reasons.push(format!("route: {method} {} is api `{}` of product `{}`", api.path, api.id, api.product));
+    reasons.add(|| format!("route: {method} {} is api `{}` of product `{}`", api.path, api.id, api.product));
 
     let mut verdict = Verdict { reasons, api, app: None, user: None };
     let caller = match identify(snapshot, query, api, now, &mut verdict.reasons) {
@@ -197,7 +219,7 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
         return verdict.deny(403, code::BLOCKED, "the app's owner account is blocked");
     }
     match app.status {
-        AppStatus::Active => verdict.reasons.push("app status: active".into()),
+        AppStatus::Active => verdict.reasons.add(|| "app status: active".into()),
         AppStatus::Blocked => return verdict.deny(403, code::BLOCKED, "the app is blocked"),
         AppStatus::Suspended => {
             return verdict.deny(403, code::SUSPENDED, "the app is suspended for inactivity");
@@ -219,19 +241,19 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
     for &p in &api.permission_idx {
         let permission = &catalog.permissions[p].id;
         if app.holds(p, caller.key, now) {
-            verdict.reasons.push(format!("permission `{permission}`: held"));
+            verdict.reasons.add(|| format!("permission `{permission}`: held"));
             continue;
         }
         match api.without_permission {
             WithoutPermission::MembersOnly => {
                 verdict
                     .reasons
-                    .push(format!("permission `{permission}`: not held; allowed for the app's members only"));
+                    .add(|| format!("permission `{permission}`: not held; allowed for the app's members only"));
                 restriction = Some(Restriction::MembersOnly);
                 restricted_by.get_or_insert_with(|| permission.clone());
             }
             WithoutPermission::Deny => {
-                verdict.reasons.push(format!("permission `{permission}`: not held"));
+                verdict.reasons.add(|| format!("permission `{permission}`: not held"));
                 let mut d = verdict.deny(403, code::PERMISSION_DENIED, PERMISSION_DENIED_MSG);
                 d.permission = Some(permission.clone());
                 d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
@@ -251,7 +273,7 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
             ),
         );
     }
-    verdict.reasons.push(format!("product `{}`: activated", product.id));
+    verdict.reasons.add(|| format!("product `{}`: activated", product.id));
 
     if caller.kind == KeyKind::Admin
         && let Some(categories) = caller.key.and_then(|k| app.key(k)).and_then(|k| k.platforms.api_categories.as_ref())
@@ -277,7 +299,7 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
         user: verdict.user,
         quota: None,
         retry_after: None,
-        reasons: verdict.reasons,
+        reasons: verdict.reasons.list,
         alerts: Vec::new(),
     };
     if d.restriction.is_some() {
@@ -287,7 +309,7 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
 }
 
 struct Verdict<'a> {
-    reasons: Vec<String>,
+    reasons: Reasons,
     api: &'a Api,
     app: Option<AppId>,
     user: Option<String>,
@@ -295,7 +317,7 @@ struct Verdict<'a> {
 
 impl Verdict<'_> {
     fn deny(self, status: u16, code: i32, msg: impl Into<String>) -> Decision {
-        let mut d = Decision::deny(status, code, msg, self.reasons);
+        let mut d = Decision::deny(status, code, msg, self.reasons.list);
         d.app_id = self.app;
         d.api = Some(self.api.id.clone());
         d.user = self.user;
@@ -316,7 +338,7 @@ fn identify<'s>(
     query: &Query<'_>,
     api: &Api,
     now: Timestamp,
-    reasons: &mut Vec<String>,
+    reasons: &mut Reasons,
 ) -> Result<Caller<'s>, String> {
     let credential = credential::parse_authorization(query.authorization).map_err(|e| e.to_string())?;
     let caller = match credential {
@@ -365,7 +387,7 @@ fn identify<'s>(
         }
         _ => {}
     }
-    reasons.push(match (&caller.user, caller.key) {
+    reasons.add(|| match (&caller.user, caller.key) {
         (Some(user), _) => format!("credential: user token of `{user}` for app {}", caller.app.id),
         (None, Some(key)) => format!("credential: {} key #{key} of app {}", caller.kind, caller.app.id),
         (None, None) => format!("credential: app {}", caller.app.id),
@@ -423,7 +445,6 @@ fn count(
         return;
     };
     let offset = crate::catalog::tz_offset_seconds(&catalog.time_zone).unwrap_or(9 * 3600);
-    let app_text = app.id.to_string();
     let mut plan: Vec<Planned> = Vec::new();
     for &ri in &api.quota_idx {
         let rule = &catalog.quota_rules[ri];
@@ -433,11 +454,16 @@ fn count(
         let scopes: Vec<u64> = match rule.scope {
             QuotaScope::App => vec![app.id.0.cast_unsigned()],
             QuotaScope::Developer => vec![app.owner.0.cast_unsigned()],
-            QuotaScope::User => user.map(|u| scope_hash(&[&app_text, u])).into_iter().collect(),
-            QuotaScope::Recipient => query.recipients.iter().map(|r| scope_hash(&[&app_text, r])).collect(),
-            QuotaScope::Pair => user
-                .map(|u| query.recipients.iter().map(|r| scope_hash(&[&app_text, u, r])).collect())
-                .unwrap_or_default(),
+            QuotaScope::User => user.map(|u| scope_hash(&[&app.id.to_string(), u])).into_iter().collect(),
+            QuotaScope::Recipient => {
+                let app_text = app.id.to_string();
+                query.recipients.iter().map(|r| scope_hash(&[&app_text, r])).collect()
+            }
+            QuotaScope::Pair => {
+                let app_text = app.id.to_string();
+                user.map(|u| query.recipients.iter().map(|r| scope_hash(&[&app_text, u, r])).collect())
+                    .unwrap_or_default()
+            }
         };
         for scope in scopes {
             plan.push(Planned {
@@ -495,12 +521,14 @@ fn count(
                     reset_at: Timestamp(p.window.end),
                     paid,
                 });
-                d.reasons.push(format!(
-                    "quota: within {} rule(s){}{}",
-                    api.quota_idx.len(),
-                    if paid { ", past a free limit as paid usage" } else { "" },
-                    if consume { "" } else { " (not counted)" }
-                ));
+                note(d, query.explain, || {
+                    format!(
+                        "quota: within {} rule(s){}{}",
+                        api.quota_idx.len(),
+                        if paid { ", past a free limit as paid usage" } else { "" },
+                        if consume { "" } else { " (not counted)" }
+                    )
+                });
                 if consume {
                     alerts(d, catalog, &plan, &remaining);
                 }
@@ -537,10 +565,9 @@ fn count(
                         }
                     }
                     paid = true;
-                    d.reasons.push(format!(
-                        "quota `{}`: free limit used up; counting as paid usage",
-                        catalog.quota_rules[ri].id
-                    ));
+                    note(d, query.explain, || {
+                        format!("quota `{}`: free limit used up; counting as paid usage", catalog.quota_rules[ri].id)
+                    });
                     continue;
                 }
                 let (status, code, msg) = match exhausted {
@@ -557,7 +584,9 @@ fn count(
                         ),
                     ),
                 };
-                d.reasons.push(format!("quota `{}`: limit {} reached", rule_name(catalog, p), p.charge.limit));
+                note(d, query.explain, || {
+                    format!("quota `{}`: limit {} reached", rule_name(catalog, p), p.charge.limit)
+                });
                 d.allow = false;
                 d.status = status;
                 d.code = code;
@@ -576,6 +605,13 @@ fn count(
                 return;
             }
         }
+    }
+}
+
+/// Adds a line to the explanation, when one is wanted.
+fn note(d: &mut Decision, explain: bool, text: impl FnOnce() -> String) {
+    if explain {
+        d.reasons.push(text());
     }
 }
 

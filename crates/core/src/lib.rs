@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod credential;
 pub mod decision;
 pub mod error;
+mod fast_hash;
 pub mod model;
 pub mod ports;
 pub mod quota;

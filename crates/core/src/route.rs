@@ -2,7 +2,7 @@
 //! method and a concrete path to one API. A literal segment wins over a parameter; two patterns of
 //! the same method with the same shape are ambiguous and refused when the catalog loads.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 use std::fmt;
 
 /// An HTTP method the catalog can name.
@@ -137,7 +137,7 @@ impl Pattern {
 
 #[derive(Debug, Default, Clone)]
 struct Node {
-    literals: HashMap<Box<str>, Node>,
+    literals: FastMap<Box<str>, Node>,
     param: Option<Box<Node>>,
     /// The API index per method, indexed by `Method::index`.
     endpoints: [Option<u32>; 5],

@@ -2,7 +2,7 @@
 //! and grants, and indexes from key to app. Built once from the store at start, then patched app by
 //! app whenever a write changes an app, so the next call sees the change without a database read.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::catalog::{Activation, Catalog};
@@ -92,11 +92,11 @@ pub(crate) struct KeyRef {
 pub struct Snapshot {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) verifier: Arc<TokenVerifier>,
-    pub(crate) apps: HashMap<AppId, AppEntry>,
+    pub(crate) apps: FastMap<AppId, AppEntry>,
     /// Non-secret keys by their value.
-    pub(crate) keys: HashMap<Box<str>, KeyRef>,
+    pub(crate) keys: FastMap<Box<str>, KeyRef>,
     /// Secret (admin) keys by their SHA-256 hash.
-    pub(crate) secret_keys: HashMap<Box<str>, KeyRef>,
+    pub(crate) secret_keys: FastMap<Box<str>, KeyRef>,
     /// Increases with every patch; shown in `/healthz` and useful to tell nodes apart.
     pub version: u64,
 }
@@ -106,9 +106,9 @@ impl Snapshot {
         Snapshot {
             catalog,
             verifier,
-            apps: HashMap::new(),
-            keys: HashMap::new(),
-            secret_keys: HashMap::new(),
+            apps: FastMap::default(),
+            keys: FastMap::default(),
+            secret_keys: FastMap::default(),
             version: 0,
         }
     }

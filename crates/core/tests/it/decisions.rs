@@ -220,8 +220,13 @@ fn every_case_in_the_decision_file_gets_its_verdict() {
             origin: case.origin.as_deref(),
             ka: case.ka.as_deref(),
             recipients: &[],
+            explain: true,
         };
         let d = decide(&snapshot, &query, NOW);
+        let quiet = decide(&snapshot, &Query { explain: false, ..query }, NOW);
+        if (quiet.allow, quiet.status, quiet.code, quiet.reasons.len()) != (d.allow, d.status, d.code, 0) {
+            failures.push(format!("{}: without explain the verdict differs or reasons are kept: {quiet:?}", case.name));
+        }
         let restriction = d.restriction.map(|r| r.as_str().to_owned());
         let mut wrong = Vec::new();
         if d.allow != case.allow {
@@ -257,7 +262,13 @@ fn a_denied_call_explains_itself_and_its_body_is_kakao_shaped() {
     let auth = format!("Bearer {token}");
     let d = decide(
         &snapshot,
-        &Query { method: "GET", path: "/openapi/v4/campaigns", authorization: Some(&auth), ..Query::default() },
+        &Query {
+            method: "GET",
+            path: "/openapi/v4/campaigns",
+            authorization: Some(&auth),
+            explain: true,
+            ..Query::default()
+        },
         NOW,
     );
     assert_eq!(

@@ -54,6 +54,7 @@ pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckR
             origin: req.header("origin"),
             ka: req.header("ka"),
             recipients: &recipients,
+            explain: true,
         };
         let snapshot = services.snapshot.read();
         let now = services.clock.now();
