@@ -103,6 +103,10 @@ fn bench(c: &mut Criterion) {
             black_box(decide(&s, &q, NOW))
         })
     });
+    let hot = Query { method: "GET", path: paths[0], authorization: Some(&auths[0]), ..Query::default() };
+    c.bench_function("decide, one app again and again (cache-hot)", |b| {
+        b.iter(|| black_box(decide(&s, black_box(&hot), NOW)))
+    });
     let counter = MemoryCounter::new();
     c.bench_function("decide + count (in memory), allowed Local search", |b| {
         b.iter(|| {

@@ -89,6 +89,14 @@ pub trait AccountStore {
     fn account_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(Account, String)>>;
     fn accounts(&self) -> StoreResult<Vec<Account>>;
     fn count_admins(&self) -> StoreResult<u64>;
+    /// Blocks or unblocks an account; returns the apps it owns, which are marked changed so that
+    /// every node re-reads them (their calls answer -12 while the owner is blocked).
+    fn set_account_blocked(
+        &self,
+        account: AccountId,
+        blocked: bool,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Vec<AppId>>>;
     /// Creates the admin account `name`, or resets its token if it exists.
     fn upsert_admin(&self, name: &str, token_hash: &str, now: Timestamp, audit: &NewAuditEvent)
     -> StoreResult<Account>;
@@ -116,6 +124,8 @@ pub trait AppStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
     fn set_product(&self, app: AppId, product: &str, activated: bool, audit: &NewAuditEvent) -> StoreResult<()>;
+    /// Sets an app's status (active, blocked, suspended); false if there is no such app.
+    fn set_app_status(&self, app: AppId, status: crate::model::AppStatus, audit: &NewAuditEvent) -> StoreResult<bool>;
     /// Switches paid usage on (with its rules and caps) or off (`None`).
     fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()>;
 }

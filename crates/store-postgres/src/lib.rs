@@ -365,6 +365,28 @@ impl AccountStore for PostgresStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    fn set_account_blocked(
+        &self,
+        account: AccountId,
+        blocked: bool,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Vec<AppId>>> {
+        self.write(audit, |tx| {
+            let n = tx.execute("UPDATE accounts SET blocked = $1 WHERE id = $2", &[&blocked, &account.0])?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let mut apps = Vec::new();
+            for r in tx.query("SELECT id FROM apps WHERE owner_id = $1 ORDER BY id", &[&account.0])? {
+                let app: i64 = r.try_get(0)?;
+                tx.execute("INSERT INTO change_log (app_id, at) VALUES ($1, $2)", &[&app, &audit.at.0])?;
+                tx.execute("SELECT pg_notify($1, $2)", &[&self.channel, &app.to_string()])?;
+                apps.push(AppId(app));
+            }
+            Ok(Some(apps))
+        })
+    }
+
     fn upsert_admin(
         &self,
         name: &str,
@@ -506,6 +528,13 @@ impl AppStore for PostgresStore {
                 &[&app.0, &product, &activated],
             )?;
             Ok(())
+        })
+    }
+
+    fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<bool> {
+        self.write(audit, |tx| {
+            let n = tx.execute("UPDATE apps SET status = $1 WHERE id = $2", &[&status.as_str(), &app.0])?;
+            Ok(n > 0)
         })
     }
 

@@ -225,6 +225,33 @@ impl AccountStore for SqliteStore {
         self.conn().query_row("SELECT count(*) FROM accounts WHERE role = 'admin'", [], |r| r.get(0)).map_err(backend)
     }
 
+    fn set_account_blocked(
+        &self,
+        account: AccountId,
+        blocked: bool,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Vec<AppId>>> {
+        self.write(audit, |tx| {
+            let n = tx
+                .execute("UPDATE accounts SET blocked = ?1 WHERE id = ?2", params![blocked, account.0])
+                .map_err(backend)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let mut stmt = tx.prepare("SELECT id FROM apps WHERE owner_id = ?1 ORDER BY id").map_err(backend)?;
+            let apps = stmt
+                .query_map([account.0], |r| r.get::<_, i64>(0))
+                .map_err(backend)?
+                .map(|r| r.map(AppId).map_err(backend))
+                .collect::<StoreResult<Vec<_>>>()?;
+            for app in &apps {
+                tx.execute("INSERT INTO change_log (app_id, at) VALUES (?1, ?2)", params![app.0, audit.at.0])
+                    .map_err(backend)?;
+            }
+            Ok(Some(apps))
+        })
+    }
+
     fn upsert_admin(
         &self,
         name: &str,
@@ -388,6 +415,15 @@ impl AppStore for SqliteStore {
             )
             .map_err(backend)?;
             Ok(())
+        })
+    }
+
+    fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<bool> {
+        self.write(audit, |tx| {
+            let n = tx
+                .execute("UPDATE apps SET status = ?1 WHERE id = ?2", params![status.as_str(), app.0])
+                .map_err(backend)?;
+            Ok(n > 0)
         })
     }
 

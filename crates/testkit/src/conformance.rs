@@ -48,6 +48,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("the_change_feed_lists_changed_apps_in_commit_order", the_change_feed_lists_changed_apps_in_commit_order),
     ("migrations_are_complete_and_idempotent", migrations_are_complete_and_idempotent),
     ("paid_usage_is_kept_and_removed", paid_usage_is_kept_and_removed),
+    ("blocking_marks_the_owners_apps_changed", blocking_marks_the_owners_apps_changed),
     (
         "quota_counters_are_saved_as_the_larger_count_and_expire",
         quota_counters_are_saved_as_the_larger_count_and_expire,
@@ -280,5 +281,23 @@ fn quota_counters_are_saved_as_the_larger_count_and_expire(store: &dyn Store) ->
     );
     assert_eq!(store.load_counters(Timestamp(1000))?, vec![]);
     store.save_counters(&[])?;
+    Ok(())
+}
+
+fn blocking_marks_the_owners_apps_changed(store: &dyn Store) -> Result<(), StoreError> {
+    use permgate_core::model::AppStatus;
+    let owner = account(store, "owner", Role::Developer)?;
+    let a = app(store, owner, &[])?;
+    let b = app(store, owner, &[])?;
+    let before = store.latest_change()?;
+    assert_eq!(store.set_account_blocked(owner, true, &audit("account.block"))?, Some(vec![a, b]));
+    assert_eq!(store.changes_since(before)?.1, vec![a, b], "other nodes re-read the owner's apps");
+    assert!(store.app_record(a)?.is_some_and(|r| r.owner_blocked));
+    assert_eq!(store.set_account_blocked(AccountId(owner.0 + 999), true, &audit("account.block"))?, None);
+    assert!(store.set_app_status(b, AppStatus::Blocked, &audit("app.block").app(b))?);
+    store.set_account_blocked(owner, false, &audit("account.unblock"))?;
+    let b_now = store.app_record(b)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
+    assert_eq!((b_now.owner_blocked, b_now.app.status), (false, AppStatus::Blocked));
+    assert!(!store.set_app_status(permgate_core::model::AppId(b.0 + 999), AppStatus::Active, &audit("x"))?);
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod apps;
+mod blocking;
 mod grants;
 mod keys;
 mod members;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 pub use accounts::{BootstrapOutcome, CreateAccount, CreatedAccount};
 pub use apps::{AppView, CreateApp, KeyView};
+pub use blocking::{AccountBlock, BlockReason};
 pub use grants::{GrantPermission, HeldPermission, RevokePermission};
 pub use keys::{AddKey, SetPlatforms};
 pub use members::AddMember;

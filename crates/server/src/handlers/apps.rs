@@ -12,7 +12,8 @@ use crate::extract::{JsonBody, SignedIn, id};
 use permgate_core::error::ServiceError;
 use permgate_core::model::{AccountId, AppId, KeyId};
 use permgate_core::service::{
-    AddKey, AddMember, CreateApp, GrantPermission, RevokePermission, SetPaidUsage, SetPlatforms, SetProduct,
+    AddKey, AddMember, BlockReason, CreateApp, GrantPermission, RevokePermission, SetPaidUsage, SetPlatforms,
+    SetProduct,
 };
 
 type Created = (StatusCode, Json<Value>);
@@ -201,4 +202,34 @@ pub async fn delete_paid_usage(
     let app: AppId = id("app id", &app)?;
     let paid = state.run(move |s| s.set_paid_usage(&actor, app, None)).await?;
     Ok(Json(json!({ "paid_usage": paid })))
+}
+
+pub async fn block(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path(target): Path<String>,
+    JsonBody(input): JsonBody<BlockReason>,
+) -> Result<Json<Value>, ApiError> {
+    set_blocked(state, actor, &target, input, true).await
+}
+
+pub async fn unblock(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path(target): Path<String>,
+    JsonBody(input): JsonBody<BlockReason>,
+) -> Result<Json<Value>, ApiError> {
+    set_blocked(state, actor, &target, input, false).await
+}
+
+async fn set_blocked(
+    state: AppState,
+    actor: permgate_core::service::Actor,
+    target: &str,
+    input: BlockReason,
+    blocked: bool,
+) -> Result<Json<Value>, ApiError> {
+    let target: AppId = id("app id", target)?;
+    let done = state.run(move |s| s.set_app_blocked(&actor, target, blocked, input)).await?;
+    Ok(Json(json!(done)))
 }

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod apps;
+mod blocking;
 mod check;
 mod keys;
 mod permissions;
