@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use permgate_core::service::Services;
 
 pub use error::ApiError;
@@ -102,12 +102,14 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    use handlers::{accounts, apps, catalog, check, health};
+    use handlers::{accounts, apps, authz, catalog, check, health};
     Router::new()
         .route("/", get(health::landing))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/check", post(check::check))
+        .route("/v1/authz", any(authz::authz))
+        .route("/v1/authz/{*original}", any(authz::authz))
         .route("/v1/catalog", get(catalog::catalog))
         .route("/v1/accounts", post(accounts::create).get(accounts::list))
         .route("/v1/accounts/me", get(accounts::me))

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod apps;
+pub mod authz;
 pub mod catalog;
 pub mod check;
 pub mod health;

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod apps;
+mod authz;
 mod blocking;
 mod check;
 mod keys;

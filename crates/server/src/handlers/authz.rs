@@ -1,0 +1,147 @@
+//! `/v1/authz`: forward-auth for gateways that ask before proxying.
+//!
+//! - nginx `auth_request`: the original call in `X-Original-Method` and `X-Original-URI`.
+//! - Traefik `ForwardAuth`: `X-Forwarded-Method` and `X-Forwarded-Uri`.
+//! - Envoy `ext_authz` (HTTP, `path_prefix: /v1/authz`): the original method, and the original
+//!   path after the prefix.
+//!
+//! Allowed: 200 with `X-Permgate-App-Id` (and `X-Permgate-Restriction`, `X-Permgate-User`) for the
+//! gateway to pass upstream. Denied: the Kakao status and `{"msg", "code"}` body, with
+//! `X-Permgate-Code`, `X-Permgate-Status`, `X-Permgate-Msg` and `X-Permgate-Body` (the JSON
+//! body, ASCII-escaped) so that a gateway which replaces the body (nginx) can send it back. The call is counted against its quotas.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+use crate::error::ApiError;
+use permgate_core::decision::{Decision, Query, decide_and_count};
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
+}
+
+pub async fn authz(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let services = state.services()?.clone();
+    let original_method = header(&headers, "x-original-method")
+        .or_else(|| header(&headers, "x-forwarded-method"))
+        .unwrap_or(method.as_str())
+        .to_owned();
+    let original_uri = match header(&headers, "x-original-uri").or_else(|| header(&headers, "x-forwarded-uri")) {
+        Some(u) => u.to_owned(),
+        None => {
+            let rest = uri.path().strip_prefix("/v1/authz").unwrap_or("");
+            let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            format!("{rest}{query}")
+        }
+    };
+    if !original_uri.starts_with('/') {
+        return Err(ApiError::invalid(
+            "no original call: send X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the path after /v1/authz (Envoy)",
+        ));
+    }
+    let (authorization, origin, ka) = (
+        header(&headers, "authorization").map(str::to_owned),
+        header(&headers, "origin").map(str::to_owned),
+        header(&headers, "ka").map(str::to_owned),
+    );
+    let decide = move || {
+        let query = Query {
+            method: &original_method,
+            path: &original_uri,
+            authorization: authorization.as_deref(),
+            origin: origin.as_deref(),
+            ka: ka.as_deref(),
+            recipients: &[],
+            explain: false,
+        };
+        let snapshot = services.snapshot.read();
+        let now = services.clock.now();
+        let d = decide_and_count(&snapshot, &query, services.counter.as_ref(), now, true, services.on_counter_failure);
+        drop(snapshot);
+        (d, services)
+    };
+    let (mut decision, services) = if state.services()?.memory.is_some() {
+        decide()
+    } else {
+        tokio::task::spawn_blocking(decide)
+            .await
+            .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))?
+    };
+    if !decision.alerts.is_empty() {
+        services.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(&mut decision.alerts);
+    }
+    Ok(respond(&decision))
+}
+
+/// Text made safe for a header value: non-ASCII and control characters become JSON `\\uXXXX`
+/// escapes, which keeps a JSON body valid.
+fn ascii(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+fn respond(d: &Decision) -> Response {
+    let mut headers = Vec::<(&'static str, String)>::new();
+    if let Some(app) = d.app_id {
+        headers.push(("x-permgate-app-id", app.to_string()));
+    }
+    let mut response = if d.allow {
+        if let Some(r) = d.restriction {
+            headers.push(("x-permgate-restriction", r.as_str().to_owned()));
+        }
+        if let Some(user) = &d.user {
+            headers.push(("x-permgate-user", user.clone()));
+        }
+        StatusCode::OK.into_response()
+    } else {
+        headers.push(("x-permgate-code", d.code.to_string()));
+        headers.push(("x-permgate-status", d.status.to_string()));
+        headers.push(("x-permgate-msg", ascii(&d.msg.clone().unwrap_or_default())));
+        headers.push(("x-permgate-body", ascii(&d.error_body().to_string())));
+        if let Some(seconds) = d.retry_after {
+            headers.push(("retry-after", seconds.to_string()));
+        }
+        let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN);
+        (status, Json(d.error_body())).into_response()
+    };
+    for (name, value) in headers {
+        // Header values must be visible ASCII; a message that is not is dropped, not mangled.
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(HeaderName::from_static(name), value);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ascii;
+
+    #[test]
+    fn header_text_escapes_what_a_header_cannot_carry() {
+        assert_eq!(ascii("permission denied"), "permission denied");
+        assert_eq!(ascii("caller=https://한.example"), "caller=https://\\ud55c.example");
+        assert_eq!(ascii("a\nb"), "a\\u000ab");
+        let body = serde_json::json!({"msg": "é"}).to_string();
+        let parsed: serde_json::Value = serde_json::from_str(&ascii(&body)).unwrap_or_default();
+        assert_eq!(parsed["msg"], "é");
+    }
+}
