@@ -6,5 +6,6 @@ mod authz;
 mod blocking;
 mod check;
 mod keys;
+mod nginx;
 mod permissions;
 mod quotas;
