@@ -2,7 +2,8 @@
 //! Kakao code and the reasons. `/v1/check`, `/v1/authz`, the gateway, `permgate check` and library
 //! users all call [`decide`]. Checks run in SPEC 3.1's order and the first failure wins:
 //! route → -401 (credential) → -12/-13 (app status) → -9/-7 (API status) → -5 (permission, or a
-//! members-only restriction) → -3 (configuration).
+//! members-only restriction) → -3 (configuration) → -402 (the user's consent); then, in
+//! [`decide_and_count`], quotas (-10 and the rules' own codes) → -11.
 
 use serde::Serialize;
 
@@ -60,6 +61,7 @@ pub mod code {
     pub const BLOCKED: i32 = -12;
     pub const SUSPENDED: i32 = -13;
     pub const UNAUTHENTICATED: i32 = -401;
+    pub const NO_CONSENT: i32 = -402;
     pub const NO_SUCH_API: i32 = -404;
     pub const QUOTA_EXCEEDED: i32 = -10;
     pub const PAID_CAP: i32 = -11;
@@ -107,6 +109,9 @@ pub struct Decision {
     /// The user behind a user token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// On -402: the consent scopes the user must agree to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub required_scopes: Vec<String>,
     /// The quota rule with the least left after this call (or the one that denied it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quota: Option<QuotaState>,
@@ -156,6 +161,7 @@ impl Decision {
             request_url: None,
             restriction: None,
             user: None,
+            required_scopes: Vec::new(),
             quota: None,
             retry_after: None,
             reasons,
@@ -175,6 +181,9 @@ impl Decision {
             }
             if let Some(u) = &self.request_url {
                 map.insert("request_url".into(), u.as_str().into());
+            }
+            if !self.required_scopes.is_empty() {
+                map.insert("required_scopes".into(), self.required_scopes.clone().into());
             }
             if let Some(q) = self.quota.as_ref().filter(|_| self.retry_after.is_some()) {
                 map.insert("rule".into(), q.rule.as_str().into());
@@ -286,6 +295,17 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
         );
     }
 
+    // -402: a user token must carry the user's consent to every scope the API needs.
+    if caller.kind == KeyKind::UserToken {
+        let missing: Vec<String> = api.consent_items.iter().filter(|c| !caller.scopes.contains(c)).cloned().collect();
+        if !missing.is_empty() {
+            verdict.reasons.add(|| format!("user consent: missing {}", missing.join(", ")));
+            let mut d = verdict.deny(403, code::NO_CONSENT, "the user has not agreed to a scope this API needs");
+            d.required_scopes = missing;
+            return d;
+        }
+    }
+
     let mut d = Decision {
         allow: true,
         status: 200,
@@ -297,6 +317,7 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
         request_url: None,
         restriction,
         user: verdict.user,
+        required_scopes: Vec::new(),
         quota: None,
         retry_after: None,
         reasons: verdict.reasons.list,
@@ -330,6 +351,8 @@ struct Caller<'s> {
     kind: KeyKind,
     key: Option<KeyId>,
     user: Option<String>,
+    /// The scopes the user consented to (user tokens only).
+    scopes: Vec<String>,
 }
 
 /// Resolves the credential to an app, checking the key kind and the key's platform data.
@@ -346,14 +369,14 @@ fn identify<'s>(
             let (app, key) = snapshot
                 .find_key(presented)
                 .ok_or_else(|| "unknown app key: it was never issued, or was deleted or rotated".to_owned())?;
-            Caller { app, kind: key.kind, key: Some(key.id), user: None }
+            Caller { app, kind: key.kind, key: Some(key.id), user: None, scopes: Vec::new() }
         }
         Credential::UserToken(token) => {
             let claims = snapshot.verifier.verify(token, now).map_err(|e| e.to_string())?;
             let app = snapshot
                 .app(claims.app_id)
                 .ok_or_else(|| format!("the user token names app {}, which does not exist", claims.app_id))?;
-            Caller { app, kind: KeyKind::UserToken, key: None, user: Some(claims.sub) }
+            Caller { app, kind: KeyKind::UserToken, key: None, user: Some(claims.sub), scopes: claims.scopes }
         }
     };
     if !api.key_kinds.contains(&caller.kind) {

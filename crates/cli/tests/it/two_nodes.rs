@@ -200,7 +200,7 @@ async fn a_quota_shared_in_redis_admits_exactly_its_limit_across_both_nodes() {
     let a = start_node(&dir.0, &env);
     let b = start_node(&dir.0, &env);
 
-    let (_dev, _id, token) = crate::developer_app(&a.base, ADMIN, SECRET, "sender", &[]).await;
+    let (_dev, _id, token) = crate::developer_app(&a.base, ADMIN, SECRET, "sender", &["friends", "talk_message"]).await;
     // The per-pair limit is 20 messages a day: one sender, one recipient.
     let send = json!({"method": "POST", "path": "/v1/api/talk/friends/message/default/send",
         "headers": {"authorization": format!("Bearer {token}")}, "recipients": ["recipient-1"]});

@@ -308,3 +308,22 @@ fn patching_an_app_changes_the_next_decision() {
     let rotated = Query { authorization: Some("KakaoAK rest-rotated"), ..q };
     assert_eq!(decide(&snapshot, &rotated, NOW).code, -401);
 }
+
+#[test]
+fn a_missing_consent_names_the_scopes_to_ask_for() {
+    let snapshot = world();
+    let token = mint_user_token(SECRET.as_bytes(), AppId(2), "u1", &["talk_message".into()], NOW.plus_seconds(60))
+        .unwrap_or_default();
+    let auth = format!("Bearer {token}");
+    let q = Query {
+        method: "POST",
+        path: "/v1/api/talk/friends/message/send",
+        authorization: Some(&auth),
+        ..Query::default()
+    };
+    let d = decide(&snapshot, &q, NOW);
+    assert_eq!(
+        d.error_body(),
+        serde_json::json!({"msg": "the user has not agreed to a scope this API needs", "code": -402, "required_scopes": ["friends"]})
+    );
+}
