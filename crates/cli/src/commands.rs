@@ -40,7 +40,7 @@ pub struct CheckArgs {
 pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let store = wiring::open_store(&args.store.database_url)?;
     let catalog = wiring::load_catalog(args.engine.catalog.as_deref())?;
-    let (services, _) = wiring::services(store, catalog, args.engine.jwt_secret.as_deref())?;
+    let (services, _) = wiring::services(store, catalog, std::sync::Arc::new(args.engine.verifier()?))?;
     let query = Query {
         method: &args.method,
         path: &args.path,

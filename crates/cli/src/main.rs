@@ -75,6 +75,26 @@ pub struct EngineArgs {
     /// HS256 secret that user tokens (`Authorization: Bearer <JWT>`) are signed with.
     #[arg(long, env = "PERMGATE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// A file of public keys user tokens may be signed with: a JWKS document or PEM blocks
+    /// (RS256/384/512, EdDSA, ES256).
+    #[arg(long, env = "PERMGATE_JWT_PUBLIC_KEYS")]
+    pub jwt_public_keys: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    /// The user-token verifier these settings describe.
+    pub fn verifier(&self) -> anyhow::Result<permgate_core::credential::TokenVerifier> {
+        use anyhow::Context;
+        let mut verifier = permgate_core::credential::TokenVerifier::new(self.jwt_secret.as_deref().map(str::as_bytes));
+        if let Some(path) = &self.jwt_public_keys {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading PERMGATE_JWT_PUBLIC_KEYS {}", path.display()))?;
+            let keys = permgate_core::credential::load_public_keys(&text)
+                .map_err(|e| anyhow::anyhow!("PERMGATE_JWT_PUBLIC_KEYS {}: {e}", path.display()))?;
+            verifier = verifier.with_public_keys(keys);
+        }
+        Ok(verifier)
+    }
 }
 
 fn main() -> ExitCode {

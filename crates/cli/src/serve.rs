@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use permgate_core::catalog::Catalog;
+use permgate_core::credential::TokenVerifier;
 use permgate_core::decision::CounterFailure;
 use permgate_core::service::BootstrapOutcome;
 use permgate_core::service::Services;
@@ -55,7 +56,6 @@ pub struct ServeArgs {
 const NOT_YET: &[(&str, &str)] = &[
     ("PERMGATE_GATEWAY_LISTEN", "the built-in gateway"),
     ("PERMGATE_UPSTREAM", "the built-in gateway"),
-    ("PERMGATE_JWT_PUBLIC_KEYS", "RS256/EdDSA user tokens"),
     ("PERMGATE_SMTP_URL", "e-mail notifications"),
 ];
 
@@ -65,6 +65,7 @@ const KNOWN: &[&str] = &[
     "PERMGATE_CATALOG",
     "PERMGATE_ADMIN_TOKEN",
     "PERMGATE_JWT_SECRET",
+    "PERMGATE_JWT_PUBLIC_KEYS",
     "PERMGATE_LOG",
     "PERMGATE_AUTO_MIGRATE",
     "PERMGATE_REDIS_URL",
@@ -106,8 +107,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "catalog loaded{}",
         if args.engine.catalog.is_none() { " (built-in)" } else { "" }
     );
-    if args.engine.jwt_secret.is_none() {
-        tracing::info!("no PERMGATE_JWT_SECRET: calls with user tokens (Bearer JWT) will be answered -401");
+    let verifier = Arc::new(args.engine.verifier()?);
+    if args.engine.jwt_secret.is_none() && args.engine.jwt_public_keys.is_none() {
+        tracing::info!(
+            "no PERMGATE_JWT_SECRET or PERMGATE_JWT_PUBLIC_KEYS: calls with user tokens (Bearer JWT) will be answered -401"
+        );
     }
     match &args.redis_url {
         Some(_) => tracing::info!(failure = %args.quota_failure, "quota counters are shared in Redis"),
@@ -132,7 +136,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let init_saver = saver.clone();
         std::thread::Builder::new()
             .name("permgate-init".into())
-            .spawn(move || get_ready(&args, catalog, &init_state, addr, &init_stop, &init_saver))
+            .spawn(move || get_ready(&args, catalog, &verifier, &init_state, addr, &init_stop, &init_saver))
             .context("starting the init thread")?;
         serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
         stop.store(true, Ordering::Relaxed);
@@ -152,6 +156,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 fn get_ready(
     args: &ServeArgs,
     catalog: Catalog,
+    verifier: &Arc<TokenVerifier>,
     state: &AppState,
     addr: SocketAddr,
     stop: &Arc<AtomicBool>,
@@ -159,7 +164,7 @@ fn get_ready(
 ) {
     let mut last_error = String::new();
     while !stop.load(Ordering::Relaxed) {
-        match init(args, catalog.clone()) {
+        match init(args, catalog.clone(), verifier.clone()) {
             Ok((services, since)) => {
                 let apps = services.snapshot.read().app_count();
                 if let Err(e) = spawn_change_sync(services.clone(), since, stop.clone()) {
@@ -186,7 +191,7 @@ fn get_ready(
     }
 }
 
-fn init(args: &ServeArgs, catalog: Catalog) -> anyhow::Result<(Services, i64)> {
+fn init(args: &ServeArgs, catalog: Catalog, verifier: Arc<TokenVerifier>) -> anyhow::Result<(Services, i64)> {
     let store = wiring::connect(&args.store.database_url)?;
     let status = store.migration_status()?;
     if status.too_new() {
@@ -209,7 +214,7 @@ fn init(args: &ServeArgs, catalog: Catalog) -> anyhow::Result<(Services, i64)> {
             tracing::info!(?applied, "applied database migrations");
         }
     }
-    let (mut services, since) = wiring::services(store, catalog, args.engine.jwt_secret.as_deref())?;
+    let (mut services, since) = wiring::services(store, catalog, verifier)?;
     if let Some(url) = &args.redis_url {
         let counter = RedisCounter::connect(url, &args.redis_prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
         let policy = if args.quota_failure == "open" { CounterFailure::Open } else { CounterFailure::Closed };

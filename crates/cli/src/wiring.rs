@@ -66,11 +66,14 @@ pub fn load_catalog(file: Option<&Path>) -> anyhow::Result<Catalog> {
 
 /// Builds the services over a store: notes the change-feed position, then reads every app into a
 /// fresh snapshot. Returns the position, from which the change sync continues.
-pub fn services(store: Arc<dyn Store>, catalog: Catalog, jwt_secret: Option<&str>) -> anyhow::Result<(Services, i64)> {
-    let verifier = TokenVerifier::new(jwt_secret.map(str::as_bytes));
+pub fn services(
+    store: Arc<dyn Store>,
+    catalog: Catalog,
+    verifier: Arc<TokenVerifier>,
+) -> anyhow::Result<(Services, i64)> {
     let since = store.latest_change().context("reading the change feed")?;
     let records = store.app_records().context("reading apps to build the decision snapshot")?;
-    let snapshot = Snapshot::build(Arc::new(catalog), Arc::new(verifier), records);
+    let snapshot = Snapshot::build(Arc::new(catalog), verifier, records);
     Ok((Services::new(store, Arc::new(SharedSnapshot::new(snapshot)), Arc::new(SystemClock)), since))
 }
 

@@ -87,7 +87,9 @@ pub struct UserClaims {
 /// Why a user token is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    #[error("user tokens are not accepted: no PERMGATE_JWT_SECRET is configured")]
+    #[error(
+        "user tokens are not accepted: no PERMGATE_JWT_SECRET (HS256) or PERMGATE_JWT_PUBLIC_KEYS (RS256, EdDSA) is configured for this algorithm"
+    )]
     NotConfigured,
     #[error("invalid user token: {0}")]
     Invalid(String),
@@ -101,12 +103,78 @@ pub enum TokenError {
 /// `LEEWAY_SECONDS` of tolerance for clock skew.
 pub struct TokenVerifier {
     hs256: Option<DecodingKey>,
+    public: Vec<PublicKey>,
     validation: Validation,
+}
+
+/// A public key user tokens may be signed with (RS256 and friends, EdDSA, ES256).
+pub struct PublicKey {
+    kid: Option<String>,
+    algorithms: Vec<Algorithm>,
+    key: DecodingKey,
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKey").field("kid", &self.kid).field("algorithms", &self.algorithms).finish()
+    }
+}
+
+/// Reads public keys from a JWKS document (`{"keys": [...]}`) or from PEM `PUBLIC KEY` blocks
+/// (RSA, Ed25519 or P-256), as `PERMGATE_JWT_PUBLIC_KEYS` names them.
+pub fn load_public_keys(text: &str) -> Result<Vec<PublicKey>, String> {
+    let text = text.trim();
+    let keys = if text.starts_with('{') {
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let mut keys = Vec::new();
+        for (i, jwk) in set.keys.iter().enumerate() {
+            use jsonwebtoken::jwk::AlgorithmParameters as P;
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {} of the JWKS: {e}", i + 1))?;
+            let algorithms = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                (P::RSA(_), Some(a)) | (P::EllipticCurve(_), Some(a)) | (P::OctetKeyPair(_), Some(a)) => {
+                    vec![a.to_string().parse::<Algorithm>().map_err(|e| format!("key {}: {e}", i + 1))?]
+                }
+                (P::RSA(_), None) => vec![Algorithm::RS256, Algorithm::RS384, Algorithm::RS512],
+                (P::EllipticCurve(_), None) => vec![Algorithm::ES256],
+                (P::OctetKeyPair(_), None) => vec![Algorithm::EdDSA],
+                (P::OctetKey(_), _) => {
+                    return Err(format!(
+                        "key {} of the JWKS is a shared secret; use PERMGATE_JWT_SECRET for HS256",
+                        i + 1
+                    ));
+                }
+            };
+            keys.push(PublicKey { kid: jwk.common.key_id.clone(), algorithms, key });
+        }
+        keys
+    } else {
+        let mut keys = Vec::new();
+        for (i, block) in text.split("-----END PUBLIC KEY-----").filter(|b| b.contains("-----BEGIN")).enumerate() {
+            let pem = format!("{}-----END PUBLIC KEY-----\n", block.trim_start());
+            let pem = pem.as_bytes();
+            let (key, algorithms) = if let Ok(k) = DecodingKey::from_ed_pem(pem) {
+                (k, vec![Algorithm::EdDSA])
+            } else if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
+                (k, vec![Algorithm::RS256, Algorithm::RS384, Algorithm::RS512])
+            } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
+                (k, vec![Algorithm::ES256])
+            } else {
+                return Err(format!("PEM block {} is not an RSA, Ed25519 or P-256 public key", i + 1));
+            };
+            keys.push(PublicKey { kid: None, algorithms, key });
+        }
+        keys
+    };
+    if keys.is_empty() {
+        return Err("no public key found: expected a JWKS document or PEM `PUBLIC KEY` blocks".into());
+    }
+    Ok(keys)
 }
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").field("hs256", &self.hs256.is_some()).finish()
+        f.debug_struct("TokenVerifier").field("hs256", &self.hs256.is_some()).field("public", &self.public).finish()
     }
 }
 
@@ -132,14 +200,59 @@ impl TokenVerifier {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        TokenVerifier { hs256: hs256_secret.map(DecodingKey::from_secret), validation }
+        TokenVerifier { hs256: hs256_secret.map(DecodingKey::from_secret), public: Vec::new(), validation }
+    }
+
+    /// Also accepts tokens signed with one of these public keys.
+    pub fn with_public_keys(mut self, keys: Vec<PublicKey>) -> TokenVerifier {
+        self.public = keys;
+        self
+    }
+
+    /// Decodes with the key the token's header points at: HS256 with the secret, else the public
+    /// keys of the header's algorithm (and `kid`, when both name one).
+    fn decode(&self, token: &str) -> Result<RawClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(describe(&e)))?;
+        if header.alg == Algorithm::HS256 {
+            let key = self.hs256.as_ref().ok_or(TokenError::NotConfigured)?;
+            return jsonwebtoken::decode::<RawClaims>(token, key, &self.validation)
+                .map(|d| d.claims)
+                .map_err(|e| TokenError::Invalid(describe(&e)));
+        }
+        let candidates: Vec<&PublicKey> = self
+            .public
+            .iter()
+            .filter(|k| k.algorithms.contains(&header.alg))
+            .filter(|k| match (&header.kid, &k.kid) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(if self.public.is_empty() {
+                TokenError::NotConfigured
+            } else {
+                TokenError::Invalid(format!(
+                    "no configured public key for {:?}{}",
+                    header.alg,
+                    header.kid.map(|k| format!(" with kid `{k}`")).unwrap_or_default()
+                ))
+            });
+        }
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![header.alg];
+        let mut last = TokenError::Invalid("bad signature".into());
+        for k in candidates {
+            match jsonwebtoken::decode::<RawClaims>(token, &k.key, &validation) {
+                Ok(d) => return Ok(d.claims),
+                Err(e) => last = TokenError::Invalid(describe(&e)),
+            }
+        }
+        Err(last)
     }
 
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<UserClaims, TokenError> {
-        let key = self.hs256.as_ref().ok_or(TokenError::NotConfigured)?;
-        let data = jsonwebtoken::decode::<RawClaims>(token, key, &self.validation)
-            .map_err(|e| TokenError::Invalid(describe(&e)))?;
-        let c = data.claims;
+        let c = self.decode(token)?;
         let exp = Timestamp(c.exp);
         if now.0 > c.exp.saturating_add(LEEWAY_SECONDS) {
             return Err(TokenError::Expired(exp));
@@ -297,6 +410,64 @@ mod tests {
             claims.ok().and_then(Result::ok).map(|c| (c.app_id, c.sub, c.scopes)),
             Some((AppId(3), "u9".into(), vec!["friends".into()]))
         );
+    }
+
+    fn keyfile(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/tests/data/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap_or_default()
+    }
+
+    fn signed(alg: Algorithm, kid: Option<&str>, private: &str) -> String {
+        let key = match alg {
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(private.as_bytes()),
+            _ => EncodingKey::from_rsa_pem(private.as_bytes()),
+        };
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        let claims = serde_json::json!({"app_id": 4, "sub": "u", "scope": "friends", "exp": 5000});
+        key.and_then(|k| jsonwebtoken::encode(&header, &claims, &k)).unwrap_or_default()
+    }
+
+    #[test]
+    fn rs256_and_eddsa_tokens_verify_against_pem_keys() {
+        let pem = format!("{}{}", keyfile("rsa-public.pem"), keyfile("ed25519-public.pem"));
+        let keys = load_public_keys(&pem);
+        assert_eq!(keys.as_ref().map(Vec::len), Ok(2));
+        let v = TokenVerifier::new(None).with_public_keys(keys.unwrap_or_default());
+        for (alg, private) in [(Algorithm::RS256, "rsa-private.pem"), (Algorithm::EdDSA, "ed25519-private.pem")] {
+            let t = signed(alg, None, &keyfile(private));
+            assert_eq!(v.verify(&t, Timestamp(0)).map(|c| c.app_id), Ok(AppId(4)), "{alg:?}");
+        }
+        let hs = token(b"k", serde_json::json!({"app_id": 1, "sub": "u", "exp": 5000}));
+        assert_eq!(v.verify(&hs, Timestamp(0)).err(), Some(TokenError::NotConfigured), "no HS256 secret configured");
+    }
+
+    #[test]
+    fn a_jwks_document_selects_keys_by_kid() {
+        let keys = load_public_keys(&keyfile("jwks.json")).unwrap_or_default();
+        assert_eq!(keys.len(), 2);
+        let v = TokenVerifier::new(None).with_public_keys(keys);
+        let good = signed(Algorithm::RS256, Some("rsa-2026"), &keyfile("rsa-private.pem"));
+        assert!(v.verify(&good, Timestamp(0)).is_ok());
+        let ed = signed(Algorithm::EdDSA, Some("ed-2026"), &keyfile("ed25519-private.pem"));
+        assert!(v.verify(&ed, Timestamp(0)).is_ok());
+        let unknown_kid = signed(Algorithm::RS256, Some("rsa-1999"), &keyfile("rsa-private.pem"));
+        assert!(matches!(v.verify(&unknown_kid, Timestamp(0)), Err(TokenError::Invalid(m)) if m.contains("rsa-1999")));
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_is_refused() {
+        let v = TokenVerifier::new(None)
+            .with_public_keys(load_public_keys(&keyfile("ed25519-public.pem")).unwrap_or_default());
+        let other = signed(Algorithm::RS256, None, &keyfile("rsa-private.pem"));
+        assert!(matches!(v.verify(&other, Timestamp(0)), Err(TokenError::Invalid(_))));
+    }
+
+    #[test]
+    fn key_files_that_hold_no_key_say_so() {
+        assert!(load_public_keys("").is_err());
+        assert!(load_public_keys("{\"keys\": []}").is_err());
+        assert!(load_public_keys("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+        assert!(load_public_keys("{not json").is_err());
     }
 
     #[test]

@@ -77,3 +77,41 @@ fn a_broken_catalog_stops_the_start_with_its_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:3:"), "{err}");
 }
+
+#[tokio::test]
+async fn user_tokens_signed_with_a_configured_public_key_are_accepted() {
+    let dir = scratch_dir("serve-jwks");
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/data/keys");
+    let node = start(
+        &dir.0,
+        &[
+            ("PERMGATE_ADMIN_TOKEN", "a-long-enough-admin-token"),
+            ("PERMGATE_JWT_PUBLIC_KEYS", &format!("{keys}/jwks.json")),
+        ],
+    );
+    let (_, id, _) = crate::developer_app(&node.base, "a-long-enough-admin-token", "unused-secret", "u1", &[]).await;
+    let private = std::fs::read(format!("{keys}/rsa-private.pem")).unwrap_or_default();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("rsa-2026".into());
+    let exp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 600;
+    let claims = json!({"app_id": id, "sub": "u1", "scope": "profile_nickname", "exp": exp});
+    let token = jsonwebtoken::EncodingKey::from_rsa_pem(&private)
+        .and_then(|k| jsonwebtoken::encode(&header, &claims, &k))
+        .unwrap_or_default();
+    let check = json!({"method": "GET", "path": "/v1/api/talk/profile", "headers": {"authorization": format!("Bearer {token}")}});
+    let (_, d) = call(reqwest::Method::POST, format!("{}/v1/check", node.base), None, Some(check)).await;
+    assert_eq!(d["allow"], true, "{d}");
+}
+
+#[test]
+fn a_public_key_file_without_keys_stops_the_start() {
+    let dir = scratch_dir("serve-bad-keys");
+    std::fs::write(dir.0.join("keys.pem"), "not a key").unwrap_or_default();
+    let out =
+        crate::permgate(&dir.0).args(["serve", "--jwt-public-keys", "keys.pem", "--listen", "127.0.0.1:0"]).output();
+    let out = out.unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PERMGATE_JWT_PUBLIC_KEYS keys.pem: no public key found"), "{err}");
+}
