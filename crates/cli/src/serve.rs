@@ -15,7 +15,9 @@ use permgate_core::decision::CounterFailure;
 use permgate_core::service::BootstrapOutcome;
 use permgate_core::service::Services;
 use permgate_quota_redis::RedisCounter;
-use permgate_server::{AppState, serve, spawn_change_sync, spawn_saver};
+use permgate_server::{
+    AppState, Upstreams, gateway_router, serve, serve_router as axum_serve, spawn_change_sync, spawn_saver,
+};
 
 use crate::wiring;
 use crate::{EngineArgs, StoreArgs};
@@ -33,6 +35,16 @@ pub struct ServeArgs {
     /// prints its token once.
     #[arg(long, env = "PERMGATE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Address of the built-in gateway (with PERMGATE_UPSTREAM).
+    #[arg(long, env = "PERMGATE_GATEWAY_LISTEN")]
+    gateway_listen: Option<SocketAddr>,
+    /// Where the gateway sends allowed calls: `http://api:9000`, or by path prefix
+    /// `/v2/local=http://local:9000,/=http://api:9000` (the longest prefix wins).
+    #[arg(long, env = "PERMGATE_UPSTREAM")]
+    upstream: Option<String>,
+    /// Seconds the gateway waits for an upstream to connect and answer (then 504).
+    #[arg(long, env = "PERMGATE_UPSTREAM_TIMEOUT", default_value_t = 30)]
+    upstream_timeout: u64,
     /// Apply pending migrations at start; with `false`, the node waits (not ready) until
     /// `permgate migrate` has run.
     #[arg(long, env = "PERMGATE_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
@@ -53,11 +65,7 @@ pub struct ServeArgs {
 }
 
 /// Settings named by SPEC section 7 that this build does not act on yet.
-const NOT_YET: &[(&str, &str)] = &[
-    ("PERMGATE_GATEWAY_LISTEN", "the built-in gateway"),
-    ("PERMGATE_UPSTREAM", "the built-in gateway"),
-    ("PERMGATE_SMTP_URL", "e-mail notifications"),
-];
+const NOT_YET: &[(&str, &str)] = &[("PERMGATE_SMTP_URL", "e-mail notifications")];
 
 const KNOWN: &[&str] = &[
     "PERMGATE_LISTEN",
@@ -67,6 +75,9 @@ const KNOWN: &[&str] = &[
     "PERMGATE_JWT_SECRET",
     "PERMGATE_JWT_PUBLIC_KEYS",
     "PERMGATE_LOG",
+    "PERMGATE_GATEWAY_LISTEN",
+    "PERMGATE_UPSTREAM",
+    "PERMGATE_UPSTREAM_TIMEOUT",
     "PERMGATE_AUTO_MIGRATE",
     "PERMGATE_REDIS_URL",
     "PERMGATE_REDIS_PREFIX",
@@ -108,6 +119,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if args.engine.catalog.is_none() { " (built-in)" } else { "" }
     );
     let verifier = Arc::new(args.engine.verifier()?);
+    let gateway = match (args.gateway_listen, &args.upstream) {
+        (Some(listen), Some(upstream)) => {
+            Some((listen, Upstreams::parse(upstream).map_err(|e| anyhow::anyhow!("PERMGATE_UPSTREAM: {e}"))?))
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("the gateway needs both PERMGATE_GATEWAY_LISTEN and PERMGATE_UPSTREAM"),
+    };
+    let upstream_timeout = Duration::from_secs(args.upstream_timeout.max(1));
     if args.engine.jwt_secret.is_none() && args.engine.jwt_public_keys.is_none() {
         tracing::info!(
             "no PERMGATE_JWT_SECRET or PERMGATE_JWT_PUBLIC_KEYS: calls with user tokens (Bearer JWT) will be answered -401"
@@ -126,6 +145,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        // Bound before the node gets ready, so that "ready" means both ports answer.
+        let gateway = match gateway {
+            None => None,
+            Some((listen, upstreams)) => {
+                let gw = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen} (gateway)"))?;
+                let gw_addr = gw.local_addr().context("reading the gateway's address")?;
+                tracing::info!("gateway serving on http://{gw_addr}");
+                Some((gw, upstreams))
+            }
+        };
         let mut state = AppState::starting("connecting to the store");
         state.redis_url = args.redis_url.clone();
         tracing::info!("listening on http://{addr}; getting ready");
@@ -138,7 +169,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .name("permgate-init".into())
             .spawn(move || get_ready(&args, catalog, &verifier, &init_state, addr, &init_stop, &init_saver))
             .context("starting the init thread")?;
-        serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stopping.send(true);
+        });
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let gateway_task = match gateway {
+            None => None,
+            Some((gw, upstreams)) => {
+                let router = gateway_router(state.clone(), upstreams, upstream_timeout);
+                let shutdown = until_stopped(stopped.clone());
+                Some(tokio::spawn(async move { axum_serve(gw, router, shutdown).await }))
+            }
+        };
+        serve(listener, state, until_stopped(stopped)).await.context("serving HTTP")?;
+        if let Some(task) = gateway_task {
+            let _ = task.await;
+        }
         stop.store(true, Ordering::Relaxed);
         let saver = saver.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(saver) = saver {

@@ -109,6 +109,12 @@ pub struct Decision {
     /// The user behind a user token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The key the call was made with (for key-bound grants).
+    #[serde(skip)]
+    pub key_id: Option<KeyId>,
+    /// The scopes the user consented to (user tokens), for response filtering.
+    #[serde(skip)]
+    pub consented: Vec<String>,
     /// On -402: the consent scopes the user must agree to.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub required_scopes: Vec<String>,
@@ -161,6 +167,8 @@ impl Decision {
             request_url: None,
             restriction: None,
             user: None,
+            key_id: None,
+            consented: Vec::new(),
             required_scopes: Vec::new(),
             quota: None,
             retry_after: None,
@@ -317,6 +325,8 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
         request_url: None,
         restriction,
         user: verdict.user,
+        key_id: caller.key,
+        consented: caller.scopes,
         required_scopes: Vec::new(),
         quota: None,
         retry_after: None,

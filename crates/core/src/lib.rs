@@ -19,6 +19,7 @@ mod fast_hash;
 pub mod model;
 pub mod ports;
 pub mod quota;
+pub mod response;
 pub mod route;
 pub mod secret;
 pub mod service;

@@ -11,6 +11,7 @@
 
 mod error;
 mod extract;
+mod gateway;
 mod handlers;
 mod redis_ping;
 mod saver;
@@ -24,6 +25,7 @@ use axum::routing::{any, delete, get, post, put};
 use permgate_core::service::Services;
 
 pub use error::ApiError;
+pub use gateway::{Upstreams, gateway_router};
 pub use saver::spawn_saver;
 pub use sync::spawn_change_sync;
 
@@ -137,11 +139,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the router on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    serve_router(listener, router(state), shutdown).await
+}
+
+/// Serves any of permgate's routers (the API, the gateway) the same way.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

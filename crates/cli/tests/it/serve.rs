@@ -115,3 +115,67 @@ fn a_public_key_file_without_keys_stops_the_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("PERMGATE_JWT_PUBLIC_KEYS keys.pem: no public key found"), "{err}");
 }
+
+#[tokio::test]
+async fn the_gateway_runs_beside_the_api_when_configured() {
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| unreachable!("{e}"));
+    let upstream_addr = upstream.local_addr().unwrap_or_else(|e| unreachable!("{e}"));
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+            let app = headers.get("x-permgate-app-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            axum::Json(json!({"from": "upstream", "app_id": app}))
+        });
+        let _ = axum::serve(upstream, app).await;
+    });
+    let gw_port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    let dir = scratch_dir("serve-gateway");
+    let node = start(
+        &dir.0,
+        &[
+            ("PERMGATE_ADMIN_TOKEN", "a-long-enough-admin-token"),
+            ("PERMGATE_GATEWAY_LISTEN", &format!("127.0.0.1:{gw_port}")),
+            ("PERMGATE_UPSTREAM", &format!("http://{upstream_addr}")),
+        ],
+    );
+    let (status, dev) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/accounts", node.base),
+        Some("a-long-enough-admin-token"),
+        Some(json!({"name": "d", "role": "developer"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{dev}");
+    let dev = dev["token"].as_str().unwrap_or_default().to_owned();
+    let (status, app) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/apps", node.base),
+        Some(&dev),
+        Some(json!({"name": "A", "company_name": "C", "category": "x"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let key = app["keys"]["rest_api"][0]["key"].as_str().unwrap_or_default().to_owned();
+    let resp = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{gw_port}/v2/local/search/keyword.json?query=x"))
+        .header("authorization", format!("KakaoAK {key}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    assert_eq!(
+        (body["from"].as_str(), body["app_id"].clone()),
+        (Some("upstream"), json!(app["id"].to_string())),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_gateway_without_an_upstream_is_refused_at_start() {
+    let dir = scratch_dir("serve-gateway-half");
+    let out =
+        crate::permgate(&dir.0).args(["serve", "--gateway-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"]).output();
+    let out = out.unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs both PERMGATE_GATEWAY_LISTEN and PERMGATE_UPSTREAM"));
+}

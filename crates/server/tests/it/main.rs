@@ -5,6 +5,7 @@ mod apps;
 mod authz;
 mod blocking;
 mod check;
+mod gateway;
 mod keys;
 mod nginx;
 mod permissions;

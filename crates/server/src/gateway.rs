@@ -1,0 +1,305 @@
+//! The built-in gateway: a reverse proxy in front of the platform's APIs. Each call is decided
+//! (and counted) by the same engine as `/v1/check`; an allowed call goes to the upstream its path
+//! prefix names, with `X-Permgate-App-Id`, `X-Permgate-Restriction` and `X-Permgate-User`, its
+//! body and the response streamed; a denied call gets the Kakao status and body. Responses of APIs
+//! with guarded fields (`/v2/user/me`) are read, filtered and re-sent.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use permgate_core::decision::{Query, decide_and_count};
+use permgate_core::response;
+use permgate_core::route::Method;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Upstreams by path prefix; the longest matching prefix wins.
+#[derive(Debug, Clone)]
+pub struct Upstreams(Vec<(String, Uri)>);
+
+impl Upstreams {
+    /// Parses `http://api:9000` (everything) or `/v2/local=http://local:9000,/=http://api:9000`.
+    pub fn parse(text: &str) -> Result<Upstreams, String> {
+        let mut out = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (prefix, url) = match part.split_once('=') {
+                Some((prefix, url)) => (prefix.trim().to_owned(), url.trim()),
+                None => ("/".to_owned(), part),
+            };
+            if !prefix.starts_with('/') {
+                return Err(format!("upstream prefix `{prefix}` must start with `/`"));
+            }
+            let uri: Uri = url.parse().map_err(|e| format!("upstream `{url}` is not a URL: {e}"))?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(format!(
+                    "upstream `{url}` must be http://HOST:PORT (TLS to upstreams is not supported yet)"
+                ));
+            }
+            out.push((prefix, uri));
+        }
+        if out.is_empty() {
+            return Err("PERMGATE_UPSTREAM names no upstream".into());
+        }
+        out.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        Ok(Upstreams(out))
+    }
+
+    fn pick(&self, path: &str) -> Option<&Uri> {
+        self.0.iter().find(|(prefix, _)| path.starts_with(prefix.as_str())).map(|(_, uri)| uri)
+    }
+}
+
+#[derive(Clone)]
+struct Gateway {
+    state: AppState,
+    upstreams: Upstreams,
+    client: Client<HttpConnector, Body>,
+    timeout: Duration,
+}
+
+/// The largest request body read to find a message's recipients, and the largest response body
+/// read to filter guarded fields.
+const MAX_BUFFERED: usize = 10 * 1024 * 1024;
+
+/// The gateway's router: every path is proxied.
+pub fn gateway_router(state: AppState, upstreams: Upstreams, timeout: Duration) -> Router {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(timeout));
+    let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
+    Router::new().fallback(proxy).with_state(Gateway { state, upstreams, client, timeout })
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip(headers: &mut HeaderMap) {
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+async fn proxy(State(g): State<Gateway>, req: Request) -> Response {
+    match handle(g, req).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn gateway_error(status: StatusCode, msg: String) -> Response {
+    (status, axum::Json(serde_json::json!({"msg": msg, "code": -1}))).into_response()
+}
+
+async fn handle(g: Gateway, req: Request) -> Result<Response, Response> {
+    let services = g.state.services().map_err(IntoResponse::into_response)?.clone();
+    let (mut parts, body) = req.into_parts();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+
+    // Message APIs count per recipient: read the body to find them.
+    let recipient_field = Method::parse(parts.method.as_str()).and_then(|m| {
+        services.snapshot.read().catalog().route(m, &path_and_query).and_then(|a| a.recipient_from.clone())
+    });
+    let (body, recipients) = match recipient_field {
+        None => (body, Vec::new()),
+        Some(field) => {
+            let bytes = axum::body::to_bytes(body, MAX_BUFFERED).await.map_err(|_| {
+                ApiError::invalid(format!("the body is larger than {MAX_BUFFERED} bytes")).into_response()
+            })?;
+            let recipients = recipients_in(&bytes, &field);
+            (Body::from(bytes), recipients)
+        }
+    };
+
+    let (method, authorization, origin, ka) =
+        (parts.method.as_str().to_owned(), header("authorization"), header("origin"), header("ka"));
+    let decider = services.clone();
+    let path = path_and_query.clone();
+    let decide = move || {
+        let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+        let query = Query {
+            method: &method,
+            path: &path,
+            authorization: authorization.as_deref(),
+            origin: origin.as_deref(),
+            ka: ka.as_deref(),
+            recipients: &recipients,
+            explain: false,
+        };
+        let snapshot = decider.snapshot.read();
+        decide_and_count(
+            &snapshot,
+            &query,
+            decider.counter.as_ref(),
+            decider.clock.now(),
+            true,
+            decider.on_counter_failure,
+        )
+    };
+    let mut decision = if services.memory.is_some() {
+        decide()
+    } else {
+        tokio::task::spawn_blocking(decide).await.map_err(|e| ApiError::internal(e).into_response())?
+    };
+    if !decision.alerts.is_empty() {
+        services.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(&mut decision.alerts);
+    }
+    if !decision.allow {
+        let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::FORBIDDEN);
+        let mut r = (status, axum::Json(decision.error_body())).into_response();
+        if let Some(s) = decision.retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            r.headers_mut().insert(RETRY_AFTER, s);
+        }
+        return Ok(r);
+    }
+
+    let Some(base) = g.upstreams.pick(parts.uri.path()) else {
+        return Err(gateway_error(StatusCode::BAD_GATEWAY, format!("no upstream serves {}", parts.uri.path())));
+    };
+    let target: Uri = format!("{}{}", base.to_string().trim_end_matches('/'), path_and_query)
+        .parse()
+        .map_err(|e| gateway_error(StatusCode::BAD_GATEWAY, format!("bad upstream URL: {e}")))?;
+    strip(&mut parts.headers);
+    parts.headers.remove(HOST);
+    // Callers must not be able to claim an identity: only permgate sets these.
+    let own: Vec<HeaderName> =
+        parts.headers.keys().filter(|k| k.as_str().starts_with("x-permgate-")).cloned().collect();
+    for k in own {
+        parts.headers.remove(k);
+    }
+    let mut set = |name: &'static str, value: Option<String>| {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            parts.headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("x-permgate-app-id", decision.app_id.map(|a| a.to_string()));
+    set("x-permgate-restriction", decision.restriction.map(|r| r.as_str().to_owned()));
+    set("x-permgate-user", decision.user.clone());
+    parts.uri = target;
+    let upstream_req = axum::http::Request::from_parts(parts, body);
+    let response = match tokio::time::timeout(g.timeout, g.client.request(upstream_req)).await {
+        Err(_) => {
+            return Err(gateway_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("the upstream did not answer within {:?}", g.timeout),
+            ));
+        }
+        Ok(Err(e)) => return Err(gateway_error(StatusCode::BAD_GATEWAY, format!("the upstream is unreachable: {e}"))),
+        Ok(Ok(r)) => r,
+    };
+    let (mut head, incoming) = response.into_parts();
+    strip(&mut head.headers);
+
+    let filter = head.status.is_success()
+        && head.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.contains("json"))
+        && response::guards_fields(&services.snapshot.read(), &decision);
+    if !filter {
+        return Ok(Response::from_parts(head, Body::new(incoming)));
+    }
+    let bytes: Bytes = tokio::time::timeout(g.timeout, incoming.collect())
+        .await
+        .map_err(|_| {
+            gateway_error(StatusCode::GATEWAY_TIMEOUT, "the upstream's response did not finish in time".into())
+        })?
+        .map_err(|e| gateway_error(StatusCode::BAD_GATEWAY, format!("reading the upstream's response: {e}")))?
+        .to_bytes();
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        // Not JSON after all: nothing to filter, pass it on as it came.
+        return Ok(Response::from_parts(head, Body::from(bytes)));
+    };
+    response::filter(&services.snapshot.read(), &decision, services.clock.now(), &mut json);
+    let out = json.to_string();
+    head.headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Ok(Response::from_parts(head, Body::from(out)))
+}
+
+/// The recipients a message names in `field`: a JSON body's array, or a form field holding a
+/// JSON array string (`receiver_uuids=["a","b"]`).
+fn recipients_in(body: &[u8], field: &str) -> Vec<String> {
+    let parse_list = |v: &serde_json::Value| -> Vec<String> {
+        match v {
+            serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+            serde_json::Value::String(s) => serde_json::from_str::<Vec<String>>(s).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    };
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(body) {
+        return o.get(field).map(parse_list).unwrap_or_default();
+    }
+    let text = String::from_utf8_lossy(body);
+    for pair in text.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(k) == field {
+            return serde_json::from_str::<Vec<String>>(&percent_decode(v)).unwrap_or_default();
+        }
+    }
+    Vec::new()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%' && i + 2 < b.len())
+            .then(|| std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .flatten();
+        match (b[i], hex) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, None) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_prefix_picks_the_upstream() {
+        let u =
+            Upstreams::parse("/=http://api:9000, /v2/local=http://local:9001").unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(u.pick("/v2/local/search/keyword.json").map(ToString::to_string), Some("http://local:9001/".into()));
+        assert_eq!(u.pick("/v2/user/me").map(ToString::to_string), Some("http://api:9000/".into()));
+        assert!(Upstreams::parse("https://api").is_err());
+        assert!(Upstreams::parse("v2=http://api:1").is_err());
+        assert!(Upstreams::parse("").is_err());
+    }
+
+    #[test]
+    fn recipients_come_from_json_or_form_bodies() {
+        assert_eq!(recipients_in(br#"{"receiver_uuids": ["a", "b"]}"#, "receiver_uuids"), vec!["a", "b"]);
+        assert_eq!(recipients_in(br#"{"receiver_uuids": "[\"a\"]"}"#, "receiver_uuids"), vec!["a"]);
+        let form = b"template_id=1&receiver_uuids=%5B%22x%22%2C%22y%22%5D";
+        assert_eq!(recipients_in(form, "receiver_uuids"), vec!["x", "y"]);
+        assert!(recipients_in(b"receiver_uuids=oops%", "receiver_uuids").is_empty());
+        assert!(recipients_in(b"", "receiver_uuids").is_empty());
+    }
+}

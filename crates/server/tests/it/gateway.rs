@@ -1,0 +1,161 @@
+//! The built-in gateway in front of a test upstream that echoes what it received.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, Uri};
+use permgate_server::{AppState, Upstreams, gateway_router};
+use permgate_testkit::{TestApp, both_backends, key_of};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// An upstream answering `/v2/user/me` with a full user, calls with `x-test-slow` after 2 s, and anything else
+/// with an echo of the call.
+async fn upstream(name: &'static str) -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+        let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        if uri.path() == "/v2/user/me" {
+            return axum::Json(json!({
+                "id": 42, "account_id": 7, "talk_user_id": 9,
+                "kakao_account": {
+                    "profile_nickname_needs_agreement": false, "profile": {"nickname": "Ryan"},
+                    "email_needs_agreement": false, "email": "ryan@kakao.example", "is_email_valid": true
+                }
+            }));
+        }
+        if headers.contains_key("x-test-slow") {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        axum::Json(json!({
+            "upstream": name, "method": method.as_str(), "uri": uri.to_string(),
+            "app_id": get("x-permgate-app-id"), "restriction": get("x-permgate-restriction"), "user": get("x-permgate-user"),
+            "body": String::from_utf8_lossy(&body),
+        }))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| unreachable!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| unreachable!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+async fn gateway(t: &TestApp, upstreams: &str, timeout: Duration) -> String {
+    let upstreams = Upstreams::parse(upstreams).unwrap_or_else(|e| unreachable!("{e}"));
+    let router = gateway_router(AppState::new(t.services.clone()), upstreams, timeout);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| unreachable!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| unreachable!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+async fn send(t: &TestApp, req: reqwest::RequestBuilder) -> (StatusCode, Option<String>, Value) {
+    let _ = t;
+    let resp = req.send().await.unwrap_or_else(|e| unreachable!("{e}"));
+    let status = resp.status();
+    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, retry, resp.json().await.unwrap_or_default())
+}
+
+both_backends! {
+    async fn allowed_calls_reach_their_upstream_with_permgate_headers_and_denials_do_not(t) {
+        let main = upstream("main").await;
+        let local = upstream("local").await;
+        let gw = gateway(&t, &format!("/=http://{main},/v2/local=http://{local}"), Duration::from_secs(5)).await;
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Shop").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let rest = format!("KakaoAK {}", key_of(&app, "rest_api"));
+        let user = format!("Bearer {}", t.user_token(id, "u1", "friends talk_message"));
+
+        let (status, _, body) = send(&t, t.client.get(format!("{gw}/v2/local/search/keyword.json?query=coffee"))
+            .header("authorization", &rest).header("x-permgate-app-id", "999")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["upstream"], "local", "the longest prefix wins");
+        assert_eq!(body["uri"], "/v2/local/search/keyword.json?query=coffee");
+        assert_eq!(body["app_id"], id.to_string(), "a caller's own X-Permgate-App-Id is replaced");
+
+        let (status, _, body) = send(&t, t.client.get(format!("{gw}/v1/api/talk/friends")).header("authorization", &user)).await;
+        assert_eq!((status, body["upstream"].as_str(), body["restriction"].as_str(), body["user"].as_str()),
+            (StatusCode::OK, Some("main"), Some("members_only"), Some("u1")), "{body}");
+
+        let form = "template_id=1&receiver_uuids=%5B%22friend-1%22%5D";
+        let (status, _, body) = send(&t, t.client.post(format!("{gw}/v1/api/talk/friends/message/default/send"))
+            .header("authorization", &user).header("content-type", "application/x-www-form-urlencoded").body(form)).await;
+        assert_eq!((status, body["body"].as_str()), (StatusCode::OK, Some(form)), "the body reaches the upstream intact");
+
+        let (status, _, body) = send(&t, t.client.get(format!("{gw}/openapi/v4/adAccounts/pages")).header("authorization", &user)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body, json!({"msg": "permission denied", "code": -5, "permission": "kakao_moment", "request_url": format!("/v1/apps/{id}/permission-requests")}));
+
+        let (status, _, body) = send(&t, t.client.get(format!("{gw}/v2/local/search/keyword.json"))).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::UNAUTHORIZED, Some(-401)));
+    }
+}
+
+both_backends! {
+    async fn a_quota_deny_at_the_gateway_carries_retry_after(t) {
+        let main = upstream("main").await;
+        let gw = gateway(&t, &format!("http://{main}"), Duration::from_secs(5)).await;
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Ads").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        t.post(&format!("/v1/apps/{id}/permissions"), &t.admin, json!({"permission": "kakao_moment", "reason": "agency"})).await;
+        let user = format!("Bearer {}", t.user_token(id, "u1", ""));
+        let post = || t.client.post(format!("{gw}/openapi/v4/adAccounts")).header("authorization", &user);
+        assert_eq!(send(&t, post()).await.0, StatusCode::OK);
+        let (status, retry, body) = send(&t, post()).await;
+        assert_eq!((status, retry.as_deref(), body["code"].as_i64()), (StatusCode::BAD_REQUEST, Some("1"), Some(-10)), "{body}");
+    }
+}
+
+both_backends! {
+    async fn user_info_is_filtered_by_consent_and_response_permissions(t) {
+        let main = upstream("main").await;
+        let gw = gateway(&t, &format!("http://{main}"), Duration::from_secs(5)).await;
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Login").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        t.put(&format!("/v1/apps/{id}/products/kakao_login"), &dev, json!({"activated": true})).await;
+        let user = format!("Bearer {}", t.user_token(id, "u1", "profile_nickname"));
+        let me = || t.client.get(format!("{gw}/v2/user/me")).header("authorization", &user);
+
+        let (status, _, body) = send(&t, me()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["kakao_account"]["profile"]["nickname"], "Ryan", "consented");
+        assert!(body["kakao_account"].get("email").is_none(), "{body}");
+        assert!(body["kakao_account"].get("is_email_valid").is_none(), "{body}");
+        assert_eq!(body["kakao_account"]["email_needs_agreement"], true, "Kakao's convention for withheld fields");
+        assert!(body.get("account_id").is_none() && body.get("talk_user_id").is_none(), "internal fields need their permission: {body}");
+        assert_eq!(body["id"], 42);
+
+        t.post(&format!("/v1/apps/{id}/permissions"), &t.admin, json!({"permission": "account_id_response", "reason": "affiliate"})).await;
+        let (_, _, body) = send(&t, me()).await;
+        assert_eq!(body["account_id"], 7, "{body}");
+        assert!(body.get("talk_user_id").is_none());
+    }
+}
+
+both_backends! {
+    async fn an_unreachable_or_slow_upstream_gets_a_clear_error_not_a_hang(t) {
+        let main = upstream("main").await;
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| unreachable!("{e}"));
+        let gw = gateway(&t, &format!("/v2/local/search=http://{main},/=http://{dead}"), Duration::from_millis(300)).await;
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Shop").await;
+        let rest = format!("KakaoAK {}", key_of(&app, "rest_api"));
+        let (status, _, body) = send(&t, t.client.get(format!("{gw}/v2/local/geo/coord2address.json")).header("authorization", &rest)).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::BAD_GATEWAY, Some(-1)), "{body}");
+        assert!(body["msg"].as_str().is_some_and(|m| m.contains("unreachable")), "{body}");
+        let started = std::time::Instant::now();
+        let (status, _, body) = send(&t, t.client.get(format!("{gw}/v2/local/search/keyword.json"))
+            .header("authorization", &rest).header("x-test-slow", "1")).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::GATEWAY_TIMEOUT, Some(-1)), "{body}");
+        assert!(started.elapsed() < Duration::from_secs(2), "answered before the upstream did");
+        // A path the catalog does not know is denied before any upstream is asked.
+        let (status, _, _) = send(&t, t.client.get(format!("{gw}/nothing/here")).header("authorization", &rest)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
