@@ -16,12 +16,11 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use permgate_core::decision::{Query, decide_and_count};
 use permgate_core::response;
 use permgate_core::route::Method;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::{AppState, Call};
 
 /// Upstreams by path prefix; the longest matching prefix wins.
 #[derive(Debug, Clone)]
@@ -127,39 +126,17 @@ async fn handle(g: Gateway, req: Request) -> Result<Response, Response> {
         }
     };
 
-    let (method, authorization, origin, ka) =
-        (parts.method.as_str().to_owned(), header("authorization"), header("origin"), header("ka"));
-    let decider = services.clone();
-    let path = path_and_query.clone();
-    let decide = move || {
-        let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
-        let query = Query {
-            method: &method,
-            path: &path,
-            authorization: authorization.as_deref(),
-            origin: origin.as_deref(),
-            ka: ka.as_deref(),
-            recipients: &recipients,
-            explain: false,
-        };
-        let snapshot = decider.snapshot.read();
-        decide_and_count(
-            &snapshot,
-            &query,
-            decider.counter.as_ref(),
-            decider.clock.now(),
-            true,
-            decider.on_counter_failure,
-        )
+    let call = Call {
+        method: parts.method.as_str().to_owned(),
+        path: path_and_query.clone(),
+        authorization: header("authorization"),
+        origin: header("origin"),
+        ka: header("ka"),
+        recipients,
+        consume: true,
+        explain: false,
     };
-    let mut decision = if services.memory.is_some() {
-        decide()
-    } else {
-        tokio::task::spawn_blocking(decide).await.map_err(|e| ApiError::internal(e).into_response())?
-    };
-    if !decision.alerts.is_empty() {
-        services.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(&mut decision.alerts);
-    }
+    let decision = g.state.decide(call).await.map_err(IntoResponse::into_response)?;
     if !decision.allow {
         let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::FORBIDDEN);
         let mut r = (status, axum::Json(decision.error_body())).into_response();

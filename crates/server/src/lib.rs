@@ -99,6 +99,61 @@ impl AppState {
     }
 }
 
+/// One call as a gateway saw it, owned so that deciding can move to a blocking thread.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Call {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub origin: Option<String>,
+    pub ka: Option<String>,
+    pub recipients: Vec<String>,
+    pub consume: bool,
+    pub explain: bool,
+}
+
+impl AppState {
+    /// Decides and counts one call. With a shared counter (which may wait on Redis) this runs on
+    /// the blocking pool; counting in memory never blocks and runs in place. Quota alerts the
+    /// call raised are queued for the saver.
+    pub(crate) async fn decide(&self, call: Call) -> Result<permgate_core::Decision, ApiError> {
+        let services = self.services()?.clone();
+        let in_memory = services.memory.is_some();
+        let run = move || {
+            let recipients: Vec<&str> = call.recipients.iter().map(String::as_str).collect();
+            let query = permgate_core::Query {
+                method: &call.method,
+                path: &call.path,
+                authorization: call.authorization.as_deref(),
+                origin: call.origin.as_deref(),
+                ka: call.ka.as_deref(),
+                recipients: &recipients,
+                explain: call.explain,
+            };
+            let mut decision = {
+                let snapshot = services.snapshot.read();
+                permgate_core::decision::decide_and_count(
+                    &snapshot,
+                    &query,
+                    services.counter.as_ref(),
+                    services.clock.now(),
+                    call.consume,
+                    services.on_counter_failure,
+                )
+            };
+            if !decision.alerts.is_empty() {
+                services.alerts.lock().unwrap_or_else(PoisonError::into_inner).append(&mut decision.alerts);
+            }
+            decision
+        };
+        if in_memory {
+            Ok(run())
+        } else {
+            tokio::task::spawn_blocking(run).await.map_err(|e| ApiError::internal(format!("decision task failed: {e}")))
+        }
+    }
+}
+
 /// The largest JSON body the management API and `/v1/check` accept.
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
 

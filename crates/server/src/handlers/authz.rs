@@ -15,9 +15,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use crate::AppState;
 use crate::error::ApiError;
-use permgate_core::decision::{Decision, Query, decide_and_count};
+use crate::{AppState, Call};
+use permgate_core::decision::Decision;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
@@ -29,7 +29,6 @@ pub async fn authz(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let services = state.services()?.clone();
     let original_method = header(&headers, "x-original-method")
         .or_else(|| header(&headers, "x-forwarded-method"))
         .unwrap_or(method.as_str())
@@ -52,32 +51,17 @@ pub async fn authz(
         header(&headers, "origin").map(str::to_owned),
         header(&headers, "ka").map(str::to_owned),
     );
-    let decide = move || {
-        let query = Query {
-            method: &original_method,
-            path: &original_uri,
-            authorization: authorization.as_deref(),
-            origin: origin.as_deref(),
-            ka: ka.as_deref(),
-            recipients: &[],
-            explain: false,
-        };
-        let snapshot = services.snapshot.read();
-        let now = services.clock.now();
-        let d = decide_and_count(&snapshot, &query, services.counter.as_ref(), now, true, services.on_counter_failure);
-        drop(snapshot);
-        (d, services)
+    let call = Call {
+        method: original_method,
+        path: original_uri,
+        authorization,
+        origin,
+        ka,
+        recipients: Vec::new(),
+        consume: true,
+        explain: false,
     };
-    let (mut decision, services) = if state.services()?.memory.is_some() {
-        decide()
-    } else {
-        tokio::task::spawn_blocking(decide)
-            .await
-            .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))?
-    };
-    if !decision.alerts.is_empty() {
-        services.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(&mut decision.alerts);
-    }
+    let decision = state.decide(call).await?;
     Ok(respond(&decision))
 }
 

@@ -10,10 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use permgate_core::decision::{Query, decide_and_count};
+use crate::{AppState, Call};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,39 +42,18 @@ pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckR
     if !req.path.starts_with('/') {
         return Err(ApiError::invalid("`path` must start with `/`"));
     }
-    let services = state.services()?.clone();
-    let consume = req.consume.unwrap_or(true);
-    let decide = move || {
-        let recipients: Vec<&str> = req.recipients.iter().map(String::as_str).collect();
-        let query = Query {
-            method: &req.method,
-            path: &req.path,
-            authorization: req.header("authorization"),
-            origin: req.header("origin"),
-            ka: req.header("ka"),
-            recipients: &recipients,
-            explain: true,
-        };
-        let snapshot = services.snapshot.read();
-        let now = services.clock.now();
-        let decision =
-            decide_and_count(&snapshot, &query, services.counter.as_ref(), now, consume, services.on_counter_failure);
-        drop(snapshot);
-        (decision, services)
+    let call = Call {
+        authorization: req.header("authorization").map(str::to_owned),
+        origin: req.header("origin").map(str::to_owned),
+        ka: req.header("ka").map(str::to_owned),
+        consume: req.consume.unwrap_or(true),
+        explain: true,
+        method: req.method,
+        path: req.path,
+        recipients: req.recipients,
     };
-    // A shared counter may wait on Redis: keep that off the async workers. Counting in memory
-    // never blocks, so it runs in place.
-    let (mut decision, services) = if state.services()?.memory.is_some() {
-        decide()
-    } else {
-        tokio::task::spawn_blocking(decide)
-            .await
-            .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))?
-    };
+    let decision = state.decide(call).await?;
     report_counter_health(&decision);
-    if !decision.alerts.is_empty() {
-        services.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(&mut decision.alerts);
-    }
     let mut response = (StatusCode::OK, Json(&decision)).into_response();
     if let Some(seconds) = decision.retry_after
         && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
