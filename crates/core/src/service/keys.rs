@@ -87,6 +87,21 @@ impl Services {
         let record = self.app_for(actor, app, Access::Edit)?;
         let old = key_of(&record, app, key)?;
         let platforms = merge_platforms(old.kind, &old.platforms, input)?;
+        if platforms.android_packages.len() > 1 || platforms.ios_bundle_ids.len() > 1 {
+            let now = self.clock.now();
+            let snapshot = self.snapshot.read();
+            let held = snapshot
+                .catalog()
+                .permission_index("multi_app")
+                .is_some_and(|p| snapshot.app(app).is_some_and(|a| a.holds(p, Some(key), now)));
+            if !held {
+                return Err(ServiceError::Forbidden(
+                    "a second Android package or iOS bundle ID on one native key needs `multi_app` bound to this key; \
+                     Multi-app is retired, so add another native key (up to 5) for the other app instead"
+                        .into(),
+                ));
+            }
+        }
         let audit = NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "key.platforms", format!("key:{key}"))
             .app(app)
             .before(&old.platforms)

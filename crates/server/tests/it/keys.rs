@@ -103,3 +103,43 @@ both_backends! {
         assert_eq!(t.check("GET", "/v1/user/ids", &admin).await["allow"], true);
     }
 }
+
+both_backends! {
+    async fn a_second_package_on_one_native_key_needs_multi_app_bound_to_it(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Shop").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let native = app["keys"]["native_app"][0]["id"].as_i64().unwrap_or_default();
+        let path = format!("/v1/apps/{id}/keys/{native}/platforms");
+        let (status, _) = t.put(&path, &dev, json!({"android_packages": ["com.example.a"], "ios_bundle_ids": ["com.example.ios"]})).await;
+        assert_eq!(status, StatusCode::OK, "one of each is fine");
+        let two = json!({"android_packages": ["com.example.a", "com.example.b"]});
+        let (status, body) = t.put(&path, &dev, two.clone()).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::FORBIDDEN, Some(-5)), "{body}");
+        assert!(body["msg"].as_str().is_some_and(|m| m.contains("multi_app")), "{body}");
+        // Multi-app is retired: no new grants; an existing grant bound to this key still works.
+        let (status, _) = t.post(&format!("/v1/apps/{id}/permissions"), &t.admin, json!({"permission": "multi_app", "reason": "r", "key_id": native})).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let legacy = permgate_core::ports::NewGrant {
+            app_id: permgate_core::model::AppId(id),
+            permission: "multi_app".into(),
+            key_id: Some(permgate_core::model::KeyId(native)),
+            source: permgate_core::model::GrantSource::Operator,
+            granted_by: None,
+            expires_at: None,
+            params: json!({}),
+            reason: "granted before Multi-app was retired".into(),
+        };
+        let now = t.clock_now();
+        t.store(move |s| {
+            let audit = permgate_core::audit::NewAuditEvent::new(now, None, "grant.create", "legacy".into()).app(legacy.app_id);
+            s.store.insert_grant(&legacy, now, &audit)?;
+            s.apply_changes(0)
+        })
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let (status, body) = t.put(&path, &dev, two).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["platforms"]["android_packages"], json!(["com.example.a", "com.example.b"]));
+    }
+}
