@@ -125,3 +125,23 @@ both_backends! {
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 }
+
+both_backends! {
+    async fn kakao_map_on_a_further_app_of_the_same_owner_needs_its_permission(t) {
+        let (_, owner) = t.account("owner", "developer").await;
+        let (_, other) = t.account("other", "developer").await;
+        let first = t.app(&owner, "First").await["id"].as_i64().unwrap_or_default();
+        let second = t.app(&owner, "Second").await["id"].as_i64().unwrap_or_default();
+        let elsewhere = t.app(&other, "Elsewhere").await["id"].as_i64().unwrap_or_default();
+        let on = json!({"activated": true});
+        assert_eq!(t.put(&format!("/v1/apps/{first}/products/kakao_map"), &owner, on.clone()).await.0, StatusCode::OK);
+        let (status, body) = t.put(&format!("/v1/apps/{second}/products/kakao_map"), &owner, on.clone()).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::FORBIDDEN, Some(-5)), "{body}");
+        assert!(body["msg"].as_str().is_some_and(|m| m.contains("kakao_map_activation")), "{body}");
+        assert_eq!(t.put(&format!("/v1/apps/{elsewhere}/products/kakao_map"), &other, on.clone()).await.0, StatusCode::OK, "another developer's first app");
+        assert_eq!(t.put(&format!("/v1/apps/{second}/products/local"), &owner, on.clone()).await.0, StatusCode::OK, "other products need nothing");
+        t.post(&format!("/v1/apps/{second}/permissions"), &t.admin, json!({"permission": "kakao_map_activation", "reason": "unrelated service"})).await;
+        assert_eq!(t.put(&format!("/v1/apps/{second}/products/kakao_map"), &owner, on).await.0, StatusCode::OK);
+        assert_eq!(t.put(&format!("/v1/apps/{second}/products/kakao_map"), &owner, json!({"activated": false})).await.0, StatusCode::OK, "switching off needs nothing");
+    }
+}
