@@ -126,6 +126,10 @@ pub struct Decision {
     pub retry_after: Option<i64>,
     /// Every check that ran, in order.
     pub reasons: Vec<String>,
+    /// Why the quota counter could not answer, when it could not (the call was then denied or
+    /// admitted uncounted by the failure policy).
+    #[serde(skip)]
+    pub counter_error: Option<String>,
     /// Quota thresholds (80 %, 100 %) this call crossed, for alerts.
     #[serde(skip)]
     pub alerts: Vec<QuotaAlert>,
@@ -173,6 +177,7 @@ impl Decision {
             quota: None,
             retry_after: None,
             reasons,
+            counter_error: None,
             alerts: Vec::new(),
         }
     }
@@ -208,48 +213,61 @@ pub const PERMISSION_DENIED_MSG: &str = "permission denied";
 
 /// Decides one call. Pure: reads only its arguments.
 pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decision {
+    resolve(snapshot, query, now).0
+}
+
+/// [`decide`], also handing back the app and API an allowed call resolved to, so that counting
+/// does not look them up again.
+fn resolve<'s>(
+    snapshot: &'s Snapshot,
+    query: &Query<'_>,
+    now: Timestamp,
+) -> (Decision, Option<(&'s AppEntry, &'s Api)>) {
     let mut reasons = Reasons::new(query.explain);
     let catalog = snapshot.catalog();
 
     let Some(method) = Method::parse(query.method) else {
-        return Decision::deny(400, code::MALFORMED, format!("unsupported method `{}`", query.method), reasons.list);
+        return (
+            Decision::deny(400, code::MALFORMED, format!("unsupported method `{}`", query.method), reasons.list),
+            None,
+        );
     };
     if !query.path.starts_with('/') {
-        return Decision::deny(400, code::MALFORMED, "path must start with `/`", reasons.list);
+        return (Decision::deny(400, code::MALFORMED, "path must start with `/`", reasons.list), None);
     }
     let Some(api) = catalog.route(method, query.path) else {
         let path = query.path.split('?').next().unwrap_or(query.path);
-        return Decision::deny(404, code::NO_SUCH_API, format!("no API matches {method} {path}"), reasons.list);
+        return (Decision::deny(404, code::NO_SUCH_API, format!("no API matches {method} {path}"), reasons.list), None);
     };
     reasons.add(|| format!("route: {method} {} is api `{}` of product `{}`", api.path, api.id, api.product));
 
     let mut verdict = Verdict { reasons, api, app: None, user: None };
     let caller = match identify(snapshot, query, api, now, &mut verdict.reasons) {
         Ok(caller) => caller,
-        Err(msg) => return verdict.deny(401, code::UNAUTHENTICATED, msg),
+        Err(msg) => return (verdict.deny(401, code::UNAUTHENTICATED, msg), None),
     };
     let app = caller.app;
     verdict.app = Some(app.id);
     verdict.user = caller.user;
 
     if app.owner_blocked {
-        return verdict.deny(403, code::BLOCKED, "the app's owner account is blocked");
+        return (verdict.deny(403, code::BLOCKED, "the app's owner account is blocked"), None);
     }
     match app.status {
         AppStatus::Active => verdict.reasons.add(|| "app status: active".into()),
-        AppStatus::Blocked => return verdict.deny(403, code::BLOCKED, "the app is blocked"),
+        AppStatus::Blocked => return (verdict.deny(403, code::BLOCKED, "the app is blocked"), None),
         AppStatus::Suspended => {
-            return verdict.deny(403, code::SUSPENDED, "the app is suspended for inactivity");
+            return (verdict.deny(403, code::SUSPENDED, "the app is suspended for inactivity"), None);
         }
     }
 
     match api.status {
         ApiStatus::Active => {}
         ApiStatus::Maintenance => {
-            return verdict.deny(400, code::MAINTENANCE, format!("API `{}` is under maintenance", api.id));
+            return (verdict.deny(400, code::MAINTENANCE, format!("API `{}` is under maintenance", api.id)), None);
         }
         ApiStatus::Terminated => {
-            return verdict.deny(400, code::TERMINATED, format!("API `{}` is terminated", api.id));
+            return (verdict.deny(400, code::TERMINATED, format!("API `{}` is terminated", api.id)), None);
         }
     }
 
@@ -274,20 +292,23 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
                 let mut d = verdict.deny(403, code::PERMISSION_DENIED, PERMISSION_DENIED_MSG);
                 d.permission = Some(permission.clone());
                 d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
-                return d;
+                return (d, None);
             }
         }
     }
 
     let product = &catalog.products[api.product_idx];
     if !app.products_active.get(api.product_idx).copied().unwrap_or(false) {
-        return verdict.deny(
-            403,
-            code::NOT_CONFIGURED,
-            format!(
-                "product `{}` is not activated for this app; activate it with PUT /v1/apps/{}/products/{}",
-                product.id, app.id, product.id
+        return (
+            verdict.deny(
+                403,
+                code::NOT_CONFIGURED,
+                format!(
+                    "product `{}` is not activated for this app; activate it with PUT /v1/apps/{}/products/{}",
+                    product.id, app.id, product.id
+                ),
             ),
+            None,
         );
     }
     verdict.reasons.add(|| format!("product `{}`: activated", product.id));
@@ -296,10 +317,13 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
         && let Some(categories) = caller.key.and_then(|k| app.key(k)).and_then(|k| k.platforms.api_categories.as_ref())
         && !categories.contains(&api.category)
     {
-        return verdict.deny(
-            403,
-            code::NOT_CONFIGURED,
-            format!("this admin key's available APIs exclude category `{}`", api.category),
+        return (
+            verdict.deny(
+                403,
+                code::NOT_CONFIGURED,
+                format!("this admin key's available APIs exclude category `{}`", api.category),
+            ),
+            None,
         );
     }
 
@@ -310,7 +334,7 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
             verdict.reasons.add(|| format!("user consent: missing {}", missing.join(", ")));
             let mut d = verdict.deny(403, code::NO_CONSENT, "the user has not agreed to a scope this API needs");
             d.required_scopes = missing;
-            return d;
+            return (d, None);
         }
     }
 
@@ -331,12 +355,13 @@ pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decisio
         quota: None,
         retry_after: None,
         reasons: verdict.reasons.list,
+        counter_error: None,
         alerts: Vec::new(),
     };
     if d.restriction.is_some() {
         d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
     }
-    d
+    (d, Some((app, api)))
 }
 
 struct Verdict<'a> {
@@ -448,22 +473,24 @@ pub fn decide_and_count(
     consume: bool,
     on_failure: CounterFailure,
 ) -> Decision {
-    let mut d = decide(snapshot, query, now);
-    if d.allow {
-        count(snapshot, &mut d, query, counter, now, consume, on_failure);
+    let (mut d, target) = resolve(snapshot, query, now);
+    if let Some((app, api)) = target {
+        count(snapshot, app, api, &mut d, query, counter, now, consume, on_failure);
     }
     d
 }
 
-/// One counter a call is charged to, and where it came from.
+/// Where a charge came from: its rule (`None` for the paid caps) and window.
 struct Planned {
-    charge: Charge<'static>,
     rule: Option<usize>,
     window: Window,
 }
 
+#[expect(clippy::too_many_arguments, reason = "one call's whole context; a struct for it would only rename these")]
 fn count(
     snapshot: &Snapshot,
+    app: &AppEntry,
+    api: &Api,
     d: &mut Decision,
     query: &Query<'_>,
     counter: &dyn QuotaCounter,
@@ -472,12 +499,9 @@ fn count(
     on_failure: CounterFailure,
 ) {
     let catalog = snapshot.catalog();
-    let (Some(app), Some(api)) =
-        (d.app_id.and_then(|a| snapshot.app(a)), d.api.as_deref().and_then(|a| catalog.api(a)))
-    else {
-        return;
-    };
-    let offset = crate::catalog::tz_offset_seconds(&catalog.time_zone).unwrap_or(9 * 3600);
+    let offset = catalog.utc_offset;
+    // `charges[i]` is counted for `plan[i]`; the two stay in step.
+    let mut charges: Vec<Charge<'_>> = Vec::new();
     let mut plan: Vec<Planned> = Vec::new();
     for &ri in &api.quota_idx {
         let rule = &catalog.quota_rules[ri];
@@ -499,20 +523,13 @@ fn count(
             }
         };
         for scope in scopes {
-            plan.push(Planned {
-                charge: Charge {
-                    key: CounterKey {
-                        rule: u32::try_from(ri).unwrap_or(u32::MAX - 2),
-                        scope,
-                        window_start: window.start,
-                    },
-                    rule_id: "",
-                    limit,
-                    window_end: window.end,
-                },
-                rule: Some(ri),
-                window,
+            charges.push(Charge {
+                key: CounterKey { rule: u32::try_from(ri).unwrap_or(u32::MAX - 2), scope, window_start: window.start },
+                rule_id: &rule.id,
+                limit,
+                window_end: window.end,
             });
+            plan.push(Planned { rule: Some(ri), window });
         }
     }
     if plan.is_empty() {
@@ -521,17 +538,10 @@ fn count(
     let mut paid = false;
     // Each round either admits, denies, or moves one exhausted rule to paid usage.
     for _ in 0..=plan.len() {
-        let charges: Vec<Charge<'_>> = plan
-            .iter()
-            .map(|p| Charge {
-                rule_id: p.rule.map_or_else(|| paid_id(p.charge.key.rule), |r| catalog.quota_rules[r].id.as_str()),
-                ..p.charge
-            })
-            .collect();
         let result = counter.admit(&charges, !consume);
-        drop(charges);
         match result {
             Err(e) => {
+                d.counter_error = Some(e.0.clone());
                 match on_failure {
                     CounterFailure::Closed => {
                         d.allow = false;
@@ -546,12 +556,12 @@ fn count(
             }
             Ok(Admission::Admitted { remaining }) => {
                 let tightest = remaining.iter().enumerate().min_by_key(|(_, r)| **r).map_or(0, |(i, _)| i);
-                let p = &plan[tightest];
+                let c = &charges[tightest];
                 d.quota = Some(QuotaState {
-                    rule: rule_name(catalog, p),
-                    limit: p.charge.limit,
+                    rule: c.rule_id.to_owned(),
+                    limit: c.limit,
                     remaining: remaining[tightest],
-                    reset_at: Timestamp(p.window.end),
+                    reset_at: Timestamp(c.window_end),
                     paid,
                 });
                 note(d, query.explain, || {
@@ -563,38 +573,42 @@ fn count(
                     )
                 });
                 if consume {
-                    alerts(d, catalog, &plan, &remaining);
+                    alerts(d, catalog, &plan, &charges, &remaining);
                 }
                 return;
             }
             Ok(Admission::Exhausted { index }) => {
-                let p = &plan[index];
-                let exhausted = p.rule;
+                let (exhausted, window) = (plan[index].rule, plan[index].window);
+                let c = charges[index];
                 let paid_rule = exhausted.filter(|r| app.paid.as_ref().is_some_and(|pe| pe.rules.contains(r)));
                 if let Some(ri) = paid_rule {
                     let Some(pe) = &app.paid else { return };
                     // Paid calls are not deducted from the free totals (KAKAO.md 3.1).
-                    plan.retain(|q| q.rule.is_none_or(|r| r != ri && !catalog.quota_rules[r].all_apis));
+                    let keep: Vec<bool> = plan
+                        .iter()
+                        .map(|q| q.rule.is_none_or(|r| r != ri && !catalog.quota_rules[r].all_apis))
+                        .collect();
+                    let mut kept = keep.iter();
+                    charges.retain(|_| kept.next().copied().unwrap_or(true));
+                    let mut kept = keep.iter();
+                    plan.retain(|_| kept.next().copied().unwrap_or(true));
                     if !paid {
                         for (pseudo, period, cap) in [
                             (PAID_DAY, QuotaPeriod::Day, pe.daily_cap),
                             (PAID_MONTH, QuotaPeriod::Month, pe.monthly_cap),
                         ] {
                             let window = quota::window(period, now, offset);
-                            plan.push(Planned {
-                                charge: Charge {
-                                    key: CounterKey {
-                                        rule: pseudo,
-                                        scope: app.id.0.cast_unsigned(),
-                                        window_start: window.start,
-                                    },
-                                    rule_id: "",
-                                    limit: cap,
-                                    window_end: window.end,
+                            charges.push(Charge {
+                                key: CounterKey {
+                                    rule: pseudo,
+                                    scope: app.id.0.cast_unsigned(),
+                                    window_start: window.start,
                                 },
-                                rule: None,
-                                window,
+                                rule_id: paid_id(pseudo),
+                                limit: cap,
+                                window_end: window.end,
                             });
+                            plan.push(Planned { rule: None, window });
                         }
                     }
                     paid = true;
@@ -613,13 +627,11 @@ fn count(
                         code::PAID_CAP,
                         format!(
                             "paid usage reached the app's {} cap",
-                            if p.charge.key.rule == PAID_DAY { "daily" } else { "monthly" }
+                            if c.key.rule == PAID_DAY { "daily" } else { "monthly" }
                         ),
                     ),
                 };
-                note(d, query.explain, || {
-                    format!("quota `{}`: limit {} reached", rule_name(catalog, p), p.charge.limit)
-                });
+                note(d, query.explain, || format!("quota `{}`: limit {} reached", c.rule_id, c.limit));
                 d.allow = false;
                 d.status = status;
                 d.code = code;
@@ -628,13 +640,13 @@ fn count(
                 d.permission = None;
                 d.request_url = None;
                 d.quota = Some(QuotaState {
-                    rule: rule_name(catalog, p),
-                    limit: p.charge.limit,
+                    rule: c.rule_id.to_owned(),
+                    limit: c.limit,
                     remaining: 0,
-                    reset_at: Timestamp(p.window.end),
+                    reset_at: Timestamp(window.end),
                     paid,
                 });
-                d.retry_after = Some((p.window.end - now.0).max(1));
+                d.retry_after = Some((window.end - now.0).max(1));
                 return;
             }
         }
@@ -652,22 +664,24 @@ fn paid_id(pseudo: u32) -> &'static str {
     if pseudo == PAID_DAY { "paid_daily_cap" } else { "paid_monthly_cap" }
 }
 
-fn rule_name(catalog: &crate::catalog::Catalog, p: &Planned) -> String {
-    p.rule.map_or_else(|| paid_id(p.charge.key.rule).to_owned(), |r| catalog.quota_rules[r].id.clone())
-}
-
 /// Records the 80 % and 100 % crossings of app-wide rules; each is crossed by exactly one call
 /// when counting is exact.
-fn alerts(d: &mut Decision, catalog: &crate::catalog::Catalog, plan: &[Planned], remaining: &[u64]) {
+fn alerts(
+    d: &mut Decision,
+    catalog: &crate::catalog::Catalog,
+    plan: &[Planned],
+    charges: &[Charge<'_>],
+    remaining: &[u64],
+) {
     let Some(app_id) = d.app_id else { return };
-    for (p, left) in plan.iter().zip(remaining) {
+    for ((p, c), left) in plan.iter().zip(charges).zip(remaining) {
         let app_wide =
             p.rule.is_none_or(|r| matches!(catalog.quota_rules[r].scope, QuotaScope::App | QuotaScope::Developer));
-        if !app_wide || p.charge.limit == 0 {
+        if !app_wide || c.limit == 0 {
             continue;
         }
-        let used = p.charge.limit - left;
-        let eighty = (p.charge.limit * 8).div_ceil(10);
+        let used = c.limit - left;
+        let eighty = (c.limit * 8).div_ceil(10);
         let percent = if *left == 0 {
             100
         } else if used == eighty {
@@ -677,9 +691,9 @@ fn alerts(d: &mut Decision, catalog: &crate::catalog::Catalog, plan: &[Planned],
         };
         d.alerts.push(QuotaAlert {
             app_id,
-            rule: rule_name(catalog, p),
+            rule: c.rule_id.to_owned(),
             percent,
-            limit: p.charge.limit,
+            limit: c.limit,
             reset_at: Timestamp(p.window.end),
         });
     }

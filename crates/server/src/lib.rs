@@ -144,6 +144,7 @@ impl AppState {
             if !decision.alerts.is_empty() {
                 services.alerts.lock().unwrap_or_else(PoisonError::into_inner).append(&mut decision.alerts);
             }
+            report_counter_health(&decision);
             decision
         };
         if in_memory {
@@ -151,6 +152,22 @@ impl AppState {
         } else {
             tokio::task::spawn_blocking(run).await.map_err(|e| ApiError::internal(format!("decision task failed: {e}")))
         }
+    }
+}
+
+/// Logs once when the quota counter starts failing and once when it recovers, not per call.
+fn report_counter_health(decision: &permgate_core::Decision) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DOWN: AtomicBool = AtomicBool::new(false);
+    match &decision.counter_error {
+        Some(e) if !DOWN.swap(true, Ordering::Relaxed) => tracing::warn!(
+            "quota counter unavailable: {e}; calls that need counting are {}",
+            if decision.allow { "admitted uncounted (PERMGATE_QUOTA_FAILURE=open)" } else { "denied (fail closed)" }
+        ),
+        None if decision.quota.is_some() && DOWN.swap(false, Ordering::Relaxed) => {
+            tracing::info!("quota counter available again");
+        }
+        _ => {}
     }
 }
 

@@ -220,6 +220,9 @@ pub struct Api {
 pub struct Catalog {
     pub version: String,
     pub time_zone: String,
+    /// `time_zone`'s offset east of UTC in seconds, resolved once at load.
+    #[serde(skip)]
+    pub utc_offset: i32,
     pub products: Vec<Product>,
     pub permissions: Vec<Permission>,
     pub consent_items: Vec<ConsentItem>,
@@ -693,6 +696,7 @@ impl Validator<'_> {
         }
         Catalog {
             version: raw.version.into_inner(),
+            utc_offset: tz_offset_seconds(&time_zone).unwrap_or(0),
             time_zone,
             products,
             permissions,

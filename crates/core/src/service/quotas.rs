@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{Access, Actor, Services};
 use crate::audit::NewAuditEvent;
-use crate::catalog::{QuotaPeriod, QuotaScope, tz_offset_seconds};
+use crate::catalog::{QuotaPeriod, QuotaScope};
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AppId, PaidUsage};
 use crate::quota::{CounterKey, PAID_DAY, PAID_MONTH, window};
@@ -53,7 +53,7 @@ impl Services {
         let snapshot = self.snapshot.read();
         let catalog = snapshot.catalog();
         let entry = snapshot.app(app).ok_or_else(|| ServiceError::NotFound(format!("app {app} does not exist")))?;
-        let offset = tz_offset_seconds(&catalog.time_zone).unwrap_or(9 * 3600);
+        let offset = catalog.utc_offset;
         let count = |key: CounterKey, rule_id: &str| {
             self.counter.count(&key, rule_id).map_err(|e| ServiceError::Internal(e.to_string()))
         };

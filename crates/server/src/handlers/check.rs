@@ -53,7 +53,6 @@ pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckR
         recipients: req.recipients,
     };
     let decision = state.decide(call).await?;
-    report_counter_health(&decision);
     let mut response = (StatusCode::OK, Json(&decision)).into_response();
     if let Some(seconds) = decision.retry_after
         && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
@@ -61,21 +60,4 @@ pub async fn check(State(state): State<AppState>, JsonBody(req): JsonBody<CheckR
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
     }
     Ok(response)
-}
-
-/// Logs once when the quota counter starts failing and once when it recovers, not per call.
-fn report_counter_health(decision: &permgate_core::Decision) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static DOWN: AtomicBool = AtomicBool::new(false);
-    let failing = decision.reasons.iter().any(|r| r.contains("quota counter unavailable"))
-        || decision.msg.as_deref().is_some_and(|m| m.starts_with("quota counter unavailable"));
-    if failing && !DOWN.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            "quota counter unavailable: {}; calls that need counting are {}",
-            decision.msg.as_deref().unwrap_or("see the decision's reasons"),
-            if decision.allow { "admitted uncounted (PERMGATE_QUOTA_FAILURE=open)" } else { "denied (fail closed)" }
-        );
-    } else if !failing && decision.quota.is_some() && DOWN.swap(false, Ordering::Relaxed) {
-        tracing::info!("quota counter available again");
-    }
 }
