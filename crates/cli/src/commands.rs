@@ -92,7 +92,7 @@ pub fn validate_catalog(file: &Path) -> anyhow::Result<ExitCode> {
 /// Applies pending migrations and reports what it did.
 pub fn migrate(store: &StoreArgs) -> anyhow::Result<ExitCode> {
     let db = wiring::connect(&store.database_url)?;
-    let where_ = crate::serve::redact(&store.database_url);
+    let where_ = permgate_core::secret::redact_url(&store.database_url);
     let before = db.migration_status()?;
     let applied = db.migrate()?;
     if applied.is_empty() {

@@ -225,7 +225,7 @@ fn get_ready(
                     Err(e) => tracing::error!("cannot start the quota saver: {e}"),
                 }
                 state.set_ready(services);
-                tracing::info!(apps, database = %redact(&args.store.database_url), "ready on http://{addr}");
+                tracing::info!(apps, database = %permgate_core::secret::redact_url(&args.store.database_url), "ready on http://{addr}");
                 return;
             }
             Err(e) => {
@@ -294,20 +294,6 @@ fn init(args: &ServeArgs, catalog: Catalog, verifier: Arc<TokenVerifier>) -> any
     Ok((services, since))
 }
 
-/// A database URL without its password, for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -328,16 +314,4 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_redacted_from_database_urls() {
-        assert_eq!(redact("postgres://app:s3cret@db:5432/permgate"), "postgres://app:***@db:5432/permgate");
-        assert_eq!(redact("postgres://app@db/permgate"), "postgres://app@db/permgate");
-        assert_eq!(redact("sqlite://permgate.db"), "sqlite://permgate.db");
-    }
 }

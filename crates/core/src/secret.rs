@@ -57,6 +57,29 @@ pub fn hint(secret: &str) -> String {
     secret[start..].to_owned()
 }
 
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    // The user-info of a URL: scheme://user:password@host
+    if let Some(start) = out.find("://").map(|i| i + 3) {
+        let authority_end = out[start..].find(['/', '?']).map_or(out.len(), |i| start + i);
+        let user_info_end = out[start..authority_end].rfind('@').map(|i| start + i);
+        let password = user_info_end.and_then(|at| out[start..at].find(':').map(|i| (start + i + 1, at)));
+        if let Some((from, to)) = password {
+            out.replace_range(from..to, "***");
+        }
+    }
+    // `password=` as a URL query parameter or in a key=value string.
+    let mut from = 0;
+    while let Some(found) = out[from..].find("password=") {
+        let value = from + found + "password=".len();
+        let end = out[value..].find(['&', ' ']).map_or(out.len(), |i| value + i);
+        out.replace_range(value..end, "***");
+        from = value + 3;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +104,13 @@ mod tests {
         assert!(hashes_equal(&hash("x"), &hash("x")));
         assert!(!hashes_equal(&hash("x"), &hash("y")));
         assert!(!hashes_equal("ab", "abc"));
+    }
+
+    #[test]
+    fn database_urls_lose_their_passwords() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/permgate"), "postgres://app:***@db:5432/permgate");
+        assert_eq!(redact_url("postgres://app@db/permgate"), "postgres://app@db/permgate");
+        assert_eq!(redact_url("sqlite://permgate.db"), "sqlite://permgate.db");
     }
 
     #[test]

@@ -820,28 +820,7 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// `url` with any password replaced by `***`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    let mut out = url.to_owned();
-    // The user-info of a URL: scheme://user:password@host
-    if let Some(start) = out.find("://").map(|i| i + 3) {
-        let authority_end = out[start..].find(['/', '?']).map_or(out.len(), |i| start + i);
-        let user_info_end = out[start..authority_end].rfind('@').map(|i| start + i);
-        let password = user_info_end.and_then(|at| out[start..at].find(':').map(|i| (start + i + 1, at)));
-        if let Some((from, to)) = password {
-            out.replace_range(from..to, "***");
-        }
-    }
-    // `password=` as a URL query parameter or in a key=value string.
-    let mut from = 0;
-    while let Some(found) = out[from..].find("password=") {
-        let value = from + found + "password=".len();
-        let end = out[value..].find(['&', ' ']).map_or(out.len(), |i| value + i);
-        out.replace_range(value..end, "***");
-        from = value + 3;
-    }
-    out
-}
+pub use permgate_core::secret::redact_url as redact;
 
 /// The driver's error with its cause (its `Display` leaves the cause out).
 fn describe(e: &postgres::Error) -> String {
