@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use permgate_core::audit::verify_chain;
+use permgate_core::audit::verify_trail;
 use permgate_core::catalog::Catalog;
 use permgate_core::credential::mint_user_token;
 use permgate_core::decision::{CounterFailure, Query, decide_and_count};
@@ -108,13 +108,16 @@ pub fn migrate(store: &StoreArgs) -> anyhow::Result<ExitCode> {
 pub fn audit_verify(store: &StoreArgs) -> anyhow::Result<ExitCode> {
     let store = wiring::open_store(&store.database_url)?;
     let events = store.audit_events(None, usize::MAX)?;
-    match verify_chain(&events) {
+    let head = store.audit_head()?;
+    match verify_trail(&events, head.as_ref()) {
         Ok(()) => {
-            println!("audit chain ok: {} events verified", events.len());
+            let newest =
+                events.last().map_or_else(String::new, |e| format!("; newest event {} has hash {}", e.seq, e.hash));
+            println!("audit chain ok: {} events verified{newest}", events.len());
             Ok(ExitCode::SUCCESS)
         }
-        Err(seq) => {
-            eprintln!("audit chain BROKEN at event {seq}: it was changed, or an event before it was removed");
+        Err(e) => {
+            eprintln!("audit chain BROKEN: {e}");
             Ok(ExitCode::from(1))
         }
     }

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: management API, /v1/check, health.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Decide one call from the command line, against the database and catalog.
     Check(commands::CheckArgs),
     /// Work with catalog files.
@@ -100,7 +100,7 @@ impl EngineArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Check(args) => commands::check(args),
         Command::Catalog(CatalogCommand::Validate { file }) => commands::validate_catalog(&file),
         Command::Migrate(store) => commands::migrate(&store),

@@ -12,11 +12,13 @@ use clap::Args;
 use permgate_core::catalog::Catalog;
 use permgate_core::credential::TokenVerifier;
 use permgate_core::decision::CounterFailure;
+use permgate_core::notify::NotifySettings;
 use permgate_core::service::BootstrapOutcome;
 use permgate_core::service::Services;
 use permgate_quota_redis::RedisCounter;
 use permgate_server::{
-    AppState, Upstreams, gateway_router, serve, serve_router as axum_serve, spawn_change_sync, spawn_saver,
+    AppState, Delivery, Upstreams, gateway_router, serve, serve_router as axum_serve, spawn_change_sync,
+    spawn_delivery, spawn_saver,
 };
 
 use crate::wiring;
@@ -59,13 +61,29 @@ pub struct ServeArgs {
     /// admits them uncounted.
     #[arg(long, env = "PERMGATE_QUOTA_FAILURE", default_value = "closed", value_parser = ["closed", "open"])]
     quota_failure: String,
+    /// SMTP server that review notifications are e-mailed through: `smtp://host:25`,
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtps://user:pass@host` (TLS).
+    #[arg(long, env = "PERMGATE_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The sender of notification e-mails.
+    #[arg(long, env = "PERMGATE_SMTP_FROM", default_value = "permgate <permgate@localhost>")]
+    smtp_from: String,
+    /// An http:// URL that every request transition is POSTed to as JSON.
+    #[arg(long, env = "PERMGATE_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// Signs webhooks: header `X-Permgate-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+    #[arg(long, env = "PERMGATE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// The console's public address, for links in notification e-mails.
+    #[arg(long, env = "PERMGATE_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Log filter, e.g. `info` or `permgate=debug`.
     #[arg(long, env = "PERMGATE_LOG", default_value = "info")]
     log: String,
 }
 
 /// Settings named by SPEC section 7 that this build does not act on yet.
-const NOT_YET: &[(&str, &str)] = &[("PERMGATE_SMTP_URL", "e-mail notifications")];
+const NOT_YET: &[(&str, &str)] = &[];
 
 const KNOWN: &[&str] = &[
     "PERMGATE_LISTEN",
@@ -82,6 +100,11 @@ const KNOWN: &[&str] = &[
     "PERMGATE_REDIS_URL",
     "PERMGATE_REDIS_PREFIX",
     "PERMGATE_QUOTA_FAILURE",
+    "PERMGATE_SMTP_URL",
+    "PERMGATE_SMTP_FROM",
+    "PERMGATE_WEBHOOK_URL",
+    "PERMGATE_WEBHOOK_SECRET",
+    "PERMGATE_PUBLIC_URL",
     "PERMGATE_TEST_DATABASE_URL",
     "PERMGATE_TEST_REDIS_URL",
 ];
@@ -139,7 +162,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
     }
 
+    if let Some(url) = &args.webhook_url
+        && !url.starts_with("http://")
+    {
+        anyhow::bail!(
+            "PERMGATE_WEBHOOK_URL `{url}` must be an http:// URL (this build sends webhooks without TLS; put a TLS proxy in front of an https endpoint)"
+        );
+    }
+    match (&args.smtp_url, &args.webhook_url) {
+        (None, None) => tracing::info!(
+            "no PERMGATE_SMTP_URL or PERMGATE_WEBHOOK_URL: request transitions are audited but not notified"
+        ),
+        (smtp, hook) => tracing::info!(
+            email = smtp.is_some(),
+            webhook = hook.is_some(),
+            "request transitions are notified through the outbox (GET /v1/notifications shows delivery)"
+        ),
+    }
+
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let delivery =
+        Delivery::new(args.smtp_url.as_deref(), &args.smtp_from, args.webhook_secret.clone(), runtime.handle().clone())
+            .map_err(|e| anyhow::anyhow!(e))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -167,7 +211,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let init_saver = saver.clone();
         std::thread::Builder::new()
             .name("permgate-init".into())
-            .spawn(move || get_ready(&args, catalog, &verifier, &init_state, addr, &init_stop, &init_saver))
+            .spawn(move || {
+                let workers = Workers { stop: init_stop, saver: init_saver, delivery: Some(delivery) };
+                get_ready(&args, catalog, &verifier, &init_state, addr, workers)
+            })
             .context("starting the init thread")?;
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -201,6 +248,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The background threads a node starts once it is ready, and what stops them.
+struct Workers {
+    stop: Arc<AtomicBool>,
+    saver: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    delivery: Option<Delivery>,
+}
+
 /// Connects, migrates (unless told not to), bootstraps the admin and builds the snapshot,
 /// retrying until it succeeds, so nodes and the database may start in any order.
 fn get_ready(
@@ -209,9 +263,9 @@ fn get_ready(
     verifier: &Arc<TokenVerifier>,
     state: &AppState,
     addr: SocketAddr,
-    stop: &Arc<AtomicBool>,
-    saver: &Mutex<Option<std::thread::JoinHandle<()>>>,
+    mut workers: Workers,
 ) {
+    let stop = &workers.stop;
     let mut last_error = String::new();
     while !stop.load(Ordering::Relaxed) {
         match init(args, catalog.clone(), verifier.clone()) {
@@ -221,8 +275,13 @@ fn get_ready(
                     tracing::error!("cannot start the change sync: {e}");
                 }
                 match spawn_saver(services.clone(), stop.clone()) {
-                    Ok(handle) => *saver.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle),
+                    Ok(handle) => *workers.saver.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle),
                     Err(e) => tracing::error!("cannot start the quota saver: {e}"),
+                }
+                if let Some(d) = workers.delivery.take()
+                    && let Err(e) = spawn_delivery(services.store.clone(), services.clock.clone(), d, stop.clone())
+                {
+                    tracing::error!("cannot start notification delivery: {e}");
                 }
                 state.set_ready(services);
                 tracing::info!(apps, database = %permgate_core::secret::redact_url(&args.store.database_url), "ready on http://{addr}");
@@ -264,7 +323,13 @@ fn init(args: &ServeArgs, catalog: Catalog, verifier: Arc<TokenVerifier>) -> any
             tracing::info!(?applied, "applied database migrations");
         }
     }
+    let catalog_event = wiring::catalog_load_event(&catalog, args.engine.catalog.as_deref());
     let (mut services, since) = wiring::services(store, catalog, verifier)?;
+    services = services.with_notifications(NotifySettings {
+        email: args.smtp_url.is_some(),
+        webhook_url: args.webhook_url.clone(),
+        public_url: args.public_url.clone(),
+    });
     if let Some(url) = &args.redis_url {
         let counter = RedisCounter::connect(url, &args.redis_prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
         let policy = if args.quota_failure == "open" { CounterFailure::Open } else { CounterFailure::Closed };
@@ -291,6 +356,7 @@ fn init(args: &ServeArgs, catalog: Catalog, verifier: Arc<TokenVerifier>) -> any
             tracing::info!("an admin account exists; set PERMGATE_ADMIN_TOKEN to reset the `admin` account's token")
         }
     }
+    services.store.record_event(&catalog_event).context("recording the catalog load in the audit trail")?;
     Ok((services, since))
 }
 

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use permgate_core::audit::NewAuditEvent;
 use permgate_core::catalog::Catalog;
 use permgate_core::credential::TokenVerifier;
 use permgate_core::ports::Store;
 use permgate_core::service::Services;
 use permgate_core::snapshot::{SharedSnapshot, Snapshot};
-use permgate_core::time::SystemClock;
+use permgate_core::time::{Clock, SystemClock};
 use permgate_store_postgres::PostgresStore;
 use permgate_store_sqlite::SqliteStore;
 
@@ -62,6 +63,21 @@ pub fn load_catalog(file: Option<&Path>) -> anyhow::Result<Catalog> {
             Catalog::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))
         }
     }
+}
+
+/// The audit event recording that this node loaded `catalog` (its version and a fingerprint of
+/// its content), from `path` or built in.
+pub fn catalog_load_event(catalog: &Catalog, path: Option<&Path>) -> NewAuditEvent {
+    let json = serde_json::to_string(catalog).unwrap_or_default();
+    NewAuditEvent::new(SystemClock.now(), None, "catalog.load", format!("catalog:{}", catalog.version)).after(
+        serde_json::json!({
+            "version": catalog.version,
+            "sha256": permgate_core::secret::hash(&json),
+            "source": path.map_or_else(|| "built-in".to_owned(), |p| p.display().to_string()),
+            "permissions": catalog.permissions.len(),
+            "apis": catalog.apis.len(),
+        }),
+    )
 }
 
 /// Builds the services over a store: notes the change-feed position, then reads every app into a

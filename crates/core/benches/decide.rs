@@ -72,6 +72,9 @@ fn records() -> Vec<AppRecord> {
                     })
                     .collect(),
                 paid: None,
+                business: None,
+                consent_items: Vec::new(),
+                eligibility: None,
             }
         })
         .collect()

@@ -97,6 +97,34 @@ pub fn verify_chain(events: &[AuditEvent]) -> Result<(), i64> {
     Ok(())
 }
 
+/// Why an audit trail does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrailError {
+    #[error("the chain breaks at event {0}: it was changed, or an event before it was removed")]
+    Broken(i64),
+    #[error("the newest events were removed: the trail ends at event {last}, but event {head} was written")]
+    Truncated { last: i64, head: i64 },
+    #[error("event {0} differs from the one recorded as the newest when it was written")]
+    HeadMismatch(i64),
+}
+
+/// Checks the whole trail: the hash chain, and that its last event is the head recorded beside
+/// it (so that deleting the newest events, which leaves a valid shorter chain, is detected).
+pub fn verify_trail(events: &[AuditEvent], head: Option<&(i64, String)>) -> Result<(), TrailError> {
+    verify_chain(events).map_err(TrailError::Broken)?;
+    let last = events.last().map(|e| (e.seq, e.hash.as_str()));
+    match (last, head) {
+        (None, None) => Ok(()),
+        (Some((seq, _)), None) => Err(TrailError::HeadMismatch(seq)),
+        (None, Some((head, _))) => Err(TrailError::Truncated { last: 0, head: *head }),
+        (Some((seq, _)), Some((head, _))) if seq < *head => Err(TrailError::Truncated { last: seq, head: *head }),
+        (Some((seq, hash)), Some((head, head_hash))) if seq != *head || hash != head_hash => {
+            Err(TrailError::HeadMismatch(seq))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +154,17 @@ mod tests {
         let mut events = chain(5);
         events[2].event.target = "app:99".into();
         assert_eq!(verify_chain(&events), Err(3));
+    }
+
+    #[test]
+    fn deleting_the_newest_events_is_detected_by_the_head() {
+        let events = chain(5);
+        let head = (5, events[4].hash.clone());
+        assert_eq!(verify_trail(&events, Some(&head)), Ok(()));
+        assert_eq!(verify_trail(&events[..3], Some(&head)), Err(TrailError::Truncated { last: 3, head: 5 }));
+        assert_eq!(verify_trail(&[], Some(&head)), Err(TrailError::Truncated { last: 0, head: 5 }));
+        assert_eq!(verify_trail(&events, None), Err(TrailError::HeadMismatch(5)));
+        assert_eq!(verify_trail(&[], None), Ok(()));
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub enum ServiceError {
     /// 403 / -5: the caller's role may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 / -3: the app is entitled but a setting is missing (e.g. a consent item not set).
+    #[error("{0}")]
+    NotConfigured(String),
     /// 404 / -404: no such resource.
     #[error("{0}")]
     NotFound(String),
@@ -31,6 +34,7 @@ impl ServiceError {
             ServiceError::Invalid(_) => -2,
             ServiceError::Unauthenticated(_) => -401,
             ServiceError::Forbidden(_) => -5,
+            ServiceError::NotConfigured(_) => -3,
             ServiceError::NotFound(_) => -404,
             ServiceError::Conflict(_) => -409,
             ServiceError::Internal(_) => -1,
@@ -41,7 +45,7 @@ impl ServiceError {
         match self {
             ServiceError::Invalid(_) => 400,
             ServiceError::Unauthenticated(_) => 401,
-            ServiceError::Forbidden(_) => 403,
+            ServiceError::Forbidden(_) | ServiceError::NotConfigured(_) => 403,
             ServiceError::NotFound(_) => 404,
             ServiceError::Conflict(_) => 409,
             ServiceError::Internal(_) => 500,

@@ -17,6 +17,7 @@ pub mod decision;
 pub mod error;
 mod fast_hash;
 pub mod model;
+pub mod notify;
 pub mod ports;
 pub mod quota;
 pub mod response;
@@ -25,5 +26,6 @@ pub mod secret;
 pub mod service;
 pub mod snapshot;
 pub mod time;
+pub mod workflow;
 
 pub use decision::{Decision, Query, decide};

@@ -46,7 +46,7 @@ id_type!(
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -57,18 +57,18 @@ macro_rules! string_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownValue;
-            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::model::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, $crate::model::UnknownValue> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownValue {
+                    _ => Err($crate::model::UnknownValue {
                         what: stringify!($name),
                         value: s.to_owned(),
                         allowed: &[$($text),+],
@@ -78,6 +78,8 @@ macro_rules! string_enum {
         }
     };
 }
+
+pub(crate) use string_enum;
 
 /// A string that is not one of an enum's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,6 +145,8 @@ pub struct Account {
     pub id: AccountId,
     pub name: String,
     pub role: Role,
+    /// Where notifications go (review results of the apps the account is a member of).
+    pub email: Option<String>,
     pub blocked: bool,
     pub created_at: Timestamp,
 }
@@ -229,6 +233,35 @@ pub struct PaidUsage {
     pub monthly_cap: u64,
 }
 
+string_enum!(
+    /// How an app asks users for a consent item (Kakao's consent stages).
+    ConsentLevel { Required => "required", Optional => "optional", OnUse => "on_use" }
+);
+
+/// A consent item set on an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsentSetting {
+    pub scope: String,
+    pub consent_type: ConsentLevel,
+    pub purpose: String,
+    pub set_at: Timestamp,
+}
+
+/// The business information that makes an app a Biz app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Business {
+    pub registration_number: String,
+    pub company_name: String,
+    pub verified_at: Timestamp,
+}
+
+/// The once-per-app agreement to the eligibility terms that gates a first application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Eligibility {
+    pub agreed_by: AccountId,
+    pub agreed_at: Timestamp,
+}
+
 /// Everything the decision snapshot needs about one app, read in one go from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRecord {
@@ -242,6 +275,10 @@ pub struct AppRecord {
     pub grants: Vec<Grant>,
     /// Paid usage, when switched on.
     pub paid: Option<PaidUsage>,
+    /// Set when the app is a Biz app with registered business information.
+    pub business: Option<Business>,
+    pub consent_items: Vec<ConsentSetting>,
+    pub eligibility: Option<Eligibility>,
 }
 
 impl AppRecord {

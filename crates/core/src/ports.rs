@@ -5,9 +5,12 @@
 
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::model::{
-    Account, AccountId, AppId, AppRecord, Grant, GrantSource, KeyId, KeyKind, MemberRole, PaidUsage, Platforms, Role,
+    Account, AccountId, AppId, AppRecord, Business, ConsentSetting, Grant, GrantSource, KeyId, KeyKind, MemberRole,
+    PaidUsage, Platforms, Role,
 };
+use crate::notify::{DeliveryState, NewMessage, OutboxMessage};
 use crate::time::Timestamp;
+use crate::workflow::{EvidenceInfo, NewEvidence, NewRequest, PermissionRequest, RequestFilter, Transition};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct NewAccount {
     pub name: String,
     pub role: Role,
+    pub email: Option<String>,
     pub token_hash: String,
 }
 
@@ -168,6 +172,77 @@ pub trait AuditStore {
     fn record_event(&self, event: &NewAuditEvent) -> StoreResult<()>;
     /// Events oldest first, optionally those of one app only.
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>>;
+    /// The newest event's `seq` and hash as recorded beside the chain when it was appended, so
+    /// that deleting the newest events is detected too.
+    fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
+}
+
+/// App settings that the review workflow checks, and the workflow itself. Each call writes its
+/// rows, its audit event and its notifications in one transaction.
+pub trait WorkflowStore {
+    /// Records the app's agreement to the eligibility terms; false if it had agreed already.
+    fn agree_eligibility(&self, app: AppId, by: AccountId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool>;
+    /// Registers (or updates) business information, with the `biz_app` grant it brings when the
+    /// app does not hold it yet.
+    fn set_business(
+        &self,
+        app: AppId,
+        business: &Business,
+        grant: Option<&NewGrant>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// Sets (`Some`) or unsets a consent item on the app.
+    fn set_consent_item(
+        &self,
+        app: AppId,
+        scope: &str,
+        setting: Option<&ConsentSetting>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// Stores a new request with its evidence file (if any), its first history entry, the grant
+    /// of an immediate approval (if any) and its notifications. A second open request for the
+    /// same app and permission is a [`StoreError::Conflict`].
+    fn create_request(
+        &self,
+        new: &NewRequest,
+        evidence: Option<&NewEvidence>,
+        grant: Option<&NewGrant>,
+        messages: &[NewMessage],
+        audit: &NewAuditEvent,
+    ) -> StoreResult<PermissionRequest>;
+    /// Moves a request from `t.from` to `t.event.to`, with the grant an approval creates; `None`
+    /// (and nothing written) if the request is no longer in `t.from`.
+    fn transition_request(
+        &self,
+        t: &Transition,
+        grant: Option<&NewGrant>,
+        messages: &[NewMessage],
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<PermissionRequest>>;
+    /// One request with its history.
+    fn request(&self, id: i64) -> StoreResult<Option<PermissionRequest>>;
+    /// Requests, newest first, without history.
+    fn requests(&self, filter: &RequestFilter) -> StoreResult<Vec<PermissionRequest>>;
+    /// An evidence file and its bytes.
+    fn evidence(&self, id: i64) -> StoreResult<Option<(EvidenceInfo, Vec<u8>)>>;
+}
+
+/// The notification outbox (see [`crate::notify`]).
+pub trait OutboxStore {
+    /// Takes up to `limit` pending messages that are due at `now`, hiding them from other
+    /// claimers for `lease_secs` (a node that dies mid-delivery releases them by expiry).
+    fn claim_messages(&self, now: Timestamp, limit: usize, lease_secs: i64) -> StoreResult<Vec<OutboxMessage>>;
+    /// Records the outcome of one attempt.
+    fn finish_attempt(
+        &self,
+        id: i64,
+        state: DeliveryState,
+        next_attempt_at: Option<Timestamp>,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Messages newest first, optionally of one app.
+    fn messages(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<OutboxMessage>>;
 }
 
 /// How nodes sharing one database learn of each other's writes. Every write that changes an app
@@ -204,7 +279,9 @@ impl MigrationStatus {
 }
 
 /// Everything a backend provides.
-pub trait Store: AccountStore + AppStore + GrantStore + AuditStore + ChangeFeed + QuotaStore + Send + Sync {
+pub trait Store:
+    AccountStore + AppStore + GrantStore + AuditStore + WorkflowStore + OutboxStore + ChangeFeed + QuotaStore + Send + Sync
+{
     /// A short name for logs and `/healthz` (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
     /// Whether the store answers now.

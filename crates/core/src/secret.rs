@@ -47,6 +47,11 @@ pub fn hash(secret: &str) -> String {
 }
 
 /// Compares two hashes without leaking where they differ.
+/// SHA-256 of raw bytes, hex (e.g. an evidence file's fingerprint).
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    hex_digest(&Sha256::digest(bytes))
+}
+
 pub fn hashes_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }

@@ -9,6 +9,7 @@
 //! - Store calls block, so handlers run services on tokio's blocking pool via [`AppState::run`];
 //!   `sync.rs` keeps the snapshot current with other nodes' writes on a thread of its own.
 
+mod delivery;
 mod error;
 mod extract;
 mod gateway;
@@ -24,6 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, delete, get, post, put};
 use permgate_core::service::Services;
 
+pub use delivery::{Delivery, deliver_due, signature, spawn_delivery};
 pub use error::ApiError;
 pub use gateway::{Upstreams, gateway_router};
 pub use saver::spawn_saver;
@@ -176,7 +178,7 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    use handlers::{accounts, apps, authz, catalog, check, health};
+    use handlers::{accounts, apps, authz, catalog, check, health, requests};
     Router::new()
         .route("/", get(health::landing))
         .route("/healthz", get(health::healthz))
@@ -204,6 +206,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{id}/block", post(apps::block))
         .route("/v1/apps/{id}/unblock", post(apps::unblock))
         .route("/v1/apps/{id}/paid-usage", put(apps::set_paid_usage).delete(apps::delete_paid_usage))
+        .route("/v1/apps/{id}/eligibility", get(requests::eligibility).post(requests::agree_eligibility))
+        .route("/v1/apps/{id}/business", put(requests::set_business))
+        .route(
+            "/v1/apps/{id}/consent-items/{scope}",
+            put(requests::set_consent_item).delete(requests::unset_consent_item),
+        )
+        .route(
+            "/v1/apps/{id}/permission-requests",
+            post(requests::apply).layer(DefaultBodyLimit::max(requests::MAX_UPLOAD_BODY)).get(requests::list_for_app),
+        )
+        .route("/v1/permission-requests", get(requests::list))
+        .route("/v1/permission-requests/{id}", get(requests::get))
+        .route("/v1/permission-requests/{id}/actions", post(requests::act))
+        .route("/v1/permission-requests/{id}/evidence", get(requests::evidence))
+        .route("/v1/notifications", get(requests::notifications))
         .route("/v1/audit", get(apps::audit))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -10,9 +10,12 @@
 //! - Every mutation writes its audit event in the same transaction; one that changes an app also
 //!   appends to `change_log` and notifies `permgate_changes_<schema>`, which
 //!   [`ChangeFeed::wait_for_change`] listens to on a connection of its own.
+//! - `workflow.rs`: the review workflow (requests, evidence, app settings) and the outbox, whose
+//!   messages nodes claim with `FOR UPDATE SKIP LOCKED`.
 //! - Error mapping and row mapping helpers are at the bottom.
 
 mod pool;
+mod workflow;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -39,6 +42,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "change_log", include_str!("../migrations/0002_change_log.sql")),
     (3, "quotas", include_str!("../migrations/0003_quotas.sql")),
+    (4, "workflow", include_str!("../migrations/0004_workflow.sql")),
 ];
 
 /// Connections one store opens at most (the LISTEN connection aside).
@@ -177,10 +181,37 @@ impl PostgresStore {
         }
     }
 
+    /// Runs `f` (a write outside the write lock, e.g. on the outbox) on a pooled connection,
+    /// without retrying: a connection lost on the way may or may not have committed it.
+    fn once<T>(&self, f: impl FnOnce(&mut Client) -> Tried<T>) -> StoreResult<T> {
+        let mut conn = self.pool.get()?;
+        match f(conn.client()?) {
+            Ok(v) => Ok(v),
+            Err(Fail::Pg(e)) => {
+                if conn.check_lost(&e) {
+                    drop(conn);
+                    self.pool.discard_idle();
+                }
+                Err(store_error(&e))
+            }
+            Err(Fail::Store(e)) => Err(e),
+        }
+    }
+
     /// Runs `f` in a transaction holding the advisory lock `(lock, hashtext(schema))`; commits
     /// only if `f` succeeds. Only BEGIN is retried on a fresh connection: after that, a lost
     /// connection may or may not have committed, so the error goes to the caller.
     fn transaction<T>(&self, lock: i32, f: impl FnOnce(&mut Transaction<'_>) -> Tried<T>) -> StoreResult<T> {
+        self.transaction_or_rollback(lock, |tx| f(tx).map(|v| (v, true)))
+    }
+
+    /// [`PostgresStore::transaction`] whose body also says whether to commit (`true`) or to roll
+    /// back what it did and still return its value (`false`).
+    fn transaction_or_rollback<T>(
+        &self,
+        lock: i32,
+        f: impl FnOnce(&mut Transaction<'_>) -> Tried<(T, bool)>,
+    ) -> StoreResult<T> {
         let mut f = Some(f);
         let mut retried = false;
         loop {
@@ -204,7 +235,7 @@ impl PostgresStore {
 
     /// One attempt of [`PostgresStore::transaction`]; says whether BEGIN succeeded (only then is
     /// `f` taken).
-    fn run_transaction<T, F: FnOnce(&mut Transaction<'_>) -> Tried<T>>(
+    fn run_transaction<T, F: FnOnce(&mut Transaction<'_>) -> Tried<(T, bool)>>(
         &self,
         client: &mut Client,
         lock: i32,
@@ -224,7 +255,8 @@ impl PostgresStore {
             .map_err(Fail::from)
             .and_then(|_| f(&mut tx));
         let result = match done {
-            Ok(v) => tx.commit().map(|()| v).map_err(Fail::from),
+            Ok((v, true)) => tx.commit().map(|()| v).map_err(Fail::from),
+            Ok((v, false)) => tx.rollback().map(|()| v).map_err(Fail::from),
             Err(e) => {
                 drop(tx); // rolls back
                 Err(e)
@@ -266,6 +298,11 @@ impl PostgresStore {
                 &prev,
                 &hash,
             ],
+        )?;
+        tx.execute(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            &[&seq, &hash],
         )?;
         if let Some(app) = e.app_id {
             tx.execute("INSERT INTO change_log (app_id, at) VALUES ($1, $2)", &[&app.0, &e.at.0])?;
@@ -323,12 +360,20 @@ impl AccountStore for PostgresStore {
     fn create_account(&self, new: &NewAccount, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Account> {
         let id: i64 = self.write(audit, |tx| {
             let row = tx.query_one(
-                "INSERT INTO accounts (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-                &[&new.name, &new.role.as_str(), &new.token_hash, &now.0],
+                "INSERT INTO accounts (name, role, email, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)
+                 RETURNING id",
+                &[&new.name, &new.role.as_str(), &new.email, &new.token_hash, &now.0],
             )?;
             Ok(row.try_get(0)?)
         })?;
-        Ok(Account { id: AccountId(id), name: new.name.clone(), role: new.role, blocked: false, created_at: now })
+        Ok(Account {
+            id: AccountId(id),
+            name: new.name.clone(),
+            role: new.role,
+            email: new.email.clone(),
+            blocked: false,
+            created_at: now,
+        })
     }
 
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
@@ -345,7 +390,7 @@ impl AccountStore for PostgresStore {
                 &format!("SELECT {ACCOUNT_COLUMNS}, token_hash FROM accounts WHERE token_hash = $1"),
                 &[&token_hash],
             )?
-            .map(|r| Ok((account_row(&r)?, r.try_get(5)?)))
+            .map(|r| Ok((account_row(&r)?, r.try_get(6)?)))
             .transpose()
         })
     }
@@ -605,24 +650,7 @@ fn cap(n: u64) -> i64 {
 
 impl GrantStore for PostgresStore {
     fn insert_grant(&self, g: &NewGrant, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Grant> {
-        let id: i64 = self.write(audit, |tx| {
-            let row = tx.query_one(
-                "INSERT INTO grants (app_id, permission, key_id, source, granted_by, granted_at, expires_at, params, reason)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                &[
-                    &g.app_id.0,
-                    &g.permission,
-                    &g.key_id.map(|k| k.0),
-                    &g.source.as_str(),
-                    &g.granted_by.map(|a| a.0),
-                    &now.0,
-                    &g.expires_at.map(|t| t.0),
-                    &g.params,
-                    &g.reason,
-                ],
-            )?;
-            Ok(row.try_get(0)?)
-        })?;
+        let id = self.write(audit, |tx| insert_grant_row(tx, g, now))?;
         Ok(g.stored(id, now))
     }
 
@@ -691,6 +719,14 @@ impl AuditStore for PostgresStore {
                 })
             })
             .collect()
+        })
+    }
+
+    fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {
+        self.read(|c| {
+            c.query_opt("SELECT seq, hash FROM audit_head WHERE id = 1", &[])?
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .transpose()
         })
     }
 }
@@ -862,7 +898,7 @@ fn store_error(e: &postgres::Error) -> StoreError {
 
 // ---- row mapping ----
 
-const ACCOUNT_COLUMNS: &str = "id, name, role, blocked, created_at";
+const ACCOUNT_COLUMNS: &str = "id, name, role, blocked, created_at, email";
 const GRANT_COLUMNS: &str =
     "id, app_id, permission, key_id, source, granted_by, granted_at, expires_at, params, reason";
 
@@ -879,6 +915,7 @@ fn account_row(r: &Row) -> Tried<Account> {
         id: AccountId(r.try_get(0)?),
         name: r.try_get(1)?,
         role: parse(r.try_get(2)?, "role")?,
+        email: r.try_get(5)?,
         blocked: r.try_get(3)?,
         created_at: Timestamp(r.try_get(4)?),
     })
@@ -899,6 +936,25 @@ fn grant_row(r: &Row) -> Tried<Grant> {
     })
 }
 
+fn insert_grant_row(tx: &mut Transaction<'_>, g: &NewGrant, now: Timestamp) -> Tried<i64> {
+    let row = tx.query_one(
+        "INSERT INTO grants (app_id, permission, key_id, source, granted_by, granted_at, expires_at, params, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        &[
+            &g.app_id.0,
+            &g.permission,
+            &g.key_id.map(|k| k.0),
+            &g.source.as_str(),
+            &g.granted_by.map(|a| a.0),
+            &now.0,
+            &g.expires_at.map(|t| t.0),
+            &g.params,
+            &g.reason,
+        ],
+    )?;
+    Ok(row.try_get(0)?)
+}
+
 fn insert_key(tx: &mut Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp) -> Tried<KeyId> {
     let row = tx.query_one(
         "INSERT INTO app_keys (app_id, kind, value, hash, hint, created_at) VALUES ($1, $2, $3, $4, $5, $6)
@@ -908,8 +964,8 @@ fn insert_key(tx: &mut Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp
     Ok(KeyId(row.try_get(0)?))
 }
 
-/// Every app's record (`only: None`) or one app's, read from one snapshot of the database: five
-/// queries however many apps there are.
+/// Every app's record (`only: None`) or one app's, read from one snapshot of the database: one
+/// query per table however many apps there are.
 fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
     let only = only.map(|a| a.0);
     let mut tx = c.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
@@ -940,6 +996,9 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
                 products: Vec::new(),
                 grants: Vec::new(),
                 paid: None,
+                business: None,
+                consent_items: Vec::new(),
+                eligibility: None,
             },
         );
     }
@@ -1014,6 +1073,7 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
             });
         }
     }
+    workflow::load_settings(&mut tx, only, &mut records)?;
     tx.commit()?;
     Ok(records.into_values().collect())
 }

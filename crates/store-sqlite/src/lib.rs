@@ -24,11 +24,14 @@ use permgate_core::ports::{
 use permgate_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+mod workflow;
+
 /// The migrations this binary knows, in order.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "change_log", include_str!("../migrations/0002_change_log.sql")),
     (3, "quotas", include_str!("../migrations/0003_quotas.sql")),
+    (4, "workflow", include_str!("../migrations/0004_workflow.sql")),
 ];
 
 pub struct SqliteStore {
@@ -170,6 +173,12 @@ fn append_audit(tx: &Transaction<'_>, e: &NewAuditEvent) -> StoreResult<()> {
         ],
     )
     .map_err(backend)?;
+    tx.execute(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        params![seq, hash],
+    )
+    .map_err(backend)?;
     if let Some(app) = e.app_id {
         tx.execute("INSERT INTO change_log (app_id, at) VALUES (?1, ?2)", params![app.0, e.at.0]).map_err(backend)?;
     }
@@ -180,18 +189,29 @@ impl AccountStore for SqliteStore {
     fn create_account(&self, new: &NewAccount, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Account> {
         let id = self.write(audit, |tx| {
             tx.execute(
-                "INSERT INTO accounts (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![new.name, new.role.as_str(), new.token_hash, now.0],
+                "INSERT INTO accounts (name, role, email, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![new.name, new.role.as_str(), new.email, new.token_hash, now.0],
             )
             .map_err(backend)?;
             Ok(tx.last_insert_rowid())
         })?;
-        Ok(Account { id: AccountId(id), name: new.name.clone(), role: new.role, blocked: false, created_at: now })
+        Ok(Account {
+            id: AccountId(id),
+            name: new.name.clone(),
+            role: new.role,
+            email: new.email.clone(),
+            blocked: false,
+            created_at: now,
+        })
     }
 
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
         self.conn()
-            .query_row("SELECT id, name, role, blocked, created_at FROM accounts WHERE id = ?1", [id.0], account_row)
+            .query_row(
+                "SELECT id, name, role, blocked, created_at, email FROM accounts WHERE id = ?1",
+                [id.0],
+                account_row,
+            )
             .optional()
             .map_err(backend)?
             .transpose()
@@ -201,9 +221,9 @@ impl AccountStore for SqliteStore {
         let row = self
             .conn()
             .query_row(
-                "SELECT id, name, role, blocked, created_at, token_hash FROM accounts WHERE token_hash = ?1",
+                "SELECT id, name, role, blocked, created_at, email, token_hash FROM accounts WHERE token_hash = ?1",
                 [token_hash],
-                |r| Ok((account_row(r)?, r.get::<_, String>(5)?)),
+                |r| Ok((account_row(r)?, r.get::<_, String>(6)?)),
             )
             .optional()
             .map_err(backend)?;
@@ -215,8 +235,9 @@ impl AccountStore for SqliteStore {
 
     fn accounts(&self) -> StoreResult<Vec<Account>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id, name, role, blocked, created_at FROM accounts ORDER BY id").map_err(backend)?;
+        let mut stmt = conn
+            .prepare("SELECT id, name, role, blocked, created_at, email FROM accounts ORDER BY id")
+            .map_err(backend)?;
         let rows = stmt.query_map([], account_row).map_err(backend)?;
         rows.map(|r| r.map_err(backend)?).collect()
     }
@@ -267,7 +288,7 @@ impl AccountStore for SqliteStore {
             )
             .map_err(backend)?;
             tx.query_row(
-                "SELECT id, name, role, blocked, created_at FROM accounts WHERE name = ?1",
+                "SELECT id, name, role, blocked, created_at, email FROM accounts WHERE name = ?1",
                 [name],
                 account_row,
             )
@@ -494,26 +515,7 @@ fn cap(n: u64) -> i64 {
 
 impl GrantStore for SqliteStore {
     fn insert_grant(&self, g: &NewGrant, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Grant> {
-        let params_json = g.params.to_string();
-        let id = self.write(audit, |tx| {
-            tx.execute(
-                "INSERT INTO grants (app_id, permission, key_id, source, granted_by, granted_at, expires_at, params, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    g.app_id.0,
-                    g.permission,
-                    g.key_id.map(|k| k.0),
-                    g.source.as_str(),
-                    g.granted_by.map(|a| a.0),
-                    now.0,
-                    g.expires_at.map(|t| t.0),
-                    params_json,
-                    g.reason
-                ],
-            )
-            .map_err(backend)?;
-            Ok(tx.last_insert_rowid())
-        })?;
+        let id = self.write(audit, |tx| insert_grant_row(tx, g, now))?;
         Ok(g.stored(id, now))
     }
 
@@ -595,6 +597,13 @@ impl AuditStore for SqliteStore {
         })
         .collect()
     }
+
+    fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {
+        self.conn()
+            .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(backend)
+    }
 }
 
 impl ChangeFeed for SqliteStore {
@@ -660,11 +669,12 @@ fn json(text: &str) -> StoreResult<serde_json::Value> {
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Account>> {
     let role: String = r.get(2)?;
-    let (id, name, blocked, created_at) = (r.get(0)?, r.get(1)?, r.get(3)?, r.get(4)?);
+    let (id, name, blocked, created_at, email) = (r.get(0)?, r.get(1)?, r.get(3)?, r.get(4)?, r.get(5)?);
     Ok(parse::<Role>(&role, "role").map(|role| Account {
         id: AccountId(id),
         name,
         role,
+        email,
         blocked,
         created_at: Timestamp(created_at),
     }))
@@ -697,6 +707,26 @@ fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Grant>> {
             reason,
         })
     })())
+}
+
+fn insert_grant_row(tx: &Transaction<'_>, g: &NewGrant, now: Timestamp) -> StoreResult<i64> {
+    tx.execute(
+        "INSERT INTO grants (app_id, permission, key_id, source, granted_by, granted_at, expires_at, params, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            g.app_id.0,
+            g.permission,
+            g.key_id.map(|k| k.0),
+            g.source.as_str(),
+            g.granted_by.map(|a| a.0),
+            now.0,
+            g.expires_at.map(|t| t.0),
+            g.params.to_string(),
+            g.reason
+        ],
+    )
+    .map_err(backend)?;
+    Ok(tx.last_insert_rowid())
 }
 
 fn insert_key(tx: &Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp) -> StoreResult<KeyId> {
@@ -826,5 +856,17 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
         })
         .transpose()?;
 
-    Ok(Some(AppRecord { app, owner_blocked, members, keys, products, grants, paid }))
+    let (business, consent_items, eligibility) = workflow::load_settings(conn, id)?;
+    Ok(Some(AppRecord {
+        app,
+        owner_blocked,
+        members,
+        keys,
+        products,
+        grants,
+        paid,
+        business,
+        consent_items,
+        eligibility,
+    }))
 }

@@ -23,7 +23,7 @@ fn key(kind: KeyKind, value: &str) -> NewKey {
 }
 
 fn account(store: &dyn Store, name: &str, role: Role) -> Result<AccountId, StoreError> {
-    let new = NewAccount { name: name.into(), role, token_hash: secret::hash(name) };
+    let new = NewAccount { name: name.into(), role, email: None, token_hash: secret::hash(name) };
     Ok(store.create_account(&new, AT, &audit("account.create"))?.id)
 }
 
@@ -66,7 +66,7 @@ fn accounts_round_trip(store: &dyn Store) -> Result<(), StoreError> {
     assert!(store.account_by_token_hash(&secret::hash("nobody"))?.is_none());
     assert!(matches!(
         store.create_account(
-            &NewAccount { name: "dana".into(), role: Role::Admin, token_hash: "x".into() },
+            &NewAccount { name: "dana".into(), role: Role::Admin, email: None, token_hash: "x".into() },
             AT,
             &audit("a")
         ),

@@ -12,6 +12,7 @@
 pub mod conformance;
 pub mod pg;
 pub mod redis_keys;
+pub mod smtp_sink;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use permgate_core::catalog::Catalog;
 use permgate_core::credential::{TokenVerifier, mint_user_token};
 use permgate_core::model::AppId;
+use permgate_core::notify::NotifySettings;
 use permgate_core::ports::Store;
 use permgate_core::service::{BootstrapOutcome, Services};
 use permgate_core::snapshot::{SharedSnapshot, Snapshot};
@@ -133,12 +135,44 @@ impl TestApp {
             Ok(s) => Arc::new(s),
             Err(e) => unreachable!("{e}"),
         };
-        Self::spawn_over(store, catalog, dir, None).await
+        Self::spawn_over(store, catalog, dir, None, NotifySettings::default()).await
+    }
+
+    /// Starts a server with the built-in catalog that notifies request transitions as `notify`
+    /// says, over SQLite or (`postgres`) PostgreSQL (`None` without `PERMGATE_TEST_DATABASE_URL`).
+    /// Nothing delivers by itself: tests call [`TestApp::deliver`].
+    pub async fn spawn_notifying(notify: NotifySettings, postgres: bool) -> Option<TestApp> {
+        let catalog = Catalog::builtin().unwrap_or_else(|e| unreachable!("{e}"));
+        if postgres {
+            let (store, schema) = Self::postgres_store().await?;
+            return Some(Self::spawn_over(store, catalog, scratch_dir("http-pg"), Some(schema), notify).await);
+        }
+        let dir = scratch_dir("http");
+        let store = Arc::new(SqliteStore::open(&dir.0.join("permgate.db")).unwrap_or_else(|e| unreachable!("{e}")));
+        Some(Self::spawn_over(store, catalog, dir, None, notify).await)
+    }
+
+    /// One delivery round over the outbox, as the delivery thread runs it, at the test's clock.
+    pub async fn deliver(&self, delivery: Arc<permgate_server::Delivery>) -> usize {
+        let services = self.services.clone();
+        let clock = self.clock.clone();
+        blocking(move || permgate_server::deliver_due(services.store.as_ref(), clock.as_ref(), &delivery))
+            .await
+            .unwrap_or_else(|e| unreachable!("delivery round: {e}"))
     }
 
     /// Starts a server with the built-in catalog over a fresh PostgreSQL schema, or `None` when
     /// `PERMGATE_TEST_DATABASE_URL` is not set.
     pub async fn spawn_postgres() -> Option<TestApp> {
+        let (store, schema) = Self::postgres_store().await?;
+        let catalog = match Catalog::builtin() {
+            Ok(c) => c,
+            Err(e) => unreachable!("{e}"),
+        };
+        Some(Self::spawn_over(store, catalog, scratch_dir("http-pg"), Some(schema), NotifySettings::default()).await)
+    }
+
+    async fn postgres_store() -> Option<(Arc<dyn Store>, pg::PgSchema)> {
         let schema = pg::fresh_schema("http")?;
         let url = schema.url.clone();
         let store = blocking(move || {
@@ -147,15 +181,11 @@ impl TestApp {
             Ok::<_, permgate_core::ports::StoreError>(store)
         })
         .await;
-        let store = match store {
+        let store: Arc<dyn Store> = match store {
             Ok(s) => Arc::new(s),
             Err(e) => unreachable!("{e}"),
         };
-        let catalog = match Catalog::builtin() {
-            Ok(c) => c,
-            Err(e) => unreachable!("{e}"),
-        };
-        Some(Self::spawn_over(store, catalog, scratch_dir("http-pg"), Some(schema)).await)
+        Some((store, schema))
     }
 
     async fn spawn_over(
@@ -163,11 +193,13 @@ impl TestApp {
         catalog: Catalog,
         dir: ScratchDir,
         schema: Option<pg::PgSchema>,
+        notify: NotifySettings,
     ) -> TestApp {
         let clock = Arc::new(ManualClock::new(EPOCH));
         let verifier = TokenVerifier::new(Some(JWT_SECRET.as_bytes()));
         let snapshot = Snapshot::build(Arc::new(catalog), Arc::new(verifier), Vec::new());
-        let services = Services::new(store, Arc::new(SharedSnapshot::new(snapshot)), clock.clone());
+        let services =
+            Services::new(store, Arc::new(SharedSnapshot::new(snapshot)), clock.clone()).with_notifications(notify);
         let boot = services.clone();
         match blocking(move || boot.bootstrap_admin(Some(ADMIN_TOKEN))).await {
             Ok(BootstrapOutcome::FromConfiguration(_)) => {}
@@ -256,6 +288,46 @@ impl TestApp {
         (body["id"].as_i64().unwrap_or_default(), body["token"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// Creates an account with `role` and an e-mail address; returns `(id, token)`.
+    pub async fn account_with_email(&self, name: &str, role: &str, email: &str) -> (i64, String) {
+        let body = serde_json::json!({"name": name, "role": role, "email": email});
+        let (status, body) = self.post("/v1/accounts", &self.admin, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (body["id"].as_i64().unwrap_or_default(), body["token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// `POST /v1/apps/{app}/permission-requests` as `multipart/form-data`: the text `fields` and,
+    /// if given, the evidence file `(file name, bytes)` in part `file`.
+    pub async fn apply(
+        &self,
+        app: i64,
+        token: &str,
+        fields: &[(&str, &str)],
+        file: Option<(&str, Vec<u8>)>,
+    ) -> (StatusCode, Value) {
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields {
+            form = form.text((*k).to_owned(), (*v).to_owned());
+        }
+        if let Some((name, bytes)) = file {
+            form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()));
+        }
+        let req = self
+            .client
+            .post(format!("{}/v1/apps/{app}/permission-requests", self.base))
+            .bearer_auth(token)
+            .multipart(form);
+        let resp = req.send().await.unwrap_or_else(|e| unreachable!("apply: {e}"));
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// `POST /v1/permission-requests/{id}/actions`.
+    pub async fn act(&self, request: i64, token: &str, body: Value) -> (StatusCode, Value) {
+        self.post(&format!("/v1/permission-requests/{request}/actions"), token, body).await
+    }
+
     /// Creates an app owned by the account behind `token`; returns the app as the API shows it.
     pub async fn app(&self, token: &str, name: &str) -> Value {
         let (status, body) = self
@@ -292,6 +364,9 @@ impl TestApp {
         decision
     }
 }
+
+/// The smallest valid PNG (a 1x1 transparent pixel), as evidence files in tests.
+pub const TINY_PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\x00\x01\x00\x00\x05\x00\x01\r\n-\xb4\x00\x00\x00\x00IEND\xaeB`\x82";
 
 /// The first key of `kind` in an app as the API shows it.
 pub fn key_of(app: &Value, kind: &str) -> String {

@@ -35,6 +35,18 @@ pub enum ObtainedBy {
     Operator,
 }
 
+impl ObtainedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObtainedBy::AppType => "app_type",
+            ObtainedBy::AdditionalFeature => "additional_feature",
+            ObtainedBy::GeneralRequest => "general_request",
+            ObtainedBy::Default => "default",
+            ObtainedBy::Operator => "operator",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PermissionKind {

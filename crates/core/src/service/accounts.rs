@@ -15,6 +15,9 @@ use crate::secret;
 pub struct CreateAccount {
     pub name: String,
     pub role: Role,
+    /// Where review results of the account's apps are e-mailed.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// The created account with its token, shown this once.
@@ -45,11 +48,12 @@ impl Services {
             return Err(ServiceError::Forbidden("only an admin may create accounts".into()));
         }
         let name = required_text("name", &input.name, 100)?;
+        let email = input.email.as_deref().map(email_address).transpose()?;
         let token = secret::new_account_token()?;
         let now = self.clock.now();
         let audit = NewAuditEvent::new(now, Some(actor.account.id), "account.create", format!("account:{name}"))
-            .after(serde_json::json!({"name": name, "role": input.role}));
-        let new = NewAccount { name, role: input.role, token_hash: secret::hash(&token) };
+            .after(serde_json::json!({"name": name, "role": input.role, "email": email}));
+        let new = NewAccount { name, role: input.role, email, token_hash: secret::hash(&token) };
         let account = self.store.create_account(&new, now, &audit)?;
         Ok(CreatedAccount { account, token })
     }
@@ -104,5 +108,24 @@ impl Services {
         let token = secret::new_account_token()?;
         let account = self.store.upsert_admin(BOOTSTRAP_ADMIN, &secret::hash(&token), now, &audit)?;
         Ok(BootstrapOutcome::Created { id: account.id, token })
+    }
+}
+
+/// A plausible e-mail address (one `@`, a dotted domain, no spaces), trimmed.
+fn email_address(text: &str) -> ServiceResult<String> {
+    let text = text.trim();
+    let ok = text.len() <= 254
+        && text.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'));
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(ServiceError::Invalid(format!("`email`: `{text}` is not an e-mail address")))
     }
 }

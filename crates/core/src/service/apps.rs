@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use super::{Access, Actor, Services, required_text};
 use crate::audit::NewAuditEvent;
 use crate::error::{ServiceError, ServiceResult};
-use crate::model::{AccountId, AppId, AppRecord, AppStatus, Key, KeyId, KeyKind, Member, Platforms, Role};
+use crate::model::{
+    AccountId, AppId, AppRecord, AppStatus, Business, ConsentSetting, Eligibility, Key, KeyId, KeyKind, Member,
+    Platforms, Role,
+};
 use crate::ports::{NewApp, NewKey};
 use crate::secret;
 use crate::time::Timestamp;
@@ -59,6 +62,9 @@ pub struct AppView {
     pub members: Vec<Member>,
     pub keys: KeysByKind,
     pub products: Vec<super::ProductState>,
+    pub business: Option<Business>,
+    pub consent_items: Vec<ConsentSetting>,
+    pub eligibility: Option<Eligibility>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -88,13 +94,16 @@ impl Services {
             name: a.name.clone(),
             company_name: a.company_name.clone(),
             category: a.category.clone(),
-            classification: "basic",
+            classification: if self.holds_now(record, "biz_app") { "biz" } else { "basic" },
             status: a.status,
             owner_id: a.owner,
             created_at: a.created_at,
             members: record.members.clone(),
             keys,
             products: self.product_states(record),
+            business: record.business.clone(),
+            consent_items: record.consent_items.clone(),
+            eligibility: record.eligibility,
         }
     }
 

@@ -11,6 +11,8 @@ mod members;
 mod paid;
 mod products;
 mod quotas;
+mod requests;
+mod settings;
 mod sync;
 
 use std::sync::{Arc, Mutex};
@@ -24,10 +26,13 @@ pub use members::AddMember;
 pub use paid::SetPaidUsage;
 pub use products::{ProductState, SetProduct};
 pub use quotas::{RuleUsage, Usage};
+pub use requests::{ActOnRequest, Apply, ListRequests, MAX_EVIDENCE_BYTES, Upload, evidence_type};
+pub use settings::{ELIGIBILITY_TERMS, EligibilityView, SetBusiness, SetConsentItem, business_registration_number};
 
 use crate::decision::{CounterFailure, QuotaAlert};
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{Account, AppId, AppRecord, MemberRole, Role};
+use crate::notify::NotifySettings;
 use crate::ports::Store;
 use crate::quota::{MemoryCounter, QuotaCounter};
 use crate::snapshot::SharedSnapshot;
@@ -77,6 +82,8 @@ pub struct Services {
     pub on_counter_failure: CounterFailure,
     /// Quota alerts waiting to be recorded.
     pub alerts: Arc<Mutex<Vec<QuotaAlert>>>,
+    /// Where request transitions are notified.
+    pub notify: NotifySettings,
 }
 
 impl std::fmt::Debug for Services {
@@ -97,7 +104,14 @@ impl Services {
             memory: Some(memory),
             on_counter_failure: CounterFailure::Closed,
             alerts: Arc::new(Mutex::new(Vec::new())),
+            notify: NotifySettings::default(),
         }
+    }
+
+    /// Notifies request transitions by e-mail and/or webhook.
+    pub fn with_notifications(mut self, notify: NotifySettings) -> Self {
+        self.notify = notify;
+        self
     }
 
     /// Counts quota with `counter` (shared between nodes) instead of in memory.

@@ -109,6 +109,9 @@ fn app(
         products: products.iter().map(|(p, on)| ((*p).to_owned(), *on)).collect(),
         grants,
         paid: None,
+        business: None,
+        consent_items: Vec::new(),
+        eligibility: None,
     }
 }
 

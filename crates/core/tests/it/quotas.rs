@@ -136,6 +136,9 @@ fn record(grants: Vec<Grant>, paid: Option<PaidUsage>) -> AppRecord {
         products: vec![],
         grants,
         paid,
+        business: None,
+        consent_items: Vec::new(),
+        eligibility: None,
     }
 }
 

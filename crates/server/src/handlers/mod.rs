@@ -6,3 +6,4 @@ pub mod authz;
 pub mod catalog;
 pub mod check;
 pub mod health;
+pub mod requests;

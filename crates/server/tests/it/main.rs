@@ -8,5 +8,7 @@ mod check;
 mod gateway;
 mod keys;
 mod nginx;
+mod notifications;
 mod permissions;
 mod quotas;
+mod requests;

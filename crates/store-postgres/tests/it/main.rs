@@ -7,6 +7,7 @@ mod concurrency;
 mod connections;
 mod feed;
 mod migrations;
+mod workflow;
 
 use permgate_core::audit::NewAuditEvent;
 use permgate_core::model::{AccountId, AppId, Role};
@@ -38,7 +39,8 @@ fn pg_err(e: postgres::Error) -> StoreError {
 }
 
 fn owner(store: &PostgresStore, name: &str) -> Result<AccountId, StoreError> {
-    let new = NewAccount { name: name.into(), role: Role::Developer, token_hash: format!("hash-of-{name}") };
+    let new =
+        NewAccount { name: name.into(), role: Role::Developer, email: None, token_hash: format!("hash-of-{name}") };
     Ok(store.create_account(&new, AT, &audit("account.create"))?.id)
 }
 
@@ -84,14 +86,22 @@ fn a_schema_url_puts_the_store_and_its_tables_in_that_schema() -> Result<(), Sto
         tables,
         [
             "accounts",
+            "app_business",
+            "app_consent_items",
+            "app_eligibility",
             "app_keys",
             "app_members",
             "app_products",
             "apps",
             "audit_events",
+            "audit_head",
             "change_log",
+            "evidence_files",
             "grants",
+            "outbox",
             "paid_usage",
+            "permission_request_history",
+            "permission_requests",
             "quota_counters",
             "schema_migrations"
         ]

@@ -28,7 +28,7 @@ fn committed_writes_survive_reopening_the_file() -> Result<(), StoreError> {
     let path = dir.0.join("p.db");
     {
         let store = SqliteStore::open(&path)?;
-        let new = NewAccount { name: "dana".into(), role: Role::Developer, token_hash: "h".into() };
+        let new = NewAccount { name: "dana".into(), role: Role::Developer, email: None, token_hash: "h".into() };
         store.create_account(
             &new,
             Timestamp(1),

@@ -1,0 +1,672 @@
+//! Permission requests: developers apply for `additional_feature` and `general_request`
+//! permissions, reviewers decide. Each submission or action writes the request's new state, its
+//! history entry, the grant an approval creates, the audit event and the notifications in one
+//! transaction, then patches the snapshot so the next decision sees the grant.
+
+use serde::Deserialize;
+
+use super::{Access, Actor, Services, required_text};
+use crate::audit::NewAuditEvent;
+use crate::catalog::{ObtainedBy, Permission, ReviewDecisionKind};
+use crate::error::{ServiceError, ServiceResult};
+use crate::model::{AppId, AppRecord, GrantSource, MemberRole};
+use crate::notify::{Channel, NewMessage};
+use crate::ports::NewGrant;
+use crate::time::Timestamp;
+use crate::workflow::{
+    EvidenceInfo, NewEvidence, NewRequest, PermissionRequest, RequestAction, RequestEvent, RequestFilter, RequestState,
+    Transition,
+};
+
+/// The largest evidence file accepted (Kakao: one file of at most 20 MB).
+pub const MAX_EVIDENCE_BYTES: usize = 20 * 1024 * 1024;
+
+/// An uploaded evidence file.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// `POST /v1/apps/{id}/permission-requests`, from multipart fields or JSON (without a file).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Apply {
+    pub permission: String,
+    pub service_url: String,
+    pub reason: String,
+    #[serde(default)]
+    pub usage_scenario: Option<String>,
+    #[serde(default)]
+    pub requested_limit: Option<u64>,
+    #[serde(default)]
+    pub requested_rule: Option<String>,
+    #[serde(skip)]
+    pub evidence: Option<Upload>,
+}
+
+/// `POST /v1/permission-requests/{id}/actions`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActOnRequest {
+    /// Parsed in [`Services::act_on_request`], so that a bad value's error names the field.
+    pub action: String,
+    #[serde(default)]
+    pub reason_code: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub granted_limit: Option<u64>,
+}
+
+/// `GET /v1/permission-requests?state=&app_id=`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRequests {
+    #[serde(default)]
+    pub state: Option<RequestState>,
+    #[serde(default)]
+    pub app_id: Option<AppId>,
+}
+
+/// The media type of an evidence file, judged by its content: JPEG, PNG or PDF.
+pub fn evidence_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(b"%PDF-") {
+        Some("application/pdf")
+    } else {
+        None
+    }
+}
+
+fn evidence(upload: Upload) -> ServiceResult<NewEvidence> {
+    if upload.bytes.is_empty() {
+        return Err(ServiceError::Invalid("`file`: the evidence file is empty".into()));
+    }
+    if upload.bytes.len() > MAX_EVIDENCE_BYTES {
+        return Err(ServiceError::Invalid(format!(
+            "`file`: the evidence file is {} bytes; at most 20 MB ({MAX_EVIDENCE_BYTES} bytes) is accepted",
+            upload.bytes.len()
+        )));
+    }
+    let content_type = evidence_type(&upload.bytes).ok_or_else(|| {
+        ServiceError::Invalid(format!(
+            "`file`: `{}` is not a JPG, PNG or PDF file (judged by its content, not its name)",
+            upload.file_name
+        ))
+    })?;
+    let file_name: String =
+        upload.file_name.chars().filter(|c| !c.is_control() && !matches!(c, '/' | '\\')).take(200).collect();
+    Ok(NewEvidence {
+        file_name: if file_name.trim().is_empty() { "evidence".into() } else { file_name },
+        content_type: content_type.into(),
+        sha256: crate::secret::hash_bytes(&upload.bytes),
+        bytes: upload.bytes,
+    })
+}
+
+/// An `http(s)://host/...` URL without spaces.
+fn service_url(text: &str) -> ServiceResult<String> {
+    let url = required_text("service_url", text, 2000)?;
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let host_ok = rest.is_some_and(|r| r.split(['/', '?', '#']).next().is_some_and(|h| !h.is_empty()));
+    if !host_ok || url.contains(char::is_whitespace) {
+        return Err(ServiceError::Invalid(format!(
+            "`service_url`: `{url}` is not an http(s) URL of the service's web page or app download page"
+        )));
+    }
+    Ok(url)
+}
+
+impl Services {
+    pub fn apply(&self, actor: &Actor, app: AppId, input: Apply) -> ServiceResult<PermissionRequest> {
+        let record = self.app_for(actor, app, Access::Edit)?;
+        let permission = self.snapshot.read().catalog().permission(&input.permission).cloned().ok_or_else(|| {
+            ServiceError::Invalid(format!("`permission`: the catalog has no permission `{}`", input.permission))
+        })?;
+        match permission.obtained_by {
+            ObtainedBy::AdditionalFeature | ObtainedBy::GeneralRequest => {}
+            other => {
+                return Err(ServiceError::Invalid(format!(
+                    "`{}` is obtained by `{}`, not by application; {}",
+                    permission.id,
+                    other.as_str(),
+                    match other {
+                        ObtainedBy::AppType => "it comes with the app's type",
+                        _ => "an operator grants it",
+                    }
+                )));
+            }
+        }
+        let (requested_limit, requested_rule) = self.requested_quota(&permission, &input)?;
+        let url = service_url(&input.service_url)?;
+        let reason = required_text("reason", &input.reason, 4000)?;
+        let usage_scenario = match input.usage_scenario.as_deref().map(str::trim) {
+            None | Some("") => String::new(),
+            Some(text) => required_text("usage_scenario", text, 4000)?,
+        };
+        let evidence = match input.evidence {
+            Some(upload) => Some(evidence(upload)?),
+            None if permission.obtained_by == ObtainedBy::AdditionalFeature && !permission.immediate => {
+                return Err(ServiceError::Invalid(format!(
+                    "`file`: `{}` needs one evidence file (a JPG, PNG or PDF screenshot of the feature, at most 20 MB) sent as multipart/form-data",
+                    permission.id
+                )));
+            }
+            None => None,
+        };
+        self.check_prerequisites(&record, &permission)?;
+        if permission.retired {
+            return Err(ServiceError::Conflict(format!(
+                "`{}` is retired: existing grants keep working, new requests are refused",
+                permission.id
+            )));
+        }
+        if record.eligibility.is_none() {
+            return Err(ServiceError::Conflict(format!(
+                "app {app} has not agreed to the eligibility terms: an owner or editor agrees once with POST /v1/apps/{app}/eligibility"
+            )));
+        }
+        if self.holds_now(&record, &permission.id) {
+            return Err(ServiceError::Conflict(format!("app {app} already holds `{}`", permission.id)));
+        }
+        let open =
+            self.store.requests(&RequestFilter { app_id: Some(app), limit: 1000, ..RequestFilter::default() })?;
+        if let Some(r) = open.iter().find(|r| r.permission == permission.id && r.state.is_open()) {
+            return Err(ServiceError::Conflict(format!(
+                "app {app} already has an open request for `{}` (#{}, {}); withdraw it or wait for its decision",
+                permission.id, r.id, r.state
+            )));
+        }
+
+        let now = self.clock.now();
+        let immediate = permission.immediate;
+        let to = if immediate { RequestState::Approved } else { RequestState::Submitted };
+        let new = NewRequest {
+            app_id: app,
+            permission: permission.id.clone(),
+            service_url: url,
+            reason,
+            usage_scenario,
+            requested_limit,
+            requested_rule: requested_rule.clone(),
+            applicant: actor.account.id,
+            event: RequestEvent {
+                at: now,
+                actor: Some(actor.account.id),
+                action: "submit".into(),
+                from: None,
+                to,
+                reason_code: None,
+                reason: None,
+                comment: if immediate {
+                    "granted at once: this permission needs no review".into()
+                } else {
+                    String::new()
+                },
+            },
+        };
+        let grant = immediate.then(|| NewGrant {
+            app_id: app,
+            permission: permission.id.clone(),
+            key_id: None,
+            source: GrantSource::Review,
+            granted_by: Some(actor.account.id),
+            expires_at: None,
+            params: quota_params(requested_limit, requested_rule.as_deref()),
+            reason: "request {request_id}: granted at once".into(),
+        });
+        let summary = serde_json::json!({
+            "permission": new.permission, "state": to, "service_url": new.service_url,
+            "requested_limit": requested_limit, "evidence": evidence.as_ref().map(|e| (&e.file_name, &e.content_type, e.bytes.len(), &e.sha256)),
+        });
+        let audit =
+            NewAuditEvent::new(now, Some(actor.account.id), "request.submit", "permission_request:{request_id}".into())
+                .app(app)
+                .after(summary);
+        let messages = self.messages_for(&record, &permission, "{request_id}", &new.event)?;
+        let request = self.store.create_request(&new, evidence.as_ref(), grant.as_ref(), &messages, &audit)?;
+        if immediate {
+            self.refresh(app)?;
+        }
+        Ok(request)
+    }
+
+    /// The limit (and rule) a quota request asks for; none for other permissions.
+    fn requested_quota(&self, permission: &Permission, input: &Apply) -> ServiceResult<(Option<u64>, Option<String>)> {
+        if !permission.grants_quota {
+            if input.requested_limit.is_some() || input.requested_rule.is_some() {
+                return Err(ServiceError::Invalid(format!(
+                    "`requested_limit`: `{}` does not raise a quota",
+                    permission.id
+                )));
+            }
+            return Ok((None, None));
+        }
+        let limit = input.requested_limit.filter(|l| *l > 0).ok_or_else(|| {
+            ServiceError::Invalid(format!(
+                "`requested_limit`: `{}` raises a quota; name the limit you need as a positive integer",
+                permission.id
+            ))
+        })?;
+        let allowed = &permission.raises_quota_rules;
+        let rule = match (input.requested_rule.as_deref(), allowed.as_slice()) {
+            (None, [only]) => Some(only.clone()),
+            (None, _) => {
+                return Err(ServiceError::Invalid(format!(
+                    "`requested_rule`: name the quota rule to raise (see GET /v1/catalog), e.g. `local_keyword_search_daily`; `{}` raises the rule you name",
+                    permission.id
+                )));
+            }
+            (Some(r), _) => {
+                if self.snapshot.read().catalog().quota_rule(r).is_none() {
+                    return Err(ServiceError::Invalid(format!(
+                        "`requested_rule`: the catalog has no quota rule `{r}`"
+                    )));
+                }
+                if !allowed.is_empty() && !allowed.iter().any(|a| a == r) {
+                    return Err(ServiceError::Invalid(format!(
+                        "`requested_rule`: `{}` raises only {}, not `{r}`",
+                        permission.id,
+                        allowed.join(", ")
+                    )));
+                }
+                Some(r.to_owned())
+            }
+        };
+        Ok((Some(limit), rule))
+    }
+
+    /// The catalog's prerequisites of `permission`, checked on the app as it is now: a missing
+    /// Biz status or permission is -5, a missing setting -3, each naming what to do.
+    fn check_prerequisites(&self, record: &AppRecord, permission: &Permission) -> ServiceResult<()> {
+        let app = record.app.id;
+        let pre = &permission.prerequisites;
+        if pre.biz_app && !self.holds_now(record, "biz_app") {
+            return Err(ServiceError::Forbidden(format!(
+                "`{}` needs a Biz app: register business information first (PUT /v1/apps/{app}/business)",
+                permission.id
+            )));
+        }
+        if let Some(p) = pre.permissions.iter().find(|p| !self.holds_now(record, p)) {
+            return Err(ServiceError::Forbidden(format!(
+                "`{}` needs the `{p}` permission first (apply at /v1/apps/{app}/permission-requests)",
+                permission.id
+            )));
+        }
+        if pre.channel_connected {
+            return Err(ServiceError::NotConfigured(format!(
+                "`{}` needs a Kakao Talk Channel connected to app {app}; connect one first",
+                permission.id
+            )));
+        }
+        let missing: Vec<&str> = pre
+            .consent_items
+            .iter()
+            .filter(|c| !record.consent_items.iter().any(|s| &s.scope == *c))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ServiceError::NotConfigured(format!(
+                "`{}` needs the consent item{} {} set on app {app} first (PUT /v1/apps/{app}/consent-items/{})",
+                permission.id,
+                if missing.len() > 1 { "s" } else { "" },
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+                missing[0]
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn act_on_request(&self, actor: &Actor, id: i64, input: ActOnRequest) -> ServiceResult<PermissionRequest> {
+        let request = self
+            .store
+            .request(id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("permission request {id} does not exist")))?;
+        let app = request.app_id;
+        let action: RequestAction =
+            input.action.parse().map_err(|e| ServiceError::Invalid(format!("`action`: {e}")))?;
+        // The role first, then the input, then the state.
+        let record = if action.by_reviewer() {
+            if !actor.is_staff() {
+                return Err(ServiceError::Forbidden(format!("only a reviewer or an admin may {action} a request")));
+            }
+            let record = self.app_for(actor, app, Access::Read)?;
+            if record.member_role(actor.account.id).is_some() {
+                return Err(ServiceError::Forbidden(format!(
+                    "you are a member of app {app}: reviewers cannot decide requests of their own apps"
+                )));
+            }
+            record
+        } else {
+            self.app_for(actor, app, Access::Edit)?
+        };
+        let permission = self.snapshot.read().catalog().permission(&request.permission).cloned().ok_or_else(|| {
+            ServiceError::Conflict(format!(
+                "the catalog no longer has the permission `{}`; the request can only be withdrawn",
+                request.permission
+            ))
+        });
+        let permission = match (permission, action) {
+            (Ok(p), _) => Some(p),
+            (Err(_), RequestAction::Withdraw) => None,
+            (Err(e), _) => return Err(e),
+        };
+        let comment = input.comment.as_deref().map(str::trim).unwrap_or("");
+        let (reason_code, reason_text) = match action {
+            RequestAction::Reject | RequestAction::Hold => {
+                let kind =
+                    if action == RequestAction::Hold { ReviewDecisionKind::Hold } else { ReviewDecisionKind::Reject };
+                let (code, text) = self.reason_code(input.reason_code.as_deref(), kind)?;
+                required_text("comment", comment, 4000).map_err(|_| {
+                    ServiceError::Invalid(format!(
+                        "`comment`: {action} needs a note to the applicant besides the reason code"
+                    ))
+                })?;
+                (Some(code), Some(text))
+            }
+            _ => {
+                if input.reason_code.is_some() {
+                    return Err(ServiceError::Invalid(format!(
+                        "`reason_code`: only reject and hold take a reason code, not {action}"
+                    )));
+                }
+                (None, None)
+            }
+        };
+        if action == RequestAction::Supplement {
+            required_text("comment", comment, 4000)
+                .map_err(|_| ServiceError::Invalid("`comment`: say what was supplemented, for the reviewer".into()))?;
+        } else if !comment.is_empty() {
+            required_text("comment", comment, 4000)?;
+        }
+        if action != RequestAction::Approve && (input.expires_at.is_some() || input.granted_limit.is_some()) {
+            return Err(ServiceError::Invalid(format!(
+                "`expires_at` and `granted_limit` go with approve, not {action}"
+            )));
+        }
+        let now = self.clock.now();
+        let grant = match (action, &permission) {
+            (RequestAction::Approve, Some(p)) => Some(self.approval_grant(actor, &record, &request, p, &input, now)?),
+            _ => None,
+        };
+        let to = request.state.apply(action).map_err(|e| ServiceError::Conflict(format!("request {id}: {e}")))?;
+        let event = RequestEvent {
+            at: now,
+            actor: Some(actor.account.id),
+            action: action.as_str().into(),
+            from: Some(request.state),
+            to,
+            reason_code,
+            reason: reason_text,
+            comment: comment.to_owned(),
+        };
+        let audit = NewAuditEvent::new(
+            now,
+            Some(actor.account.id),
+            &format!("request.{action}"),
+            format!("permission_request:{id}"),
+        )
+        .app(app)
+        .before(serde_json::json!({"state": request.state}))
+        .after(serde_json::json!({
+            "state": to, "reason_code": event.reason_code, "comment": event.comment,
+            "grant": grant.as_ref().map(|g| serde_json::json!({"expires_at": g.expires_at, "params": g.params})),
+        }));
+        let messages = match &permission {
+            Some(p) => self.messages_for(&record, p, &id.to_string(), &event)?,
+            None => Vec::new(),
+        };
+        let t = Transition { request_id: id, from: request.state, event };
+        let updated = self.store.transition_request(&t, grant.as_ref(), &messages, &audit)?.ok_or_else(|| {
+            ServiceError::Conflict(format!("request {id} changed while you acted on it; reload it and try again"))
+        })?;
+        if grant.is_some() {
+            self.refresh(app)?;
+        }
+        Ok(updated)
+    }
+
+    fn reason_code(&self, code: Option<&str>, kind: ReviewDecisionKind) -> ServiceResult<(String, String)> {
+        let snapshot = self.snapshot.read();
+        let allowed = || {
+            snapshot
+                .catalog()
+                .review_reasons
+                .iter()
+                .filter(|r| r.applies_to.contains(&kind))
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let verb = if kind == ReviewDecisionKind::Hold { "hold" } else { "reject" };
+        let Some(code) = code else {
+            return Err(ServiceError::Invalid(format!(
+                "`reason_code`: {verb} needs a reason code, one of: {}",
+                allowed()
+            )));
+        };
+        match snapshot.catalog().review_reason(code) {
+            Some(r) if r.applies_to.contains(&kind) => Ok((r.id.clone(), r.text.clone())),
+            Some(_) => Err(ServiceError::Invalid(format!(
+                "`reason_code`: `{code}` is not a reason to {verb}; use one of: {}",
+                allowed()
+            ))),
+            None => Err(ServiceError::Invalid(format!(
+                "`reason_code`: the catalog has no review reason `{code}`; use one of: {}",
+                allowed()
+            ))),
+        }
+    }
+
+    fn approval_grant(
+        &self,
+        actor: &Actor,
+        record: &AppRecord,
+        request: &PermissionRequest,
+        permission: &Permission,
+        input: &ActOnRequest,
+        now: Timestamp,
+    ) -> ServiceResult<NewGrant> {
+        if let Some(at) = input.expires_at
+            && at <= now
+        {
+            return Err(ServiceError::Invalid(format!("`expires_at` ({at}) is not in the future")));
+        }
+        let limit = if permission.grants_quota {
+            let limit = input.granted_limit.or(request.requested_limit).filter(|l| *l > 0).ok_or_else(|| {
+                ServiceError::Invalid("`granted_limit`: approving a quota request needs a positive limit".into())
+            })?;
+            Some(limit)
+        } else if input.granted_limit.is_some() {
+            return Err(ServiceError::Invalid(format!("`granted_limit`: `{}` does not raise a quota", permission.id)));
+        } else {
+            None
+        };
+        if self.holds_now(record, &permission.id) {
+            return Err(ServiceError::Conflict(format!(
+                "app {} already holds `{}` (granted since the request was made); reject or withdraw the request",
+                record.app.id, permission.id
+            )));
+        }
+        Ok(NewGrant {
+            app_id: record.app.id,
+            permission: permission.id.clone(),
+            key_id: None,
+            source: GrantSource::Review,
+            granted_by: Some(actor.account.id),
+            expires_at: input.expires_at,
+            params: quota_params(limit, request.requested_rule.as_deref()),
+            reason: format!("request {} approved", request.id),
+        })
+    }
+
+    pub fn permission_request(&self, actor: &Actor, id: i64) -> ServiceResult<PermissionRequest> {
+        let request = self
+            .store
+            .request(id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("permission request {id} does not exist")))?;
+        self.app_for(actor, request.app_id, Access::Read)?;
+        Ok(request)
+    }
+
+    pub fn permission_requests(&self, actor: &Actor, query: ListRequests) -> ServiceResult<Vec<PermissionRequest>> {
+        let among_apps = if actor.is_staff() {
+            None
+        } else {
+            if let Some(app) = query.app_id {
+                self.app_for(actor, app, Access::Read)?;
+            }
+            Some(self.store.app_ids_of_member(actor.account.id)?)
+        };
+        Ok(self.store.requests(&RequestFilter { state: query.state, app_id: query.app_id, among_apps, limit: 1000 })?)
+    }
+
+    /// The evidence file of a request, for the app's members and reviewers.
+    pub fn request_evidence(&self, actor: &Actor, id: i64) -> ServiceResult<(EvidenceInfo, Vec<u8>)> {
+        let request = self.permission_request(actor, id)?;
+        let info = request
+            .evidence
+            .ok_or_else(|| ServiceError::NotFound(format!("permission request {id} has no evidence file")))?;
+        self.store
+            .evidence(info.id)?
+            .ok_or_else(|| ServiceError::Internal(format!("evidence {} of request {id} is missing", info.id)))
+    }
+
+    /// The e-mails (one per member with an address) and webhook for one transition. `request_id`
+    /// may be the placeholder `{request_id}`, which the store replaces when it knows the id.
+    fn messages_for(
+        &self,
+        record: &AppRecord,
+        permission: &Permission,
+        request_id: &str,
+        event: &RequestEvent,
+    ) -> ServiceResult<Vec<NewMessage>> {
+        let app = &record.app;
+        let subject = format!(
+            "[permgate] {} (app {}): request #{request_id} for {} is {}",
+            app.name,
+            app.id,
+            permission.name,
+            event.to.as_str().replace('_', " ")
+        );
+        let mut body = format!(
+            "App: {} (id {})\nPermission: {} ({})\nRequest: #{request_id}\nState: {}{}\n",
+            app.name,
+            app.id,
+            permission.name,
+            permission.id,
+            event.from.map(|f| format!("{f} -> ")).unwrap_or_default(),
+            event.to
+        );
+        if let Some(reason) = &event.reason {
+            body.push_str(&format!("Reason: {reason}\n"));
+        }
+        if !event.comment.is_empty() {
+            body.push_str(&format!("Note: {}\n", event.comment));
+        }
+        match event.to {
+            RequestState::OnHold => {
+                body.push_str("\nSupplement the request (action `supplement`) once the points above are addressed.\n")
+            }
+            RequestState::Rejected => body.push_str("\nYou may apply again once the reason above is addressed.\n"),
+            RequestState::Approved => body.push_str("\nThe permission takes effect on the app's next call.\n"),
+            _ => {}
+        }
+        if let Some(url) = &self.notify.public_url {
+            body.push_str(&format!("\n{}/#/requests/{request_id}\n", url.trim_end_matches('/')));
+        }
+        let mut messages = Vec::new();
+        if self.notify.email {
+            for member in &record.members {
+                if member.role == MemberRole::Reader && event.to == RequestState::Submitted && event.from.is_some() {
+                    continue;
+                }
+                if let Some(email) = self.store.account(member.account_id)?.and_then(|a| a.email) {
+                    messages.push(NewMessage {
+                        channel: Channel::Email,
+                        recipient: email,
+                        subject: subject.clone(),
+                        body: body.clone(),
+                        app_id: Some(app.id),
+                    });
+                }
+            }
+        }
+        if let Some(url) = &self.notify.webhook_url {
+            let doc = serde_json::json!({
+                "type": format!("permission_request.{}", event.to),
+                "request_id": request_id,
+                "app_id": app.id,
+                "permission": permission.id,
+                "from": event.from,
+                "to": event.to,
+                "action": event.action,
+                "actor": event.actor,
+                "reason_code": event.reason_code,
+                "comment": event.comment,
+                "at": event.at,
+            });
+            messages.push(NewMessage {
+                channel: Channel::Webhook,
+                recipient: url.clone(),
+                subject: format!("permission_request.{}", event.to),
+                body: doc.to_string(),
+                app_id: Some(app.id),
+            });
+        }
+        Ok(messages)
+    }
+}
+
+/// A grant's parameters: the limit (and rule) of a quota permission, else none.
+fn quota_params(limit: Option<u64>, rule: Option<&str>) -> serde_json::Value {
+    match (limit, rule) {
+        (Some(limit), Some(rule)) => serde_json::json!({"limit": limit, "rule": rule}),
+        (Some(limit), None) => serde_json::json!({"limit": limit}),
+        _ => serde_json::json!({}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_is_typed_by_content_not_by_name() {
+        assert_eq!(evidence_type(b"\xFF\xD8\xFF\xE0\x00\x10JFIF"), Some("image/jpeg"));
+        assert_eq!(evidence_type(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some("image/png"));
+        assert_eq!(evidence_type(b"%PDF-1.7\n"), Some("application/pdf"));
+        assert_eq!(evidence_type(b"GIF89a"), None);
+        assert_eq!(evidence_type(b"MZ\x90\x00"), None);
+        let renamed = Upload { file_name: "screen.png".into(), bytes: b"#!/bin/sh\necho hi\n".to_vec() };
+        let e = evidence(renamed).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("not a JPG, PNG or PDF"), "{e}");
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_naming_the_limit() {
+        let mut bytes = b"%PDF-1.7\n".to_vec();
+        bytes.resize(MAX_EVIDENCE_BYTES + 1, b' ');
+        let e =
+            evidence(Upload { file_name: "big.pdf".into(), bytes }).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("at most 20 MB"), "{e}");
+        let mut ok = b"%PDF-1.7\n".to_vec();
+        ok.resize(MAX_EVIDENCE_BYTES, b' ');
+        assert!(evidence(Upload { file_name: "a/b\\c.pdf".into(), bytes: ok }).is_ok_and(|e| e.file_name == "abc.pdf"));
+    }
+
+    #[test]
+    fn service_urls_must_be_http_with_a_host() {
+        assert!(service_url("https://example.com/app").is_ok());
+        assert!(service_url("http://example.com").is_ok());
+        assert!(service_url("ftp://example.com").is_err());
+        assert!(service_url("https:///path").is_err());
+        assert!(service_url("https://exa mple.com").is_err());
+    }
+}
