@@ -93,3 +93,43 @@ fn migrate_works_on_postgres_and_names_an_unreachable_server() {
     assert!(run().contains("applied migration(s) 1, 2, 3, 4"));
     assert!(run().contains("nothing to apply"));
 }
+
+/// Starts and stops a node in a fresh directory, leaving a database with a few audit events.
+fn database_with_events(label: &str) -> permgate_testkit::ScratchDir {
+    let dir = scratch_dir(label);
+    let server = crate::start(&dir.0, &[("PERMGATE_ADMIN_TOKEN", "audit-test-admin-token-0123")]);
+    drop(server);
+    dir
+}
+
+fn verify(dir: &std::path::Path) -> (Option<i32>, String) {
+    let out = permgate(dir).args(["audit", "verify"]).output().unwrap_or_else(|e| unreachable!("{e}"));
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn edit(dir: &std::path::Path, sql: &str) {
+    let db = rusqlite::Connection::open(dir.join("permgate.db")).unwrap_or_else(|e| unreachable!("{e}"));
+    let changed = db.execute(sql, []).unwrap_or_else(|e| unreachable!("{sql}: {e}"));
+    assert_eq!(changed, 1, "{sql}");
+}
+
+#[test]
+fn audit_verify_fails_after_a_row_is_edited_or_the_newest_rows_are_deleted_by_hand() {
+    let dir = database_with_events("audit-edit");
+    let (code, text) = verify(&dir.0);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("audit chain ok: 2 events verified"), "{text}");
+    edit(&dir.0, "UPDATE audit_events SET after = replace(after, 'built-in', 'elsewhere') WHERE seq = 2");
+    let (code, text) = verify(&dir.0);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("the chain breaks at event 2"), "{text}");
+
+    let dir = database_with_events("audit-delete");
+    edit(&dir.0, "DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events)");
+    let (code, text) = verify(&dir.0);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("the newest events were removed: the trail ends at event 1, but event 2 was written"),
+        "{text}"
+    );
+}

@@ -124,6 +124,12 @@ fn service_url(text: &str) -> ServiceResult<String> {
 }
 
 impl Services {
+    /// Whether the actor may apply for the app's permissions (owner or editor); checked before an
+    /// upload is read, so that a stranger cannot make the server read 20 MB.
+    pub fn may_apply(&self, actor: &Actor, app: AppId) -> ServiceResult<()> {
+        self.app_for(actor, app, Access::Edit).map(|_| ())
+    }
+
     pub fn apply(&self, actor: &Actor, app: AppId, input: Apply) -> ServiceResult<PermissionRequest> {
         let record = self.app_for(actor, app, Access::Edit)?;
         let permission = self.snapshot.read().catalog().permission(&input.permission).cloned().ok_or_else(|| {

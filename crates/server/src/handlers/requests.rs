@@ -93,6 +93,8 @@ pub async fn apply(
     req: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let app: AppId = id("app id", &app)?;
+    let first = actor.clone();
+    state.run(move |s| s.may_apply(&first, app)).await?;
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
