@@ -327,6 +327,29 @@ fn resolve<'s>(
         );
     }
 
+    // -3: the consent items the API needs must be set on the app before users can consent.
+    if let Some(&c) = api.consent_idx.iter().find(|&&c| !app.consent_set.get(c).copied().unwrap_or(false)) {
+        let scope = &catalog.consent_items[c].id;
+        return (
+            verdict.deny(
+                403,
+                code::NOT_CONFIGURED,
+                format!(
+                    "consent item `{scope}` is not set for this app; set it with PUT /v1/apps/{}/consent-items/{scope}",
+                    app.id
+                ),
+            ),
+            None,
+        );
+    }
+    verdict.reasons.add(|| {
+        if api.consent_items.is_empty() {
+            "consent items: none needed".into()
+        } else {
+            format!("consent items set: {}", api.consent_items.join(", "))
+        }
+    });
+
     // -402: a user token must carry the user's consent to every scope the API needs.
     if caller.kind == KeyKind::UserToken {
         let missing: Vec<String> = api.consent_items.iter().filter(|c| !caller.scopes.contains(c)).cloned().collect();

@@ -57,6 +57,8 @@ pub struct AppEntry {
     pub held: Vec<Held>,
     pub quota_overrides: Vec<QuotaOverride>,
     pub paid: Option<PaidEntry>,
+    /// Indexed like `Catalog::consent_items`: whether the app has set the item.
+    pub consent_set: Vec<bool>,
 }
 
 impl AppEntry {
@@ -194,6 +196,7 @@ impl Snapshot {
                 held,
                 quota_overrides,
                 paid,
+                consent_set: catalog_consent_set(&self.catalog, record),
             },
         );
         self.version += 1;
@@ -255,4 +258,9 @@ impl SharedSnapshot {
         let mut guard = self.0.write().unwrap_or_else(PoisonError::into_inner);
         f(&mut guard)
     }
+}
+
+/// Which of the catalog's consent items the app has set.
+fn catalog_consent_set(catalog: &Catalog, record: &AppRecord) -> Vec<bool> {
+    catalog.consent_items.iter().map(|c| record.consent_items.iter().any(|s| s.scope == c.id)).collect()
 }

@@ -328,6 +328,15 @@ impl TestApp {
         self.post(&format!("/v1/permission-requests/{request}/actions"), token, body).await
     }
 
+    /// Sets `scopes` as consent items of `app` (an API needing an unset item answers -3).
+    pub async fn consent(&self, app: i64, token: &str, scopes: &[&str]) {
+        for scope in scopes {
+            let body = serde_json::json!({"consent_type": "optional", "purpose": "test"});
+            let (status, set) = self.put(&format!("/v1/apps/{app}/consent-items/{scope}"), token, body).await;
+            assert_eq!(status, StatusCode::OK, "{set}");
+        }
+    }
+
     /// Creates an app owned by the account behind `token`; returns the app as the API shows it.
     pub async fn app(&self, token: &str, name: &str) -> Value {
         let (status, body) = self

@@ -148,6 +148,13 @@ pub async fn developer_app(base: &str, admin: &str, secret: &str, sub: &str, sco
     let (status, app) = call(reqwest::Method::POST, format!("{base}/v1/apps"), Some(&dev), Some(body)).await;
     assert_eq!(status, 201, "{app}");
     let id = app["id"].as_i64().unwrap_or_default();
+    // The app sets the consent items its users consent to (an API needing an unset one is -3).
+    for scope in scopes {
+        let body = serde_json::json!({"consent_type": "optional", "purpose": "test"});
+        let url = format!("{base}/v1/apps/{id}/consent-items/{scope}");
+        let (status, set) = call(reqwest::Method::PUT, url, Some(&dev), Some(body)).await;
+        assert_eq!(status, 200, "{set}");
+    }
     use permgate_core::time::Clock;
     let exp = permgate_core::time::SystemClock.now().plus_seconds(3600);
     let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();

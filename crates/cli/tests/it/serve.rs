@@ -43,6 +43,10 @@ async fn the_first_start_prints_an_admin_token_once_and_a_restart_keeps_every_gr
     )
     .await;
     assert_eq!(status, 201);
+    let consent = json!({"consent_type": "optional", "purpose": "channel status"});
+    let url = format!("{base}/v1/apps/{id}/consent-items/plusfriends");
+    let (status, set) = call(reqwest::Method::PUT, url, Some(&dev), Some(consent)).await;
+    assert_eq!(status, 200, "{set}");
     let channels = json!({"method": "GET", "path": "/v2/api/talk/channels/multi", "headers": {"authorization": format!("KakaoAK {admin_key}")}});
     let (_, d) = call(reqwest::Method::POST, format!("{base}/v1/check"), None, Some(channels.clone())).await;
     assert_eq!(d["allow"], true, "{d}");
@@ -89,7 +93,9 @@ async fn user_tokens_signed_with_a_configured_public_key_are_accepted() {
             ("PERMGATE_JWT_PUBLIC_KEYS", &format!("{keys}/jwks.json")),
         ],
     );
-    let (_, id, _) = crate::developer_app(&node.base, "a-long-enough-admin-token", "unused-secret", "u1", &[]).await;
+    let (_, id, _) =
+        crate::developer_app(&node.base, "a-long-enough-admin-token", "unused-secret", "u1", &["profile_nickname"])
+            .await;
     let private = std::fs::read(format!("{keys}/rsa-private.pem")).unwrap_or_default();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("rsa-2026".into());

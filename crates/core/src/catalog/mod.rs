@@ -219,6 +219,9 @@ pub struct Api {
     /// Indexes into `Catalog::permissions`, for the decision engine.
     #[serde(skip)]
     pub permission_idx: Vec<usize>,
+    /// Indexes into `Catalog::consent_items`, for the decision engine.
+    #[serde(skip)]
+    pub consent_idx: Vec<usize>,
     #[serde(skip)]
     pub product_idx: usize,
     /// Indexes into `Catalog::quota_rules` of every rule that counts this API (its own and the
@@ -608,9 +611,11 @@ impl Validator<'_> {
                 .iter()
                 .filter_map(|p| self.check_ref(&index.permissions, "permission", &owner, p))
                 .collect();
-            for c in &a.consent_items {
-                self.check_ref(&index.consent_items, "consent item", &owner, c);
-            }
+            let consent_idx = a
+                .consent_items
+                .iter()
+                .filter_map(|c| self.check_ref(&index.consent_items, "consent item", &owner, c))
+                .collect();
             for q in &a.quota_rules {
                 if let Some(i) = self.check_ref(&index.quota_rules, "quota rule", &owner, q)
                     && matches!(raw_scopes[i], QuotaScope::Recipient | QuotaScope::Pair)
@@ -670,6 +675,7 @@ impl Validator<'_> {
                 without_permission: a.without_permission,
                 recipient_from: a.recipient_from,
                 permission_idx,
+                consent_idx,
                 product_idx,
                 quota_idx: Vec::new(),
             });

@@ -10,6 +10,7 @@
 //! | 4 | suspended | rest-suspended | |
 //! | 5 | owner blocked | rest-ownerblocked | |
 //! | 6 | active | rest-local-off | product `local` switched off |
+//! | 7 | active | (user tokens only) | talk_friends_message; **no consent items set** (apps 1 to 6 have every item set) |
 
 use std::sync::Arc;
 
@@ -125,7 +126,7 @@ fn world() -> Snapshot {
         Err(e) => unreachable!("{e}"),
     };
     let none = Platforms::default;
-    let records = vec![
+    let records: Vec<AppRecord> = vec![
         app(
             1,
             AppStatus::Active,
@@ -192,7 +193,31 @@ fn world() -> Snapshot {
             vec![],
             &[("local", false)],
         ),
+        app(
+            7,
+            AppStatus::Active,
+            false,
+            vec![],
+            vec![grant(7, "talk_friends_message", None)],
+            &[("kakao_login", true)],
+        ),
     ];
+    let every_item: Vec<ConsentSetting> = catalog
+        .consent_items
+        .iter()
+        .map(|c| ConsentSetting {
+            scope: c.id.clone(),
+            consent_type: ConsentLevel::Optional,
+            purpose: "test".into(),
+            set_at: NOW,
+        })
+        .collect();
+    let records = records.into_iter().map(|mut r| {
+        if r.app.id != AppId(7) {
+            r.consent_items.clone_from(&every_item);
+        }
+        r
+    });
     Snapshot::build(Arc::new(catalog), Arc::new(TokenVerifier::new(Some(SECRET.as_bytes()))), records)
 }
 

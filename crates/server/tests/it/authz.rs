@@ -51,6 +51,7 @@ both_backends! {
         let (_, dev) = t.account("dev", "developer").await;
         let app = t.app(&dev, "Ads").await;
         let id = app["id"].as_i64().unwrap_or_default();
+        t.consent(id, &dev, &["friends"]).await;
         let user = format!("Bearer {}", t.user_token(id, "u1", "friends"));
         let call = |uri: &str, auth: &str| [("x-original-method", "GET".to_owned()), ("x-original-uri", uri.to_owned()), ("authorization", auth.to_owned())];
 

@@ -77,6 +77,7 @@ both_backends! {
         .unwrap_or_default();
         let d = t.check("GET", "/v1/api/talk/profile", &format!("Bearer {forged}")).await;
         assert_eq!(d["code"], -401, "{d}");
+        t.consent(id, &dev, &["profile_nickname"]).await;
         let token = t.user_token(id, "u1", "profile_nickname");
         assert_eq!(t.check("GET", "/v1/api/talk/profile", &format!("Bearer {token}")).await["allow"], true);
         t.clock.advance(3600 + 61);

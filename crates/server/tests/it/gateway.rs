@@ -68,6 +68,7 @@ both_backends! {
         let app = t.app(&dev, "Shop").await;
         let id = app["id"].as_i64().unwrap_or_default();
         let rest = format!("KakaoAK {}", key_of(&app, "rest_api"));
+        t.consent(id, &dev, &["friends", "talk_message"]).await;
         let user = format!("Bearer {}", t.user_token(id, "u1", "friends talk_message"));
 
         let (status, _, body) = send(&t, t.client.get(format!("{gw}/v2/local/search/keyword.json?query=coffee"))
@@ -119,6 +120,7 @@ both_backends! {
         let app = t.app(&dev, "Login").await;
         let id = app["id"].as_i64().unwrap_or_default();
         t.put(&format!("/v1/apps/{id}/products/kakao_login"), &dev, json!({"activated": true})).await;
+        t.consent(id, &dev, &["profile_nickname"]).await;
         let user = format!("Bearer {}", t.user_token(id, "u1", "profile_nickname"));
         let me = || t.client.get(format!("{gw}/v2/user/me")).header("authorization", &user);
 

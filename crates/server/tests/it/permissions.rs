@@ -42,6 +42,7 @@ both_backends! {
         let (_, dev) = t.account("dev", "developer").await;
         let app = t.app(&dev, "Social").await;
         let id = app["id"].as_i64().unwrap_or_default();
+        t.consent(id, &dev, &["friends"]).await;
         let user = format!("Bearer {}", t.user_token(id, "u1", "friends"));
         let d = t.check("GET", "/v1/api/talk/friends", &user).await;
         assert_eq!((d["allow"].as_bool(), d["restriction"].as_str()), (Some(true), Some("members_only")), "{d}");

@@ -62,6 +62,7 @@ both_backends! {
         let (_, dev) = t.account("dev", "developer").await;
         let app = t.app(&dev, "Chat").await;
         let id = app["id"].as_i64().unwrap_or_default();
+        t.consent(id, &dev, &["friends", "talk_message"]).await;
         let user = format!("Bearer {}", t.user_token(id, "sender-1", "friends talk_message"));
         let send = json!({"method": "POST", "path": "/v1/api/talk/friends/message/default/send",
             "headers": {"authorization": user}, "recipients": ["uuid-1"]});
