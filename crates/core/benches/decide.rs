@@ -43,6 +43,7 @@ fn records() -> Vec<AppRecord> {
                     owner: AccountId(id),
                     status: AppStatus::Active,
                     created_at: NOW,
+                    original: None,
                 },
                 owner_blocked: false,
                 members: vec![],
@@ -75,6 +76,7 @@ fn records() -> Vec<AppRecord> {
                 business: None,
                 consent_items: Vec::new(),
                 eligibility: None,
+                channels: Vec::new(),
             }
         })
         .collect()

@@ -297,6 +297,11 @@ fn resolve<'s>(
         }
     }
 
+    if let Some(original) = app.original {
+        verdict.reasons.add(|| format!("test app of app {original}: for the original's members only"));
+        restriction = Some(Restriction::MembersOnly);
+    }
+
     let product = &catalog.products[api.product_idx];
     if !app.products_active.get(api.product_idx).copied().unwrap_or(false) {
         return (

@@ -199,6 +199,9 @@ pub struct App {
     pub owner: AccountId,
     pub status: AppStatus,
     pub created_at: Timestamp,
+    /// For a test app: the app it tests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original: Option<AppId>,
 }
 
 /// A permission held by an app (or by one of its keys).
@@ -247,12 +250,42 @@ pub struct ConsentSetting {
     pub set_at: Timestamp,
 }
 
+string_enum!(
+    /// How an app became a Biz app: registered business information, or the individual-developer
+    /// path (the owner's identity verified, the terms agreed, an app icon set).
+    BizKind { Corporate => "corporate", Individual => "individual" }
+);
+
 /// The business information that makes an app a Biz app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Business {
+    pub kind: BizKind,
+    /// `123-45-67890`; empty for an individual developer.
     pub registration_number: String,
     pub company_name: String,
     pub verified_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icon_url: Option<String>,
+}
+
+/// A Kakao Talk Channel in the operator's registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TalkChannel {
+    /// The channel's public id, e.g. `_xcLqmC`.
+    pub id: String,
+    pub name: String,
+    /// The business that owns the channel, `123-45-67890`.
+    pub business_registration_number: String,
+    /// Whether the channel passed Kakao's business-channel review.
+    pub business_channel: bool,
+}
+
+/// A channel connected to an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectedChannel {
+    pub channel_id: String,
+    pub connected_at: Timestamp,
 }
 
 /// The once-per-app agreement to the eligibility terms that gates a first application.
@@ -279,6 +312,7 @@ pub struct AppRecord {
     pub business: Option<Business>,
     pub consent_items: Vec<ConsentSetting>,
     pub eligibility: Option<Eligibility>,
+    pub channels: Vec<ConnectedChannel>,
 }
 
 impl AppRecord {

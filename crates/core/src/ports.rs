@@ -6,7 +6,7 @@
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::model::{
     Account, AccountId, AppId, AppRecord, Business, ConsentSetting, Grant, GrantSource, KeyId, KeyKind, MemberRole,
-    PaidUsage, Platforms, Role,
+    PaidUsage, Platforms, Role, TalkChannel,
 };
 use crate::notify::{DeliveryState, NewMessage, OutboxMessage};
 use crate::time::Timestamp;
@@ -45,6 +45,12 @@ pub struct NewApp {
     pub company_name: String,
     pub category: String,
     pub owner: AccountId,
+    /// For a test app: the app it tests.
+    pub original: Option<AppId>,
+    /// Members besides the owner (a test app takes its original's).
+    pub members: Vec<crate::model::Member>,
+    /// Grants the app starts with (a test app's `test_app`); their `app_id` is ignored.
+    pub grants: Vec<NewGrant>,
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +197,42 @@ pub trait WorkflowStore {
         grant: Option<&NewGrant>,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
+    /// Removes the app's business information, revokes the grants of `revoke` (Biz and what
+    /// needed it) and unsets the consent items of `unset`, with `messages`; returns the
+    /// permissions actually revoked.
+    #[expect(clippy::too_many_arguments, reason = "one write: what to revoke, unset and notify, and why")]
+    fn remove_business(
+        &self,
+        app: AppId,
+        revoke: &[String],
+        unset: &[String],
+        by: AccountId,
+        reason: &str,
+        messages: &[NewMessage],
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Vec<String>>;
+    /// Adds or replaces a channel of the registry.
+    fn upsert_channel(&self, channel: &TalkChannel, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<()>;
+    fn channels(&self) -> StoreResult<Vec<TalkChannel>>;
+    /// Connects a channel to the app, with the grant that brings (if not held yet).
+    fn connect_channel(
+        &self,
+        app: AppId,
+        channel: &str,
+        now: Timestamp,
+        grant: Option<&NewGrant>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// Disconnects a channel, revoking the grants of `revoke`; false if it was not connected.
+    fn disconnect_channel(
+        &self,
+        app: AppId,
+        channel: &str,
+        revoke: &[String],
+        by: AccountId,
+        reason: &str,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
     /// Sets (`Some`) or unsets a consent item on the app.
     fn set_consent_item(
         &self,

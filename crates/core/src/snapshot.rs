@@ -54,7 +54,12 @@ pub struct AppEntry {
     pub keys: Vec<KeyEntry>,
     /// Indexed like `Catalog::products`.
     pub products_active: Vec<bool>,
+    /// The grants in force: the app's own, and for a test app its original's too.
     pub held: Vec<Held>,
+    /// The app's own grants (for a test app, without its original's).
+    pub own_held: Vec<Held>,
+    /// For a test app: the app it tests. Its calls are for the original's members only.
+    pub original: Option<AppId>,
     pub quota_overrides: Vec<QuotaOverride>,
     pub paid: Option<PaidEntry>,
     /// Indexed like `Catalog::consent_items`: whether the app has set the item.
@@ -154,7 +159,7 @@ impl Snapshot {
             .collect();
         // Grants of permissions the catalog no longer declares cannot be enforced; they stay in
         // the store and come back if the permission returns.
-        let held = record
+        let own_held: Vec<Held> = record
             .grants
             .iter()
             .filter_map(|g| {
@@ -193,13 +198,34 @@ impl Snapshot {
                 owner_blocked: record.owner_blocked,
                 keys,
                 products_active,
-                held,
+                held: self.effective_held(&own_held, record.app.original),
+                own_held,
+                original: record.app.original,
                 quota_overrides,
                 paid,
                 consent_set: catalog_consent_set(&self.catalog, record),
             },
         );
+        // A test app holds what its original holds: follow the original's change.
+        let id = record.app.id;
+        let tests: Vec<AppId> = self.apps.values().filter(|a| a.original == Some(id)).map(|a| a.id).collect();
+        for test in tests {
+            let own = self.apps.get(&test).map(|a| a.own_held.clone()).unwrap_or_default();
+            let held = self.effective_held(&own, Some(id));
+            if let Some(entry) = self.apps.get_mut(&test) {
+                entry.held = held;
+            }
+        }
         self.version += 1;
+    }
+
+    /// `own` grants, plus the original's for a test app.
+    fn effective_held(&self, own: &[Held], original: Option<AppId>) -> Vec<Held> {
+        let mut held = own.to_vec();
+        if let Some(entry) = original.and_then(|o| self.apps.get(&o)) {
+            held.extend(entry.own_held.iter().copied());
+        }
+        held
     }
 
     /// Forgets an app and its keys.

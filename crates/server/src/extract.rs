@@ -36,13 +36,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid("the body is empty; send a JSON object"));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let e = e.into_inner();
         let what = match e.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "the body is not valid JSON",
             _ => "the body does not have the expected fields",
         };
-        ApiError::invalid(format!("{what}: {e}"))
-    })
+        if path == "." || path.is_empty() {
+            ApiError::invalid(format!("{what}: {e}"))
+        } else {
+            ApiError::invalid(format!("{what}: `{path}`: {e}"))
+        }
+    })?;
+    de.end().map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
 }
 
 /// The signed-in account (`Authorization: Bearer <account token>`).

@@ -207,7 +207,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{id}/unblock", post(apps::unblock))
         .route("/v1/apps/{id}/paid-usage", put(apps::set_paid_usage).delete(apps::delete_paid_usage))
         .route("/v1/apps/{id}/eligibility", get(requests::eligibility).post(requests::agree_eligibility))
-        .route("/v1/apps/{id}/business", put(requests::set_business))
+        .route("/v1/apps/{id}/business", put(requests::set_business).delete(requests::remove_business))
+        .route("/v1/apps/{id}/test-apps", post(requests::create_test_app))
+        .route("/v1/apps/{id}/channels", post(requests::connect_channel))
+        .route("/v1/apps/{id}/channels/{channel_id}", delete(requests::disconnect_channel))
+        .route("/v1/channels", get(requests::channels).post(requests::upsert_channel))
         .route(
             "/v1/apps/{id}/consent-items/{scope}",
             put(requests::set_consent_item).delete(requests::unset_consent_item),

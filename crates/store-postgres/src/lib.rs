@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "change_log", include_str!("../migrations/0002_change_log.sql")),
     (3, "quotas", include_str!("../migrations/0003_quotas.sql")),
     (4, "workflow", include_str!("../migrations/0004_workflow.sql")),
+    (5, "app_types", include_str!("../migrations/0005_app_types.sql")),
 ];
 
 /// Connections one store opens at most (the LISTEN connection aside).
@@ -457,15 +458,24 @@ impl AppStore for PostgresStore {
     fn create_app(&self, new: &NewApp, keys: &[NewKey], now: Timestamp, audit: &NewAuditEvent) -> StoreResult<AppId> {
         self.transaction(WRITE_LOCK, |tx| {
             let row = tx.query_one(
-                "INSERT INTO apps (name, company_name, category, owner_id, created_at) VALUES ($1, $2, $3, $4, $5)
-                 RETURNING id",
-                &[&new.name, &new.company_name, &new.category, &new.owner.0, &now.0],
+                "INSERT INTO apps (name, company_name, category, owner_id, created_at, original_app_id)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[&new.name, &new.company_name, &new.category, &new.owner.0, &now.0, &new.original.map(|o| o.0)],
             )?;
             let id = AppId(row.try_get(0)?);
             tx.execute(
                 "INSERT INTO app_members (app_id, account_id, role) VALUES ($1, $2, 'owner')",
                 &[&id.0, &new.owner.0],
             )?;
+            for m in &new.members {
+                tx.execute(
+                    "INSERT INTO app_members (app_id, account_id, role) VALUES ($1, $2, $3)",
+                    &[&id.0, &m.account_id.0, &m.role.as_str()],
+                )?;
+            }
+            for g in &new.grants {
+                insert_grant_row(tx, &NewGrant { app_id: id, ..g.clone() }, now)?;
+            }
             for key in keys {
                 insert_key(tx, id, key, now)?;
             }
@@ -971,7 +981,8 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
     let mut tx = c.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
     let mut records = BTreeMap::new();
     for r in tx.query(
-        "SELECT a.id, a.name, a.company_name, a.category, a.owner_id, a.status, a.created_at, o.blocked
+        "SELECT a.id, a.name, a.company_name, a.category, a.owner_id, a.status, a.created_at, o.blocked,
+         a.original_app_id
          FROM apps a JOIN accounts o ON o.id = a.owner_id WHERE ($1::bigint IS NULL OR a.id = $1) ORDER BY a.id",
         &[&only],
     )? {
@@ -984,6 +995,7 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
             owner: AccountId(r.try_get(4)?),
             status: parse::<AppStatus>(r.try_get(5)?, "app status")?,
             created_at: Timestamp(r.try_get(6)?),
+            original: r.try_get::<_, Option<i64>>(8)?.map(AppId),
         };
         let owner_blocked = r.try_get(7)?;
         records.insert(
@@ -999,6 +1011,7 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
                 business: None,
                 consent_items: Vec::new(),
                 eligibility: None,
+                channels: Vec::new(),
             },
         );
     }

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use permgate_core::audit::NewAuditEvent;
-use permgate_core::model::{AccountId, AppId, AppRecord, Business, ConsentSetting, Eligibility};
+use permgate_core::model::{
+    AccountId, AppId, AppRecord, Business, ConnectedChannel, ConsentSetting, Eligibility, TalkChannel,
+};
 use permgate_core::notify::{DeliveryState, NewMessage, OutboxMessage};
 use permgate_core::ports::{NewGrant, OutboxStore, StoreError, StoreResult, WorkflowStore};
 use permgate_core::time::Timestamp;
@@ -47,16 +49,120 @@ impl WorkflowStore for PostgresStore {
     ) -> StoreResult<()> {
         self.write(audit, |tx| {
             tx.execute(
-                "INSERT INTO app_business (app_id, registration_number, company_name, verified_at)
-                 VALUES ($1, $2, $3, $4)
+                "INSERT INTO app_business (app_id, registration_number, company_name, verified_at, kind, icon_url)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (app_id) DO UPDATE SET registration_number = excluded.registration_number,
-                 company_name = excluded.company_name, verified_at = excluded.verified_at",
-                &[&app.0, &business.registration_number, &business.company_name, &business.verified_at.0],
+                 company_name = excluded.company_name, verified_at = excluded.verified_at, kind = excluded.kind,
+                 icon_url = excluded.icon_url",
+                &[
+                    &app.0,
+                    &business.registration_number,
+                    &business.company_name,
+                    &business.verified_at.0,
+                    &business.kind.as_str(),
+                    &business.icon_url,
+                ],
             )?;
             if let Some(g) = grant {
                 insert_grant_row(tx, g, business.verified_at)?;
             }
             Ok(())
+        })
+    }
+
+    fn remove_business(
+        &self,
+        app: AppId,
+        revoke: &[String],
+        unset: &[String],
+        by: AccountId,
+        reason: &str,
+        messages: &[NewMessage],
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Vec<String>> {
+        self.write(audit, |tx| {
+            tx.execute("DELETE FROM app_business WHERE app_id = $1", &[&app.0])?;
+            let revoked = revoke_grants(tx, app, revoke, by, reason, audit.at)?;
+            for scope in unset {
+                tx.execute("DELETE FROM app_consent_items WHERE app_id = $1 AND scope = $2", &[&app.0, scope])?;
+            }
+            for m in messages {
+                insert_message(tx, m, audit.at)?;
+            }
+            Ok(revoked)
+        })
+    }
+
+    fn upsert_channel(&self, channel: &TalkChannel, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<()> {
+        self.write(audit, |tx| {
+            tx.execute(
+                "INSERT INTO talk_channels (id, name, business_registration_number, business_channel, created_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                 business_registration_number = excluded.business_registration_number,
+                 business_channel = excluded.business_channel",
+                &[&channel.id, &channel.name, &channel.business_registration_number, &channel.business_channel, &now.0],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn channels(&self) -> StoreResult<Vec<TalkChannel>> {
+        self.read(|c| {
+            c.query(
+                r#"SELECT id, name, business_registration_number, business_channel FROM talk_channels
+                   ORDER BY id COLLATE "C""#,
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(TalkChannel {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    business_registration_number: r.try_get(2)?,
+                    business_channel: r.try_get(3)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn connect_channel(
+        &self,
+        app: AppId,
+        channel: &str,
+        now: Timestamp,
+        grant: Option<&NewGrant>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()> {
+        self.write(audit, |tx| {
+            tx.execute(
+                "INSERT INTO app_channels (app_id, channel_id, connected_at) VALUES ($1, $2, $3)",
+                &[&app.0, &channel, &now.0],
+            )?;
+            if let Some(g) = grant {
+                insert_grant_row(tx, g, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn disconnect_channel(
+        &self,
+        app: AppId,
+        channel: &str,
+        revoke: &[String],
+        by: AccountId,
+        reason: &str,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        self.write(audit, |tx| {
+            let n =
+                tx.execute("DELETE FROM app_channels WHERE app_id = $1 AND channel_id = $2", &[&app.0, &channel])?;
+            if n > 0 {
+                revoke_grants(tx, app, revoke, by, reason, audit.at)?;
+            }
+            Ok(n > 0)
         })
     }
 
@@ -448,16 +554,30 @@ pub(super) fn load_settings(
     records: &mut BTreeMap<i64, AppRecord>,
 ) -> Tried<()> {
     for r in tx.query(
-        "SELECT app_id, registration_number, company_name, verified_at FROM app_business
+        "SELECT app_id, registration_number, company_name, verified_at, kind, icon_url FROM app_business
          WHERE ($1::bigint IS NULL OR app_id = $1)",
         &[&only],
     )? {
         if let Some(record) = record_of(records, &r)? {
             record.business = Some(Business {
+                kind: parse(r.try_get(4)?, "Biz kind")?,
                 registration_number: r.try_get(1)?,
                 company_name: r.try_get(2)?,
                 verified_at: Timestamp(r.try_get(3)?),
+                icon_url: r.try_get(5)?,
             });
+        }
+    }
+
+    for r in tx.query(
+        r#"SELECT app_id, channel_id, connected_at FROM app_channels
+           WHERE ($1::bigint IS NULL OR app_id = $1) ORDER BY app_id, channel_id COLLATE "C""#,
+        &[&only],
+    )? {
+        if let Some(record) = record_of(records, &r)? {
+            record
+                .channels
+                .push(ConnectedChannel { channel_id: r.try_get(1)?, connected_at: Timestamp(r.try_get(2)?) });
         }
     }
 
@@ -487,4 +607,27 @@ pub(super) fn load_settings(
         }
     }
     Ok(())
+}
+
+/// Revokes the app-wide grants of `permissions` still in force; returns those revoked.
+fn revoke_grants(
+    tx: &mut Transaction<'_>,
+    app: AppId,
+    permissions: &[String],
+    by: AccountId,
+    reason: &str,
+    now: Timestamp,
+) -> Tried<Vec<String>> {
+    let mut revoked = Vec::new();
+    for p in permissions {
+        let n = tx.execute(
+            "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3
+             WHERE app_id = $4 AND permission = $5 AND key_id IS NULL AND revoked_at IS NULL",
+            &[&now.0, &by.0, &reason, &app.0, p],
+        )?;
+        if n > 0 && !revoked.contains(p) {
+            revoked.push(p.clone());
+        }
+    }
+    Ok(revoked)
 }

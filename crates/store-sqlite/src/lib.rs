@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "change_log", include_str!("../migrations/0002_change_log.sql")),
     (3, "quotas", include_str!("../migrations/0003_quotas.sql")),
     (4, "workflow", include_str!("../migrations/0004_workflow.sql")),
+    (5, "app_types", include_str!("../migrations/0005_app_types.sql")),
 ];
 
 pub struct SqliteStore {
@@ -303,8 +304,9 @@ impl AppStore for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
         tx.execute(
-            "INSERT INTO apps (name, company_name, category, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![new.name, new.company_name, new.category, new.owner.0, now.0],
+            "INSERT INTO apps (name, company_name, category, owner_id, created_at, original_app_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![new.name, new.company_name, new.category, new.owner.0, now.0, new.original.map(|o| o.0)],
         )
         .map_err(backend)?;
         let id = AppId(tx.last_insert_rowid());
@@ -313,6 +315,16 @@ impl AppStore for SqliteStore {
             params![id.0, new.owner.0],
         )
         .map_err(backend)?;
+        for m in &new.members {
+            tx.execute(
+                "INSERT INTO app_members (app_id, account_id, role) VALUES (?1, ?2, ?3)",
+                params![id.0, m.account_id.0, m.role.as_str()],
+            )
+            .map_err(backend)?;
+        }
+        for g in &new.grants {
+            insert_grant_row(&tx, &NewGrant { app_id: id, ..g.clone() }, now)?;
+        }
         for key in keys {
             insert_key(&tx, id, key, now)?;
         }
@@ -747,7 +759,8 @@ fn all_ids(conn: &Connection) -> StoreResult<Vec<AppId>> {
 fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
     let app = conn
         .query_row(
-            "SELECT a.id, a.name, a.company_name, a.category, a.owner_id, a.status, a.created_at, o.blocked
+            "SELECT a.id, a.name, a.company_name, a.category, a.owner_id, a.status, a.created_at, o.blocked,
+             a.original_app_id
              FROM apps a JOIN accounts o ON o.id = a.owner_id WHERE a.id = ?1",
             [id.0],
             |r| {
@@ -760,12 +773,13 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
                     r.get::<_, String>(5)?,
                     r.get::<_, i64>(6)?,
                     r.get::<_, bool>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
                 ))
             },
         )
         .optional()
         .map_err(backend)?;
-    let Some((id, name, company_name, category, owner, status, created_at, owner_blocked)) = app else {
+    let Some((id, name, company_name, category, owner, status, created_at, owner_blocked, original)) = app else {
         return Ok(None);
     };
     let app = App {
@@ -776,6 +790,7 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
         owner: AccountId(owner),
         status: parse::<AppStatus>(&status, "app status")?,
         created_at: Timestamp(created_at),
+        original: original.map(AppId),
     };
 
     let mut stmt = conn
@@ -856,7 +871,7 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
         })
         .transpose()?;
 
-    let (business, consent_items, eligibility) = workflow::load_settings(conn, id)?;
+    let (business, consent_items, eligibility, channels) = workflow::load_settings(conn, id)?;
     Ok(Some(AppRecord {
         app,
         owner_blocked,
@@ -868,5 +883,6 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
         business,
         consent_items,
         eligibility,
+        channels,
     }))
 }

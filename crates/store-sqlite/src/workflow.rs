@@ -3,7 +3,7 @@
 //! transaction with its audit event (see [`SqliteStore::write`]).
 
 use permgate_core::audit::NewAuditEvent;
-use permgate_core::model::{AccountId, AppId, Business, ConsentSetting, Eligibility};
+use permgate_core::model::{AccountId, AppId, Business, ConnectedChannel, ConsentSetting, Eligibility, TalkChannel};
 use permgate_core::notify::{DeliveryState, NewMessage, OutboxMessage};
 use permgate_core::ports::{NewGrant, OutboxStore, StoreError, StoreResult, WorkflowStore};
 use permgate_core::time::Timestamp;
@@ -41,16 +41,129 @@ impl WorkflowStore for SqliteStore {
     ) -> StoreResult<()> {
         self.write(audit, |tx| {
             tx.execute(
-                "INSERT INTO app_business (app_id, registration_number, company_name, verified_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO app_business (app_id, registration_number, company_name, verified_at, kind, icon_url)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (app_id) DO UPDATE SET registration_number = excluded.registration_number,
-                 company_name = excluded.company_name, verified_at = excluded.verified_at",
-                params![app.0, business.registration_number, business.company_name, business.verified_at.0],
+                 company_name = excluded.company_name, verified_at = excluded.verified_at, kind = excluded.kind,
+                 icon_url = excluded.icon_url",
+                params![
+                    app.0,
+                    business.registration_number,
+                    business.company_name,
+                    business.verified_at.0,
+                    business.kind.as_str(),
+                    business.icon_url
+                ],
             )
             .map_err(backend)?;
             if let Some(g) = grant {
                 super::insert_grant_row(tx, g, business.verified_at)?;
             }
             Ok(())
+        })
+    }
+
+    fn remove_business(
+        &self,
+        app: AppId,
+        revoke: &[String],
+        unset: &[String],
+        by: AccountId,
+        reason: &str,
+        messages: &[NewMessage],
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Vec<String>> {
+        self.write(audit, |tx| {
+            tx.execute("DELETE FROM app_business WHERE app_id = ?1", [app.0]).map_err(backend)?;
+            let revoked = revoke_grants(tx, app, revoke, by, reason, audit.at)?;
+            for scope in unset {
+                tx.execute("DELETE FROM app_consent_items WHERE app_id = ?1 AND scope = ?2", params![app.0, scope])
+                    .map_err(backend)?;
+            }
+            for m in messages {
+                insert_message(tx, m, audit.at)?;
+            }
+            Ok(revoked)
+        })
+    }
+
+    fn upsert_channel(&self, channel: &TalkChannel, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<()> {
+        self.write(audit, |tx| {
+            tx.execute(
+                "INSERT INTO talk_channels (id, name, business_registration_number, business_channel, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                 business_registration_number = excluded.business_registration_number,
+                 business_channel = excluded.business_channel",
+                params![
+                    channel.id,
+                    channel.name,
+                    channel.business_registration_number,
+                    channel.business_channel,
+                    now.0
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn channels(&self) -> StoreResult<Vec<TalkChannel>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, name, business_registration_number, business_channel FROM talk_channels ORDER BY id")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(TalkChannel {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    business_registration_number: r.get(2)?,
+                    business_channel: r.get(3)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend)).collect()
+    }
+
+    fn connect_channel(
+        &self,
+        app: AppId,
+        channel: &str,
+        now: Timestamp,
+        grant: Option<&NewGrant>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()> {
+        self.write(audit, |tx| {
+            tx.execute(
+                "INSERT INTO app_channels (app_id, channel_id, connected_at) VALUES (?1, ?2, ?3)",
+                params![app.0, channel, now.0],
+            )
+            .map_err(backend)?;
+            if let Some(g) = grant {
+                super::insert_grant_row(tx, g, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn disconnect_channel(
+        &self,
+        app: AppId,
+        channel: &str,
+        revoke: &[String],
+        by: AccountId,
+        reason: &str,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        self.write(audit, |tx| {
+            let n = tx
+                .execute("DELETE FROM app_channels WHERE app_id = ?1 AND channel_id = ?2", params![app.0, channel])
+                .map_err(backend)?;
+            if n > 0 {
+                revoke_grants(tx, app, revoke, by, reason, audit.at)?;
+            }
+            Ok(n > 0)
         })
     }
 
@@ -287,6 +400,31 @@ impl OutboxStore for SqliteStore {
     }
 }
 
+/// Revokes the app-wide grants of `permissions` still in force; returns those revoked.
+fn revoke_grants(
+    tx: &Transaction<'_>,
+    app: AppId,
+    permissions: &[String],
+    by: AccountId,
+    reason: &str,
+    now: Timestamp,
+) -> StoreResult<Vec<String>> {
+    let mut revoked = Vec::new();
+    for p in permissions {
+        let n = tx
+            .execute(
+                "UPDATE grants SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3
+                 WHERE app_id = ?4 AND permission = ?5 AND key_id IS NULL AND revoked_at IS NULL",
+                params![now.0, by.0, reason, app.0, p],
+            )
+            .map_err(backend)?;
+        if n > 0 && !revoked.contains(p) {
+            revoked.push(p.clone());
+        }
+    }
+    Ok(revoked)
+}
+
 /// A refused second open request, said so; other errors as usual.
 fn open_conflict(e: rusqlite::Error, permission: &str) -> StoreError {
     match backend(e) {
@@ -452,24 +590,37 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<OutboxMess
 }
 
 /// The app settings the workflow keeps, for an app's record.
+#[expect(clippy::type_complexity, reason = "the four settings of one app, read together")]
 pub(super) fn load_settings(
     conn: &Connection,
     app: i64,
-) -> StoreResult<(Option<Business>, Vec<ConsentSetting>, Option<Eligibility>)> {
+) -> StoreResult<(Option<Business>, Vec<ConsentSetting>, Option<Eligibility>, Vec<ConnectedChannel>)> {
     let business = conn
         .query_row(
-            "SELECT registration_number, company_name, verified_at FROM app_business WHERE app_id = ?1",
+            "SELECT registration_number, company_name, verified_at, kind, icon_url FROM app_business WHERE app_id = ?1",
             [app],
             |r| {
-                Ok(Business {
-                    registration_number: r.get(0)?,
-                    company_name: r.get(1)?,
-                    verified_at: Timestamp(r.get(2)?),
-                })
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
             },
         )
         .optional()
-        .map_err(backend)?;
+        .map_err(backend)?
+        .map(|(registration_number, company_name, verified_at, kind, icon_url)| {
+            Ok::<_, StoreError>(Business {
+                kind: parse(&kind, "Biz kind")?,
+                registration_number,
+                company_name,
+                verified_at: Timestamp(verified_at),
+                icon_url,
+            })
+        })
+        .transpose()?;
     let mut stmt = conn
         .prepare("SELECT scope, consent_type, purpose, set_at FROM app_consent_items WHERE app_id = ?1 ORDER BY scope")
         .map_err(backend)?;
@@ -494,5 +645,13 @@ pub(super) fn load_settings(
         })
         .optional()
         .map_err(backend)?;
-    Ok((business, consent_items, eligibility))
+    let mut stmt = conn
+        .prepare("SELECT channel_id, connected_at FROM app_channels WHERE app_id = ?1 ORDER BY channel_id")
+        .map_err(backend)?;
+    let channels = stmt
+        .query_map([app], |r| Ok(ConnectedChannel { channel_id: r.get(0)?, connected_at: Timestamp(r.get(1)?) }))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    Ok((business, consent_items, eligibility, channels))
 }

@@ -1,11 +1,17 @@
 //! The storage conformance suite: what every backend must do, run against each one
-//! (`store-sqlite/tests`, and PostgreSQL when it lands). Each check takes a fresh, migrated store.
+//! (`store-sqlite/tests` and `store-postgres/tests`). Each check takes a fresh, migrated store
+//! and speaks the ports only, so a backend is held to behaviour, not to its schema.
 
 use permgate_core::audit::{NewAuditEvent, verify_chain};
-use permgate_core::model::{AccountId, GrantSource, KeyKind, MemberRole, Platforms, Role};
+use permgate_core::model::{
+    AccountId, AppId, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, KeyKind, MemberRole, Platforms,
+    Role,
+};
+use permgate_core::notify::{Channel, DeliveryState, NewMessage};
 use permgate_core::ports::{NewAccount, NewApp, NewGrant, NewKey, Store, StoreError};
 use permgate_core::secret;
 use permgate_core::time::Timestamp;
+use permgate_core::workflow::{NewEvidence, NewRequest, RequestEvent, RequestFilter, RequestState, Transition};
 
 const AT: Timestamp = Timestamp(1_795_824_000);
 
@@ -28,7 +34,15 @@ fn account(store: &dyn Store, name: &str, role: Role) -> Result<AccountId, Store
 }
 
 fn app(store: &dyn Store, owner: AccountId, keys: &[NewKey]) -> Result<permgate_core::model::AppId, StoreError> {
-    let new = NewApp { name: "Shop".into(), company_name: "Example".into(), category: "shopping".into(), owner };
+    let new = NewApp {
+        name: "Shop".into(),
+        company_name: "Example".into(),
+        category: "shopping".into(),
+        owner,
+        original: None,
+        members: Vec::new(),
+        grants: Vec::new(),
+    };
     store.create_app(&new, keys, AT, &audit("app.create"))
 }
 
@@ -53,6 +67,17 @@ pub const CHECKS: &[(&str, Check)] = &[
         "quota_counters_are_saved_as_the_larger_count_and_expire",
         quota_counters_are_saved_as_the_larger_count_and_expire,
     ),
+    ("accounts_keep_their_email_address", accounts_keep_their_email_address),
+    ("workflow_settings_are_kept_in_the_app_record", workflow_settings_are_kept_in_the_app_record),
+    (
+        "a_request_is_stored_with_its_evidence_messages_and_grant",
+        a_request_is_stored_with_its_evidence_messages_and_grant,
+    ),
+    ("one_open_request_per_app_and_permission", one_open_request_per_app_and_permission),
+    ("a_transition_applies_only_from_the_state_seen", a_transition_applies_only_from_the_state_seen),
+    ("requests_are_listed_newest_first_and_filtered", requests_are_listed_newest_first_and_filtered),
+    ("outbox_messages_are_leased_retried_and_finished", outbox_messages_are_leased_retried_and_finished),
+    ("the_audit_head_is_the_newest_event", the_audit_head_is_the_newest_event),
 ];
 
 fn accounts_round_trip(store: &dyn Store) -> Result<(), StoreError> {
@@ -299,5 +324,603 @@ fn blocking_marks_the_owners_apps_changed(store: &dyn Store) -> Result<(), Store
     let b_now = store.app_record(b)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
     assert_eq!((b_now.owner_blocked, b_now.app.status), (false, AppStatus::Blocked));
     assert!(!store.set_app_status(permgate_core::model::AppId(b.0 + 999), AppStatus::Active, &audit("x"))?);
+    Ok(())
+}
+
+// The review workflow, the notification outbox and the audit head.
+
+fn event(action: &str, from: Option<RequestState>, to: RequestState, at: Timestamp) -> RequestEvent {
+    RequestEvent {
+        at,
+        actor: Some(AccountId(1)),
+        action: action.into(),
+        from,
+        to,
+        reason_code: None,
+        reason: None,
+        comment: String::new(),
+    }
+}
+
+fn new_request(app: AppId, applicant: AccountId, permission: &str) -> NewRequest {
+    NewRequest {
+        app_id: app,
+        permission: permission.into(),
+        service_url: "https://shop.example.com".into(),
+        reason: "we send order updates".into(),
+        usage_scenario: "after checkout".into(),
+        requested_limit: Some(5000),
+        requested_rule: None,
+        applicant,
+        event: event("submit", None, RequestState::Submitted, AT),
+    }
+}
+
+/// A request's audit event: its target names the request once the store knows its id.
+fn request_audit(app: AppId, action: &str) -> NewAuditEvent {
+    NewAuditEvent::new(AT, Some(AccountId(1)), action, "request:{request_id}".into()).app(app)
+}
+
+fn message(app: AppId, recipient: &str) -> NewMessage {
+    NewMessage {
+        channel: Channel::Email,
+        recipient: recipient.into(),
+        subject: "Request {request_id} received".into(),
+        body: "See /requests/{request_id}".into(),
+        app_id: Some(app),
+    }
+}
+
+fn review_grant(app: AppId, permission: &str) -> NewGrant {
+    NewGrant {
+        app_id: app,
+        permission: permission.into(),
+        key_id: None,
+        source: GrantSource::Review,
+        granted_by: Some(AccountId(1)),
+        expires_at: None,
+        params: serde_json::json!({}),
+        reason: "approved with request {request_id}".into(),
+    }
+}
+
+/// An evidence file whose bytes hold every byte value, zeros included.
+fn evidence_file() -> NewEvidence {
+    NewEvidence {
+        file_name: "screens.pdf".into(),
+        content_type: "application/pdf".into(),
+        sha256: "ab".repeat(32),
+        bytes: (0..=255).chain([0, 0, 255]).collect(),
+    }
+}
+
+fn not_found(what: &str) -> StoreError {
+    StoreError::NotFound(what.into())
+}
+
+/// The newest audit event's seq and hash, read from the chain itself.
+fn last_event(store: &dyn Store) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(store.audit_events(None, usize::MAX)?.last().map(|e| (e.seq, e.hash.clone())))
+}
+
+/// The newest audit event's action and target.
+fn last_action(store: &dyn Store) -> Result<Option<(String, String, Option<AppId>)>, StoreError> {
+    Ok(store
+        .audit_events(None, usize::MAX)?
+        .last()
+        .map(|e| (e.event.action.clone(), e.event.target.clone(), e.event.app_id)))
+}
+
+fn everything() -> RequestFilter {
+    RequestFilter { limit: usize::MAX, ..RequestFilter::default() }
+}
+
+/// What the store holds, as far as the ports show it: a refused or stale write must leave it as
+/// it was.
+#[derive(Debug, PartialEq, Eq)]
+struct Footprint {
+    audit_head: Option<(i64, String)>,
+    audit_events: usize,
+    messages: usize,
+    requests: usize,
+    grants: usize,
+    latest_change: i64,
+}
+
+fn footprint(store: &dyn Store) -> Result<Footprint, StoreError> {
+    Ok(Footprint {
+        audit_head: store.audit_head()?,
+        audit_events: store.audit_events(None, usize::MAX)?.len(),
+        messages: store.messages(None, usize::MAX)?.len(),
+        requests: store.requests(&everything())?.len(),
+        grants: store.app_records()?.iter().map(|r| r.grants.len()).sum(),
+        latest_change: store.latest_change()?,
+    })
+}
+
+fn accounts_keep_their_email_address(store: &dyn Store) -> Result<(), StoreError> {
+    let new = NewAccount {
+        name: "erin".into(),
+        role: Role::Reviewer,
+        email: Some("erin@example.com".into()),
+        token_hash: secret::hash("erin"),
+    };
+    let created = store.create_account(&new, AT, &audit("account.create"))?;
+    assert_eq!(
+        (created.name.as_str(), created.role, created.email.as_deref()),
+        ("erin", Role::Reviewer, Some("erin@example.com"))
+    );
+    assert_eq!(store.account(created.id)?, Some(created.clone()));
+    assert_eq!(store.account_by_token_hash(&secret::hash("erin"))?, Some((created.clone(), secret::hash("erin"))));
+    assert_eq!(store.accounts()?, vec![created.clone()]);
+    let dana = account(store, "dana", Role::Developer)?;
+    assert_eq!(store.account(dana)?.map(|a| a.email), Some(None));
+    assert_eq!(
+        store.accounts()?.into_iter().map(|a| (a.id, a.email)).collect::<Vec<_>>(),
+        [(created.id, Some("erin@example.com".to_owned())), (dana, None)]
+    );
+    Ok(())
+}
+
+fn workflow_settings_are_kept_in_the_app_record(store: &dyn Store) -> Result<(), StoreError> {
+    let dana = account(store, "dana", Role::Developer)?;
+    let app_id = app(store, dana, &[])?;
+    let other = app(store, dana, &[])?;
+    let settings = |action: &str| NewAuditEvent::new(AT, Some(dana), action, format!("app:{app_id}")).app(app_id);
+    let before = store.latest_change()?;
+
+    assert!(store.agree_eligibility(app_id, dana, AT, &settings("app.eligibility"))?);
+    assert!(
+        !store.agree_eligibility(app_id, dana, Timestamp(AT.0 + 5), &settings("app.eligibility"))?,
+        "agreeing twice keeps the first agreement"
+    );
+
+    let business = Business {
+        kind: permgate_core::model::BizKind::Corporate,
+        registration_number: "123-45-67890".into(),
+        company_name: "Example Ltd".into(),
+        verified_at: AT,
+        icon_url: None,
+    };
+    store.set_business(app_id, &business, Some(&review_grant(app_id, "biz_app")), &settings("app.business"))?;
+    let renamed = Business { company_name: "Example Corp".into(), ..business.clone() };
+    store.set_business(app_id, &renamed, None, &settings("app.business"))?;
+
+    let consent = |scope: &str, level| ConsentSetting {
+        scope: scope.into(),
+        consent_type: level,
+        purpose: format!("to use {scope}"),
+        set_at: AT,
+    };
+    let set = |scope: &str, setting: Option<ConsentSetting>| {
+        store.set_consent_item(app_id, scope, setting.as_ref(), &settings("app.consent"))
+    };
+    set("talk_message", Some(consent("talk_message", ConsentLevel::Optional)))?;
+    set("Profile", Some(consent("Profile", ConsentLevel::Required)))?;
+    set("age_range", Some(consent("age_range", ConsentLevel::Optional)))?;
+    set("email", Some(consent("email", ConsentLevel::OnUse)))?;
+    set("email", None)?;
+    set("talk_message", Some(consent("talk_message", ConsentLevel::Required)))?;
+
+    let record = store.app_record(app_id)?.ok_or_else(|| not_found("app"))?;
+    assert_eq!(record.eligibility, Some(Eligibility { agreed_by: dana, agreed_at: AT }));
+    assert_eq!(record.business, Some(renamed));
+    assert_eq!(
+        record.consent_items,
+        vec![
+            consent("Profile", ConsentLevel::Required),
+            consent("age_range", ConsentLevel::Optional),
+            consent("talk_message", ConsentLevel::Required)
+        ],
+        "byte order, upper case first, whatever the database's collation"
+    );
+    assert_eq!(
+        record.grants.iter().map(|g| (g.permission.as_str(), g.source)).collect::<Vec<_>>(),
+        [("biz_app", GrantSource::Review)]
+    );
+
+    let records = store.app_records()?;
+    let bare = records.iter().find(|r| r.app.id == other).ok_or_else(|| not_found("other app"))?;
+    assert_eq!((&bare.business, bare.consent_items.len(), &bare.eligibility), (&None, 0, &None));
+    assert_eq!(records.iter().find(|r| r.app.id == app_id), Some(&record), "app_records agrees with app_record");
+
+    assert_eq!(store.changes_since(before)?.1, vec![app_id], "the settings are changes of their app");
+    assert_eq!(last_action(store)?, Some(("app.consent".into(), format!("app:{app_id}"), Some(app_id))));
+    assert_eq!(store.audit_head()?, last_event(store)?);
+    Ok(())
+}
+
+fn a_request_is_stored_with_its_evidence_messages_and_grant(store: &dyn Store) -> Result<(), StoreError> {
+    let dana = account(store, "dana", Role::Developer)?;
+    let a = app(store, dana, &[])?;
+    let file = evidence_file();
+    let before = store.latest_change()?;
+    let mut new = new_request(a, dana, "talk_message");
+    new.requested_rule = Some("talk_message_daily".into());
+    let first = store.create_request(
+        &new,
+        Some(&file),
+        None,
+        &[message(a, "dana@example.com")],
+        &request_audit(a, "request.create"),
+    )?;
+    assert_eq!(
+        (first.app_id, first.state, first.permission.as_str(), first.applicant),
+        (a, RequestState::Submitted, "talk_message", dana)
+    );
+    assert_eq!(
+        (first.service_url.as_str(), first.reason.as_str(), first.usage_scenario.as_str()),
+        ("https://shop.example.com", "we send order updates", "after checkout")
+    );
+    assert_eq!(
+        (first.requested_limit, first.requested_rule.as_deref(), first.grant_id, first.created_at, first.updated_at),
+        (Some(5000), Some("talk_message_daily"), None, AT, AT)
+    );
+    assert_eq!(first.history, vec![event("submit", None, RequestState::Submitted, AT)]);
+    assert_eq!(store.request(first.id)?, Some(first.clone()));
+    assert_eq!(store.request(first.id + 100)?, None);
+
+    // The evidence file and its bytes.
+    let info = first.evidence.clone().ok_or_else(|| not_found("evidence"))?;
+    assert_eq!(
+        (info.file_name.as_str(), info.content_type.as_str(), info.size, info.sha256.as_str()),
+        ("screens.pdf", "application/pdf", 259, &*"ab".repeat(32))
+    );
+    assert_eq!(store.evidence(info.id)?, Some((info.clone(), file.bytes)));
+    assert_eq!(store.evidence(info.id + 100)?, None);
+
+    // The notification, with the placeholder filled, waiting for its first attempt.
+    let sent = store.messages(Some(a), 10)?;
+    assert_eq!(sent.len(), 1);
+    let m = &sent[0];
+    assert_eq!(
+        (m.channel, m.recipient.as_str(), m.app_id, m.subject.clone(), m.body.clone()),
+        (
+            Channel::Email,
+            "dana@example.com",
+            Some(a),
+            format!("Request {} received", first.id),
+            format!("See /requests/{}", first.id)
+        )
+    );
+    assert_eq!(
+        (m.state, m.attempts, m.created_at, m.next_attempt_at, m.delivered_at, m.last_error.as_deref()),
+        (DeliveryState::Pending, 0, AT, Some(AT), None, None)
+    );
+
+    // Its audit event names it, and its app changed.
+    assert_eq!(last_action(store)?, Some(("request.create".into(), format!("request:{}", first.id), Some(a))));
+    assert_eq!(store.changes_since(before)?.1, vec![a], "a request's write is a change of its app");
+    assert_eq!(store.audit_head()?, last_event(store)?);
+
+    // Approved at once: the grant is written with the request and names it.
+    let mut instant = new_request(a, dana, "profile");
+    instant.event = event("submit", None, RequestState::Approved, AT);
+    let approved = store.create_request(
+        &instant,
+        None,
+        Some(&review_grant(a, "profile")),
+        &[],
+        &request_audit(a, "request.create"),
+    )?;
+    assert_eq!((approved.state, approved.evidence.as_ref()), (RequestState::Approved, None));
+    let record = store.app_record(a)?.ok_or_else(|| not_found("app"))?;
+    let held = record.grants.iter().find(|g| g.permission == "profile").ok_or_else(|| not_found("grant"))?;
+    assert_eq!(approved.grant_id, Some(held.id));
+    assert_eq!(
+        (held.reason.clone(), held.source, held.granted_by, held.granted_at),
+        (format!("approved with request {}", approved.id), GrantSource::Review, Some(AccountId(1)), AT)
+    );
+    assert_eq!(store.messages(None, usize::MAX)?.len(), 1, "no message was asked for");
+    assert_eq!(last_action(store)?.map(|(_, target, _)| target), Some(format!("request:{}", approved.id)));
+    assert_eq!(verify_chain(&store.audit_events(None, usize::MAX)?), Ok(()));
+    assert_eq!(store.audit_head()?, last_event(store)?);
+    Ok(())
+}
+
+fn one_open_request_per_app_and_permission(store: &dyn Store) -> Result<(), StoreError> {
+    let dana = account(store, "dana", Role::Developer)?;
+    let (a, b) = (app(store, dana, &[])?, app(store, dana, &[])?);
+    let ask = |app: AppId, permission: &str| {
+        store.create_request(
+            &new_request(app, dana, permission),
+            Some(&evidence_file()),
+            None,
+            &[message(app, "dana@example.com")],
+            &request_audit(app, "request.create"),
+        )
+    };
+    let first = ask(a, "talk_message")?;
+    let evidence_id = first.evidence.as_ref().map(|e| e.id).ok_or_else(|| not_found("evidence"))?;
+
+    // Refused in every open state, and a refusal writes nothing: no request, evidence, message,
+    // audit event or change.
+    let mut seen = first.clone();
+    for (action, next) in [
+        ("start_review", RequestState::InReview),
+        ("hold", RequestState::OnHold),
+        ("withdraw", RequestState::Withdrawn),
+    ] {
+        let before = footprint(store)?;
+        match ask(a, "talk_message") {
+            Err(StoreError::Conflict(m)) => {
+                assert_eq!(m, "the app already has an open request for `talk_message`", "while {:?}", seen.state);
+            }
+            other => unreachable!("expected a conflict while {:?}, got {other:?}", seen.state),
+        }
+        assert_eq!(footprint(store)?, before, "a refused request writes nothing");
+        for id in evidence_id + 1..=evidence_id + 3 {
+            assert_eq!(store.evidence(id)?, None, "no evidence file is left behind");
+        }
+        let step = Transition {
+            request_id: first.id,
+            from: seen.state,
+            event: RequestEvent {
+                reason_code: (next == RequestState::OnHold).then(|| "evidence_missing".into()),
+                reason: (next == RequestState::OnHold).then(|| "Attach the screens".into()),
+                ..event(action, Some(seen.state), next, AT)
+            },
+        };
+        seen = store
+            .transition_request(&step, None, &[], &request_audit(a, "request.step"))?
+            .ok_or_else(|| not_found("the transition"))?;
+        assert_eq!(seen.history.last(), Some(&step.event));
+    }
+    assert_eq!(seen.state, RequestState::Withdrawn);
+    assert_eq!(
+        seen.history.iter().map(|e| (e.action.as_str(), e.reason_code.as_deref())).collect::<Vec<_>>(),
+        [("submit", None), ("start_review", None), ("hold", Some("evidence_missing")), ("withdraw", None)]
+    );
+
+    // Another app, or another permission, may apply; and a closed request lets the app apply again.
+    let on_b = ask(b, "talk_message")?;
+    let other = ask(a, "profile")?;
+    let again = ask(a, "talk_message")?;
+    assert_eq!(
+        [&on_b, &other, &again].map(|r| (r.app_id, r.permission.as_str(), r.state)),
+        [
+            (b, "talk_message", RequestState::Submitted),
+            (a, "profile", RequestState::Submitted),
+            (a, "talk_message", RequestState::Submitted)
+        ]
+    );
+    assert!(again.id > first.id);
+    assert_eq!(store.requests(&everything())?.len(), 4);
+    assert_eq!(store.messages(None, usize::MAX)?.len(), 4, "one message per stored request");
+    assert_eq!(store.audit_head()?, last_event(store)?);
+    Ok(())
+}
+
+fn a_transition_applies_only_from_the_state_seen(store: &dyn Store) -> Result<(), StoreError> {
+    let dana = account(store, "dana", Role::Developer)?;
+    let a = app(store, dana, &[])?;
+    let first = store.create_request(&new_request(a, dana, "talk_message"), None, None, &[], &request_audit(a, "c"))?;
+
+    let later = Timestamp(AT.0 + 60);
+    let review = Transition {
+        request_id: first.id,
+        from: RequestState::Submitted,
+        event: event("start_review", Some(RequestState::Submitted), RequestState::InReview, later),
+    };
+    let changes = store.latest_change()?;
+    let in_review = store
+        .transition_request(&review, None, &[message(a, "dana@example.com")], &request_audit(a, "request.review"))?
+        .ok_or_else(|| not_found("the transition"))?;
+    assert_eq!(
+        (in_review.id, in_review.state, in_review.created_at, in_review.updated_at, in_review.grant_id),
+        (first.id, RequestState::InReview, AT, later, None)
+    );
+    assert_eq!(in_review.history, vec![first.history[0].clone(), review.event.clone()]);
+    assert_eq!(store.request(first.id)?, Some(in_review.clone()));
+    let sent = store.messages(None, usize::MAX)?;
+    assert_eq!(
+        sent.iter().map(|m| (m.recipient.as_str(), m.created_at, m.next_attempt_at)).collect::<Vec<_>>(),
+        [("dana@example.com", later, Some(later))]
+    );
+    assert_eq!(last_action(store)?.map(|(action, _, app)| (action, app)), Some(("request.review".into(), Some(a))));
+    assert_eq!(store.changes_since(changes)?.1, vec![a]);
+    assert_eq!(store.audit_head()?, last_event(store)?);
+
+    // The same transition again is stale: nothing is written, not even its grant or message.
+    let before = footprint(store)?;
+    let stale = store.transition_request(
+        &review,
+        Some(&review_grant(a, "talk_message")),
+        &[message(a, "dana@example.com")],
+        &request_audit(a, "request.review"),
+    )?;
+    assert_eq!(stale, None);
+    assert_eq!(footprint(store)?, before, "a stale transition writes nothing");
+    assert_eq!(store.request(first.id)?, Some(in_review.clone()));
+    let missing = Transition { request_id: first.id + 1000, ..review.clone() };
+    assert_eq!(store.transition_request(&missing, None, &[], &request_audit(a, "x"))?, None);
+    assert_eq!(footprint(store)?, before, "nor does one of a missing request");
+
+    // The approval writes its grant, bound to the request.
+    let approve = Transition {
+        request_id: first.id,
+        from: RequestState::InReview,
+        event: RequestEvent {
+            comment: "looks fine".into(),
+            ..event("approve", Some(RequestState::InReview), RequestState::Approved, Timestamp(later.0 + 1))
+        },
+    };
+    let grant = NewGrant { reason: "approved".into(), ..review_grant(a, "talk_message") };
+    let done = store
+        .transition_request(&approve, Some(&grant), &[], &request_audit(a, "request.approve"))?
+        .ok_or_else(|| not_found("the approval"))?;
+    assert_eq!((done.state, done.updated_at), (RequestState::Approved, Timestamp(later.0 + 1)));
+    let record = store.app_record(a)?.ok_or_else(|| not_found("app"))?;
+    assert_eq!(record.grants.len(), 1);
+    let held = &record.grants[0];
+    assert_eq!(done.grant_id, Some(held.id));
+    assert_eq!(
+        (held.permission.as_str(), held.reason.as_str(), held.granted_at),
+        ("talk_message", "approved", Timestamp(later.0 + 1))
+    );
+    assert_eq!(
+        done.history.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["submit", "start_review", "approve"]
+    );
+    assert_eq!(done.history[2].comment, "looks fine");
+    assert_eq!(store.request(first.id)?, Some(done.clone()));
+    assert_eq!(store.request(first.id + 1000)?, None);
+    assert_eq!(store.audit_head()?, last_event(store)?);
+    Ok(())
+}
+
+fn requests_are_listed_newest_first_and_filtered(store: &dyn Store) -> Result<(), StoreError> {
+    let dana = account(store, "dana", Role::Developer)?;
+    let (a, b) = (app(store, dana, &[])?, app(store, dana, &[])?);
+    let first = store.create_request(
+        &new_request(a, dana, "talk_message"),
+        Some(&evidence_file()),
+        None,
+        &[],
+        &request_audit(a, "c"),
+    )?;
+    let info = first.evidence.clone().ok_or_else(|| not_found("evidence"))?;
+    let on_b = store.create_request(&new_request(b, dana, "talk_message"), None, None, &[], &request_audit(b, "c"))?;
+    let mut instant = new_request(a, dana, "profile");
+    instant.event = event("submit", None, RequestState::Approved, AT);
+    let approved =
+        store.create_request(&instant, None, Some(&review_grant(a, "profile")), &[], &request_audit(a, "c"))?;
+    for (action, from, to) in [
+        ("start_review", RequestState::Submitted, RequestState::InReview),
+        ("approve", RequestState::InReview, RequestState::Approved),
+    ] {
+        let t = Transition { request_id: first.id, from, event: event(action, Some(from), to, AT) };
+        store.transition_request(&t, None, &[], &request_audit(a, action))?.ok_or_else(|| not_found(action))?;
+    }
+    let again = store.create_request(&new_request(a, dana, "talk_message"), None, None, &[], &request_audit(a, "c"))?;
+
+    let ids = |filter: RequestFilter| -> Result<Vec<i64>, StoreError> {
+        Ok(store.requests(&filter)?.iter().map(|r| r.id).collect())
+    };
+    let any = RequestFilter { limit: 100, ..RequestFilter::default() };
+    assert_eq!(ids(any.clone())?, [again.id, approved.id, on_b.id, first.id]);
+    let listed = store.requests(&any)?;
+    assert!(listed.iter().all(|r| r.history.is_empty()), "listings carry no history");
+    assert_eq!(listed.last().map(|r| (r.state, r.evidence.clone())), Some((RequestState::Approved, Some(info))));
+    assert_eq!(listed.first().map(|r| (r.app_id, r.permission.as_str())), Some((a, "talk_message")));
+    assert_eq!(ids(RequestFilter { limit: 2, ..any.clone() })?, [again.id, approved.id]);
+    assert_eq!(ids(RequestFilter { state: Some(RequestState::Submitted), ..any.clone() })?, [again.id, on_b.id]);
+    assert_eq!(ids(RequestFilter { state: Some(RequestState::Approved), ..any.clone() })?, [approved.id, first.id]);
+    assert_eq!(ids(RequestFilter { state: Some(RequestState::InReview), ..any.clone() })?, Vec::<i64>::new());
+    assert_eq!(ids(RequestFilter { app_id: Some(b), ..any.clone() })?, [on_b.id]);
+    assert_eq!(ids(RequestFilter { app_id: Some(a), ..any.clone() })?, [again.id, approved.id, first.id]);
+    assert_eq!(ids(RequestFilter { among_apps: Some(vec![b]), ..any.clone() })?, [on_b.id]);
+    assert_eq!(
+        ids(RequestFilter { among_apps: Some(vec![a, b]), ..any.clone() })?,
+        [again.id, approved.id, on_b.id, first.id]
+    );
+    assert_eq!(ids(RequestFilter { among_apps: Some(vec![]), ..any.clone() })?, Vec::<i64>::new());
+    assert_eq!(
+        ids(RequestFilter {
+            state: Some(RequestState::Submitted),
+            app_id: Some(a),
+            among_apps: Some(vec![a, b]),
+            ..any.clone()
+        })?,
+        [again.id]
+    );
+    assert_eq!(ids(RequestFilter { app_id: Some(a), among_apps: Some(vec![b]), ..any })?, Vec::<i64>::new());
+    Ok(())
+}
+
+fn outbox_messages_are_leased_retried_and_finished(store: &dyn Store) -> Result<(), StoreError> {
+    let dana = account(store, "dana", Role::Developer)?;
+    let (a, b) = (app(store, dana, &[])?, app(store, dana, &[])?);
+    let messages = [message(a, "one@example.com"), message(a, "two@example.com"), message(a, "three@example.com")];
+    store.create_request(&new_request(a, dana, "talk_message"), None, None, &messages, &request_audit(a, "c"))?;
+    let mut stored = store.messages(Some(a), 10)?;
+    stored.reverse();
+    let ids: Vec<i64> = stored.iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(
+        stored.iter().map(|m| m.recipient.as_str()).collect::<Vec<_>>(),
+        ["one@example.com", "two@example.com", "three@example.com"]
+    );
+    assert_eq!(store.messages(Some(b), 10)?, vec![]);
+    assert_eq!(store.messages(None, 2)?.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[2], ids[1]]);
+
+    let now = Timestamp(AT.0 + 10);
+    assert_eq!(store.claim_messages(Timestamp(AT.0 - 1), 10, 60)?, vec![], "not due before its creation");
+    let claimed = store.claim_messages(now, 2, 60)?;
+    assert_eq!(claimed, stored[..2], "the oldest first, as stored");
+    let rest = store.claim_messages(now, 10, 60)?;
+    assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), ids[2..], "a leased message is not claimed again");
+    assert_eq!(store.claim_messages(Timestamp(now.0 + 59), 10, 60)?, vec![], "every lease still holds");
+
+    // The first is delivered, the second failed and waits, the third's lease expires.
+    store.finish_attempt(ids[0], DeliveryState::Delivered, None, None, Timestamp(now.0 + 1))?;
+    let retry_at = Timestamp(now.0 + 100);
+    store.finish_attempt(ids[1], DeliveryState::Pending, Some(retry_at), Some("smtp down"), Timestamp(now.0 + 1))?;
+    let by_id = |id: i64| -> Result<_, StoreError> {
+        store.messages(None, 10)?.into_iter().find(|m| m.id == id).ok_or_else(|| not_found("message"))
+    };
+    let delivered = by_id(ids[0])?;
+    assert_eq!(
+        (delivered.state, delivered.attempts, delivered.delivered_at, delivered.next_attempt_at),
+        (DeliveryState::Delivered, 1, Some(Timestamp(now.0 + 1)), None)
+    );
+    let failed = by_id(ids[1])?;
+    assert_eq!(
+        (failed.state, failed.attempts, failed.next_attempt_at, failed.delivered_at, failed.last_error.as_deref()),
+        (DeliveryState::Pending, 1, Some(retry_at), None, Some("smtp down"))
+    );
+    assert_eq!(by_id(ids[2])?.attempts, 0, "a claim is not an attempt");
+
+    let expired = store.claim_messages(Timestamp(now.0 + 60), 10, 60)?;
+    assert_eq!(expired.iter().map(|m| m.id).collect::<Vec<_>>(), ids[2..], "released by its lease's expiry");
+    let due = store.claim_messages(retry_at, 10, 60)?;
+    assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[1]], "the retry is due, the new lease holds");
+    assert_eq!((due[0].attempts, due[0].last_error.as_deref()), (1, Some("smtp down")));
+
+    // A later attempt without an error keeps the last one; a give-up is final.
+    store.finish_attempt(ids[1], DeliveryState::Pending, Some(retry_at), None, retry_at)?;
+    let retried = by_id(ids[1])?;
+    assert_eq!((retried.attempts, retried.last_error.as_deref()), (2, Some("smtp down")));
+    store.finish_attempt(ids[1], DeliveryState::Failed, None, Some("gave up"), retry_at)?;
+    let given_up = by_id(ids[1])?;
+    assert_eq!(
+        (given_up.state, given_up.attempts, given_up.last_error.as_deref(), given_up.delivered_at),
+        (DeliveryState::Failed, 3, Some("gave up"), None)
+    );
+    assert_eq!(
+        store.claim_messages(Timestamp(now.0 + 10_000), 10, 60)?.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[2..],
+        "delivered and failed messages are never claimed again"
+    );
+    Ok(())
+}
+
+fn the_audit_head_is_the_newest_event(store: &dyn Store) -> Result<(), StoreError> {
+    assert_eq!(store.audit_head()?, None, "a fresh store has no head");
+    let owner = account(store, "owner", Role::Developer)?;
+    let mut heads = vec![store.audit_head()?];
+    let id = app(store, owner, &[key(KeyKind::RestApi, "r")])?;
+    heads.push(store.audit_head()?);
+    store.record_event(&audit("quota.alert"))?;
+    heads.push(store.audit_head()?);
+    store.set_product(id, "local", true, &audit("product.set").app(id))?;
+    heads.push(store.audit_head()?);
+    store.create_request(&new_request(id, owner, "talk_message"), None, None, &[], &request_audit(id, "c"))?;
+    heads.push(store.audit_head()?);
+    let events = store.audit_events(None, usize::MAX)?;
+    assert_eq!(heads, events.iter().map(|e| Some((e.seq, e.hash.clone()))).collect::<Vec<_>>());
+    assert_eq!(heads.iter().flatten().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+
+    // Writes that fail or change nothing leave the head where it was.
+    assert!(app(store, owner, &[key(KeyKind::RestApi, "r")]).is_err());
+    let stale = Transition {
+        request_id: 999,
+        from: RequestState::Submitted,
+        event: event("start_review", Some(RequestState::Submitted), RequestState::InReview, AT),
+    };
+    assert_eq!(store.transition_request(&stale, None, &[], &request_audit(id, "x"))?, None);
+    assert_eq!(store.audit_head()?, heads.last().cloned().flatten());
+    assert_eq!(store.audit_head()?, last_event(store)?);
     Ok(())
 }

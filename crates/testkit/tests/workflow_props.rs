@@ -97,7 +97,11 @@ fn world() -> World {
     let consent =
         SetConsentItem { consent_type: permgate_core::model::ConsentLevel::Optional, purpose: "calendar".into() };
     ok(services.set_consent_item(&dev, app, "talk_calendar", consent));
-    let business = SetBusiness { business_registration_number: "120-81-47521".into(), company_name: "Props Co".into() };
+    let business = SetBusiness {
+        business_registration_number: Some("120-81-47521".into()),
+        company_name: Some("Props Co".into()),
+        individual: None,
+    };
     ok(services.set_business(&dev, app, business));
     ok(services.agree_eligibility(&dev, app));
     World { services, clock, dev, rev, app }

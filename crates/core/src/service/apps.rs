@@ -6,10 +6,10 @@ use super::{Access, Actor, Services, required_text};
 use crate::audit::NewAuditEvent;
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{
-    AccountId, AppId, AppRecord, AppStatus, Business, ConsentSetting, Eligibility, Key, KeyId, KeyKind, Member,
-    Platforms, Role,
+    AccountId, AppId, AppRecord, AppStatus, Business, ConnectedChannel, ConsentSetting, Eligibility, GrantSource, Key,
+    KeyId, KeyKind, Member, Platforms, Role,
 };
-use crate::ports::{NewApp, NewKey};
+use crate::ports::{NewApp, NewGrant, NewKey};
 use crate::secret;
 use crate::time::Timestamp;
 
@@ -56,6 +56,9 @@ pub struct AppView {
     pub company_name: String,
     pub category: String,
     pub classification: &'static str,
+    /// For a test app: the app it tests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_app_id: Option<AppId>,
     pub status: AppStatus,
     pub owner_id: AccountId,
     pub created_at: Timestamp,
@@ -65,6 +68,7 @@ pub struct AppView {
     pub business: Option<Business>,
     pub consent_items: Vec<ConsentSetting>,
     pub eligibility: Option<Eligibility>,
+    pub channels: Vec<ConnectedChannel>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -94,7 +98,14 @@ impl Services {
             name: a.name.clone(),
             company_name: a.company_name.clone(),
             category: a.category.clone(),
-            classification: if self.holds_now(record, "biz_app") { "biz" } else { "basic" },
+            classification: if a.original.is_some() {
+                "test"
+            } else if self.holds_now(record, "biz_app") {
+                "biz"
+            } else {
+                "basic"
+            },
+            original_app_id: a.original,
             status: a.status,
             owner_id: a.owner,
             created_at: a.created_at,
@@ -104,6 +115,7 @@ impl Services {
             business: record.business.clone(),
             consent_items: record.consent_items.clone(),
             eligibility: record.eligibility,
+            channels: record.channels.clone(),
         }
     }
 
@@ -116,7 +128,44 @@ impl Services {
             company_name: required_text("company_name", &input.company_name, 100)?,
             category: required_text("category", &input.category, 50)?,
             owner: actor.account.id,
+            original: None,
+            members: Vec::new(),
+            grants: Vec::new(),
         };
+        self.insert_app(actor, new, "app.create")
+    }
+
+    /// Creates a test app of `original`: its own keys, the original's members, `test_app`; it
+    /// holds what the original holds, and its calls are for members only.
+    pub fn create_test_app(&self, actor: &Actor, original: AppId) -> ServiceResult<AppView> {
+        let record = self.app_for(actor, original, Access::Own)?;
+        if let Some(o) = record.app.original {
+            return Err(ServiceError::Conflict(format!(
+                "app {original} is itself a test app (of app {o}); create test apps of the original"
+            )));
+        }
+        let new = NewApp {
+            name: format!("{} (test)", record.app.name),
+            company_name: record.app.company_name.clone(),
+            category: record.app.category.clone(),
+            owner: record.app.owner,
+            original: Some(original),
+            members: record.members.iter().filter(|m| m.account_id != record.app.owner).cloned().collect(),
+            grants: vec![NewGrant {
+                app_id: original,
+                permission: "test_app".into(),
+                key_id: None,
+                source: GrantSource::AppType,
+                granted_by: Some(actor.account.id),
+                expires_at: None,
+                params: serde_json::json!({}),
+                reason: format!("test app of app {original}"),
+            }],
+        };
+        self.insert_app(actor, new, "app.create_test")
+    }
+
+    fn insert_app(&self, actor: &Actor, new: NewApp, action: &str) -> ServiceResult<AppView> {
         let mut keys = Vec::new();
         let mut secrets = Vec::new();
         for kind in KeyKind::APP_KEYS {
@@ -125,8 +174,9 @@ impl Services {
             secrets.push((kind, value));
         }
         let now = self.clock.now();
-        let audit = NewAuditEvent::new(now, Some(actor.account.id), "app.create", format!("app:{}", new.name))
-            .after(serde_json::json!({"name": new.name, "company_name": new.company_name, "category": new.category}));
+        let audit = NewAuditEvent::new(now, Some(actor.account.id), action, format!("app:{}", new.name)).after(
+            serde_json::json!({"name": new.name, "company_name": new.company_name, "category": new.category, "original": new.original}),
+        );
         let id = self.store.create_app(&new, &keys, now, &audit)?;
         let record = self.refresh(id)?;
         let revealed: Vec<(KeyId, String)> = record

@@ -87,6 +87,9 @@ impl Services {
                     p.id
                 )));
             }
+            if p.test_only && record.app.original.is_none() {
+                return Err(ServiceError::Invalid(format!("`{}` is for test apps only", p.id)));
+            }
             if p.retired {
                 return Err(ServiceError::Conflict(format!(
                     "`{}` is retired: existing grants keep working, new ones are refused",

@@ -27,7 +27,10 @@ pub use paid::SetPaidUsage;
 pub use products::{ProductState, SetProduct};
 pub use quotas::{RuleUsage, Usage};
 pub use requests::{ActOnRequest, Apply, ListRequests, MAX_EVIDENCE_BYTES, Upload, evidence_type};
-pub use settings::{ELIGIBILITY_TERMS, EligibilityView, SetBusiness, SetConsentItem, business_registration_number};
+pub use settings::{
+    CHANNEL_PERMISSION, ConnectChannel, ELIGIBILITY_TERMS, EligibilityView, IndividualBiz, RemoveBusiness, SetBusiness,
+    SetConsentItem, business_registration_number,
+};
 
 use crate::decision::{CounterFailure, QuotaAlert};
 use crate::error::{ServiceError, ServiceResult};

@@ -135,6 +135,12 @@ impl Services {
         let permission = self.snapshot.read().catalog().permission(&input.permission).cloned().ok_or_else(|| {
             ServiceError::Invalid(format!("`permission`: the catalog has no permission `{}`", input.permission))
         })?;
+        if permission.id == super::settings::CHANNEL_PERMISSION {
+            return Err(ServiceError::Invalid(format!(
+                "`{}` is granted by connecting a channel of the same business: POST /v1/apps/{app}/channels {{\"channel_id\": ...}}",
+                permission.id
+            )));
+        }
         match permission.obtained_by {
             ObtainedBy::AdditionalFeature | ObtainedBy::GeneralRequest => {}
             other => {
@@ -166,6 +172,11 @@ impl Services {
             }
             None => None,
         };
+        if let Some(original) = record.app.original {
+            return Err(ServiceError::Conflict(format!(
+                "app {app} is a test app: it holds what its original app {original} holds; apply there"
+            )));
+        }
         self.check_prerequisites(&record, &permission)?;
         if permission.retired {
             return Err(ServiceError::Conflict(format!(
@@ -305,9 +316,9 @@ impl Services {
                 permission.id
             )));
         }
-        if pre.channel_connected {
+        if pre.channel_connected && record.channels.is_empty() {
             return Err(ServiceError::NotConfigured(format!(
-                "`{}` needs a Kakao Talk Channel connected to app {app}; connect one first",
+                "`{}` needs a Kakao Talk Channel connected to app {app}; connect one first (POST /v1/apps/{app}/channels)",
                 permission.id
             )));
         }

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use super::{Access, Actor, Services, required_text};
 use crate::audit::NewAuditEvent;
 use crate::error::{ServiceError, ServiceResult};
-use crate::model::{AppId, AppRecord, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource};
+use crate::model::{
+    AppId, AppRecord, BizKind, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, TalkChannel,
+};
+use crate::notify::NewMessage;
 use crate::ports::NewGrant;
 
 /// The terms an owner or editor agrees to once per app before a first application.
@@ -25,13 +28,45 @@ pub struct EligibilityView {
     pub agreement: Option<Eligibility>,
 }
 
-/// `PUT /v1/apps/{id}/business`
-#[derive(Debug, Clone, Deserialize)]
+/// `PUT /v1/apps/{id}/business`: registered business information, or the individual-developer
+/// path.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetBusiness {
-    pub business_registration_number: String,
-    pub company_name: String,
+    #[serde(default)]
+    pub business_registration_number: Option<String>,
+    #[serde(default)]
+    pub company_name: Option<String>,
+    #[serde(default)]
+    pub individual: Option<IndividualBiz>,
 }
+
+/// The individual-developer Biz path: the owner's identity verified, the Biz terms agreed, and
+/// the app's icon set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndividualBiz {
+    pub identity_verified: bool,
+    pub terms_agreed: bool,
+    pub icon_url: String,
+}
+
+/// `DELETE /v1/apps/{id}/business`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveBusiness {
+    pub reason: String,
+}
+
+/// `POST /v1/apps/{id}/channels`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectChannel {
+    pub channel_id: String,
+}
+
+/// The permission connecting a Kakao Talk Channel brings (SPEC section 2).
+pub const CHANNEL_PERMISSION: &str = "connect_talk_channel";
 
 /// `PUT /v1/apps/{id}/consent-items/{scope}`
 #[derive(Debug, Clone, Deserialize)]
@@ -84,14 +119,65 @@ impl Services {
         self.eligibility(actor, app)
     }
 
-    /// Registers business information: the app becomes a Biz app and holds `biz_app`.
+    /// Registers business information (or takes the individual-developer path): the app becomes
+    /// a Biz app and holds `biz_app`.
     pub fn set_business(&self, actor: &Actor, app: AppId, input: SetBusiness) -> ServiceResult<Business> {
         let record = self.app_for(actor, app, Access::Own)?;
-        let number = business_registration_number(&input.business_registration_number)
-            .map_err(|m| ServiceError::Invalid(format!("`business_registration_number`: {m}")))?;
-        let company_name = required_text("company_name", &input.company_name, 200)?;
+        if let Some(original) = record.app.original {
+            return Err(ServiceError::Conflict(format!(
+                "app {app} is a test app: it has the Biz status of its original app {original}"
+            )));
+        }
         let now = self.clock.now();
-        let business = Business { registration_number: number, company_name, verified_at: now };
+        let business = match (&input.individual, &input.business_registration_number) {
+            (Some(_), Some(_)) => {
+                return Err(ServiceError::Invalid(
+                    "send either `business_registration_number` and `company_name`, or `individual`, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(ServiceError::Invalid(
+                    "send `business_registration_number` and `company_name`, or `individual` {identity_verified, terms_agreed, icon_url} for an individual developer".into(),
+                ));
+            }
+            (None, Some(number)) => {
+                let number = business_registration_number(number)
+                    .map_err(|m| ServiceError::Invalid(format!("`business_registration_number`: {m}")))?;
+                let company_name = required_text("company_name", input.company_name.as_deref().unwrap_or(""), 200)?;
+                Business {
+                    kind: BizKind::Corporate,
+                    registration_number: number,
+                    company_name,
+                    verified_at: now,
+                    icon_url: None,
+                }
+            }
+            (Some(ind), None) => {
+                if !ind.identity_verified {
+                    return Err(ServiceError::Invalid(
+                        "`individual.identity_verified`: the owner's identity must be verified first".into(),
+                    ));
+                }
+                if !ind.terms_agreed {
+                    return Err(ServiceError::Invalid(
+                        "`individual.terms_agreed`: the owner must agree to the Biz app terms".into(),
+                    ));
+                }
+                let icon = required_text("individual.icon_url", &ind.icon_url, 2000)?;
+                if !(icon.starts_with("https://") || icon.starts_with("http://")) {
+                    return Err(ServiceError::Invalid(format!(
+                        "`individual.icon_url`: `{icon}` is not an http(s) URL of the app's icon"
+                    )));
+                }
+                Business {
+                    kind: BizKind::Individual,
+                    registration_number: String::new(),
+                    company_name: record.app.company_name.clone(),
+                    verified_at: now,
+                    icon_url: Some(icon),
+                }
+            }
+        };
         let grant = NewGrant {
             app_id: app,
             permission: "biz_app".into(),
@@ -100,7 +186,7 @@ impl Services {
             granted_by: Some(actor.account.id),
             expires_at: None,
             params: serde_json::json!({}),
-            reason: "business information registered".into(),
+            reason: format!("{} Biz app", business.kind),
         };
         let already_biz = self.holds_now(&record, "biz_app");
         let audit = NewAuditEvent::new(now, Some(actor.account.id), "business.set", format!("app:{app}"))
@@ -110,6 +196,205 @@ impl Services {
         self.store.set_business(app, &business, (!already_biz).then_some(&grant), &audit)?;
         self.refresh(app)?;
         Ok(business)
+    }
+
+    /// An operator removes an app's Biz status: `biz_app`, every grant whose prerequisites
+    /// needed Biz, and the consent items only a Biz app may set stop at once; the members are
+    /// notified.
+    pub fn remove_business(&self, actor: &Actor, app: AppId, input: RemoveBusiness) -> ServiceResult<Vec<String>> {
+        if !actor.is_admin() {
+            return Err(ServiceError::Forbidden("only an admin may remove an app's Biz status".into()));
+        }
+        let record = self.app_for(actor, app, Access::Read)?;
+        let reason = required_text("reason", &input.reason, 1000)?;
+        if record.business.is_none() && !self.holds_now(&record, "biz_app") {
+            return Err(ServiceError::Conflict(format!("app {app} is not a Biz app")));
+        }
+        let (revoke, unset) = {
+            let snapshot = self.snapshot.read();
+            let catalog = snapshot.catalog();
+            let mut revoke = vec!["biz_app".to_owned()];
+            revoke.extend(catalog.permissions.iter().filter(|p| p.prerequisites.biz_app).map(|p| p.id.clone()));
+            let unset: Vec<String> = catalog
+                .consent_items
+                .iter()
+                .filter(|c| c.requires_biz && record.consent_items.iter().any(|s| s.scope == c.id))
+                .map(|c| c.id.clone())
+                .collect();
+            (revoke, unset)
+        };
+        let now = self.clock.now();
+        let held: Vec<String> =
+            revoke.iter().filter(|p| record.grants.iter().any(|g| &g.permission == *p)).cloned().collect();
+        let messages = self.app_messages(
+            &record,
+            &format!("[permgate] {} (app {app}) is no longer a Biz app", record.app.name),
+            &format!(
+                "An operator removed the Biz status of app {} (id {app}).\nReason: {reason}\nRevoked: {}\nConsent items unset: {}\n",
+                record.app.name,
+                if held.is_empty() { "nothing".to_owned() } else { held.join(", ") },
+                if unset.is_empty() { "none".to_owned() } else { unset.join(", ") },
+            ),
+            serde_json::json!({"type": "app.biz_removed", "app_id": app, "revoked": held, "unset": unset, "reason": reason, "at": now}),
+        )?;
+        let audit = NewAuditEvent::new(now, Some(actor.account.id), "business.remove", format!("app:{app}"))
+            .app(app)
+            .before(&record.business)
+            .after(serde_json::json!({"revoked": held, "consent_items_unset": unset, "reason": reason}));
+        let revoked = self.store.remove_business(app, &revoke, &unset, actor.account.id, &reason, &messages, &audit)?;
+        self.refresh(app)?;
+        Ok(revoked)
+    }
+
+    /// An operator adds or updates a channel of the registry.
+    pub fn upsert_channel(&self, actor: &Actor, input: TalkChannel) -> ServiceResult<TalkChannel> {
+        if !actor.is_admin() {
+            return Err(ServiceError::Forbidden("only an admin manages the channel registry".into()));
+        }
+        let id = required_text("id", &input.id, 100)?;
+        if id.contains(char::is_whitespace) || id.contains('/') {
+            return Err(ServiceError::Invalid(format!("`id`: `{id}` must not contain spaces or slashes")));
+        }
+        let channel = TalkChannel {
+            id,
+            name: required_text("name", &input.name, 200)?,
+            business_registration_number: business_registration_number(&input.business_registration_number)
+                .map_err(|m| ServiceError::Invalid(format!("`business_registration_number`: {m}")))?,
+            business_channel: input.business_channel,
+        };
+        let now = self.clock.now();
+        let audit =
+            NewAuditEvent::new(now, Some(actor.account.id), "channel.upsert", format!("channel:{}", channel.id))
+                .after(&channel);
+        self.store.upsert_channel(&channel, now, &audit)?;
+        Ok(channel)
+    }
+
+    pub fn channels(&self, _actor: &Actor) -> ServiceResult<Vec<TalkChannel>> {
+        Ok(self.store.channels()?)
+    }
+
+    /// Connects a Kakao Talk Channel: at once, without review, when the app is a Biz app of the
+    /// same business as a business channel; refused otherwise, naming the condition that failed.
+    pub fn connect_channel(&self, actor: &Actor, app: AppId, input: ConnectChannel) -> ServiceResult<AppRecord> {
+        let record = self.app_for(actor, app, Access::Edit)?;
+        let channel = self.store.channels()?.into_iter().find(|c| c.id == input.channel_id).ok_or_else(|| {
+            ServiceError::NotFound(format!("the channel registry has no channel `{}`", input.channel_id))
+        })?;
+        if record.channels.iter().any(|c| c.channel_id == channel.id) {
+            return Err(ServiceError::Conflict(format!("channel `{}` is connected to app {app} already", channel.id)));
+        }
+        let business = match &record.business {
+            Some(b) if self.holds_now(&record, "biz_app") => b,
+            _ => {
+                return Err(ServiceError::Forbidden(format!(
+                    "connecting a channel needs a Biz app: register business information first (PUT /v1/apps/{app}/business)"
+                )));
+            }
+        };
+        if business.kind == BizKind::Individual {
+            return Err(ServiceError::Forbidden(
+                "an individual developer's Biz app has no business information, so it cannot connect a channel".into(),
+            ));
+        }
+        if business.registration_number != channel.business_registration_number {
+            return Err(ServiceError::Forbidden(format!(
+                "channel `{}` belongs to business {}, and app {app} to business {}: only a channel of the same business connects",
+                channel.id, channel.business_registration_number, business.registration_number
+            )));
+        }
+        if !channel.business_channel {
+            return Err(ServiceError::Forbidden(format!(
+                "channel `{}` is not a business channel (it has not passed the business-channel review)",
+                channel.id
+            )));
+        }
+        let now = self.clock.now();
+        let grant = (!self.holds_now(&record, CHANNEL_PERMISSION)).then(|| NewGrant {
+            app_id: app,
+            permission: CHANNEL_PERMISSION.into(),
+            key_id: None,
+            source: GrantSource::Review,
+            granted_by: Some(actor.account.id),
+            expires_at: None,
+            params: serde_json::json!({"channel_id": channel.id}),
+            reason: format!("channel `{}` connected (same business, business channel)", channel.id),
+        });
+        let audit =
+            NewAuditEvent::new(now, Some(actor.account.id), "channel.connect", format!("channel:{}", channel.id))
+                .app(app)
+                .after(serde_json::json!({"channel": channel, "granted": grant.is_some()}));
+        self.store.connect_channel(app, &channel.id, now, grant.as_ref(), &audit)?;
+        self.refresh(app)
+    }
+
+    /// Disconnects a channel; with no channel left, the grants that needed one are revoked.
+    pub fn disconnect_channel(&self, actor: &Actor, app: AppId, channel: &str) -> ServiceResult<AppRecord> {
+        let record = self.app_for(actor, app, Access::Edit)?;
+        if !record.channels.iter().any(|c| c.channel_id == channel) {
+            return Err(ServiceError::NotFound(format!("channel `{channel}` is not connected to app {app}")));
+        }
+        let last = record.channels.len() == 1;
+        let revoke: Vec<String> = if last {
+            let snapshot = self.snapshot.read();
+            let mut r = vec![CHANNEL_PERMISSION.to_owned()];
+            r.extend(
+                snapshot
+                    .catalog()
+                    .permissions
+                    .iter()
+                    .filter(|p| p.prerequisites.channel_connected)
+                    .map(|p| p.id.clone()),
+            );
+            r
+        } else {
+            Vec::new()
+        };
+        let audit = NewAuditEvent::new(
+            self.clock.now(),
+            Some(actor.account.id),
+            "channel.disconnect",
+            format!("channel:{channel}"),
+        )
+        .app(app)
+        .after(serde_json::json!({"revoked": revoke}));
+        let reason = format!("channel `{channel}` disconnected");
+        self.store.disconnect_channel(app, channel, &revoke, actor.account.id, &reason, &audit)?;
+        self.refresh(app)
+    }
+
+    /// One notification to the app's members (e-mail) and the webhook, outside a request.
+    pub(super) fn app_messages(
+        &self,
+        record: &AppRecord,
+        subject: &str,
+        body: &str,
+        webhook: serde_json::Value,
+    ) -> ServiceResult<Vec<NewMessage>> {
+        let mut messages = Vec::new();
+        if self.notify.email {
+            for member in &record.members {
+                if let Some(email) = self.store.account(member.account_id)?.and_then(|a| a.email) {
+                    messages.push(NewMessage {
+                        channel: crate::notify::Channel::Email,
+                        recipient: email,
+                        subject: subject.to_owned(),
+                        body: body.to_owned(),
+                        app_id: Some(record.app.id),
+                    });
+                }
+            }
+        }
+        if let Some(url) = &self.notify.webhook_url {
+            messages.push(NewMessage {
+                channel: crate::notify::Channel::Webhook,
+                recipient: url.clone(),
+                subject: webhook["type"].as_str().unwrap_or("app.changed").to_owned(),
+                body: webhook.to_string(),
+                app_id: Some(record.app.id),
+            });
+        }
+        Ok(messages)
     }
 
     /// Whether the app holds `permission` now (app-wide).

@@ -10,6 +10,7 @@
 //! | 4 | suspended | rest-suspended | |
 //! | 5 | owner blocked | rest-ownerblocked | |
 //! | 6 | active | rest-local-off | product `local` switched off |
+//! | 8 | test app of app 2 | rest-test | test_app (and app 2's grants, through the original) |
 //! | 7 | active | (user tokens only) | talk_friends_message; **no consent items set** (apps 1 to 6 have every item set) |
 
 use std::sync::Arc;
@@ -103,6 +104,7 @@ fn app(
             owner: AccountId(10 + id),
             status,
             created_at: NOW,
+            original: None,
         },
         owner_blocked,
         members: vec![Member { account_id: AccountId(10 + id), role: MemberRole::Owner }],
@@ -113,6 +115,7 @@ fn app(
         business: None,
         consent_items: Vec::new(),
         eligibility: None,
+        channels: Vec::new(),
     }
 }
 
@@ -201,6 +204,18 @@ fn world() -> Snapshot {
             vec![grant(7, "talk_friends_message", None)],
             &[("kakao_login", true)],
         ),
+        {
+            let mut test = app(
+                8,
+                AppStatus::Active,
+                false,
+                vec![key(11, KeyKind::RestApi, "rest-test", none())],
+                vec![grant(8, "test_app", None)],
+                &[("kakao_login", true)],
+            );
+            test.app.original = Some(AppId(2));
+            test
+        },
     ];
     let every_item: Vec<ConsentSetting> = catalog
         .consent_items

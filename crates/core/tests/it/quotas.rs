@@ -121,6 +121,7 @@ fn record(grants: Vec<Grant>, paid: Option<PaidUsage>) -> AppRecord {
             owner: AccountId(9),
             status: AppStatus::Active,
             created_at: LATE,
+            original: None,
         },
         owner_blocked: false,
         members: vec![],
@@ -139,6 +140,7 @@ fn record(grants: Vec<Grant>, paid: Option<PaidUsage>) -> AppRecord {
         business: None,
         consent_items: Vec::new(),
         eligibility: None,
+        channels: Vec::new(),
     }
 }
 

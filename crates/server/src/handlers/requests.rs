@@ -14,9 +14,10 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, SignedIn, id, parse_json};
 use permgate_core::error::ServiceError;
-use permgate_core::model::AppId;
+use permgate_core::model::{AppId, TalkChannel};
 use permgate_core::service::{
-    ActOnRequest, Apply, ListRequests, MAX_EVIDENCE_BYTES, SetBusiness, SetConsentItem, Upload,
+    ActOnRequest, Apply, ConnectChannel, ListRequests, MAX_EVIDENCE_BYTES, RemoveBusiness, SetBusiness, SetConsentItem,
+    Upload,
 };
 use permgate_core::workflow::RequestState;
 
@@ -57,6 +58,77 @@ pub async fn set_business(
     let view = state
         .run(move |s| {
             s.set_business(&actor, app, input)?;
+            s.app(&actor, app)
+        })
+        .await?;
+    Ok(Json(json!(view)))
+}
+
+pub async fn remove_business(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path(app): Path<String>,
+    JsonBody(input): JsonBody<RemoveBusiness>,
+) -> Result<Json<Value>, ApiError> {
+    let app: AppId = id("app id", &app)?;
+    let (revoked, view) = state
+        .run(move |s| {
+            let revoked = s.remove_business(&actor, app, input)?;
+            Ok((revoked, s.app(&actor, app)?))
+        })
+        .await?;
+    Ok(Json(json!({ "revoked": revoked, "app": view })))
+}
+
+pub async fn create_test_app(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path(app): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let app: AppId = id("app id", &app)?;
+    let view = state.run(move |s| s.create_test_app(&actor, app)).await?;
+    Ok((StatusCode::CREATED, Json(json!(view))))
+}
+
+pub async fn upsert_channel(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    JsonBody(input): JsonBody<TalkChannel>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let channel = state.run(move |s| s.upsert_channel(&actor, input)).await?;
+    Ok((StatusCode::CREATED, Json(json!(channel))))
+}
+
+pub async fn channels(State(state): State<AppState>, SignedIn(actor): SignedIn) -> Result<Json<Value>, ApiError> {
+    let channels = state.run(move |s| s.channels(&actor)).await?;
+    Ok(Json(json!({ "channels": channels })))
+}
+
+pub async fn connect_channel(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path(app): Path<String>,
+    JsonBody(input): JsonBody<ConnectChannel>,
+) -> Result<Json<Value>, ApiError> {
+    let app: AppId = id("app id", &app)?;
+    let view = state
+        .run(move |s| {
+            s.connect_channel(&actor, app, input)?;
+            s.app(&actor, app)
+        })
+        .await?;
+    Ok(Json(json!(view)))
+}
+
+pub async fn disconnect_channel(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path((app, channel)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let app: AppId = id("app id", &app)?;
+    let view = state
+        .run(move |s| {
+            s.disconnect_channel(&actor, app, &channel)?;
             s.app(&actor, app)
         })
         .await?;

@@ -1,6 +1,7 @@
 //! The HTTP contract of SPEC section 5, through a real server on port 0 with a fresh database.
 
 mod accounts;
+mod app_types;
 mod apps;
 mod authz;
 mod blocking;

@@ -45,7 +45,15 @@ fn owner(store: &PostgresStore, name: &str) -> Result<AccountId, StoreError> {
 }
 
 fn new_app(store: &PostgresStore, owner: AccountId) -> Result<AppId, StoreError> {
-    let new = NewApp { name: "Shop".into(), company_name: "Example".into(), category: "shopping".into(), owner };
+    let new = NewApp {
+        name: "Shop".into(),
+        company_name: "Example".into(),
+        category: "shopping".into(),
+        owner,
+        original: None,
+        members: Vec::new(),
+        grants: Vec::new(),
+    };
     store.create_app(&new, &[], AT, &audit("app.create"))
 }
 
@@ -87,6 +95,7 @@ fn a_schema_url_puts_the_store_and_its_tables_in_that_schema() -> Result<(), Sto
         [
             "accounts",
             "app_business",
+            "app_channels",
             "app_consent_items",
             "app_eligibility",
             "app_keys",
@@ -103,7 +112,8 @@ fn a_schema_url_puts_the_store_and_its_tables_in_that_schema() -> Result<(), Sto
             "permission_request_history",
             "permission_requests",
             "quota_counters",
-            "schema_migrations"
+            "schema_migrations",
+            "talk_channels"
         ]
     );
     Ok(())

@@ -1,0 +1,22 @@
+-- App types (the same tables and meaning as SQLite's version 5): test apps (linked to their original), the individual-developer Biz path, and the
+-- operator's registry of Kakao Talk Channels with the channels connected to each app.
+
+ALTER TABLE apps ADD COLUMN original_app_id BIGINT REFERENCES apps (id);
+
+ALTER TABLE app_business ADD COLUMN kind TEXT NOT NULL DEFAULT 'corporate' CHECK (kind IN ('corporate', 'individual'));
+ALTER TABLE app_business ADD COLUMN icon_url TEXT;
+
+CREATE TABLE talk_channels (
+    id                            TEXT    PRIMARY KEY,
+    name                          TEXT    NOT NULL,
+    business_registration_number  TEXT    NOT NULL,
+    business_channel              BOOLEAN NOT NULL,
+    created_at                    BIGINT  NOT NULL
+);
+
+CREATE TABLE app_channels (
+    app_id        BIGINT  NOT NULL REFERENCES apps (id),
+    channel_id    TEXT    NOT NULL REFERENCES talk_channels (id),
+    connected_at  BIGINT  NOT NULL,
+    PRIMARY KEY (app_id, channel_id)
+);
