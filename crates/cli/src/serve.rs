@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// The console's public address, for links in notification e-mails.
     #[arg(long, env = "PERMGATE_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Suspend apps that no node has seen called for this many days (-13 until the owner
+    /// reactivates them); 0 never suspends.
+    #[arg(long, env = "PERMGATE_SUSPEND_AFTER_DAYS", default_value_t = 0)]
+    suspend_after_days: u64,
     /// Log filter, e.g. `info` or `permgate=debug`.
     #[arg(long, env = "PERMGATE_LOG", default_value = "info")]
     log: String,
@@ -105,6 +109,7 @@ const KNOWN: &[&str] = &[
     "PERMGATE_WEBHOOK_URL",
     "PERMGATE_WEBHOOK_SECRET",
     "PERMGATE_PUBLIC_URL",
+    "PERMGATE_SUSPEND_AFTER_DAYS",
     "PERMGATE_TEST_DATABASE_URL",
     "PERMGATE_TEST_REDIS_URL",
 ];
@@ -274,7 +279,9 @@ fn get_ready(
                 if let Err(e) = spawn_change_sync(services.clone(), since, stop.clone()) {
                     tracing::error!("cannot start the change sync: {e}");
                 }
-                match spawn_saver(services.clone(), stop.clone()) {
+                let suspend_after = (args.suspend_after_days > 0)
+                    .then(|| Duration::from_secs(args.suspend_after_days.saturating_mul(86_400)));
+                match spawn_saver(services.clone(), stop.clone(), suspend_after) {
                     Ok(handle) => *workers.saver.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle),
                     Err(e) => tracing::error!("cannot start the quota saver: {e}"),
                 }

@@ -504,6 +504,9 @@ pub fn decide_and_count(
     let (mut d, target) = resolve(snapshot, query, now);
     if let Some((app, api)) = target {
         count(snapshot, app, api, &mut d, query, counter, now, consume, on_failure);
+        if d.allow && consume {
+            app.activity.touch(now);
+        }
     }
     d
 }

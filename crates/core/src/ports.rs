@@ -136,6 +136,23 @@ pub trait AppStore {
     fn set_product(&self, app: AppId, product: &str, activated: bool, audit: &NewAuditEvent) -> StoreResult<()>;
     /// Sets an app's status (active, blocked, suspended); false if there is no such app.
     fn set_app_status(&self, app: AppId, status: crate::model::AppStatus, audit: &NewAuditEvent) -> StoreResult<bool>;
+    /// Records when apps were last called (keeping the later time); not a change of state, so
+    /// neither audited nor sent to other nodes.
+    fn record_activity(&self, activity: &[(AppId, Timestamp)]) -> StoreResult<()>;
+    /// Active apps (not test apps) last called, or created, before `cutoff`.
+    fn idle_apps(&self, cutoff: Timestamp) -> StoreResult<Vec<AppId>>;
+    /// Suspends `app` if it is still active and idle since before `cutoff`, with `messages`;
+    /// false (and nothing written) otherwise.
+    fn suspend_if_idle(
+        &self,
+        app: AppId,
+        cutoff: Timestamp,
+        messages: &[NewMessage],
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
+    /// Makes a suspended app active again, counting `now` as its last call; false if it was not
+    /// suspended.
+    fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool>;
     /// Switches paid usage on (with its rules and caps) or off (`None`).
     fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()>;
 }

@@ -3,6 +3,7 @@
 //! app whenever a write changes an app, so the next call sees the change without a database read.
 
 use crate::fast_hash::FastMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::catalog::{Activation, Catalog};
@@ -64,6 +65,31 @@ pub struct AppEntry {
     pub paid: Option<PaidEntry>,
     /// Indexed like `Catalog::consent_items`: whether the app has set the item.
     pub consent_set: Vec<bool>,
+    /// When the app was last admitted a call (Unix seconds), shared by this entry's successors
+    /// so that patching the app keeps it; and what of it was saved.
+    pub activity: Arc<Activity>,
+}
+
+/// An app's last call, touched on the hot path with one relaxed load (and a store at most once
+/// a second), saved by the saver thread.
+#[derive(Debug, Default)]
+pub struct Activity {
+    pub last_call: AtomicI64,
+    pub saved: AtomicI64,
+}
+
+impl Activity {
+    pub fn touch(&self, now: Timestamp) {
+        if self.last_call.load(Ordering::Relaxed) < now.0 {
+            self.last_call.store(now.0, Ordering::Relaxed);
+        }
+    }
+
+    /// The last call if it is newer than what was saved.
+    pub fn unsaved(&self) -> Option<i64> {
+        let last = self.last_call.load(Ordering::Relaxed);
+        (last > self.saved.load(Ordering::Relaxed)).then_some(last)
+    }
 }
 
 impl AppEntry {
@@ -141,12 +167,18 @@ impl Snapshot {
         self.apps.get(&id)
     }
 
+    /// Every app, for the saver's activity round.
+    pub fn apps(&self) -> impl Iterator<Item = &AppEntry> {
+        self.apps.values()
+    }
+
     pub fn app_count(&self) -> usize {
         self.apps.len()
     }
 
     /// Replaces everything known about one app with `record`.
     pub fn upsert_app(&mut self, record: &AppRecord) {
+        let activity = self.apps.get(&record.app.id).map(|a| a.activity.clone()).unwrap_or_default();
         self.remove_app(record.app.id);
         let catalog = &self.catalog;
         let products_active = catalog
@@ -204,6 +236,7 @@ impl Snapshot {
                 quota_overrides,
                 paid,
                 consent_set: catalog_consent_set(&self.catalog, record),
+                activity,
             },
         );
         // A test app holds what its original holds: follow the original's change.

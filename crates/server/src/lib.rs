@@ -209,6 +209,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{id}/eligibility", get(requests::eligibility).post(requests::agree_eligibility))
         .route("/v1/apps/{id}/business", put(requests::set_business).delete(requests::remove_business))
         .route("/v1/apps/{id}/test-apps", post(requests::create_test_app))
+        .route("/v1/apps/{id}/reactivate", post(requests::reactivate))
         .route("/v1/apps/{id}/channels", post(requests::connect_channel))
         .route("/v1/apps/{id}/channels/{channel_id}", delete(requests::disconnect_channel))
         .route("/v1/channels", get(requests::channels).post(requests::upsert_channel))

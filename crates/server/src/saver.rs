@@ -1,6 +1,7 @@
-//! The saver thread: about once a second it saves the in-memory quota counters that changed and
-//! records waiting quota alerts. A crash (even `kill -9`) therefore loses at most `EVERY` of
-//! counts; a clean stop saves once more before the process exits.
+//! The saver thread: about once a second it saves the in-memory quota counters that changed, the
+//! apps' last calls, and records waiting quota alerts. A crash (even `kill -9`) therefore loses at
+//! most `EVERY` of counts; a clean stop saves once more before the process exits. When apps are
+//! suspended for inactivity, it looks for idle apps every [`IDLE_CHECK`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,13 +12,33 @@ use permgate_core::service::Services;
 /// How often counters are saved: the most counting a crash can lose.
 pub const EVERY: Duration = Duration::from_secs(1);
 
-/// Starts the thread; when `stop` is set it saves one last time and ends.
-pub fn spawn_saver(services: Services, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// How often idle apps are looked for.
+pub const IDLE_CHECK: Duration = Duration::from_secs(60);
+
+/// Starts the thread; when `stop` is set it saves one last time and ends. With `suspend_after`,
+/// apps not called for that long are suspended.
+pub fn spawn_saver(
+    services: Services,
+    stop: Arc<AtomicBool>,
+    suspend_after: Option<Duration>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("permgate-saver".into()).spawn(move || {
         let mut failing = false;
+        let mut last_idle_check: Option<std::time::Instant> = None;
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            let saved = services.save_counters().and_then(|_| services.flush_alerts());
+            if let Some(idle) = suspend_after
+                && last_idle_check.is_none_or(|t| t.elapsed() >= IDLE_CHECK)
+            {
+                last_idle_check = Some(std::time::Instant::now());
+                match services.suspend_idle(i64::try_from(idle.as_secs()).unwrap_or(i64::MAX)) {
+                    Ok(apps) if !apps.is_empty() => tracing::info!(?apps, "suspended apps for inactivity"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("cannot look for idle apps: {e}"),
+                }
+            }
+            let saved =
+                services.save_counters().and_then(|_| services.save_activity()).and_then(|_| services.flush_alerts());
             match saved {
                 Ok(_) if failing => {
                     tracing::info!("saving quota counters works again");

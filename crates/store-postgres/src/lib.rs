@@ -593,6 +593,71 @@ impl AppStore for PostgresStore {
         })
     }
 
+    fn record_activity(&self, activity: &[(AppId, Timestamp)]) -> StoreResult<()> {
+        let ids: Vec<i64> = activity.iter().map(|(a, _)| a.0).collect();
+        let ats: Vec<i64> = activity.iter().map(|(_, t)| t.0).collect();
+        // No write lock: this is not a change of state and takes no audit seq.
+        self.once(|c| {
+            c.execute(
+                "UPDATE apps SET last_active_at = greatest(coalesce(apps.last_active_at, 0), a.at)
+                 FROM unnest($1::bigint[], $2::bigint[]) AS a(id, at) WHERE apps.id = a.id",
+                &[&ids, &ats],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn idle_apps(&self, cutoff: Timestamp) -> StoreResult<Vec<AppId>> {
+        self.read(|c| {
+            c.query(
+                "SELECT id FROM apps WHERE status = 'active' AND original_app_id IS NULL
+                 AND coalesce(last_active_at, created_at) < $1 ORDER BY id",
+                &[&cutoff.0],
+            )?
+            .iter()
+            .map(|r| Ok(AppId(r.try_get(0)?)))
+            .collect()
+        })
+    }
+
+    fn suspend_if_idle(
+        &self,
+        app: AppId,
+        cutoff: Timestamp,
+        messages: &[permgate_core::notify::NewMessage],
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        self.transaction_or_rollback(WRITE_LOCK, |tx| {
+            let n = tx.execute(
+                "UPDATE apps SET status = 'suspended' WHERE id = $1 AND status = 'active'
+                 AND coalesce(last_active_at, created_at) < $2",
+                &[&app.0, &cutoff.0],
+            )?;
+            if n == 0 {
+                return Ok((false, false));
+            }
+            for m in messages {
+                workflow::insert_message(tx, m, audit.at)?;
+            }
+            self.append_audit(tx, audit)?;
+            Ok((true, true))
+        })
+    }
+
+    fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool> {
+        self.transaction_or_rollback(WRITE_LOCK, |tx| {
+            let n = tx.execute(
+                "UPDATE apps SET status = 'active', last_active_at = $1 WHERE id = $2 AND status = 'suspended'",
+                &[&now.0, &app.0],
+            )?;
+            if n == 0 {
+                return Ok((false, false));
+            }
+            self.append_audit(tx, audit)?;
+            Ok((true, true))
+        })
+    }
+
     fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()> {
         self.write(audit, |tx| {
             match paid {

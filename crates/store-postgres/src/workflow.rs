@@ -434,7 +434,7 @@ fn insert_history(tx: &mut Transaction<'_>, request: i64, e: &RequestEvent) -> T
     Ok(())
 }
 
-fn insert_message(tx: &mut Transaction<'_>, m: &NewMessage, now: Timestamp) -> Tried<()> {
+pub(super) fn insert_message(tx: &mut Transaction<'_>, m: &NewMessage, now: Timestamp) -> Tried<()> {
     tx.execute(
         "INSERT INTO outbox (channel, recipient, subject, body, app_id, created_at, next_attempt_at)
          VALUES ($1, $2, $3, $4, $5, $6, $6)",

@@ -1,7 +1,10 @@
 -- App types: test apps (linked to their original), the individual-developer Biz path, and the
--- operator's registry of Kakao Talk Channels with the channels connected to each app.
+-- operator's registry of Kakao Talk Channels with the channels connected to each app, and when
+-- each app was last called (saved about once a second), for suspending inactive apps.
 
 ALTER TABLE apps ADD COLUMN original_app_id INTEGER REFERENCES apps (id);
+
+ALTER TABLE apps ADD COLUMN last_active_at INTEGER;
 
 ALTER TABLE app_business ADD COLUMN kind TEXT NOT NULL DEFAULT 'corporate' CHECK (kind IN ('corporate', 'individual'));
 ALTER TABLE app_business ADD COLUMN icon_url TEXT;

@@ -460,6 +460,75 @@ impl AppStore for SqliteStore {
         })
     }
 
+    fn record_activity(&self, activity: &[(AppId, Timestamp)]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        for (app, at) in activity {
+            tx.execute(
+                "UPDATE apps SET last_active_at = max(coalesce(last_active_at, 0), ?1) WHERE id = ?2",
+                params![at.0, app.0],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn idle_apps(&self, cutoff: Timestamp) -> StoreResult<Vec<AppId>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id FROM apps WHERE status = 'active' AND original_app_id IS NULL
+                 AND coalesce(last_active_at, created_at) < ?1 ORDER BY id",
+            )
+            .map_err(backend)?;
+        let rows = stmt.query_map([cutoff.0], |r| r.get::<_, i64>(0)).map_err(backend)?;
+        rows.map(|r| r.map(AppId).map_err(backend)).collect()
+    }
+
+    fn suspend_if_idle(
+        &self,
+        app: AppId,
+        cutoff: Timestamp,
+        messages: &[permgate_core::notify::NewMessage],
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+        let n = tx
+            .execute(
+                "UPDATE apps SET status = 'suspended' WHERE id = ?1 AND status = 'active'
+                 AND coalesce(last_active_at, created_at) < ?2",
+                params![app.0, cutoff.0],
+            )
+            .map_err(backend)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        for m in messages {
+            workflow::insert_message(&tx, m, audit.at)?;
+        }
+        append_audit(&tx, audit)?;
+        tx.commit().map_err(backend)?;
+        Ok(true)
+    }
+
+    fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+        let n = tx
+            .execute(
+                "UPDATE apps SET status = 'active', last_active_at = ?1 WHERE id = ?2 AND status = 'suspended'",
+                params![now.0, app.0],
+            )
+            .map_err(backend)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        append_audit(&tx, audit)?;
+        tx.commit().map_err(backend)?;
+        Ok(true)
+    }
+
     fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()> {
         self.write(audit, |tx| {
             match paid {

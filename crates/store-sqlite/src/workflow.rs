@@ -455,7 +455,7 @@ fn insert_history(tx: &Transaction<'_>, request: i64, e: &RequestEvent) -> Store
     Ok(())
 }
 
-fn insert_message(tx: &Transaction<'_>, m: &NewMessage, now: Timestamp) -> StoreResult<()> {
+pub(super) fn insert_message(tx: &Transaction<'_>, m: &NewMessage, now: Timestamp) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO outbox (channel, recipient, subject, body, app_id, created_at, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",

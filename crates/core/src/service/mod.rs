@@ -3,6 +3,7 @@
 //! and patches the decision snapshot so the next call sees the change.
 
 mod accounts;
+mod activity;
 mod apps;
 mod blocking;
 mod grants;

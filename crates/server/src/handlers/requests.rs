@@ -80,6 +80,16 @@ pub async fn remove_business(
     Ok(Json(json!({ "revoked": revoked, "app": view })))
 }
 
+pub async fn reactivate(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path(app): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let app: AppId = id("app id", &app)?;
+    let view = state.run(move |s| s.reactivate_app(&actor, app)).await?;
+    Ok(Json(json!(view)))
+}
+
 pub async fn create_test_app(
     State(state): State<AppState>,
     SignedIn(actor): SignedIn,

@@ -170,3 +170,37 @@ both_backends! {
         expect(t.delete(&format!("{url}/_same"), &dev, None).await, StatusCode::NOT_FOUND, -404, "not connected");
     }
 }
+
+both_backends! {
+    async fn an_app_not_called_for_the_idle_time_is_suspended_until_its_owner_reactivates_it(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let idle = t.app(&dev, "Idle").await;
+        let busy = t.app(&dev, "Busy").await;
+        let (idle_key, busy_key) = (format!("KakaoAK {}", key_of(&idle, "rest_api")), format!("KakaoAK {}", key_of(&busy, "rest_api")));
+        let local = "/v2/local/search/keyword.json?query=a";
+        assert_eq!(t.check("GET", local, &idle_key).await["allow"], true);
+        const DAY: i64 = 86_400;
+        t.clock.advance(20 * DAY);
+        assert_eq!(t.check("GET", local, &busy_key).await["allow"], true);
+        t.clock.advance(11 * DAY);
+        // 31 days after the idle app's last call, 11 after the busy one's.
+        let suspended = t.store(|s| s.suspend_idle(30 * DAY)).await.unwrap_or_default();
+        assert_eq!(suspended, vec![permgate_core::model::AppId(id_of(&idle))]);
+        let d = t.check("GET", local, &idle_key).await;
+        assert_eq!((d["status"].as_i64(), d["code"].as_i64()), (Some(403), Some(-13)), "{d}");
+        assert_eq!(t.check("GET", local, &busy_key).await["allow"], true);
+        assert_eq!(t.store(|s| s.suspend_idle(30 * DAY)).await.unwrap_or_default(), vec![], "nothing twice");
+        let (_, audit) = t.get(&format!("/v1/audit?app_id={}", id_of(&idle)), &t.admin).await;
+        assert!(audit["events"].as_array().is_some_and(|e| e.iter().any(|e| e["action"] == "app.suspend" && e["actor"].is_null())), "{audit}");
+
+        let (_, stranger) = t.account("stranger", "developer").await;
+        let url = format!("/v1/apps/{}/reactivate", id_of(&idle));
+        expect(t.post(&url, &stranger, json!({})).await, StatusCode::FORBIDDEN, -5, "not a member");
+        let (status, view) = t.post(&url, &dev, json!({})).await;
+        assert_eq!((status, view["status"].as_str()), (StatusCode::OK, Some("active")), "{view}");
+        assert_eq!(t.check("GET", local, &idle_key).await["allow"], true);
+        expect(t.post(&url, &dev, json!({})).await, StatusCode::CONFLICT, -409, "not suspended");
+        // Reactivation counts as activity: not suspended again at once.
+        assert_eq!(t.store(|s| s.suspend_idle(30 * DAY)).await.unwrap_or_default(), vec![]);
+    }
+}

@@ -92,6 +92,7 @@ async fn nginx_auth_request_passes_allowed_calls_and_answers_denials_like_kakao(
     let app = t.app(&dev, "Shop").await;
     let id = app["id"].as_i64().unwrap_or_default();
     let rest = format!("KakaoAK {}", key_of(&app, "rest_api"));
+    t.consent(id, &dev, &["friends"]).await;
     let user = format!("Bearer {}", t.user_token(id, "u1", "friends"));
     let get = |path: &str, auth: &str| {
         t.client.get(format!("http://127.0.0.1:{port}{path}")).header("authorization", auth.to_owned()).send()
