@@ -62,7 +62,7 @@ impl FromRequestParts<AppState> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
-        let token = header.as_deref().map(|h| {
+        let mut token = header.as_deref().map(|h| {
             let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h, ""));
             if scheme.eq_ignore_ascii_case("Bearer") { rest.trim().to_owned() } else { String::new() }
         });
@@ -73,9 +73,37 @@ impl FromRequestParts<AppState> for SignedIn {
                 msg: "use `Authorization: Bearer <account token>`".into(),
             });
         }
+        if token.is_none()
+            && let Some(session) = session_cookie(&parts.headers)
+        {
+            // A cookie travels with cross-site requests too: a change must also carry the
+            // console's header, which a cross-site form or image cannot set.
+            let safe = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+            if !safe && !parts.headers.contains_key(crate::console::CONSOLE_HEADER) {
+                return Err(ApiError {
+                    status: axum::http::StatusCode::FORBIDDEN,
+                    code: -5,
+                    msg: "a change made with the console's session cookie must carry the X-Permgate-Console header"
+                        .into(),
+                });
+            }
+            token = Some(session);
+        }
         let actor = state.run(move |s| s.authenticate(token.as_deref())).await?;
         Ok(SignedIn(actor))
     }
+}
+
+/// The console session's token from the `Cookie` header, if any.
+fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == crate::console::COOKIE && !value.is_empty())
+        .map(|(_, value)| value.to_owned())
 }
 
 /// Parses a numeric id from the path, or answers -2 naming it.

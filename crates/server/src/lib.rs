@@ -1,5 +1,5 @@
 //! permgate's HTTP surface: the management API of SPEC section 5, the decision API `/v1/check`,
-//! health endpoints and the landing page, as one axum `Router`.
+//! health endpoints and the web console, as one axum `Router`.
 //!
 //! # Layout
 //! - [`router`] builds the whole `Router` from an [`AppState`]; tests call it directly.
@@ -9,6 +9,7 @@
 //! - Store calls block, so handlers run services on tokio's blocking pool via [`AppState::run`];
 //!   `sync.rs` keeps the snapshot current with other nodes' writes on a thread of its own.
 
+mod console;
 mod delivery;
 mod error;
 mod extract;
@@ -180,7 +181,10 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     use handlers::{accounts, apps, authz, catalog, check, health, requests};
     Router::new()
-        .route("/", get(health::landing))
+        .route("/", get(console::index))
+        .route("/console/app.js", get(console::script))
+        .route("/console/app.css", get(console::style))
+        .route("/v1/session", get(console::whoami).post(console::sign_in).delete(console::sign_out))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/check", post(check::check))

@@ -1,10 +1,9 @@
 //! `/healthz` (the process is up), `/readyz` (this node can answer: store reachable and migrated,
-//! snapshot built, Redis reachable when configured) and the landing page.
+//! snapshot built, Redis reachable when configured).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Html;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -61,8 +60,4 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         return not_ready(format!("Redis unreachable: {e}"));
     }
     (StatusCode::OK, Json(json!({"status": "ready", "store": services.store.backend()})))
-}
-
-pub async fn landing() -> Html<&'static str> {
-    Html(include_str!("landing.html"))
 }

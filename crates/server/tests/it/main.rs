@@ -6,6 +6,7 @@ mod apps;
 mod authz;
 mod blocking;
 mod check;
+mod console;
 mod gateway;
 mod keys;
 mod nginx;

@@ -1,0 +1,91 @@
+//! The web console: a developer portal and a reviewer desk, served as three static files (no
+//! build step) that use only the public HTTP API. Signing in exchanges an account token for an
+//! HTTP-only, same-site cookie; the API accepts that cookie instead of `Authorization`, and for
+//! any change also asks for the `X-Permgate-Console` header, which a cross-site form cannot send.
+
+use axum::Json;
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, SignedIn};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "permgate_session";
+/// The header the console sends with every call; required for changes made with the cookie.
+pub const CONSOLE_HEADER: &str = "x-permgate-console";
+/// How long a console session lasts.
+const SESSION_SECS: u32 = 12 * 3600;
+
+const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'self'; frame-src 'self'; \
+                   base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    r
+}
+
+pub async fn index() -> Response {
+    asset(include_str!("index.html"), "text/html; charset=utf-8")
+}
+
+pub async fn script() -> Response {
+    asset(include_str!("app.js"), "text/javascript; charset=utf-8")
+}
+
+pub async fn style() -> Response {
+    asset(include_str!("app.css"), "text/css; charset=utf-8")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    token: String,
+}
+
+/// The cookie, `Secure` when the console was reached over HTTPS (directly or through a proxy
+/// that says so).
+fn cookie(headers: &HeaderMap, value: &str, max_age: u32) -> HeaderValue {
+    let https = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https");
+    let secure = if https { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"))
+        .unwrap_or(HeaderValue::from_static("permgate_session=; Path=/; Max-Age=0"))
+}
+
+/// `POST /v1/session {token}`: checks the token and sets the session cookie.
+pub async fn sign_in(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: HeaderMap,
+    JsonBody(input): JsonBody<SignIn>,
+) -> Result<Response, ApiError> {
+    let token = input.token.trim().to_owned();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid("`token`: paste the account token as printed"));
+    }
+    let presented = token.clone();
+    let actor = state.run(move |s| s.authenticate(Some(&presented))).await?;
+    let mut r = Json(json!(actor.account)).into_response();
+    r.headers_mut().insert(SET_COOKIE, cookie(&headers, &token, SESSION_SECS));
+    Ok(r)
+}
+
+/// `GET /v1/session`: the signed-in account.
+pub async fn whoami(SignedIn(actor): SignedIn) -> Json<serde_json::Value> {
+    Json(json!(actor.account))
+}
+
+/// `DELETE /v1/session`: clears the cookie.
+pub async fn sign_out(headers: HeaderMap) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(SET_COOKIE, cookie(&headers, "", 0));
+    r
+}
