@@ -6,6 +6,7 @@
 //! - `serve.rs`: `permgate serve`; `commands.rs`: every other command.
 
 mod commands;
+mod demo;
 mod serve;
 mod wiring;
 

@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// reactivates them); 0 never suspends.
     #[arg(long, env = "PERMGATE_SUSPEND_AFTER_DAYS", default_value_t = 0)]
     suspend_after_days: u64,
+    /// Seed an empty database with a demo developer, reviewer, app, requests and traffic.
+    #[arg(long, env = "PERMGATE_DEMO")]
+    demo: bool,
     /// Log filter, e.g. `info` or `permgate=debug`.
     #[arg(long, env = "PERMGATE_LOG", default_value = "info")]
     log: String,
@@ -110,6 +113,7 @@ const KNOWN: &[&str] = &[
     "PERMGATE_WEBHOOK_SECRET",
     "PERMGATE_PUBLIC_URL",
     "PERMGATE_SUSPEND_AFTER_DAYS",
+    "PERMGATE_DEMO",
     "PERMGATE_TEST_DATABASE_URL",
     "PERMGATE_TEST_REDIS_URL",
 ];
@@ -364,6 +368,19 @@ fn init(args: &ServeArgs, catalog: Catalog, verifier: Arc<TokenVerifier>) -> any
         }
     }
     services.store.record_event(&catalog_event).context("recording the catalog load in the audit trail")?;
+    if args.demo {
+        match crate::demo::seed(&services).context("seeding the demo")? {
+            Some(seeded) => {
+                println!();
+                println!("  Demo data seeded (app {}, \"Demo Shop\"). Sign in to the console with:", seeded.app_id);
+                println!();
+                println!("      developer  {}", seeded.developer);
+                println!("      reviewer   {}", seeded.reviewer);
+                println!();
+            }
+            None => tracing::info!("--demo: the database has apps already; nothing seeded"),
+        }
+    }
     Ok((services, since))
 }
 

@@ -185,3 +185,36 @@ fn a_gateway_without_an_upstream_is_refused_at_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs both PERMGATE_GATEWAY_LISTEN and PERMGATE_UPSTREAM"));
 }
+
+#[tokio::test]
+async fn demo_seeds_an_empty_database_once() {
+    let dir = scratch_dir("serve-demo");
+    let env = [("PERMGATE_ADMIN_TOKEN", "a-long-enough-admin-token"), ("PERMGATE_DEMO", "true")];
+    let node = start(&dir.0, &env);
+    let token = |who: &str| {
+        node.banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(who).map(|t| t.trim().to_owned()))
+            .unwrap_or_else(|| unreachable!("no {who} token in the banner: {}", node.banner))
+    };
+    let (developer, reviewer) = (token("developer"), token("reviewer"));
+    let (status, requests) =
+        call(reqwest::Method::GET, format!("{}/v1/permission-requests", node.base), Some(&reviewer), None).await;
+    assert_eq!(status, 200, "{requests}");
+    let mut states: Vec<&str> = requests["requests"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["state"].as_str()).collect())
+        .unwrap_or_default();
+    states.sort_unstable();
+    assert_eq!(states, ["approved", "on_hold", "submitted"]);
+    let (_, apps) = call(reqwest::Method::GET, format!("{}/v1/apps", node.base), Some(&developer), None).await;
+    let app = apps["apps"][0]["id"].as_i64().unwrap_or_default();
+    let (_, usage) =
+        call(reqwest::Method::GET, format!("{}/v1/apps/{app}/usage", node.base), Some(&developer), None).await;
+    let used: u64 =
+        usage["rules"].as_array().map(|r| r.iter().filter_map(|r| r["used"].as_u64()).max().unwrap_or(0)).unwrap_or(0);
+    assert!(used >= 42, "{usage}");
+    drop(node);
+    let again = start(&dir.0, &env);
+    assert!(!again.banner.contains("Demo data seeded"), "{}", again.banner);
+}

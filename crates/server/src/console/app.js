@@ -13,7 +13,7 @@ function h(tag, attrs, ...children) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -128,7 +128,7 @@ async function route() {
     if (!m) continue;
     try {
       const content = await page(m);
-      main.replaceChildren(...[content].flat());
+      main.replaceChildren(...[content].flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
     } catch (e) {
       main.replaceChildren(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, e.message));
     }
@@ -150,6 +150,7 @@ function signInPage() {
       form("stack", [field("Account token", input("token", { type: "password", autocomplete: "off", required: true }))], "Sign in",
         async (data) => {
           me = await api("POST", "/v1/session", { token: data.get("token") });
+          if (!location.hash) location.hash = "#/";
           start();
         }),
       h("h2", {}, "This node"),
@@ -531,9 +532,14 @@ async function auditPage() {
 window.addEventListener("hashchange", route);
 window.addEventListener("DOMContentLoaded", async () => {
   try {
-    me = await api("GET", "/v1/session");
-    start();
+    const session = await api("GET", "/v1/session");
+    if (session.signed_in) {
+      me = session;
+      start();
+      return;
+    }
   } catch {
-    signInPage();
+    // fall through to the sign-in page
   }
+  signInPage();
 });

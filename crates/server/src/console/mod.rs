@@ -78,9 +78,18 @@ pub async fn sign_in(
     Ok(r)
 }
 
-/// `GET /v1/session`: the signed-in account.
-pub async fn whoami(SignedIn(actor): SignedIn) -> Json<serde_json::Value> {
-    Json(json!(actor.account))
+/// `GET /v1/session`: the signed-in account with `signed_in: true`, or `{"signed_in": false}` (a
+/// 200, so that a page asking before sign-in logs no error).
+pub async fn whoami(session: Result<SignedIn, ApiError>) -> Result<Json<serde_json::Value>, ApiError> {
+    match session {
+        Ok(SignedIn(actor)) => {
+            let mut v = json!(actor.account);
+            v["signed_in"] = json!(true);
+            Ok(Json(v))
+        }
+        Err(e) if e.code == -401 => Ok(Json(json!({"signed_in": false, "msg": e.msg}))),
+        Err(e) => Err(e),
+    }
 }
 
 /// `DELETE /v1/session`: clears the cookie.

@@ -341,7 +341,7 @@ pub async fn evidence(
     let request: i64 = id("request id", &request)?;
     let (info, bytes) = state.run(move |s| s.request_evidence(&actor, request)).await?;
     let disposition = format!(
-        "attachment; filename=\"{}\"",
+        "inline; filename=\"{}\"",
         info.file_name.chars().map(|c| if c == '"' || !c.is_ascii() { '_' } else { c }).collect::<String>()
     );
     let mut response = Body::from(bytes).into_response();
@@ -354,6 +354,11 @@ pub async fn evidence(
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Uploaded content: shown in the console, but never allowed to run anything in its origin.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'; img-src 'self'"),
+    );
     Ok(response)
 }
 
