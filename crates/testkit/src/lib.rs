@@ -9,6 +9,7 @@
 //! - [`scratch_dir`] gives each test its own directory; [`pg::fresh_schema`] its own PostgreSQL
 //!   schema; [`both_backends!`] runs one HTTP test over each backend.
 
+pub mod browser;
 pub mod conformance;
 pub mod pg;
 pub mod redis_keys;

@@ -484,7 +484,9 @@ async function requestPage(id) {
       (d) => act({ action: "supplement", comment: d.get("comment") })));
   }
   if (applicant && ["submitted", "in_review", "on_hold"].includes(r.state)) {
-    actions.push(form("inline", [], "Withdraw", () => (confirm("Withdraw this request?") ? act({ action: "withdraw" }) : null)));
+    const withdraw = form("inline", [], "Withdraw", () => (confirm("Withdraw this request?") ? act({ action: "withdraw" }) : null));
+    withdraw.querySelector("button[type=submit]").className = "danger";
+    actions.push(withdraw);
   }
   const ev = r.evidence;
   const evidenceUrl = `/v1/permission-requests/${id}/evidence`;

@@ -5,6 +5,7 @@ mod app_types;
 mod apps;
 mod authz;
 mod blocking;
+mod browser;
 mod check;
 mod console;
 mod gateway;
