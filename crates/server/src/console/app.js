@@ -226,11 +226,12 @@ async function appPage(id) {
       app.business ? [h("dt", {}, "Business"), h("dd", {}, `${app.business.company_name} ${app.business.registration_number || "(individual developer)"}`)] : null),
     keysSection(app, isOwner, canEdit, reload),
     permissionsSection(app, cat, held.permissions, reqs.requests, canEdit),
-    consentSection(app, cat, canEdit, reload),
+    consentSection(app, cat, held.permissions, canEdit, reload),
     productsSection(app, canEdit, reload),
     membersSection(app, isOwner, reload),
     usage ? usageSection(usage) : null,
     bizSection(app, isOwner, reload),
+    me.role !== "developer" ? h("p", {}, h("a", { href: `#/audit?app_id=${app.id}` }, "Audit trail of this app")) : null,
   ];
 }
 
@@ -247,6 +248,7 @@ function keysSection(app, isOwner, canEdit, reload) {
         h("td", {}, platforms || h("span", { class: "muted" }, "none")),
         h("td", {}, h("div", { class: "row" },
           k.key ? copyButton(k.key) : null,
+          canEdit ? h("button", { type: "button", onclick: () => editPlatforms(app, k, kind, reload) }, "Platforms") : null,
           isOwner ? h("button", { type: "button", onclick: async () => {
             if (!confirm(`Rotate this ${label} key? Calls with the old key fail at once.`)) return;
             const r = await api("POST", `/v1/apps/${app.id}/keys/${k.id}/rotate`).catch((e) => alert(e.message));
@@ -267,6 +269,34 @@ function keysSection(app, isOwner, canEdit, reload) {
       if (k.kind === "admin" && k.key) alert(`The new admin key, shown only now:\n\n${k.key}`);
       reload();
     }) : null];
+}
+
+// A key's platform data: the fields its kind uses, as comma-separated lists.
+function editPlatforms(app, key, kind, reload) {
+  const fields = {
+    javascript: [["origins", "Allowed web origins"]],
+    native_app: [["android_packages", "Android package names"], ["ios_bundle_ids", "iOS bundle IDs"]],
+    admin: [["api_categories", "Allowed API categories (empty: all)"]],
+    rest_api: [],
+  }[kind];
+  if (!fields.length) { alert("REST API keys carry no platform data."); return; }
+  const dialog = h("dialog", { "aria-label": "Key platforms" });
+  const f = form("stack", fields.map(([name, label]) =>
+    field(label, input(name, { value: (key.platforms[name] || []).join(", "), placeholder: "comma-separated" }))),
+  "Save", async (data) => {
+    const body = {};
+    for (const [name] of fields) {
+      const list = String(data.get(name) || "").split(",").map((x) => x.trim()).filter(Boolean);
+      if (name !== "api_categories" || list.length) body[name] = list;
+    }
+    await api("PUT", `/v1/apps/${app.id}/keys/${key.id}/platforms`, body);
+    dialog.close();
+    dialog.remove();
+    reload();
+  }, h("button", { type: "button", onclick: () => { dialog.close(); dialog.remove(); } }, "Cancel"));
+  dialog.append(h("h2", {}, "Platforms of this key"), f);
+  document.body.append(dialog);
+  dialog.showModal();
 }
 
 function permissionsSection(app, cat, held, requests, canEdit) {
@@ -304,10 +334,15 @@ function permissionsSection(app, cat, held, requests, canEdit) {
     h("div", { class: "grid" }, cards)];
 }
 
-function consentSection(app, cat, canEdit, reload) {
+function consentSection(app, cat, held, canEdit, reload) {
   const set = new Map(app.consent_items.map((c) => [c.scope, c]));
+  const holds = new Set(held.map((p) => p.permission));
   const rows = cat.consent_items.map((c) => {
     const s = set.get(c.id);
+    const lacking = [
+      c.requires_biz && !holds.has("biz_app") ? "Biz app" : null,
+      c.requires_permission && !c.settable_before_permission && !holds.has(c.requires_permission) ? c.requires_permission : null,
+    ].filter(Boolean);
     const needs = [c.requires_biz ? "Biz app" : null, c.requires_permission ? `permission ${c.requires_permission}` : null].filter(Boolean).join(" + ");
     let controls = null;
     if (canEdit && s) {
@@ -315,6 +350,8 @@ function consentSection(app, cat, canEdit, reload) {
         await api("DELETE", `/v1/apps/${app.id}/consent-items/${c.id}`).catch((e) => alert(e.message));
         reload();
       } }, "Unset");
+    } else if (lacking.length) {
+      controls = h("span", { class: "muted" }, `needs ${lacking.join(" and ")}`);
     } else if (canEdit) {
       controls = form("inline", [
         select("consent_type", [["optional", "optional"], ["required", "required"], ["on_use", "on use"]], { "aria-label": `Consent type for ${c.id}` }),
@@ -326,7 +363,7 @@ function consentSection(app, cat, canEdit, reload) {
     }
     return h("tr", {},
       h("td", {}, c.name, h("div", { class: "muted mono" }, c.id)),
-      h("td", {}, s ? badge(`set: ${s.consent_type}`, "ok") : badge("not set", "")),
+      h("td", {}, s ? badge(`set: ${s.consent_type}`, "ok") : lacking.length ? badge("no permission", "bad") : badge("not set", "")),
       h("td", {}, needs || h("span", { class: "muted" }, "nothing"), c.settable_before_permission ? h("div", { class: "muted" }, "settable before the permission") : null),
       h("td", {}, controls));
   });
@@ -348,7 +385,12 @@ function productsSection(app, canEdit, reload) {
 
 function membersSection(app, isOwner, reload) {
   return [h("h2", {}, "Members"),
-    h("table", {}, h("tbody", {}, app.members.map((m) => h("tr", {}, h("td", {}, `account ${m.account_id}`), h("td", {}, m.role))))),
+    h("table", {}, h("tbody", {}, app.members.map((m) => h("tr", {}, h("td", {}, `account ${m.account_id}`), h("td", {}, m.role),
+      h("td", {}, isOwner && m.role !== "owner" ? h("button", { type: "button", class: "danger", onclick: async () => {
+        if (!confirm(`Remove account ${m.account_id} from the app?`)) return;
+        await api("DELETE", `/v1/apps/${app.id}/members/${m.account_id}`).catch((e) => alert(e.message));
+        reload();
+      } }, "Remove") : null))))),
     isOwner ? form("inline", [
       field("Account ID", input("account_id", { type: "number", required: true, min: 1 })),
       field("Role", select("role", [["editor", "editor"], ["reader", "reader"]])),
@@ -449,8 +491,10 @@ async function queuePage() {
 
 async function requestPage(id) {
   const [r, cat] = await Promise.all([api("GET", `/v1/permission-requests/${id}`), loadCatalog()]);
-  const app = await api("GET", `/v1/apps/${r.app_id}`);
-  const held = await api("GET", `/v1/apps/${r.app_id}/permissions`);
+  const [app, held, usage] = await Promise.all([
+    api("GET", `/v1/apps/${r.app_id}`), api("GET", `/v1/apps/${r.app_id}/permissions`),
+    api("GET", `/v1/apps/${r.app_id}/usage`).catch(() => null),
+  ]);
   const role = myRole(app);
   const reviewer = me.role !== "developer" && !role;
   const applicant = role === "owner" || role === "editor";
@@ -507,6 +551,8 @@ async function requestPage(id) {
       ev.content_type === "application/pdf" ? h("object", { data: evidenceUrl, type: "application/pdf", "aria-label": "Evidence PDF" }, "The PDF cannot be shown here; download it above.")
         : h("img", { src: evidenceUrl, alt: `Evidence: ${ev.file_name}` }))
       : h("p", { class: "muted" }, "No file."),
+    usage ? usageSection({ rules: usage.rules.filter((u) => u.used > 0) }) : null,
+    reviewer ? h("p", {}, h("a", { href: `#/audit?app_id=${app.id}` }, "Audit trail of this app")) : null,
     h("h2", {}, "History"),
     h("ol", { class: "timeline" }, r.history.map((e) => h("li", {},
       h("strong", {}, e.action.replace("_", " ")), " ", e.from ? `${e.from} → ` : "", stateBadge(e.to),
