@@ -467,16 +467,19 @@ async function queuePage() {
   const state = params.get("state") || (me.role === "developer" ? "" : "submitted");
   const { requests } = await api("GET", `/v1/permission-requests${state ? `?state=${state}` : ""}`);
   const permission = params.get("permission") || "";
-  const shown = requests.filter((r) => !permission || r.permission === permission);
+  const minAge = Number(params.get("min_age") || 0);
   const now = Date.now();
-  const age = (t) => { const d = Math.floor((now - new Date(t)) / 86400000); return d ? `${d} d` : "today"; };
+  const days = (t) => Math.floor((now - new Date(t)) / 86400000);
+  const shown = requests.filter((r) => (!permission || r.permission === permission) && days(r.created_at) >= minAge);
+  const age = (t) => (days(t) ? `${days(t)} d` : "today");
   const filter = h("form", { class: "inline", onsubmit: (e) => {
     e.preventDefault();
     const d = new FormData(e.target);
-    location.hash = `#/requests?state=${d.get("state")}&permission=${d.get("permission")}`;
+    location.hash = `#/requests?state=${d.get("state")}&permission=${d.get("permission")}&min_age=${d.get("min_age")}`;
   } },
     field("State", select("state", [["", "any"], ["submitted", "submitted"], ["in_review", "in review"], ["on_hold", "on hold"], ["approved", "approved"], ["rejected", "rejected"], ["withdrawn", "withdrawn"]])),
     field("Permission", input("permission", { value: permission, placeholder: "any" })),
+    field("Waiting at least (days)", input("min_age", { type: "number", min: 0, value: minAge })),
     h("button", { type: "submit" }, "Filter"));
   filter.elements.state.value = state;
   const rows = shown.map((r) => h("tr", {},
