@@ -34,6 +34,21 @@ impl std::fmt::Debug for Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Ends the session so that chromedriver closes Chromium (killing chromedriver alone would
+        // leave the browser running), also when the test failed. Plain blocking HTTP:
+        // no runtime is at hand in `drop`.
+        if let Some(rest) = self.session.strip_prefix("http://")
+            && let Some((host, path)) = rest.split_once('/')
+            && let Ok(mut conn) = std::net::TcpStream::connect(host)
+        {
+            use std::io::{Read, Write};
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                conn,
+                "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = conn.read_to_end(&mut Vec::new());
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
