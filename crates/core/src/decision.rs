@@ -333,7 +333,7 @@ fn resolve<'s>(
     }
 
     // -3: the consent items the API needs must be set on the app before users can consent.
-    if let Some(&c) = api.consent_idx.iter().find(|&&c| !app.consent_set.get(c).copied().unwrap_or(false)) {
+    if let Some(&c) = api.consent_idx.iter().find(|&&c| !app.consent_set.contains(c)) {
         let scope = &catalog.consent_items[c].id;
         return (
             verdict.deny(

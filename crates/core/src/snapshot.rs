@@ -55,27 +55,65 @@ pub struct AppEntry {
     pub keys: Vec<KeyEntry>,
     /// Indexed like `Catalog::products`.
     pub products_active: Vec<bool>,
-    /// The grants in force: the app's own, and for a test app its original's too.
+    /// The app's own grants.
     pub held: Vec<Held>,
-    /// The app's own grants (for a test app, without its original's).
-    pub own_held: Vec<Held>,
+    /// For a test app, its original's grants (empty otherwise): it holds both.
+    pub inherited: Vec<Held>,
     /// For a test app: the app it tests. Its calls are for the original's members only.
     pub original: Option<AppId>,
     pub quota_overrides: Vec<QuotaOverride>,
     pub paid: Option<PaidEntry>,
-    /// Indexed like `Catalog::consent_items`: whether the app has set the item.
-    pub consent_set: Vec<bool>,
-    /// When the app was last admitted a call (Unix seconds), shared by this entry's successors
-    /// so that patching the app keeps it; and what of it was saved.
-    pub activity: Arc<Activity>,
+    /// Which of the catalog's consent items (by index) the app has set.
+    pub consent_set: BitSet,
+    /// When the app was last admitted a call, carried over when the entry is patched.
+    pub activity: Activity,
 }
 
-/// An app's last call, touched on the hot path with one relaxed load (and a store at most once
-/// a second), saved by the saver thread.
+/// A set of small indexes: the first 64 in one word, kept inline; more only for catalogs that
+/// declare more items.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BitSet {
+    low: u64,
+    high: Vec<u64>,
+}
+
+impl BitSet {
+    pub fn insert(&mut self, i: usize) {
+        if i < 64 {
+            self.low |= 1 << i;
+        } else {
+            let (word, bit) = (i / 64 - 1, i % 64);
+            if self.high.len() <= word {
+                self.high.resize(word + 1, 0);
+            }
+            self.high[word] |= 1 << bit;
+        }
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        if i < 64 {
+            self.low & (1 << i) != 0
+        } else {
+            self.high.get(i / 64 - 1).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        }
+    }
+}
+
+/// An app's last call (Unix seconds), touched on the hot path with one relaxed load (and a
+/// store at most once a second), and what of it the saver has saved.
 #[derive(Debug, Default)]
 pub struct Activity {
     pub last_call: AtomicI64,
     pub saved: AtomicI64,
+}
+
+impl Clone for Activity {
+    fn clone(&self) -> Self {
+        Activity {
+            last_call: AtomicI64::new(self.last_call.load(Ordering::Relaxed)),
+            saved: AtomicI64::new(self.saved.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl Activity {
@@ -104,7 +142,7 @@ impl AppEntry {
 
     /// Whether the app holds `permission` now, for a call made with `key` (if any).
     pub fn holds(&self, permission: usize, key: Option<KeyId>, now: Timestamp) -> bool {
-        self.held.iter().any(|h| {
+        self.held.iter().chain(&self.inherited).any(|h| {
             h.permission == permission && (h.key.is_none() || h.key == key) && h.expires_at.is_none_or(|at| now < at)
         })
     }
@@ -130,6 +168,8 @@ pub struct Snapshot {
     pub(crate) keys: FastMap<Box<str>, KeyRef>,
     /// Secret (admin) keys by their SHA-256 hash.
     pub(crate) secret_keys: FastMap<Box<str>, KeyRef>,
+    /// Test apps by their original, to follow an original's change.
+    tests_of: FastMap<AppId, Vec<AppId>>,
     /// Increases with every patch; shown in `/healthz` and useful to tell nodes apart.
     pub version: u64,
 }
@@ -142,6 +182,7 @@ impl Snapshot {
             apps: FastMap::default(),
             keys: FastMap::default(),
             secret_keys: FastMap::default(),
+            tests_of: FastMap::default(),
             version: 0,
         }
     }
@@ -178,6 +219,7 @@ impl Snapshot {
 
     /// Replaces everything known about one app with `record`.
     pub fn upsert_app(&mut self, record: &AppRecord) {
+        // Activity noted since the last save must survive the patch.
         let activity = self.apps.get(&record.app.id).map(|a| a.activity.clone()).unwrap_or_default();
         self.remove_app(record.app.id);
         let catalog = &self.catalog;
@@ -191,7 +233,7 @@ impl Snapshot {
             .collect();
         // Grants of permissions the catalog no longer declares cannot be enforced; they stay in
         // the store and come back if the permission returns.
-        let own_held: Vec<Held> = record
+        let held: Vec<Held> = record
             .grants
             .iter()
             .filter_map(|g| {
@@ -230,8 +272,13 @@ impl Snapshot {
                 owner_blocked: record.owner_blocked,
                 keys,
                 products_active,
-                held: self.effective_held(&own_held, record.app.original),
-                own_held,
+                held,
+                inherited: record
+                    .app
+                    .original
+                    .and_then(|o| self.apps.get(&o))
+                    .map(|o| o.held.clone())
+                    .unwrap_or_default(),
                 original: record.app.original,
                 quota_overrides,
                 paid,
@@ -241,29 +288,29 @@ impl Snapshot {
         );
         // A test app holds what its original holds: follow the original's change.
         let id = record.app.id;
-        let tests: Vec<AppId> = self.apps.values().filter(|a| a.original == Some(id)).map(|a| a.id).collect();
-        for test in tests {
-            let own = self.apps.get(&test).map(|a| a.own_held.clone()).unwrap_or_default();
-            let held = self.effective_held(&own, Some(id));
-            if let Some(entry) = self.apps.get_mut(&test) {
-                entry.held = held;
+        if let Some(original) = record.app.original {
+            self.tests_of.entry(original).or_default().push(id);
+        }
+        let tests = self.tests_of.get(&id).cloned().unwrap_or_default();
+        if !tests.is_empty() {
+            let inherited = self.apps.get(&id).map(|a| a.held.clone()).unwrap_or_default();
+            for test in tests {
+                if let Some(entry) = self.apps.get_mut(&test) {
+                    entry.inherited.clone_from(&inherited);
+                }
             }
         }
         self.version += 1;
     }
 
-    /// `own` grants, plus the original's for a test app.
-    fn effective_held(&self, own: &[Held], original: Option<AppId>) -> Vec<Held> {
-        let mut held = own.to_vec();
-        if let Some(entry) = original.and_then(|o| self.apps.get(&o)) {
-            held.extend(entry.own_held.iter().copied());
-        }
-        held
-    }
-
     /// Forgets an app and its keys.
     pub fn remove_app(&mut self, id: AppId) {
-        if self.apps.remove(&id).is_some() {
+        if let Some(removed) = self.apps.remove(&id) {
+            if let Some(original) = removed.original
+                && let Some(tests) = self.tests_of.get_mut(&original)
+            {
+                tests.retain(|t| *t != id);
+            }
             self.keys.retain(|_, r| r.app != id);
             self.secret_keys.retain(|_, r| r.app != id);
             self.version += 1;
@@ -320,6 +367,27 @@ impl SharedSnapshot {
 }
 
 /// Which of the catalog's consent items the app has set.
-fn catalog_consent_set(catalog: &Catalog, record: &AppRecord) -> Vec<bool> {
-    catalog.consent_items.iter().map(|c| record.consent_items.iter().any(|s| s.scope == c.id)).collect()
+fn catalog_consent_set(catalog: &Catalog, record: &AppRecord) -> BitSet {
+    let mut set = BitSet::default();
+    for (i, c) in catalog.consent_items.iter().enumerate() {
+        if record.consent_items.iter().any(|s| s.scope == c.id) {
+            set.insert(i);
+        }
+    }
+    set
+}
+
+#[cfg(test)]
+mod bitset_tests {
+    use super::BitSet;
+
+    #[test]
+    fn a_bitset_holds_small_and_large_indexes() {
+        let mut s = BitSet::default();
+        for i in [0, 5, 63, 64, 130] {
+            s.insert(i);
+        }
+        assert!([0, 5, 63, 64, 130].iter().all(|i| s.contains(*i)));
+        assert!(![1, 62, 65, 129, 131, 1000].iter().any(|i| s.contains(*i)));
+    }
 }

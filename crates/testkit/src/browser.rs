@@ -101,7 +101,13 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600"],
+                // No background networking: on a machine without network, Chromium's own
+                // connections (updates, sync, QUIC probes) fail and slow every start.
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1280,1600", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-quic",
+                ],
             },
             "goog:loggingPrefs": {"browser": "ALL"},
         }}});

@@ -13,17 +13,19 @@ use crate::time::Timestamp;
 impl Services {
     /// Saves the last calls not saved yet; returns how many apps had one.
     pub fn save_activity(&self) -> ServiceResult<usize> {
-        let pending: Vec<(AppId, i64, std::sync::Arc<crate::snapshot::Activity>)> = {
+        let pending: Vec<(AppId, Timestamp)> = {
             let snapshot = self.snapshot.read();
-            snapshot.apps().filter_map(|a| a.activity.unsaved().map(|t| (a.id, t, a.activity.clone()))).collect()
+            snapshot.apps().filter_map(|a| a.activity.unsaved().map(|t| (a.id, Timestamp(t)))).collect()
         };
         if pending.is_empty() {
             return Ok(0);
         }
-        let rows: Vec<(AppId, Timestamp)> = pending.iter().map(|(id, t, _)| (*id, Timestamp(*t))).collect();
-        self.store.record_activity(&rows)?;
-        for (_, t, activity) in &pending {
-            activity.saved.fetch_max(*t, Ordering::Relaxed);
+        self.store.record_activity(&pending)?;
+        let snapshot = self.snapshot.read();
+        for (id, t) in &pending {
+            if let Some(app) = snapshot.app(*id) {
+                app.activity.saved.fetch_max(t.0, Ordering::Relaxed);
+            }
         }
         Ok(pending.len())
     }
