@@ -136,9 +136,12 @@ pub trait AppStore {
     fn set_product(&self, app: AppId, product: &str, activated: bool, audit: &NewAuditEvent) -> StoreResult<()>;
     /// Sets an app's status (active, blocked, suspended); false if there is no such app.
     fn set_app_status(&self, app: AppId, status: crate::model::AppStatus, audit: &NewAuditEvent) -> StoreResult<bool>;
-    /// Records when apps were last called (keeping the later time); not a change of state, so
-    /// neither audited nor sent to other nodes.
-    fn record_activity(&self, activity: &[(AppId, Timestamp)]) -> StoreResult<()>;
+    /// Records when apps were last called (keeping the later time) and adds their new calls to
+    /// the day starting at `day_start`; not a change of state, so neither audited nor sent to
+    /// other nodes.
+    fn record_activity(&self, activity: &[ActivityRow], day_start: i64) -> StoreResult<()>;
+    /// Calls per day (`day_start`, calls) of `app` from `since` on.
+    fn daily_calls(&self, app: AppId, since: i64) -> StoreResult<Vec<(i64, u64)>>;
     /// Active apps (not test apps) last called, or created, before `cutoff`.
     fn idle_apps(&self, cutoff: Timestamp) -> StoreResult<Vec<AppId>>;
     /// Suspends `app` if it is still active and idle since before `cutoff`, with `messages`;
@@ -155,6 +158,15 @@ pub trait AppStore {
     fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool>;
     /// Switches paid usage on (with its rules and caps) or off (`None`).
     fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()>;
+}
+
+/// What a node saw of one app since its last save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityRow {
+    pub app: AppId,
+    pub last_call: Timestamp,
+    /// Calls admitted since the last save.
+    pub calls: u64,
 }
 
 /// A quota counter as saved by a node that counts in memory.

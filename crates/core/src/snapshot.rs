@@ -3,7 +3,7 @@
 //! app whenever a write changes an app, so the next call sees the change without a database read.
 
 use crate::fast_hash::FastMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::catalog::{Activation, Catalog};
@@ -105,6 +105,9 @@ impl BitSet {
 pub struct Activity {
     pub last_call: AtomicI64,
     pub saved: AtomicI64,
+    /// Calls admitted on this node, and how many of them are saved.
+    pub calls: AtomicU64,
+    pub saved_calls: AtomicU64,
 }
 
 impl Clone for Activity {
@@ -112,21 +115,25 @@ impl Clone for Activity {
         Activity {
             last_call: AtomicI64::new(self.last_call.load(Ordering::Relaxed)),
             saved: AtomicI64::new(self.saved.load(Ordering::Relaxed)),
+            calls: AtomicU64::new(self.calls.load(Ordering::Relaxed)),
+            saved_calls: AtomicU64::new(self.saved_calls.load(Ordering::Relaxed)),
         }
     }
 }
 
 impl Activity {
     pub fn touch(&self, now: Timestamp) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         if self.last_call.load(Ordering::Relaxed) < now.0 {
             self.last_call.store(now.0, Ordering::Relaxed);
         }
     }
 
-    /// The last call if it is newer than what was saved.
-    pub fn unsaved(&self) -> Option<i64> {
+    /// The last call and the calls not saved yet, if there are any.
+    pub fn unsaved(&self) -> Option<(i64, u64)> {
+        let calls = self.calls.load(Ordering::Relaxed).saturating_sub(self.saved_calls.load(Ordering::Relaxed));
         let last = self.last_call.load(Ordering::Relaxed);
-        (last > self.saved.load(Ordering::Relaxed)).then_some(last)
+        (calls > 0 || last > self.saved.load(Ordering::Relaxed)).then_some((last, calls))
     }
 }
 

@@ -1,6 +1,7 @@
 -- App types (the same tables and meaning as SQLite's version 5): test apps (linked to their original), the individual-developer Biz path, and the
 -- operator's registry of Kakao Talk Channels with the channels connected to each app, and when
--- each app was last called (saved about once a second), for suspending inactive apps.
+-- each app was last called and how many calls it was admitted per day (saved about once a
+-- second), for suspending inactive apps and for the console's 30-day chart.
 
 ALTER TABLE apps ADD COLUMN original_app_id BIGINT REFERENCES apps (id);
 
@@ -22,4 +23,11 @@ CREATE TABLE app_channels (
     channel_id    TEXT    NOT NULL REFERENCES talk_channels (id),
     connected_at  BIGINT  NOT NULL,
     PRIMARY KEY (app_id, channel_id)
+);
+
+CREATE TABLE usage_daily (
+    app_id     BIGINT  NOT NULL REFERENCES apps (id),
+    day_start  BIGINT  NOT NULL,   -- the local day's first second, in the catalog's time zone
+    calls      BIGINT  NOT NULL,
+    PRIMARY KEY (app_id, day_start)
 );

@@ -27,8 +27,8 @@ use permgate_core::model::{
     PaidUsage, Platforms,
 };
 use permgate_core::ports::{
-    AccountStore, AppStore, AuditStore, ChangeFeed, GrantStore, MigrationStatus, NewAccount, NewApp, NewGrant, NewKey,
-    QuotaStore, SavedCounter, Store, StoreError, StoreResult,
+    AccountStore, ActivityRow, AppStore, AuditStore, ChangeFeed, GrantStore, MigrationStatus, NewAccount, NewApp,
+    NewGrant, NewKey, QuotaStore, SavedCounter, Store, StoreError, StoreResult,
 };
 use permgate_core::time::Timestamp;
 use postgres::error::SqlState;
@@ -593,17 +593,37 @@ impl AppStore for PostgresStore {
         })
     }
 
-    fn record_activity(&self, activity: &[(AppId, Timestamp)]) -> StoreResult<()> {
-        let ids: Vec<i64> = activity.iter().map(|(a, _)| a.0).collect();
-        let ats: Vec<i64> = activity.iter().map(|(_, t)| t.0).collect();
-        // No write lock: this is not a change of state and takes no audit seq.
+    fn record_activity(&self, activity: &[ActivityRow], day_start: i64) -> StoreResult<()> {
+        let ids: Vec<i64> = activity.iter().map(|r| r.app.0).collect();
+        let ats: Vec<i64> = activity.iter().map(|r| r.last_call.0).collect();
+        let calls: Vec<i64> = activity.iter().map(|r| cap(r.calls)).collect();
+        // No write lock: this is not a change of state and takes no audit seq. One statement, so a
+        // retry after a lost connection cannot add the calls twice.
         self.once(|c| {
             c.execute(
-                "UPDATE apps SET last_active_at = greatest(coalesce(apps.last_active_at, 0), a.at)
-                 FROM unnest($1::bigint[], $2::bigint[]) AS a(id, at) WHERE apps.id = a.id",
-                &[&ids, &ats],
+                "WITH a AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS a(id, at, calls)),
+                 touched AS (
+                   UPDATE apps SET last_active_at = greatest(coalesce(apps.last_active_at, 0), a.at)
+                   FROM a WHERE apps.id = a.id RETURNING apps.id
+                 )
+                 INSERT INTO usage_daily (app_id, day_start, calls)
+                 SELECT a.id, $4, a.calls FROM a JOIN touched ON touched.id = a.id WHERE a.calls > 0
+                 ON CONFLICT (app_id, day_start) DO UPDATE SET calls = usage_daily.calls + excluded.calls",
+                &[&ids, &ats, &calls, &day_start],
             )?;
             Ok(())
+        })
+    }
+
+    fn daily_calls(&self, app: AppId, since: i64) -> StoreResult<Vec<(i64, u64)>> {
+        self.read(|c| {
+            c.query(
+                "SELECT day_start, calls FROM usage_daily WHERE app_id = $1 AND day_start >= $2 ORDER BY day_start",
+                &[&app.0, &since],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get::<_, i64>(0)?, u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0))))
+            .collect()
         })
     }
 

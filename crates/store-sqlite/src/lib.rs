@@ -18,8 +18,8 @@ use permgate_core::model::{
     PaidUsage, Platforms, Role,
 };
 use permgate_core::ports::{
-    AccountStore, AppStore, AuditStore, ChangeFeed, GrantStore, MigrationStatus, NewAccount, NewApp, NewGrant, NewKey,
-    QuotaStore, SavedCounter, Store, StoreError, StoreResult,
+    AccountStore, ActivityRow, AppStore, AuditStore, ChangeFeed, GrantStore, MigrationStatus, NewAccount, NewApp,
+    NewGrant, NewKey, QuotaStore, SavedCounter, Store, StoreError, StoreResult,
 };
 use permgate_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -460,17 +460,38 @@ impl AppStore for SqliteStore {
         })
     }
 
-    fn record_activity(&self, activity: &[(AppId, Timestamp)]) -> StoreResult<()> {
+    fn record_activity(&self, activity: &[ActivityRow], day_start: i64) -> StoreResult<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(backend)?;
-        for (app, at) in activity {
+        for row in activity {
             tx.execute(
                 "UPDATE apps SET last_active_at = max(coalesce(last_active_at, 0), ?1) WHERE id = ?2",
-                params![at.0, app.0],
+                params![row.last_call.0, row.app.0],
             )
             .map_err(backend)?;
+            if row.calls > 0 {
+                tx.execute(
+                    "INSERT INTO usage_daily (app_id, day_start, calls) SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM apps WHERE id = ?1)
+                     ON CONFLICT (app_id, day_start) DO UPDATE SET calls = calls + excluded.calls",
+                    params![row.app.0, day_start, cap(row.calls)],
+                )
+                .map_err(backend)?;
+            }
         }
         tx.commit().map_err(backend)
+    }
+
+    fn daily_calls(&self, app: AppId, since: i64) -> StoreResult<Vec<(i64, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT day_start, calls FROM usage_daily WHERE app_id = ?1 AND day_start >= ?2 ORDER BY day_start",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![app.0, since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.cast_unsigned())))
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend)).collect()
     }
 
     fn idle_apps(&self, cutoff: Timestamp) -> StoreResult<Vec<AppId>> {

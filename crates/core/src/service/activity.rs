@@ -6,25 +6,36 @@ use std::sync::atomic::Ordering;
 
 use super::{Access, Actor, AppView, Services};
 use crate::audit::NewAuditEvent;
+use crate::catalog::QuotaPeriod;
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AppId, AppStatus};
+use crate::ports::ActivityRow;
+use crate::quota::window;
 use crate::time::Timestamp;
 
 impl Services {
     /// Saves the last calls not saved yet; returns how many apps had one.
     pub fn save_activity(&self) -> ServiceResult<usize> {
-        let pending: Vec<(AppId, Timestamp)> = {
+        let (pending, day_start): (Vec<ActivityRow>, i64) = {
             let snapshot = self.snapshot.read();
-            snapshot.apps().filter_map(|a| a.activity.unsaved().map(|t| (a.id, Timestamp(t)))).collect()
+            let day = window(QuotaPeriod::Day, self.clock.now(), snapshot.catalog().utc_offset).start;
+            let rows = snapshot
+                .apps()
+                .filter_map(|a| {
+                    a.activity.unsaved().map(|(t, calls)| ActivityRow { app: a.id, last_call: Timestamp(t), calls })
+                })
+                .collect();
+            (rows, day)
         };
         if pending.is_empty() {
             return Ok(0);
         }
-        self.store.record_activity(&pending)?;
+        self.store.record_activity(&pending, day_start)?;
         let snapshot = self.snapshot.read();
-        for (id, t) in &pending {
-            if let Some(app) = snapshot.app(*id) {
-                app.activity.saved.fetch_max(t.0, Ordering::Relaxed);
+        for row in &pending {
+            if let Some(app) = snapshot.app(row.app) {
+                app.activity.saved.fetch_max(row.last_call.0, Ordering::Relaxed);
+                app.activity.saved_calls.fetch_add(row.calls, Ordering::Relaxed);
             }
         }
         Ok(pending.len())

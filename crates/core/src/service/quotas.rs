@@ -34,6 +34,16 @@ pub struct Usage {
     /// Paid calls today and this month, when paid usage is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paid: Option<PaidState>,
+    /// Calls admitted per local day over the last 30 days, oldest first (saved about once a
+    /// second by every node).
+    pub daily: Vec<DayUsage>,
+}
+
+/// Calls admitted on one local day.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayUsage {
+    pub day_start: Timestamp,
+    pub calls: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +64,7 @@ impl Services {
         let catalog = snapshot.catalog();
         let entry = snapshot.app(app).ok_or_else(|| ServiceError::NotFound(format!("app {app} does not exist")))?;
         let offset = catalog.utc_offset;
+        let catalog_zone = catalog.time_zone.clone();
         let count = |key: CounterKey, rule_id: &str| {
             self.counter.count(&key, rule_id).map_err(|e| ServiceError::Internal(e.to_string()))
         };
@@ -100,7 +111,21 @@ impl Services {
                 })
             }
         };
-        Ok(Usage { app_id: app, time_zone: catalog.time_zone.clone(), rules, paid })
+        let today = window(QuotaPeriod::Day, now, offset).start;
+        drop(snapshot);
+        let since = today - 29 * 86_400;
+        let saved = self.store.daily_calls(app, since)?;
+        // Days are local calendar days: 86,400 s apart in a zone without daylight saving.
+        let daily = (0..30)
+            .map(|i| {
+                let day = since + i * 86_400;
+                DayUsage {
+                    day_start: Timestamp(day),
+                    calls: saved.iter().find(|(d, _)| *d == day).map_or(0, |(_, c)| *c),
+                }
+            })
+            .collect();
+        Ok(Usage { app_id: app, time_zone: catalog_zone, rules, paid, daily })
     }
 
     /// Records waiting quota alerts as audit events (`quota.alert`); returns how many.

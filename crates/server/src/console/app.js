@@ -400,9 +400,26 @@ function membersSection(app, isOwner, reload) {
     }) : null];
 }
 
+// Calls per day over the last 30 days, as bars (CSSOM heights: allowed by the CSP).
+function dailyChart(daily) {
+  const max = Math.max(1, ...daily.map((d) => d.calls));
+  const total = daily.reduce((n, d) => n + d.calls, 0);
+  const bars = daily.map((d) => {
+    const day = new Date(d.day_start).toLocaleDateString();
+    const bar = h("span", { class: "day", title: `${day}: ${d.calls} calls` });
+    bar.style.height = `${Math.max(d.calls ? 2 : 0, Math.round((100 * d.calls) / max))}%`;
+    return bar;
+  });
+  return [h("h3", {}, "Calls per day, last 30 days"),
+    h("div", { class: "chart", role: "img", "aria-label": `Calls per day over the last 30 days: ${total} in all, at most ${max} in a day` }, bars),
+    h("p", { class: "muted" }, `${total} calls in 30 days; busiest day ${max}.`)];
+}
+
 function usageSection(usage) {
   const rules = usage.rules || [];
   return [h("h2", {}, "Quota usage"),
+    usage.daily ? dailyChart(usage.daily) : null,
+    h("h3", {}, "Today and this month, per rule"),
     h("table", {}, h("thead", {}, h("tr", {}, ["Rule", "Period", "Used", "Limit", "", "Resets"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rules.map((r) => {
         const pct = r.limit ? Math.min(100, Math.round((100 * r.used) / r.limit)) : 0;

@@ -133,3 +133,30 @@ both_backends! {
         assert_eq!((alert["after"]["rule"].as_str(), alert["after"]["percent"].as_u64()), (Some("moment_ad_account_create_per_second"), Some(100)), "{audit}");
     }
 }
+
+both_backends! {
+    async fn usage_shows_the_calls_of_each_of_the_last_30_days(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Counted").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let key = format!("KakaoAK {}", permgate_testkit::key_of(&app, "rest_api"));
+        let local = "/v2/local/search/keyword.json?query=a";
+        for _ in 0..3 {
+            assert_eq!(t.check("GET", local, &key).await["allow"], true);
+        }
+        assert_eq!(t.store(|s| s.save_activity()).await.ok(), Some(1));
+        t.clock.advance(86_400);
+        for _ in 0..2 {
+            t.check("GET", local, &key).await;
+        }
+        // A denied call is not an admitted one.
+        t.check("GET", "/openapi/v4/adAccounts/pages", &key).await;
+        t.store(|s| s.save_activity()).await.unwrap_or_default();
+        let (status, usage) = t.get(&format!("/v1/apps/{id}/usage"), &dev).await;
+        assert_eq!(status, StatusCode::OK, "{usage}");
+        let calls: Vec<u64> = usage["daily"].as_array().map(|d| d.iter().filter_map(|x| x["calls"].as_u64()).collect()).unwrap_or_default();
+        assert_eq!(calls.len(), 30);
+        assert_eq!(calls[28..], [3, 2], "{usage}");
+        assert_eq!(calls[..28].iter().sum::<u64>(), 0);
+    }
+}

@@ -113,7 +113,8 @@ fn a_schema_url_puts_the_store_and_its_tables_in_that_schema() -> Result<(), Sto
             "permission_requests",
             "quota_counters",
             "schema_migrations",
-            "talk_channels"
+            "talk_channels",
+            "usage_daily"
         ]
     );
     Ok(())
