@@ -87,6 +87,35 @@ function widthOf(el, percent) {
   return el;
 }
 
+// A button that runs `run` (after `confirmText`, if given) and shows the API's error beside it.
+function actionButton(text, cls, confirmText, run) {
+  const err = h("span", { class: "error inline-error", role: "alert", hidden: true });
+  const btn = h("button", { type: "button", class: cls || "", onclick: async () => {
+    if (confirmText && !confirm(confirmText)) return;
+    err.hidden = true;
+    btn.disabled = true;
+    try {
+      await run();
+    } catch (e) {
+      err.textContent = e.message;
+      err.hidden = false;
+    } finally {
+      btn.disabled = false;
+    }
+  } }, text);
+  return h("span", { class: "action" }, btn, err);
+}
+
+// Shows a secret once, with a copy button, in a dialog.
+function showSecret(title, value) {
+  const dialog = h("dialog", { "aria-label": title });
+  const close = () => { dialog.close(); dialog.remove(); };
+  dialog.append(h("h2", {}, title), h("p", {}, "It is shown only now: copy it somewhere safe."),
+    h("p", { class: "mono" }, value), h("div", { class: "row" }, copyButton(value), h("button", { type: "button", onclick: close }, "Done")));
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
 function copyButton(text) {
   return h("button", { type: "button", onclick: async () => {
     try { await navigator.clipboard.writeText(text); toast("Copied"); } catch { toast("Copy failed: select the text instead"); }
@@ -249,25 +278,23 @@ function keysSection(app, isOwner, canEdit, reload) {
         h("td", {}, h("div", { class: "row" },
           k.key ? copyButton(k.key) : null,
           canEdit ? h("button", { type: "button", onclick: () => editPlatforms(app, k, kind, reload) }, "Platforms") : null,
-          isOwner ? h("button", { type: "button", onclick: async () => {
-            if (!confirm(`Rotate this ${label} key? Calls with the old key fail at once.`)) return;
-            const r = await api("POST", `/v1/apps/${app.id}/keys/${k.id}/rotate`).catch((e) => alert(e.message));
-            if (r && r.key) alert(`The new key, shown only now:\n\n${r.key}`);
+          isOwner ? actionButton("Rotate", "", `Rotate this ${label} key? Calls with the old key fail at once.`, async () => {
+            const r = await api("POST", `/v1/apps/${app.id}/keys/${k.id}/rotate`);
+            await reload();
+            if (r.kind === "admin" && r.key) showSecret("The new admin key", r.key);
+          }) : null,
+          isOwner ? actionButton("Delete", "danger", `Delete this ${label} key? Calls with it fail at once; permissions bound to it are lost.`, async () => {
+            await api("DELETE", `/v1/apps/${app.id}/keys/${k.id}`);
             reload();
-          } }, "Rotate") : null,
-          isOwner ? h("button", { type: "button", class: "danger", onclick: async () => {
-            if (!confirm(`Delete this ${label} key? Calls with it fail at once; permissions bound to it are lost.`)) return;
-            await api("DELETE", `/v1/apps/${app.id}/keys/${k.id}`).catch((e) => alert(e.message));
-            reload();
-          } }, "Delete") : null))));
+          }) : null))));
     }
   }
   return [h("h2", {}, "Keys"),
     h("table", {}, h("thead", {}, h("tr", {}, ["Kind", "Key", "Platforms", ""].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)),
     isOwner ? form("inline", [field("New key", select("kind", kinds))], "Add key", async (data) => {
       const k = await api("POST", `/v1/apps/${app.id}/keys`, { kind: data.get("kind") });
-      if (k.kind === "admin" && k.key) alert(`The new admin key, shown only now:\n\n${k.key}`);
-      reload();
+      await reload();
+      if (k.kind === "admin" && k.key) showSecret("The new admin key", k.key);
     }) : null];
 }
 
@@ -279,7 +306,7 @@ function editPlatforms(app, key, kind, reload) {
     admin: [["api_categories", "Allowed API categories (empty: all)"]],
     rest_api: [],
   }[kind];
-  if (!fields.length) { alert("REST API keys carry no platform data."); return; }
+  if (!fields.length) { toast("REST API keys carry no platform data."); return; }
   const dialog = h("dialog", { "aria-label": "Key platforms" });
   const f = form("stack", fields.map(([name, label]) =>
     field(label, input(name, { value: (key.platforms[name] || []).join(", "), placeholder: "comma-separated" }))),
@@ -346,10 +373,10 @@ function consentSection(app, cat, held, canEdit, reload) {
     const needs = [c.requires_biz ? "Biz app" : null, c.requires_permission ? `permission ${c.requires_permission}` : null].filter(Boolean).join(" + ");
     let controls = null;
     if (canEdit && s) {
-      controls = h("button", { type: "button", onclick: async () => {
-        await api("DELETE", `/v1/apps/${app.id}/consent-items/${c.id}`).catch((e) => alert(e.message));
+      controls = actionButton("Unset", "", null, async () => {
+        await api("DELETE", `/v1/apps/${app.id}/consent-items/${c.id}`);
         reload();
-      } }, "Unset");
+      });
     } else if (lacking.length) {
       controls = h("span", { class: "muted" }, `needs ${lacking.join(" and ")}`);
     } else if (canEdit) {
@@ -377,20 +404,19 @@ function productsSection(app, canEdit, reload) {
     h("table", {}, h("tbody", {}, app.products.map((p) => h("tr", {},
       h("td", { class: "mono" }, p.product),
       h("td", {}, badge(p.activated ? "on" : "off", p.activated ? "ok" : "")),
-      h("td", {}, canEdit ? h("button", { type: "button", onclick: async () => {
-        await api("PUT", `/v1/apps/${app.id}/products/${p.product}`, { activated: !p.activated }).catch((e) => alert(e.message));
+      h("td", {}, canEdit ? actionButton(p.activated ? "Switch off" : "Switch on", "", null, async () => {
+        await api("PUT", `/v1/apps/${app.id}/products/${p.product}`, { activated: !p.activated });
         reload();
-      } }, p.activated ? "Switch off" : "Switch on") : null)))))];
+      }) : null)))))];
 }
 
 function membersSection(app, isOwner, reload) {
   return [h("h2", {}, "Members"),
     h("table", {}, h("tbody", {}, app.members.map((m) => h("tr", {}, h("td", {}, `account ${m.account_id}`), h("td", {}, m.role),
-      h("td", {}, isOwner && m.role !== "owner" ? h("button", { type: "button", class: "danger", onclick: async () => {
-        if (!confirm(`Remove account ${m.account_id} from the app?`)) return;
-        await api("DELETE", `/v1/apps/${app.id}/members/${m.account_id}`).catch((e) => alert(e.message));
+      h("td", {}, isOwner && m.role !== "owner" ? actionButton("Remove", "danger", `Remove account ${m.account_id} from the app?`, async () => {
+        await api("DELETE", `/v1/apps/${app.id}/members/${m.account_id}`);
         reload();
-      } }, "Remove") : null))))),
+      }) : null))))),
     isOwner ? form("inline", [
       field("Account ID", input("account_id", { type: "number", required: true, min: 1 })),
       field("Role", select("role", [["editor", "editor"], ["reader", "reader"]])),
@@ -440,10 +466,10 @@ function bizSection(app, isOwner, reload) {
       await api("PUT", `/v1/apps/${app.id}/business`, Object.fromEntries(data));
       reload();
     }),
-    h("button", { type: "button", onclick: async () => {
-      const t = await api("POST", `/v1/apps/${app.id}/test-apps`).catch((e) => alert(e.message));
-      if (t) location.hash = `#/apps/${t.id}`;
-    } }, "Create a test app")];
+    actionButton("Create a test app", "", null, async () => {
+      const t = await api("POST", `/v1/apps/${app.id}/test-apps`);
+      location.hash = `#/apps/${t.id}`;
+    })];
 }
 
 // ---- applying ----
