@@ -354,11 +354,15 @@ pub async fn evidence(
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    // Uploaded content: shown in the console, but never allowed to run anything in its origin.
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox; default-src 'none'; img-src 'self'"),
-    );
+    // Uploaded content, shown in the console: an image may run nothing; a PDF gets no sandbox
+    // (Chromium's PDF viewer refuses to load in one) but may load nothing and be framed only by
+    // the console.
+    let policy = if info.content_type == "application/pdf" {
+        "default-src 'none'; frame-ancestors 'self'"
+    } else {
+        "sandbox; default-src 'none'; frame-ancestors 'self'"
+    };
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
     Ok(response)
 }
 
