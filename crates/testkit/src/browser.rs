@@ -224,11 +224,17 @@ impl Browser {
 
     /// Waits until the page shows `needle`.
     pub async fn wait_for(&self, needle: &str) {
+        self.wait_for_any(&[needle]).await;
+    }
+
+    /// Waits until the page shows one of `needles`; returns the first one shown.
+    pub async fn wait_for_any<'n>(&self, needles: &[&'n str]) -> &'n str {
+        let needle = needles.join("` or `");
         let started = Instant::now();
         loop {
             let text = self.text().await;
-            if text.contains(needle) {
-                return;
+            if let Some(found) = needles.iter().find(|n| text.contains(*n)) {
+                return found;
             }
             if started.elapsed() > WAIT {
                 self.screenshot("missing-text").await;

@@ -9,8 +9,10 @@ use permgate_testkit::{TINY_PNG, TestApp};
 
 async fn sign_in(b: &Browser, base: &str, token: &str) {
     b.goto(&format!("{base}/")).await;
-    if b.text().await.contains("Sign out") {
+    // The page asks who is signed in before it shows anything: wait for its answer.
+    if b.wait_for_any(&["Sign out", "Account token"]).await == "Sign out" {
         b.press("Sign out").await;
+        b.wait_for("Account token").await;
     }
     b.fill("input[name=token]", token).await;
     b.press("Sign in").await;
@@ -81,7 +83,8 @@ async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval(
     b.wait_for("Put on hold").await;
     b.fill("input[name=comment][required]", "Show the screen where events are added").await;
     b.press("Hold").await;
-    b.wait_for("on hold").await;
+    // The history's new entry, not the "Put on hold" heading that was there before.
+    b.wait_for("Reason: ").await;
     b.screenshot("on-hold").await;
     no_console_errors(&b, "holding").await;
 
