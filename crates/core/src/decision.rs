@@ -605,6 +605,9 @@ fn count(
                 });
                 if consume {
                     alerts(d, catalog, &plan, &charges, &remaining);
+                    for rule in plan.iter().filter_map(|p| p.rule) {
+                        app.activity.count_rule(rule, catalog.quota_rules.len());
+                    }
                 }
                 return;
             }

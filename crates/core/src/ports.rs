@@ -140,8 +140,8 @@ pub trait AppStore {
     /// the day starting at `day_start`; not a change of state, so neither audited nor sent to
     /// other nodes.
     fn record_activity(&self, activity: &[ActivityRow], day_start: i64) -> StoreResult<()>;
-    /// Calls per day (`day_start`, calls) of `app` from `since` on.
-    fn daily_calls(&self, app: AppId, since: i64) -> StoreResult<Vec<(i64, u64)>>;
+    /// Calls per day (`day_start`, rule id or `""` for all, calls) of `app` from `since` on.
+    fn daily_calls(&self, app: AppId, since: i64) -> StoreResult<Vec<(i64, String, u64)>>;
     /// Active apps (not test apps) last called, or created, before `cutoff`.
     fn idle_apps(&self, cutoff: Timestamp) -> StoreResult<Vec<AppId>>;
     /// Suspends `app` if it is still active and idle since before `cutoff`, with `messages`;
@@ -161,12 +161,12 @@ pub trait AppStore {
 }
 
 /// What a node saw of one app since its last save.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActivityRow {
     pub app: AppId,
     pub last_call: Timestamp,
-    /// Calls admitted since the last save.
-    pub calls: u64,
+    /// Calls admitted since the last save: all of them under `""`, and per quota rule id.
+    pub calls: Vec<(String, u64)>,
 }
 
 /// A quota counter as saved by a node that counts in memory.

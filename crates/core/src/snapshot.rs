@@ -106,34 +106,69 @@ pub struct Activity {
     pub last_call: AtomicI64,
     pub saved: AtomicI64,
     /// Calls admitted on this node, and how many of them are saved.
-    pub calls: AtomicU64,
-    pub saved_calls: AtomicU64,
+    pub calls: Tally,
+    /// The same per quota rule (indexed like `Catalog::quota_rules`), made on the app's first
+    /// counted call.
+    pub by_rule: std::sync::OnceLock<Box<[Tally]>>,
+}
+
+/// A count and how much of it is saved.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub count: AtomicU64,
+    pub saved: AtomicU64,
+}
+
+impl Tally {
+    fn copy(&self) -> Tally {
+        Tally {
+            count: AtomicU64::new(self.count.load(Ordering::Relaxed)),
+            saved: AtomicU64::new(self.saved.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// What is counted and not saved yet.
+    pub fn unsaved(&self) -> u64 {
+        self.count.load(Ordering::Relaxed).saturating_sub(self.saved.load(Ordering::Relaxed))
+    }
 }
 
 impl Clone for Activity {
     fn clone(&self) -> Self {
+        let by_rule = std::sync::OnceLock::new();
+        if let Some(rules) = self.by_rule.get() {
+            let _ = by_rule.set(rules.iter().map(Tally::copy).collect());
+        }
         Activity {
             last_call: AtomicI64::new(self.last_call.load(Ordering::Relaxed)),
             saved: AtomicI64::new(self.saved.load(Ordering::Relaxed)),
-            calls: AtomicU64::new(self.calls.load(Ordering::Relaxed)),
-            saved_calls: AtomicU64::new(self.saved_calls.load(Ordering::Relaxed)),
+            calls: self.calls.copy(),
+            by_rule,
         }
     }
 }
 
 impl Activity {
     pub fn touch(&self, now: Timestamp) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.calls.count.fetch_add(1, Ordering::Relaxed);
         if self.last_call.load(Ordering::Relaxed) < now.0 {
             self.last_call.store(now.0, Ordering::Relaxed);
         }
     }
 
-    /// The last call and the calls not saved yet, if there are any.
-    pub fn unsaved(&self) -> Option<(i64, u64)> {
-        let calls = self.calls.load(Ordering::Relaxed).saturating_sub(self.saved_calls.load(Ordering::Relaxed));
+    /// Counts one admitted call against quota rule `rule` of `rules`.
+    pub fn count_rule(&self, rule: usize, rules: usize) {
+        let tallies = self.by_rule.get_or_init(|| (0..rules).map(|_| Tally::default()).collect());
+        if let Some(t) = tallies.get(rule) {
+            t.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The last call if it is newer than what was saved, and whether any count is unsaved.
+    pub fn unsaved(&self) -> Option<i64> {
         let last = self.last_call.load(Ordering::Relaxed);
-        (calls > 0 || last > self.saved.load(Ordering::Relaxed)).then_some((last, calls))
+        let counts = self.calls.unsaved() > 0 || self.by_rule.get().is_some_and(|r| r.iter().any(|t| t.unsaved() > 0));
+        (counts || last > self.saved.load(Ordering::Relaxed)).then_some(last)
     }
 }
 

@@ -28,6 +28,7 @@ CREATE TABLE app_channels (
 CREATE TABLE usage_daily (
     app_id     BIGINT  NOT NULL REFERENCES apps (id),
     day_start  BIGINT  NOT NULL,   -- the local day's first second, in the catalog's time zone
+    rule       TEXT    NOT NULL,   -- a quota rule's id, or '' for every admitted call
     calls      BIGINT  NOT NULL,
-    PRIMARY KEY (app_id, day_start)
+    PRIMARY KEY (app_id, day_start, rule)
 );

@@ -596,33 +596,42 @@ impl AppStore for PostgresStore {
     fn record_activity(&self, activity: &[ActivityRow], day_start: i64) -> StoreResult<()> {
         let ids: Vec<i64> = activity.iter().map(|r| r.app.0).collect();
         let ats: Vec<i64> = activity.iter().map(|r| r.last_call.0).collect();
-        let calls: Vec<i64> = activity.iter().map(|r| cap(r.calls)).collect();
+        let (mut count_ids, mut rules, mut calls) = (Vec::new(), Vec::new(), Vec::new());
+        for row in activity {
+            for (rule, n) in &row.calls {
+                count_ids.push(row.app.0);
+                rules.push(rule.clone());
+                calls.push(cap(*n));
+            }
+        }
         // No write lock: this is not a change of state and takes no audit seq. One statement, so a
         // retry after a lost connection cannot add the calls twice.
         self.once(|c| {
             c.execute(
-                "WITH a AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS a(id, at, calls)),
+                "WITH a AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS a(id, at)),
                  touched AS (
                    UPDATE apps SET last_active_at = greatest(coalesce(apps.last_active_at, 0), a.at)
                    FROM a WHERE apps.id = a.id RETURNING apps.id
-                 )
-                 INSERT INTO usage_daily (app_id, day_start, calls)
-                 SELECT a.id, $4, a.calls FROM a JOIN touched ON touched.id = a.id WHERE a.calls > 0
-                 ON CONFLICT (app_id, day_start) DO UPDATE SET calls = usage_daily.calls + excluded.calls",
-                &[&ids, &ats, &calls, &day_start],
+                 ),
+                 n AS (SELECT * FROM unnest($3::bigint[], $4::text[], $5::bigint[]) AS n(id, rule, calls))
+                 INSERT INTO usage_daily (app_id, day_start, rule, calls)
+                 SELECT n.id, $6, n.rule, n.calls FROM n JOIN touched ON touched.id = n.id
+                 ON CONFLICT (app_id, day_start, rule) DO UPDATE SET calls = usage_daily.calls + excluded.calls",
+                &[&ids, &ats, &count_ids, &rules, &calls, &day_start],
             )?;
             Ok(())
         })
     }
 
-    fn daily_calls(&self, app: AppId, since: i64) -> StoreResult<Vec<(i64, u64)>> {
+    fn daily_calls(&self, app: AppId, since: i64) -> StoreResult<Vec<(i64, String, u64)>> {
         self.read(|c| {
             c.query(
-                "SELECT day_start, calls FROM usage_daily WHERE app_id = $1 AND day_start >= $2 ORDER BY day_start",
+                r#"SELECT day_start, rule, calls FROM usage_daily WHERE app_id = $1 AND day_start >= $2
+                   ORDER BY day_start, rule COLLATE "C""#,
                 &[&app.0, &since],
             )?
             .iter()
-            .map(|r| Ok((r.try_get::<_, i64>(0)?, u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0))))
+            .map(|r| Ok((r.try_get::<_, i64>(0)?, r.try_get(1)?, u64::try_from(r.try_get::<_, i64>(2)?).unwrap_or(0))))
             .collect()
         })
     }

@@ -28,6 +28,7 @@ CREATE TABLE app_channels (
 CREATE TABLE usage_daily (
     app_id     INTEGER NOT NULL REFERENCES apps (id),
     day_start  INTEGER NOT NULL,   -- the local day's first second, in the catalog's time zone
+    rule       TEXT    NOT NULL,   -- a quota rule's id, or '' for every admitted call
     calls      INTEGER NOT NULL,
-    PRIMARY KEY (app_id, day_start)
+    PRIMARY KEY (app_id, day_start, rule)
 );

@@ -469,11 +469,12 @@ impl AppStore for SqliteStore {
                 params![row.last_call.0, row.app.0],
             )
             .map_err(backend)?;
-            if row.calls > 0 {
+            for (rule, calls) in &row.calls {
                 tx.execute(
-                    "INSERT INTO usage_daily (app_id, day_start, calls) SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM apps WHERE id = ?1)
-                     ON CONFLICT (app_id, day_start) DO UPDATE SET calls = calls + excluded.calls",
-                    params![row.app.0, day_start, cap(row.calls)],
+                    "INSERT INTO usage_daily (app_id, day_start, rule, calls)
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM apps WHERE id = ?1)
+                     ON CONFLICT (app_id, day_start, rule) DO UPDATE SET calls = calls + excluded.calls",
+                    params![row.app.0, day_start, rule, cap(*calls)],
                 )
                 .map_err(backend)?;
             }
@@ -481,15 +482,18 @@ impl AppStore for SqliteStore {
         tx.commit().map_err(backend)
     }
 
-    fn daily_calls(&self, app: AppId, since: i64) -> StoreResult<Vec<(i64, u64)>> {
+    fn daily_calls(&self, app: AppId, since: i64) -> StoreResult<Vec<(i64, String, u64)>> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT day_start, calls FROM usage_daily WHERE app_id = ?1 AND day_start >= ?2 ORDER BY day_start",
+                "SELECT day_start, rule, calls FROM usage_daily WHERE app_id = ?1 AND day_start >= ?2
+                 ORDER BY day_start, rule",
             )
             .map_err(backend)?;
         let rows = stmt
-            .query_map(params![app.0, since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.cast_unsigned())))
+            .query_map(params![app.0, since], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?.cast_unsigned()))
+            })
             .map_err(backend)?;
         rows.map(|r| r.map_err(backend)).collect()
     }

@@ -16,29 +16,53 @@ use crate::time::Timestamp;
 impl Services {
     /// Saves the last calls not saved yet; returns how many apps had one.
     pub fn save_activity(&self) -> ServiceResult<usize> {
-        let (pending, day_start): (Vec<ActivityRow>, i64) = {
+        // What is read here is what is marked saved below: counts added meanwhile wait for the
+        // next round.
+        type Seen = (AppId, i64, u64, Vec<(usize, u64)>);
+        let (seen, rows, day_start): (Vec<Seen>, Vec<ActivityRow>, i64) = {
             let snapshot = self.snapshot.read();
-            let day = window(QuotaPeriod::Day, self.clock.now(), snapshot.catalog().utc_offset).start;
-            let rows = snapshot
-                .apps()
-                .filter_map(|a| {
-                    a.activity.unsaved().map(|(t, calls)| ActivityRow { app: a.id, last_call: Timestamp(t), calls })
-                })
-                .collect();
-            (rows, day)
+            let catalog = snapshot.catalog();
+            let day = window(QuotaPeriod::Day, self.clock.now(), catalog.utc_offset).start;
+            let mut seen = Vec::new();
+            let mut rows = Vec::new();
+            for a in snapshot.apps() {
+                let Some(last) = a.activity.unsaved() else { continue };
+                let total = a.activity.calls.unsaved();
+                let by_rule: Vec<(usize, u64)> = a
+                    .activity
+                    .by_rule
+                    .get()
+                    .map(|r| r.iter().enumerate().map(|(i, t)| (i, t.unsaved())).filter(|(_, n)| *n > 0).collect())
+                    .unwrap_or_default();
+                let mut calls = vec![(String::new(), total)];
+                calls.extend(
+                    by_rule.iter().filter_map(|(i, n)| catalog.quota_rules.get(*i).map(|q| (q.id.clone(), *n))),
+                );
+                calls.retain(|(_, n)| *n > 0);
+                rows.push(ActivityRow { app: a.id, last_call: Timestamp(last), calls });
+                seen.push((a.id, last, total, by_rule));
+            }
+            (seen, rows, day)
         };
-        if pending.is_empty() {
+        if rows.is_empty() {
             return Ok(0);
         }
-        self.store.record_activity(&pending, day_start)?;
+        self.store.record_activity(&rows, day_start)?;
         let snapshot = self.snapshot.read();
-        for row in &pending {
-            if let Some(app) = snapshot.app(row.app) {
-                app.activity.saved.fetch_max(row.last_call.0, Ordering::Relaxed);
-                app.activity.saved_calls.fetch_add(row.calls, Ordering::Relaxed);
+        for (id, last, total, by_rule) in &seen {
+            if let Some(app) = snapshot.app(*id) {
+                app.activity.saved.fetch_max(*last, Ordering::Relaxed);
+                app.activity.calls.saved.fetch_add(*total, Ordering::Relaxed);
+                if let Some(tallies) = app.activity.by_rule.get() {
+                    for (i, n) in by_rule {
+                        if let Some(t) = tallies.get(*i) {
+                            t.saved.fetch_add(*n, Ordering::Relaxed);
+                        }
+                    }
+                }
             }
         }
-        Ok(pending.len())
+        Ok(seen.len())
     }
 
     /// Suspends every active app not called for `idle_secs` (on any node: the store holds every

@@ -37,6 +37,8 @@ pub struct Usage {
     /// Calls admitted per local day over the last 30 days, oldest first (saved about once a
     /// second by every node).
     pub daily: Vec<DayUsage>,
+    /// The same per quota rule, for the rules this app was counted against in those days.
+    pub daily_by_rule: std::collections::BTreeMap<String, Vec<DayUsage>>,
 }
 
 /// Calls admitted on one local day.
@@ -116,16 +118,21 @@ impl Services {
         let since = today - 29 * 86_400;
         let saved = self.store.daily_calls(app, since)?;
         // Days are local calendar days: 86,400 s apart in a zone without daylight saving.
-        let daily = (0..30)
-            .map(|i| {
-                let day = since + i * 86_400;
-                DayUsage {
-                    day_start: Timestamp(day),
-                    calls: saved.iter().find(|(d, _)| *d == day).map_or(0, |(_, c)| *c),
-                }
-            })
-            .collect();
-        Ok(Usage { app_id: app, time_zone: catalog_zone, rules, paid, daily })
+        let series = |rule: &str| -> Vec<DayUsage> {
+            (0..30)
+                .map(|i| {
+                    let day = since + i * 86_400;
+                    let calls = saved.iter().find(|(d, r, _)| *d == day && r == rule).map_or(0, |(_, _, c)| *c);
+                    DayUsage { day_start: Timestamp(day), calls }
+                })
+                .collect()
+        };
+        let daily = series("");
+        let mut used_rules: Vec<&str> = saved.iter().map(|(_, r, _)| r.as_str()).filter(|r| !r.is_empty()).collect();
+        used_rules.sort_unstable();
+        used_rules.dedup();
+        let daily_by_rule = used_rules.into_iter().map(|r| (r.to_owned(), series(r))).collect();
+        Ok(Usage { app_id: app, time_zone: catalog_zone, rules, paid, daily, daily_by_rule })
     }
 
     /// Records waiting quota alerts as audit events (`quota.alert`); returns how many.

@@ -426,8 +426,19 @@ function membersSection(app, isOwner, reload) {
     }) : null];
 }
 
+// The 30-day chart, with a choice of series: every admitted call, or one quota rule.
+function dailySection(usage) {
+  const holder = h("div", {});
+  const pick = (name) => holder.replaceChildren(...dailyChart(name ? usage.daily_by_rule[name] : usage.daily, name));
+  const rules = Object.keys(usage.daily_by_rule || {});
+  const chooser = rules.length ? field("Show", select("series", [["", "every admitted call"], ...rules.map((r) => [r, `rule ${r}`])],
+    { onchange: (e) => pick(e.target.value) })) : null;
+  pick("");
+  return [h("h3", {}, "Calls per day, last 30 days"), chooser, holder];
+}
+
 // Calls per day over the last 30 days, as bars (CSSOM heights: allowed by the CSP).
-function dailyChart(daily) {
+function dailyChart(daily, rule) {
   const max = Math.max(1, ...daily.map((d) => d.calls));
   const total = daily.reduce((n, d) => n + d.calls, 0);
   const bars = daily.map((d) => {
@@ -436,15 +447,16 @@ function dailyChart(daily) {
     bar.style.height = `${Math.max(d.calls ? 2 : 0, Math.round((100 * d.calls) / max))}%`;
     return bar;
   });
-  return [h("h3", {}, "Calls per day, last 30 days"),
-    h("div", { class: "chart", role: "img", "aria-label": `Calls per day over the last 30 days: ${total} in all, at most ${max} in a day` }, bars),
+  const what = rule ? `Calls counted against ${rule}` : "Calls";
+  return [
+    h("div", { class: "chart", role: "img", "aria-label": `${what} per day over the last 30 days: ${total} in all, at most ${max} in a day` }, bars),
     h("p", { class: "muted" }, `${total} calls in 30 days; busiest day ${max}.`)];
 }
 
 function usageSection(usage) {
   const rules = usage.rules || [];
   return [h("h2", {}, "Quota usage"),
-    usage.daily ? dailyChart(usage.daily) : null,
+    usage.daily ? dailySection(usage) : null,
     h("h3", {}, "Today and this month, per rule"),
     h("table", {}, h("thead", {}, h("tr", {}, ["Rule", "Period", "Used", "Limit", "", "Resets"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rules.map((r) => {

@@ -158,5 +158,12 @@ both_backends! {
         assert_eq!(calls.len(), 30);
         assert_eq!(calls[28..], [3, 2], "{usage}");
         assert_eq!(calls[..28].iter().sum::<u64>(), 0);
+        // Per quota rule too: the keyword search's daily rule and the all-API monthly total.
+        let by_rule = |rule: &str| -> Vec<u64> {
+            usage["daily_by_rule"][rule].as_array().map(|d| d.iter().filter_map(|x| x["calls"].as_u64()).collect()).unwrap_or_default()
+        };
+        assert_eq!(by_rule("local_keyword_search_daily")[28..], [3, 2], "{usage}");
+        assert_eq!(by_rule("api_monthly_total")[28..], [3, 2], "{usage}");
+        assert!(usage["daily_by_rule"].get("talk_message_daily").is_none(), "only rules the app was counted against");
     }
 }
