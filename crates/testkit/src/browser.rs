@@ -260,6 +260,40 @@ impl Browser {
         self.command(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await
     }
 
+    /// Runs `script` in the page, which ends by calling its last argument with the result.
+    pub async fn eval_async(&self, script: &str) -> Value {
+        self.command(reqwest::Method::POST, "/execute/async", Some(json!({"script": script, "args": []}))).await
+    }
+
+    /// The WCAG 2 A and AA violations axe-core finds on the current page, as `rule: nodes`
+    /// lines; `None` when axe-core is not installed (`.ci/run` installs it from npm into
+    /// `target/npm`).
+    pub async fn accessibility_violations(&self) -> Option<Vec<String>> {
+        let axe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/npm/node_modules/axe-core/axe.min.js");
+        let Ok(source) = std::fs::read_to_string(&axe) else {
+            eprintln!(
+                "skipping the accessibility check: {} is not installed (npm install --prefix target/npm axe-core@4)",
+                axe.display()
+            );
+            return None;
+        };
+        self.eval(&source).await;
+        let result = self
+            .eval_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] })
+                   .then((r) => done(r.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`)))
+                   .catch((e) => done([`axe failed: ${e}`]));",
+            )
+            .await;
+        Some(
+            result
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+        )
+    }
+
     /// The browser console's messages at level SEVERE since the last call.
     pub async fn console_errors(&self) -> Vec<String> {
         let v = self.command(reqwest::Method::POST, "/se/log", Some(json!({"type": "browser"}))).await;

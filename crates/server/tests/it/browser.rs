@@ -24,6 +24,13 @@ async fn no_console_errors(b: &Browser, step: &str) {
     assert!(errors.is_empty(), "the browser console has errors after {step}: {errors:#?}");
 }
 
+/// No WCAG 2 A/AA violation that axe-core can find on the page shown now.
+async fn accessible(b: &Browser, page: &str) {
+    if let Some(violations) = b.accessibility_violations().await {
+        assert!(violations.is_empty(), "accessibility violations on {page}: {violations:#?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval() {
     let Some(b) = Browser::start("console-review-flow").await else { return };
@@ -33,6 +40,16 @@ async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval(
     let base = t.base.clone();
     let screenshot = b.artifacts.join("screen.png");
     std::fs::write(&screenshot, TINY_PNG).unwrap_or_else(|e| unreachable!("{e}"));
+
+    b.goto(&format!("{base}/")).await;
+    b.wait_for("Account token").await;
+    // The checker itself finds a planted fault (an input without a label), then the page is clean.
+    b.eval("const i = document.createElement('input'); i.id = 'planted'; document.body.append(i);").await;
+    if let Some(found) = b.accessibility_violations().await {
+        assert!(found.iter().any(|v| v.starts_with("label:") && v.contains("#planted")), "{found:#?}");
+    }
+    b.eval("document.getElementById('planted').remove();").await;
+    accessible(&b, "the sign-in page").await;
 
     // The developer creates an app and sets the consent item the feature uses.
     sign_in(&b, &base, &dev).await;
@@ -48,6 +65,7 @@ async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval(
     b.click(&set).await;
     b.wait_for("set: optional").await;
     b.screenshot("app").await;
+    accessible(&b, "the app page").await;
     no_console_errors(&b, "creating the app").await;
 
     // ... agrees to the eligibility terms and applies with a screenshot.
@@ -63,6 +81,7 @@ async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval(
     b.fill("textarea[name=reason]", "Users add our events to their Talk Calendar").await;
     b.fill("input[name=file]", &screenshot.display().to_string()).await;
     b.screenshot("application-form").await;
+    accessible(&b, "the application form").await;
     b.press("Submit application").await;
     b.wait_for("History").await;
     let hash = b.eval("return location.hash").await;
@@ -74,6 +93,7 @@ async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval(
     // The reviewer starts the review and puts the request on hold.
     sign_in(&b, &base, &rev).await;
     b.wait_for("Review queue").await;
+    accessible(&b, "the review queue").await;
     let link = b.find_xpath(&format!("//a[normalize-space()='#{request}']")).await;
     b.click(&link).await;
     b.wait_for("Evidence").await;
@@ -81,6 +101,7 @@ async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval(
     assert_eq!(shown, 1, "the evidence image is shown in the page");
     b.press("Start review").await;
     b.wait_for("Put on hold").await;
+    accessible(&b, "the reviewer's request page").await;
     b.fill("input[name=comment][required]", "Show the screen where events are added").await;
     b.press("Hold").await;
     // The history's new entry, not the "Put on hold" heading that was there before.
