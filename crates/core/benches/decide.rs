@@ -44,6 +44,7 @@ fn records() -> Vec<AppRecord> {
                     status: AppStatus::Active,
                     created_at: NOW,
                     original: None,
+                    status_before_block: None,
                 },
                 owner_blocked: false,
                 members: vec![],

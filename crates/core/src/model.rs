@@ -202,6 +202,9 @@ pub struct App {
     /// For a test app: the app it tests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original: Option<AppId>,
+    /// For a blocked app: its status before, which unblocking restores.
+    #[serde(skip)]
+    pub status_before_block: Option<AppStatus>,
 }
 
 /// A permission held by an app (or by one of its keys).

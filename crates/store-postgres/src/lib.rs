@@ -588,7 +588,11 @@ impl AppStore for PostgresStore {
 
     fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<bool> {
         self.write(audit, |tx| {
-            let n = tx.execute("UPDATE apps SET status = $1 WHERE id = $2", &[&status.as_str(), &app.0])?;
+            let n = tx.execute(
+                "UPDATE apps SET status_before_block = CASE WHEN $1 = 'blocked' THEN status END, status = $1
+                 WHERE id = $2",
+                &[&status.as_str(), &app.0],
+            )?;
             Ok(n > 0)
         })
     }
@@ -1076,7 +1080,7 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
     let mut records = BTreeMap::new();
     for r in tx.query(
         "SELECT a.id, a.name, a.company_name, a.category, a.owner_id, a.status, a.created_at, o.blocked,
-         a.original_app_id
+         a.original_app_id, a.status_before_block
          FROM apps a JOIN accounts o ON o.id = a.owner_id WHERE ($1::bigint IS NULL OR a.id = $1) ORDER BY a.id",
         &[&only],
     )? {
@@ -1090,6 +1094,10 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
             status: parse::<AppStatus>(r.try_get(5)?, "app status")?,
             created_at: Timestamp(r.try_get(6)?),
             original: r.try_get::<_, Option<i64>>(8)?.map(AppId),
+            status_before_block: r
+                .try_get::<_, Option<String>>(9)?
+                .map(|s| parse::<AppStatus>(&s, "app status"))
+                .transpose()?,
         };
         let owner_blocked = r.try_get(7)?;
         records.insert(

@@ -3,6 +3,9 @@
 -- each app was last called and how many calls it was admitted per day (saved about once a
 -- second), for suspending inactive apps and for the console's 30-day chart.
 
+-- The status a blocked app had before it was blocked, restored when it is unblocked.
+ALTER TABLE apps ADD COLUMN status_before_block TEXT;
+
 ALTER TABLE apps ADD COLUMN original_app_id INTEGER REFERENCES apps (id);
 
 ALTER TABLE apps ADD COLUMN last_active_at INTEGER;

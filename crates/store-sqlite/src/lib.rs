@@ -454,7 +454,11 @@ impl AppStore for SqliteStore {
     fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<bool> {
         self.write(audit, |tx| {
             let n = tx
-                .execute("UPDATE apps SET status = ?1 WHERE id = ?2", params![status.as_str(), app.0])
+                .execute(
+                    "UPDATE apps SET status_before_block = CASE WHEN ?1 = 'blocked' THEN status END, status = ?1
+                     WHERE id = ?2",
+                    params![status.as_str(), app.0],
+                )
                 .map_err(backend)?;
             Ok(n > 0)
         })
@@ -854,7 +858,7 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
     let app = conn
         .query_row(
             "SELECT a.id, a.name, a.company_name, a.category, a.owner_id, a.status, a.created_at, o.blocked,
-             a.original_app_id
+             a.original_app_id, a.status_before_block
              FROM apps a JOIN accounts o ON o.id = a.owner_id WHERE a.id = ?1",
             [id.0],
             |r| {
@@ -868,12 +872,15 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
                     r.get::<_, i64>(6)?,
                     r.get::<_, bool>(7)?,
                     r.get::<_, Option<i64>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
                 ))
             },
         )
         .optional()
         .map_err(backend)?;
-    let Some((id, name, company_name, category, owner, status, created_at, owner_blocked, original)) = app else {
+    let Some((id, name, company_name, category, owner, status, created_at, owner_blocked, original, before_block)) =
+        app
+    else {
         return Ok(None);
     };
     let app = App {
@@ -885,6 +892,7 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
         status: parse::<AppStatus>(&status, "app status")?,
         created_at: Timestamp(created_at),
         original: original.map(AppId),
+        status_before_block: before_block.map(|s| parse::<AppStatus>(&s, "app status")).transpose()?,
     };
 
     let mut stmt = conn

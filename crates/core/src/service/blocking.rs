@@ -39,7 +39,10 @@ impl Services {
         let reason = required_text("reason", &input.reason, 1000)?;
         let (from, to) = match (record.app.status, blocked) {
             (AppStatus::Blocked, true) => return Err(ServiceError::Conflict(format!("app {app} is blocked already"))),
-            (AppStatus::Blocked, false) => (AppStatus::Blocked, AppStatus::Active),
+            // Unblocking restores exactly what was there (e.g. a suspension stays).
+            (AppStatus::Blocked, false) => {
+                (AppStatus::Blocked, record.app.status_before_block.unwrap_or(AppStatus::Active))
+            }
             (_, false) => return Err(ServiceError::Conflict(format!("app {app} is not blocked"))),
             (status, true) => (status, AppStatus::Blocked),
         };

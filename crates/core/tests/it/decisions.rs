@@ -105,6 +105,7 @@ fn app(
             status,
             created_at: NOW,
             original: None,
+            status_before_block: None,
         },
         owner_blocked,
         members: vec![Member { account_id: AccountId(10 + id), role: MemberRole::Owner }],

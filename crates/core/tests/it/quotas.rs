@@ -122,6 +122,7 @@ fn record(grants: Vec<Grant>, paid: Option<PaidUsage>) -> AppRecord {
             status: AppStatus::Active,
             created_at: LATE,
             original: None,
+            status_before_block: None,
         },
         owner_blocked: false,
         members: vec![],

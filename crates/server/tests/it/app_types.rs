@@ -193,6 +193,15 @@ both_backends! {
         let (_, audit) = t.get(&format!("/v1/audit?app_id={}", id_of(&idle)), &t.admin).await;
         assert!(audit["events"].as_array().is_some_and(|e| e.iter().any(|e| e["action"] == "app.suspend" && e["actor"].is_null())), "{audit}");
 
+        // Blocking a suspended app and unblocking it restores the suspension, not "active".
+        let block = format!("/v1/apps/{}/block", id_of(&idle));
+        let unblock = format!("/v1/apps/{}/unblock", id_of(&idle));
+        assert_eq!(t.post(&block, &t.admin, json!({"reason": "abuse report"})).await.0, StatusCode::OK);
+        assert_eq!(t.check("GET", local, &idle_key).await["code"], -12);
+        let (status, view) = t.post(&unblock, &t.admin, json!({"reason": "report unfounded"})).await;
+        assert_eq!((status, view["status"].as_str()), (StatusCode::OK, Some("suspended")), "{view}");
+        assert_eq!(t.check("GET", local, &idle_key).await["code"], -13);
+
         let (_, stranger) = t.account("stranger", "developer").await;
         let url = format!("/v1/apps/{}/reactivate", id_of(&idle));
         expect(t.post(&url, &stranger, json!({})).await, StatusCode::FORBIDDEN, -5, "not a member");
