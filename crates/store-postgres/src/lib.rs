@@ -784,11 +784,7 @@ impl GrantStore for PostgresStore {
                 .map(|r| grant_row(&r))
                 .transpose()?;
             if held.is_some() {
-                tx.execute(
-                    "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3
-                     WHERE app_id = $4 AND permission = $5 AND key_id IS NULL AND revoked_at IS NULL",
-                    &[&now.0, &by.0, &reason, &app.0, &permission],
-                )?;
+                workflow::revoke_grants(tx, app, &[permission.to_owned()], by, reason, now)?;
             }
             Ok(held)
         })

@@ -610,7 +610,7 @@ pub(super) fn load_settings(
 }
 
 /// Revokes the app-wide grants of `permissions` still in force; returns those revoked.
-fn revoke_grants(
+pub(super) fn revoke_grants(
     tx: &mut Transaction<'_>,
     app: AppId,
     permissions: &[String],

@@ -121,6 +121,21 @@ impl SqliteStore {
         Ok(applied)
     }
 
+    /// Like [`SqliteStore::write`], for a write that may find nothing to do: when `f` answers
+    /// `None`, the transaction is rolled back and no audit event is written.
+    fn write_if<T>(
+        &self,
+        audit: &NewAuditEvent,
+        f: impl FnOnce(&Transaction<'_>) -> StoreResult<Option<T>>,
+    ) -> StoreResult<Option<T>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+        let Some(out) = f(&tx)? else { return Ok(None) };
+        append_audit(&tx, audit)?;
+        tx.commit().map_err(backend)?;
+        Ok(Some(out))
+    }
+
     /// Runs `f` in a transaction that also appends `audit`; commits only if both succeed.
     fn write<T>(&self, audit: &NewAuditEvent, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.conn();
@@ -521,41 +536,36 @@ impl AppStore for SqliteStore {
         messages: &[permgate_core::notify::NewMessage],
         audit: &NewAuditEvent,
     ) -> StoreResult<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
-        let n = tx
-            .execute(
-                "UPDATE apps SET status = 'suspended' WHERE id = ?1 AND status = 'active'
-                 AND coalesce(last_active_at, created_at) < ?2",
-                params![app.0, cutoff.0],
-            )
-            .map_err(backend)?;
-        if n == 0 {
-            return Ok(false);
-        }
-        for m in messages {
-            workflow::insert_message(&tx, m, audit.at)?;
-        }
-        append_audit(&tx, audit)?;
-        tx.commit().map_err(backend)?;
-        Ok(true)
+        let done = self.write_if(audit, |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE apps SET status = 'suspended' WHERE id = ?1 AND status = 'active'
+                     AND coalesce(last_active_at, created_at) < ?2",
+                    params![app.0, cutoff.0],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            for m in messages {
+                workflow::insert_message(tx, m, audit.at)?;
+            }
+            Ok(Some(()))
+        })?;
+        Ok(done.is_some())
     }
 
     fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
-        let n = tx
-            .execute(
-                "UPDATE apps SET status = 'active', last_active_at = ?1 WHERE id = ?2 AND status = 'suspended'",
-                params![now.0, app.0],
-            )
-            .map_err(backend)?;
-        if n == 0 {
-            return Ok(false);
-        }
-        append_audit(&tx, audit)?;
-        tx.commit().map_err(backend)?;
-        Ok(true)
+        let done = self.write_if(audit, |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE apps SET status = 'active', last_active_at = ?1 WHERE id = ?2 AND status = 'suspended'",
+                    params![now.0, app.0],
+                )
+                .map_err(backend)?;
+            Ok((n > 0).then_some(()))
+        })?;
+        Ok(done.is_some())
     }
 
     fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()> {
@@ -649,12 +659,7 @@ impl GrantStore for SqliteStore {
                 .map_err(backend)?
                 .transpose()?;
             if held.is_some() {
-                tx.execute(
-                    "UPDATE grants SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3
-                     WHERE app_id = ?4 AND permission = ?5 AND key_id IS NULL AND revoked_at IS NULL",
-                    params![now.0, by.0, reason, app.0, permission],
-                )
-                .map_err(backend)?;
+                workflow::revoke_grants(tx, app, &[permission.to_owned()], by, reason, now)?;
             }
             Ok(held)
         })

@@ -261,30 +261,30 @@ impl WorkflowStore for SqliteStore {
         messages: &[NewMessage],
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<PermissionRequest>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
-        let n = tx
-            .execute(
-                "UPDATE permission_requests SET state = ?1, updated_at = ?2 WHERE id = ?3 AND state = ?4",
-                params![t.event.to.as_str(), t.event.at.0, t.request_id, t.from.as_str()],
-            )
-            .map_err(backend)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        insert_history(&tx, t.request_id, &t.event)?;
-        if let Some(g) = grant {
-            let grant_id = super::insert_grant_row(&tx, g, t.event.at)?;
-            tx.execute("UPDATE permission_requests SET grant_id = ?1 WHERE id = ?2", params![grant_id, t.request_id])
+        self.write_if(audit, |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE permission_requests SET state = ?1, updated_at = ?2 WHERE id = ?3 AND state = ?4",
+                    params![t.event.to.as_str(), t.event.at.0, t.request_id, t.from.as_str()],
+                )
                 .map_err(backend)?;
-        }
-        for m in messages {
-            insert_message(&tx, m, t.event.at)?;
-        }
-        super::append_audit(&tx, audit)?;
-        let request = load_request(&tx, t.request_id)?;
-        tx.commit().map_err(backend)?;
-        Ok(request)
+            if n == 0 {
+                return Ok(None);
+            }
+            insert_history(tx, t.request_id, &t.event)?;
+            if let Some(g) = grant {
+                let grant_id = super::insert_grant_row(tx, g, t.event.at)?;
+                tx.execute(
+                    "UPDATE permission_requests SET grant_id = ?1 WHERE id = ?2",
+                    params![grant_id, t.request_id],
+                )
+                .map_err(backend)?;
+            }
+            for m in messages {
+                insert_message(tx, m, t.event.at)?;
+            }
+            load_request(tx, t.request_id)
+        })
     }
 
     fn request(&self, id: i64) -> StoreResult<Option<PermissionRequest>> {
@@ -401,7 +401,7 @@ impl OutboxStore for SqliteStore {
 }
 
 /// Revokes the app-wide grants of `permissions` still in force; returns those revoked.
-fn revoke_grants(
+pub(super) fn revoke_grants(
     tx: &Transaction<'_>,
     app: AppId,
     permissions: &[String],

@@ -75,7 +75,7 @@ impl Browser {
             eprintln!("skipping: Chromium is not installed (apt-get install chromium chromium-driver)");
             return None;
         };
-        let port = crate::smtp_sink::free_port();
+        let port = crate::free_port();
         let driver = Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

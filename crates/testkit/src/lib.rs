@@ -41,6 +41,12 @@ pub const JWT_SECRET: &str = "testkit-jwt-secret";
 /// The bootstrap admin token of test servers.
 pub const ADMIN_TOKEN: &str = "testkit-admin-token-0123456789";
 
+/// A port that nothing listens on now (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| unreachable!("{e}"));
+    l.local_addr().map(|a| a.port()).unwrap_or_else(|e| unreachable!("{e}"))
+}
+
 /// A directory of its own for one test, removed when dropped.
 #[derive(Debug)]
 pub struct ScratchDir(pub PathBuf);

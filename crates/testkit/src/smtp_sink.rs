@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+pub use crate::free_port;
 use std::time::Duration;
 
 /// One message as received.
@@ -69,12 +71,6 @@ impl Drop for SmtpSink {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-/// A port that nothing listens on now (bound, then released).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| unreachable!("{e}"));
-    l.local_addr().map(|a| a.port()).unwrap_or_else(|e| unreachable!("{e}"))
 }
 
 fn session(stream: TcpStream, received: &Mutex<Vec<ReceivedMail>>) -> std::io::Result<()> {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Access, Actor, Services, required_text};
 use crate::audit::NewAuditEvent;
-use crate::catalog::ObtainedBy;
+use crate::catalog::{ObtainedBy, Permission};
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AccountId, AppId, Grant, GrantSource, KeyId};
 use crate::ports::NewGrant;
@@ -63,6 +63,38 @@ impl From<&Grant> for HeldPermission {
 }
 
 impl Services {
+    /// The quota rule a grant of `permission` raises: `rule` as named in `field`, or the
+    /// permission's only rule when none is named; refused when the catalog lacks it or the
+    /// permission does not raise it.
+    pub(super) fn raised_rule(
+        &self,
+        permission: &Permission,
+        rule: Option<&str>,
+        field: &str,
+    ) -> ServiceResult<String> {
+        let allowed = &permission.raises_quota_rules;
+        let Some(r) = rule else {
+            return match allowed.as_slice() {
+                [only] => Ok(only.clone()),
+                _ => Err(ServiceError::Invalid(format!(
+                    "`{field}`: `{}` raises the quota rule you name (see GET /v1/catalog), e.g. `local_keyword_search_daily`",
+                    permission.id
+                ))),
+            };
+        };
+        if self.snapshot.read().catalog().quota_rule(r).is_none() {
+            return Err(ServiceError::Invalid(format!("`{field}`: the catalog has no quota rule `{r}`")));
+        }
+        if !allowed.is_empty() && !allowed.iter().any(|a| a == r) {
+            return Err(ServiceError::Invalid(format!(
+                "`{field}`: `{}` raises only {}, not `{r}`",
+                permission.id,
+                allowed.join(", ")
+            )));
+        }
+        Ok(r.to_owned())
+    }
+
     pub fn permissions(&self, actor: &Actor, app: AppId) -> ServiceResult<Vec<HeldPermission>> {
         let record = self.app_for(actor, app, Access::Read)?;
         let now = self.clock.now();
@@ -117,30 +149,7 @@ impl Services {
                 )));
             }
             let rule = params.get("rule").map(|r| r.as_str().unwrap_or(""));
-            let allowed = &permission.raises_quota_rules;
-            match rule {
-                None if allowed.len() == 1 => {}
-                None => {
-                    return Err(ServiceError::Invalid(format!(
-                        "`{}` raises the quota rule you name: add `params.rule`, e.g. {{\"rule\": \"local_keyword_search_daily\", \"limit\": 200000}}",
-                        permission.id
-                    )));
-                }
-                Some(r) => {
-                    if self.snapshot.read().catalog().quota_rule(r).is_none() {
-                        return Err(ServiceError::Invalid(format!(
-                            "`params.rule`: the catalog has no quota rule `{r}`"
-                        )));
-                    }
-                    if !allowed.is_empty() && !allowed.iter().any(|a| a == r) {
-                        return Err(ServiceError::Invalid(format!(
-                            "`{}` raises only {}, not `{r}`",
-                            permission.id,
-                            allowed.join(", ")
-                        )));
-                    }
-                }
-            }
+            self.raised_rule(&permission, rule, "params.rule")?;
         }
         if let Some(key) = input.key_id
             && !record.keys.iter().any(|k| k.id == key)

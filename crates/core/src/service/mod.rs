@@ -36,7 +36,7 @@ pub use settings::{
 use crate::decision::{CounterFailure, QuotaAlert};
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{Account, AppId, AppRecord, MemberRole, Role};
-use crate::notify::NotifySettings;
+use crate::notify::{Channel, NewMessage, NotifySettings};
 use crate::ports::Store;
 use crate::quota::{MemoryCounter, QuotaCounter};
 use crate::snapshot::SharedSnapshot;
@@ -147,6 +147,41 @@ impl Services {
             })),
             Some(_) => Ok(record),
         }
+    }
+
+    /// One notification of a change to an app: an e-mail to each member with an address (when
+    /// SMTP is configured) and the webhook document (when a webhook is), for the outbox.
+    fn app_messages(
+        &self,
+        record: &AppRecord,
+        subject: &str,
+        body: &str,
+        webhook: serde_json::Value,
+    ) -> ServiceResult<Vec<NewMessage>> {
+        let mut messages = Vec::new();
+        if self.notify.email {
+            for member in &record.members {
+                if let Some(email) = self.store.account(member.account_id)?.and_then(|a| a.email) {
+                    messages.push(NewMessage {
+                        channel: Channel::Email,
+                        recipient: email,
+                        subject: subject.to_owned(),
+                        body: body.to_owned(),
+                        app_id: Some(record.app.id),
+                    });
+                }
+            }
+        }
+        if let Some(url) = &self.notify.webhook_url {
+            messages.push(NewMessage {
+                channel: Channel::Webhook,
+                recipient: url.clone(),
+                subject: webhook["type"].as_str().unwrap_or("app.changed").to_owned(),
+                body: webhook.to_string(),
+                app_id: Some(record.app.id),
+            });
+        }
+        Ok(messages)
     }
 
     /// Re-reads one app and patches it into the snapshot.

@@ -9,8 +9,8 @@ use super::{Access, Actor, Services, required_text};
 use crate::audit::NewAuditEvent;
 use crate::catalog::{ObtainedBy, Permission, ReviewDecisionKind};
 use crate::error::{ServiceError, ServiceResult};
-use crate::model::{AppId, AppRecord, GrantSource, MemberRole};
-use crate::notify::{Channel, NewMessage};
+use crate::model::{AppId, AppRecord, GrantSource};
+use crate::notify::NewMessage;
 use crate::ports::NewGrant;
 use crate::time::Timestamp;
 use crate::workflow::{
@@ -271,32 +271,8 @@ impl Services {
                 permission.id
             ))
         })?;
-        let allowed = &permission.raises_quota_rules;
-        let rule = match (input.requested_rule.as_deref(), allowed.as_slice()) {
-            (None, [only]) => Some(only.clone()),
-            (None, _) => {
-                return Err(ServiceError::Invalid(format!(
-                    "`requested_rule`: name the quota rule to raise (see GET /v1/catalog), e.g. `local_keyword_search_daily`; `{}` raises the rule you name",
-                    permission.id
-                )));
-            }
-            (Some(r), _) => {
-                if self.snapshot.read().catalog().quota_rule(r).is_none() {
-                    return Err(ServiceError::Invalid(format!(
-                        "`requested_rule`: the catalog has no quota rule `{r}`"
-                    )));
-                }
-                if !allowed.is_empty() && !allowed.iter().any(|a| a == r) {
-                    return Err(ServiceError::Invalid(format!(
-                        "`requested_rule`: `{}` raises only {}, not `{r}`",
-                        permission.id,
-                        allowed.join(", ")
-                    )));
-                }
-                Some(r.to_owned())
-            }
-        };
-        Ok((Some(limit), rule))
+        let rule = self.raised_rule(permission, input.requested_rule.as_deref(), "requested_rule")?;
+        Ok((Some(limit), Some(rule)))
     }
 
     /// The catalog's prerequisites of `permission`, checked on the app as it is now: a missing
@@ -598,46 +574,20 @@ impl Services {
         if let Some(url) = &self.notify.public_url {
             body.push_str(&format!("\n{}/#/requests/{request_id}\n", url.trim_end_matches('/')));
         }
-        let mut messages = Vec::new();
-        if self.notify.email {
-            for member in &record.members {
-                if member.role == MemberRole::Reader && event.to == RequestState::Submitted && event.from.is_some() {
-                    continue;
-                }
-                if let Some(email) = self.store.account(member.account_id)?.and_then(|a| a.email) {
-                    messages.push(NewMessage {
-                        channel: Channel::Email,
-                        recipient: email,
-                        subject: subject.clone(),
-                        body: body.clone(),
-                        app_id: Some(app.id),
-                    });
-                }
-            }
-        }
-        if let Some(url) = &self.notify.webhook_url {
-            let doc = serde_json::json!({
-                "type": format!("permission_request.{}", event.to),
-                "request_id": request_id,
-                "app_id": app.id,
-                "permission": permission.id,
-                "from": event.from,
-                "to": event.to,
-                "action": event.action,
-                "actor": event.actor,
-                "reason_code": event.reason_code,
-                "comment": event.comment,
-                "at": event.at,
-            });
-            messages.push(NewMessage {
-                channel: Channel::Webhook,
-                recipient: url.clone(),
-                subject: format!("permission_request.{}", event.to),
-                body: doc.to_string(),
-                app_id: Some(app.id),
-            });
-        }
-        Ok(messages)
+        let doc = serde_json::json!({
+            "type": format!("permission_request.{}", event.to),
+            "request_id": request_id,
+            "app_id": app.id,
+            "permission": permission.id,
+            "from": event.from,
+            "to": event.to,
+            "action": event.action,
+            "actor": event.actor,
+            "reason_code": event.reason_code,
+            "comment": event.comment,
+            "at": event.at,
+        });
+        self.app_messages(record, &subject, &body, doc)
     }
 }
 

@@ -9,7 +9,6 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::model::{
     AppId, AppRecord, BizKind, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, TalkChannel,
 };
-use crate::notify::NewMessage;
 use crate::ports::NewGrant;
 
 /// The terms an owner or editor agrees to once per app before a first application.
@@ -361,40 +360,6 @@ impl Services {
         let reason = format!("channel `{channel}` disconnected");
         self.store.disconnect_channel(app, channel, &revoke, actor.account.id, &reason, &audit)?;
         self.refresh(app)
-    }
-
-    /// One notification to the app's members (e-mail) and the webhook, outside a request.
-    pub(super) fn app_messages(
-        &self,
-        record: &AppRecord,
-        subject: &str,
-        body: &str,
-        webhook: serde_json::Value,
-    ) -> ServiceResult<Vec<NewMessage>> {
-        let mut messages = Vec::new();
-        if self.notify.email {
-            for member in &record.members {
-                if let Some(email) = self.store.account(member.account_id)?.and_then(|a| a.email) {
-                    messages.push(NewMessage {
-                        channel: crate::notify::Channel::Email,
-                        recipient: email,
-                        subject: subject.to_owned(),
-                        body: body.to_owned(),
-                        app_id: Some(record.app.id),
-                    });
-                }
-            }
-        }
-        if let Some(url) = &self.notify.webhook_url {
-            messages.push(NewMessage {
-                channel: crate::notify::Channel::Webhook,
-                recipient: url.clone(),
-                subject: webhook["type"].as_str().unwrap_or("app.changed").to_owned(),
-                body: webhook.to_string(),
-                app_id: Some(record.app.id),
-            });
-        }
-        Ok(messages)
     }
 
     /// Whether the app holds `permission` now (app-wide).

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
-use permgate_testkit::{TestApp, key_of, scratch_dir};
+use permgate_testkit::{TestApp, free_port, key_of, scratch_dir};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -26,10 +26,6 @@ fn nginx_binary() -> Option<String> {
         .iter()
         .find(|p| std::path::Path::new(p).exists())
         .map(|p| (*p).to_owned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 /// An upstream that answers with the permgate headers nginx passed it.
