@@ -6,14 +6,16 @@
 //! - `serve.rs`: `permgate serve`; `commands.rs`: every other command.
 
 mod commands;
+mod config;
 mod demo;
 mod serve;
+mod table;
 mod wiring;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +24,10 @@ use clap::{Args, Parser, Subcommand};
     about = "The permission system of an API platform: decisions, grants, quotas and an exact record."
 )]
 struct Cli {
+    /// A TOML file of settings named like the environment (`listen = "0.0.0.0:8080"` or
+    /// `PERMGATE_LISTEN = ...`); flags and the environment override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +48,20 @@ enum Command {
     Audit(AuditCommand),
     /// Sign a user token (HS256) for development and tests.
     Token(commands::TokenArgs),
+    /// Show the settings `permgate serve` would run with.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Every setting, its value (secrets redacted) and where it came from: flag, environment,
+    /// configuration file or default.
+    Show {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,9 +119,25 @@ impl EngineArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let file = match config::config_path(&argv) {
+        None => config::FileSettings::default(),
+        Some(path) => match config::load(&path, &Cli::command()) {
+            Ok(file) => file,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let command = config::apply(Cli::command(), &file);
+    let cli = match Cli::from_arg_matches(&command.clone().get_matches_from(&argv)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
-        Command::Serve(args) => serve::run(*args),
+        Command::Serve(args) => serve::run(*args, &config::known_names(&command)),
+        Command::Config(ConfigCommand::Show { json }) => config::show(&command, &file, json),
         Command::Check(args) => commands::check(args),
         Command::Catalog(CatalogCommand::Validate { file }) => commands::validate_catalog(&file),
         Command::Migrate(store) => commands::migrate(&store),

@@ -87,59 +87,36 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `permgate=debug`.
     #[arg(long, env = "PERMGATE_LOG", default_value = "info")]
     log: String,
+    /// `text` (for people) or `json` (one object per line, for log collectors).
+    #[arg(long, env = "PERMGATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Seconds between looks at the catalog file for changes (0: reload only on SIGHUP or
+    /// `POST /v1/catalog/reload`).
+    #[arg(long, env = "PERMGATE_CATALOG_WATCH", default_value_t = 2)]
+    catalog_watch: u64,
 }
 
-/// Settings named by SPEC section 7 that this build does not act on yet.
-const NOT_YET: &[(&str, &str)] = &[];
-
-const KNOWN: &[&str] = &[
-    "PERMGATE_LISTEN",
-    "PERMGATE_DATABASE_URL",
-    "PERMGATE_CATALOG",
-    "PERMGATE_ADMIN_TOKEN",
-    "PERMGATE_JWT_SECRET",
-    "PERMGATE_JWT_PUBLIC_KEYS",
-    "PERMGATE_LOG",
-    "PERMGATE_GATEWAY_LISTEN",
-    "PERMGATE_UPSTREAM",
-    "PERMGATE_UPSTREAM_TIMEOUT",
-    "PERMGATE_AUTO_MIGRATE",
-    "PERMGATE_REDIS_URL",
-    "PERMGATE_REDIS_PREFIX",
-    "PERMGATE_QUOTA_FAILURE",
-    "PERMGATE_SMTP_URL",
-    "PERMGATE_SMTP_FROM",
-    "PERMGATE_WEBHOOK_URL",
-    "PERMGATE_WEBHOOK_SECRET",
-    "PERMGATE_PUBLIC_URL",
-    "PERMGATE_SUSPEND_AFTER_DAYS",
-    "PERMGATE_DEMO",
-    "PERMGATE_TEST_DATABASE_URL",
-    "PERMGATE_TEST_REDIS_URL",
-];
-
-fn report_environment() {
-    for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
-        if !name.starts_with("PERMGATE_") || KNOWN.contains(&name.as_str()) {
-            continue;
-        }
-        match NOT_YET.iter().find(|(n, _)| *n == name) {
-            Some((_, what)) => tracing::warn!("{name} is set, but {what} is not part of this build yet; ignoring it"),
-            None => tracing::warn!("unknown setting {name} ignored (check its spelling)"),
+/// Reports `PERMGATE_*` variables that no setting reads (a misspelt name would otherwise be
+/// silently ignored).
+fn report_environment(known: &[String]) {
+    const OTHERS: &[&str] = &["PERMGATE_CONFIG", "PERMGATE_TEST_DATABASE_URL", "PERMGATE_TEST_REDIS_URL"];
+    for name in std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()) {
+        if name.starts_with("PERMGATE_") && !known.contains(&name) && !OTHERS.contains(&name.as_str()) {
+            tracing::warn!("unknown setting {name} ignored (check its spelling; `permgate config show` lists them)");
         }
     }
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: ServeArgs, known: &[String]) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("PERMGATE_LOG `{}` is not a valid log filter", args.log))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    report_environment();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().with_current_span(false).init();
+    } else {
+        logs.with_target(false).with_ansi(std::io::stderr().is_terminal()).init();
+    }
+    report_environment(known);
 
     wiring::parse_database_url(&args.store.database_url)?;
     let catalog = wiring::load_catalog(args.engine.catalog.as_deref())?;
@@ -212,16 +189,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         let mut state = AppState::starting("connecting to the store");
         state.redis_url = args.redis_url.clone();
+        state.catalog_path = args.engine.catalog.clone();
+        tokio::spawn(watch_catalog(state.clone(), Duration::from_secs(args.catalog_watch)));
         tracing::info!("listening on http://{addr}; getting ready");
         let stop = Arc::new(AtomicBool::new(false));
         let init_state = state.clone();
         let init_stop = stop.clone();
-        let saver: Arc<Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
-        let init_saver = saver.clone();
+        let threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+        let init_threads = threads.clone();
         std::thread::Builder::new()
             .name("permgate-init".into())
             .spawn(move || {
-                let workers = Workers { stop: init_stop, saver: init_saver, delivery: Some(delivery) };
+                let workers = Workers { stop: init_stop, threads: init_threads, delivery: Some(delivery) };
                 get_ready(&args, catalog, &verifier, &init_state, addr, workers)
             })
             .context("starting the init thread")?;
@@ -245,22 +224,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(task) = gateway_task {
             let _ = task.await;
         }
+        // In-flight calls are answered; now save what they counted and deliver what is due.
         stop.store(true, Ordering::Relaxed);
-        let saver = saver.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(saver) = saver {
-            saver.thread().unpark();
-            let _ = saver.join();
-            tracing::info!("quota counters saved");
+        let threads = std::mem::take(&mut *threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for thread in &threads {
+            thread.thread().unpark();
         }
+        for thread in threads {
+            let _ = thread.join();
+        }
+        tracing::info!("quota counters, activity and the decision log saved");
         tracing::info!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
 
-/// The background threads a node starts once it is ready, and what stops them.
+/// The background threads a node starts once it is ready (the saver, delivery), and what stops
+/// them.
 struct Workers {
     stop: Arc<AtomicBool>,
-    saver: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
     delivery: Option<Delivery>,
 }
 
@@ -286,13 +269,14 @@ fn get_ready(
                 let suspend_after = (args.suspend_after_days > 0)
                     .then(|| Duration::from_secs(args.suspend_after_days.saturating_mul(86_400)));
                 match spawn_saver(services.clone(), stop.clone(), suspend_after) {
-                    Ok(handle) => *workers.saver.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle),
+                    Ok(handle) => workers.threads.lock().unwrap_or_else(PoisonError::into_inner).push(handle),
                     Err(e) => tracing::error!("cannot start the quota saver: {e}"),
                 }
-                if let Some(d) = workers.delivery.take()
-                    && let Err(e) = spawn_delivery(services.store.clone(), services.clock.clone(), d, stop.clone())
-                {
-                    tracing::error!("cannot start notification delivery: {e}");
+                if let Some(d) = workers.delivery.take() {
+                    match spawn_delivery(services.store.clone(), services.clock.clone(), d, stop.clone()) {
+                        Ok(handle) => workers.threads.lock().unwrap_or_else(PoisonError::into_inner).push(handle),
+                        Err(e) => tracing::error!("cannot start notification delivery: {e}"),
+                    }
                 }
                 state.set_ready(services);
                 tracing::info!(apps, database = %permgate_core::secret::redact_url(&args.store.database_url), "ready on http://{addr}");
@@ -382,6 +366,49 @@ fn init(args: &ServeArgs, catalog: Catalog, verifier: Arc<TokenVerifier>) -> any
         }
     }
     Ok((services, since))
+}
+
+/// Reloads the catalog file on SIGHUP and, every `every`, when the file changed. A file that does
+/// not parse is reported and the catalog in force stays.
+async fn watch_catalog(state: AppState, every: Duration) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let stamp = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut seen = state.catalog_path.as_deref().and_then(stamp);
+    let mut tick = tokio::time::interval(if every.is_zero() { Duration::from_secs(3600) } else { every });
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        let why = tokio::select! {
+            _ = hup => "SIGHUP",
+            _ = tick.tick() => {
+                let Some(path) = state.catalog_path.as_deref().filter(|_| !every.is_zero()) else { continue };
+                let now = stamp(path);
+                if now == seen {
+                    continue;
+                }
+                // Let an editor finish writing before reading.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                seen = stamp(path);
+                "the file changed"
+            }
+        };
+        if state.catalog_path.is_none() {
+            tracing::info!("{why}: this node runs the built-in catalog (no PERMGATE_CATALOG); nothing to reload");
+            continue;
+        }
+        let Ok(services) = state.services().cloned() else { continue };
+        let st = state.clone();
+        let _ = tokio::task::spawn_blocking(move || permgate_server::reload_from_file(&st, &services, None, why)).await;
+    }
 }
 
 async fn shutdown_signal() {

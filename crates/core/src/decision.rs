@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::catalog::{Api, ApiStatus, QuotaPeriod, QuotaScope, WithoutPermission};
 use crate::credential::{self, Credential, NativeOrigin};
+use crate::decision_log::LoggedCall;
 use crate::model::{AppId, AppStatus, KeyId, KeyKind};
 use crate::quota::{self, Admission, Charge, CounterKey, PAID_DAY, PAID_MONTH, QuotaCounter, Window, scope_hash};
 use crate::route::Method;
@@ -112,6 +113,9 @@ pub struct Decision {
     /// The key the call was made with (for key-bound grants).
     #[serde(skip)]
     pub key_id: Option<KeyId>,
+    /// The kind of credential the call was made with, once it resolved to an app.
+    #[serde(skip)]
+    pub key_kind: Option<KeyKind>,
     /// The scopes the user consented to (user tokens), for response filtering.
     #[serde(skip)]
     pub consented: Vec<String>,
@@ -172,6 +176,7 @@ impl Decision {
             restriction: None,
             user: None,
             key_id: None,
+            key_kind: None,
             consented: Vec::new(),
             required_scopes: Vec::new(),
             quota: None,
@@ -213,7 +218,14 @@ pub const PERMISSION_DENIED_MSG: &str = "permission denied";
 
 /// Decides one call. Pure: reads only its arguments.
 pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decision {
-    resolve(snapshot, query, now).0
+    resolve(snapshot, query, now, None).0
+}
+
+/// Decides a call from the decision log again, as if made with the same credential: for the
+/// impact preview of a catalog change. Quota is not consulted.
+pub fn replay(snapshot: &Snapshot, call: &LoggedCall, now: Timestamp) -> Decision {
+    let query = Query { method: &call.method, path: &call.path, ..Query::default() };
+    resolve(snapshot, &query, now, Some(call)).0
 }
 
 /// [`decide`], also handing back the app and API an allowed call resolved to, so that counting
@@ -222,6 +234,7 @@ fn resolve<'s>(
     snapshot: &'s Snapshot,
     query: &Query<'_>,
     now: Timestamp,
+    logged: Option<&LoggedCall>,
 ) -> (Decision, Option<(&'s AppEntry, &'s Api)>) {
     let mut reasons = Reasons::new(query.explain);
     let catalog = snapshot.catalog();
@@ -241,14 +254,21 @@ fn resolve<'s>(
     };
     reasons.add(|| format!("route: {method} {} is api `{}` of product `{}`", api.path, api.id, api.product));
 
-    let mut verdict = Verdict { reasons, api, app: None, user: None };
-    let caller = match identify(snapshot, query, api, now, &mut verdict.reasons) {
+    let mut verdict = Verdict { reasons, api, app: None, user: None, kind: None, key: None, scopes: Vec::new() };
+    let identified = match logged {
+        None => identify(snapshot, query, api, now, &mut verdict.reasons),
+        Some(call) => as_logged(snapshot, call, api),
+    };
+    let caller = match identified {
         Ok(caller) => caller,
         Err(msg) => return (verdict.deny(401, code::UNAUTHENTICATED, msg), None),
     };
     let app = caller.app;
     verdict.app = Some(app.id);
     verdict.user = caller.user;
+    verdict.kind = Some(caller.kind);
+    verdict.key = caller.key;
+    verdict.scopes.clone_from(&caller.scopes);
 
     if app.owner_blocked {
         return (verdict.deny(403, code::BLOCKED, "the app's owner account is blocked"), None);
@@ -378,6 +398,7 @@ fn resolve<'s>(
         restriction,
         user: verdict.user,
         key_id: caller.key,
+        key_kind: Some(caller.kind),
         consented: caller.scopes,
         required_scopes: Vec::new(),
         quota: None,
@@ -397,6 +418,9 @@ struct Verdict<'a> {
     api: &'a Api,
     app: Option<AppId>,
     user: Option<String>,
+    kind: Option<KeyKind>,
+    key: Option<KeyId>,
+    scopes: Vec<String>,
 }
 
 impl Verdict<'_> {
@@ -405,6 +429,9 @@ impl Verdict<'_> {
         d.app_id = self.app;
         d.api = Some(self.api.id.clone());
         d.user = self.user;
+        d.key_kind = self.kind;
+        d.key_id = self.key;
+        d.consented = self.scopes;
         d
     }
 }
@@ -442,15 +469,7 @@ fn identify<'s>(
             Caller { app, kind: KeyKind::UserToken, key: None, user: Some(claims.sub), scopes: claims.scopes }
         }
     };
-    if !api.key_kinds.contains(&caller.kind) {
-        let accepted: Vec<&str> = api.key_kinds.iter().map(|k| k.as_str()).collect();
-        return Err(format!(
-            "API `{}` does not accept a {} credential; it accepts: {}",
-            api.id,
-            caller.kind,
-            accepted.join(", ")
-        ));
-    }
+    accepts(api, caller.kind)?;
     let key = caller.key.and_then(|k| caller.app.key(k));
     match (caller.kind, key) {
         (KeyKind::Javascript, Some(key)) => {
@@ -481,6 +500,29 @@ fn identify<'s>(
     Ok(caller)
 }
 
+/// The caller of a logged call, without its credential: the app and key as they are now.
+fn as_logged<'s>(snapshot: &'s Snapshot, call: &LoggedCall, api: &Api) -> Result<Caller<'s>, String> {
+    let app = snapshot.app(call.app_id).ok_or_else(|| format!("app {} no longer exists", call.app_id))?;
+    if let Some(key) = call.key_id
+        && app.key(key).is_none()
+    {
+        return Err(format!("key #{key} of app {} no longer exists", app.id));
+    }
+    accepts(api, call.key_kind)?;
+    let user = (call.key_kind == KeyKind::UserToken).then(|| "(replayed)".to_owned());
+    let scopes = call.scopes.split_whitespace().map(str::to_owned).collect();
+    Ok(Caller { app, kind: call.key_kind, key: call.key_id, user, scopes })
+}
+
+/// Whether `api` accepts credentials of `kind`.
+fn accepts(api: &Api, kind: KeyKind) -> Result<(), String> {
+    if api.key_kinds.contains(&kind) {
+        return Ok(());
+    }
+    let accepted: Vec<&str> = api.key_kinds.iter().map(|k| k.as_str()).collect();
+    Err(format!("API `{}` does not accept a {kind} credential; it accepts: {}", api.id, accepted.join(", ")))
+}
+
 /// What a node does when its quota counter cannot answer (a shared counter's Redis is down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CounterFailure {
@@ -501,7 +543,7 @@ pub fn decide_and_count(
     consume: bool,
     on_failure: CounterFailure,
 ) -> Decision {
-    let (mut d, target) = resolve(snapshot, query, now);
+    let (mut d, target) = resolve(snapshot, query, now, None);
     if let Some((app, api)) = target {
         count(snapshot, app, api, &mut d, query, counter, now, consume, on_failure);
         if d.allow && consume {

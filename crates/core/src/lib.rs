@@ -14,6 +14,7 @@ pub mod audit;
 pub mod catalog;
 pub mod credential;
 pub mod decision;
+pub mod decision_log;
 pub mod error;
 mod fast_hash;
 pub mod model;

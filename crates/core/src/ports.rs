@@ -4,6 +4,7 @@
 //! a change is never committed without its record.
 
 use crate::audit::{AuditEvent, NewAuditEvent};
+use crate::decision_log::LoggedCall;
 use crate::model::{
     Account, AccountId, AppId, AppRecord, Business, ConsentSetting, Grant, GrantSource, KeyId, KeyKind, MemberRole,
     PaidUsage, Platforms, Role, TalkChannel,
@@ -330,6 +331,24 @@ pub trait ChangeFeed {
     fn wait_for_change(&self, timeout: std::time::Duration) -> StoreResult<()>;
 }
 
+/// Permission requests and outbox messages counted by state, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    pub requests: Vec<(String, u64)>,
+    pub outbox: Vec<(String, u64)>,
+}
+
+/// What operating a node needs from the store: the recent decision log (see
+/// [`crate::decision_log`]) and the counts `/metrics` reports.
+pub trait OpsStore {
+    /// Adds calls to the log (summing calls, keeping the newest code, path and time per row),
+    /// then keeps only the `keep` most recently seen rows.
+    fn save_decisions(&self, calls: &[LoggedCall], keep: usize) -> StoreResult<()>;
+    /// The most recently seen rows, newest first.
+    fn recent_decisions(&self, limit: usize) -> StoreResult<Vec<LoggedCall>>;
+    fn state_counts(&self) -> StoreResult<StateCounts>;
+}
+
 /// Where a database's schema stands relative to this binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigrationStatus {
@@ -351,7 +370,17 @@ impl MigrationStatus {
 
 /// Everything a backend provides.
 pub trait Store:
-    AccountStore + AppStore + GrantStore + AuditStore + WorkflowStore + OutboxStore + ChangeFeed + QuotaStore + Send + Sync
+    AccountStore
+    + AppStore
+    + GrantStore
+    + AuditStore
+    + WorkflowStore
+    + OutboxStore
+    + OpsStore
+    + ChangeFeed
+    + QuotaStore
+    + Send
+    + Sync
 {
     /// A short name for logs and `/healthz` (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

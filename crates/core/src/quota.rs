@@ -160,6 +160,28 @@ impl MemoryCounter {
         self.cells.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, c| c.window_end > now.0);
     }
 
+    /// Follows a catalog change: counters of rule `i` move to `rule_map[i]`, those of rules that
+    /// are gone are dropped; the paid caps stay.
+    pub fn renumber(&self, rule_map: &[Option<usize>]) {
+        let map = |rule: u32| -> Option<u32> {
+            if rule >= PAID_DAY {
+                return Some(rule);
+            }
+            let new = rule_map.get(usize::try_from(rule).ok()?).copied().flatten()?;
+            u32::try_from(new).ok()
+        };
+        let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
+        *cells = std::mem::take(&mut *cells)
+            .into_iter()
+            .filter_map(|(k, c)| Some((CounterKey { rule: map(k.rule)?, ..k }, c)))
+            .collect();
+        let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
+        *dirty = std::mem::take(&mut *dirty)
+            .into_iter()
+            .filter_map(|k| Some(CounterKey { rule: map(k.rule)?, ..k }))
+            .collect();
+    }
+
     pub fn len(&self) -> usize {
         self.cells.lock().unwrap_or_else(PoisonError::into_inner).len()
     }

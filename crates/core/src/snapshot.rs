@@ -172,6 +172,25 @@ impl Activity {
     }
 }
 
+impl Activity {
+    /// A copy whose per-rule tallies follow `rule_map` (old rule index → new index, `None` for a
+    /// rule that is gone) into a catalog of `rules` quota rules.
+    fn renumbered(&self, rule_map: &[Option<usize>], rules: usize) -> Activity {
+        let mut copy = self.clone();
+        if let Some(old) = self.by_rule.get() {
+            let mut tallies: Vec<Tally> = (0..rules).map(|_| Tally::default()).collect();
+            for (i, tally) in old.iter().enumerate() {
+                if let Some(t) = rule_map.get(i).copied().flatten().and_then(|n| tallies.get_mut(n)) {
+                    *t = tally.copy();
+                }
+            }
+            copy.by_rule = std::sync::OnceLock::new();
+            let _ = copy.by_rule.set(tallies.into_boxed_slice());
+        }
+        copy
+    }
+}
+
 impl AppEntry {
     /// The limit of rule `rule` for this app now: the catalog's, or the highest granted one.
     pub fn quota_limit(&self, rule: usize, default: u64, now: Timestamp) -> u64 {
@@ -257,6 +276,18 @@ impl Snapshot {
 
     pub fn app_count(&self) -> usize {
         self.apps.len()
+    }
+
+    /// Takes over the apps' activity (calls not saved yet) from `old`, the snapshot this one
+    /// replaces, and continues its version.
+    pub fn carry_over(&mut self, old: &Snapshot, rule_map: &[Option<usize>]) {
+        let rules = self.catalog.quota_rules.len();
+        for (id, entry) in &mut self.apps {
+            if let Some(before) = old.apps.get(id) {
+                entry.activity = before.activity.renumbered(rule_map, rules);
+            }
+        }
+        self.version = old.version + 1;
     }
 
     /// Replaces everything known about one app with `record`.
@@ -391,20 +422,31 @@ fn quota_override(catalog: &Catalog, grant: &crate::model::Grant) -> Option<Quot
 /// The snapshot shared by every request handler of one node. Reads are concurrent; a patch holds
 /// the write lock only while it swaps one app's entry.
 #[derive(Debug)]
-pub struct SharedSnapshot(RwLock<Snapshot>);
+pub struct SharedSnapshot {
+    current: RwLock<Snapshot>,
+    /// When it last changed.
+    changed: std::sync::Mutex<std::time::Instant>,
+}
 
 impl SharedSnapshot {
     pub fn new(snapshot: Snapshot) -> SharedSnapshot {
-        SharedSnapshot(RwLock::new(snapshot))
+        SharedSnapshot { current: RwLock::new(snapshot), changed: std::sync::Mutex::new(std::time::Instant::now()) }
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Snapshot> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner)
+        self.current.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn patch<R>(&self, f: impl FnOnce(&mut Snapshot) -> R) -> R {
-        let mut guard = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        f(&mut guard)
+        let mut guard = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let out = f(&mut guard);
+        *self.changed.lock().unwrap_or_else(PoisonError::into_inner) = std::time::Instant::now();
+        out
+    }
+
+    /// How long ago the snapshot last changed.
+    pub fn age(&self) -> std::time::Duration {
+        self.changed.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
     }
 }
 

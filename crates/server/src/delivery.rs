@@ -152,7 +152,8 @@ pub fn deliver_due(store: &dyn Store, clock: &dyn Clock, delivery: &Delivery) ->
     Ok(messages.len())
 }
 
-/// Starts the delivery thread; it ends when `stop` is set.
+/// Starts the delivery thread; when `stop` is set (and the thread is unparked) it delivers what is
+/// due once more and ends.
 pub fn spawn_delivery(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -180,7 +181,33 @@ pub fn spawn_delivery(
             }
             std::thread::park_timeout(POLL);
         }
+        flush(store.as_ref(), clock.as_ref(), &delivery);
     })
+}
+
+/// The longest a stopping node spends delivering what is due.
+pub const FLUSH_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// On a clean stop: delivers what is due now, for at most [`FLUSH_FOR`]. What is left (or fails)
+/// stays in the outbox for the next node that runs.
+fn flush(store: &dyn Store, clock: &dyn Clock, delivery: &Delivery) {
+    let started = std::time::Instant::now();
+    let mut total = 0;
+    while started.elapsed() < FLUSH_FOR {
+        match deliver_due(store, clock, delivery) {
+            Ok(n) => {
+                total += n;
+                if n < BATCH {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot flush the notification outbox at stop; it stays for the next start: {e}");
+                return;
+            }
+        }
+    }
+    tracing::info!(attempted = total, "notification outbox flushed");
 }
 
 #[cfg(test)]

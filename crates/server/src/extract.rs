@@ -67,11 +67,11 @@ impl FromRequestParts<AppState> for SignedIn {
             if scheme.eq_ignore_ascii_case("Bearer") { rest.trim().to_owned() } else { String::new() }
         });
         if header.is_some() && token.as_deref() == Some("") {
-            return Err(ApiError {
-                status: axum::http::StatusCode::UNAUTHORIZED,
-                code: -401,
-                msg: "use `Authorization: Bearer <account token>`".into(),
-            });
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                -401,
+                "use `Authorization: Bearer <account token>`",
+            ));
         }
         if token.is_none()
             && let Some(session) = session_cookie(&parts.headers)
@@ -80,12 +80,11 @@ impl FromRequestParts<AppState> for SignedIn {
             // console's header, which a cross-site form or image cannot set.
             let safe = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
             if !safe && !parts.headers.contains_key(crate::console::CONSOLE_HEADER) {
-                return Err(ApiError {
-                    status: axum::http::StatusCode::FORBIDDEN,
-                    code: -5,
-                    msg: "a change made with the console's session cookie must carry the X-Permgate-Console header"
-                        .into(),
-                });
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    -5,
+                    "a change made with the console's session cookie must carry the X-Permgate-Console header",
+                ));
             }
             token = Some(session);
         }

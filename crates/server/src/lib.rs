@@ -15,6 +15,7 @@ mod error;
 mod extract;
 mod gateway;
 mod handlers;
+mod metrics;
 mod redis_ping;
 mod saver;
 mod sync;
@@ -29,6 +30,8 @@ use permgate_core::service::Services;
 pub use delivery::{Delivery, deliver_due, signature, spawn_delivery};
 pub use error::ApiError;
 pub use gateway::{Upstreams, gateway_router};
+pub use handlers::catalog::reload_from_file;
+pub use metrics::Metrics;
 pub use saver::spawn_saver;
 pub use sync::spawn_change_sync;
 
@@ -42,6 +45,10 @@ pub struct AppState {
     starting: Arc<Mutex<String>>,
     /// `redis://…` when configured: part of readiness.
     pub redis_url: Option<String>,
+    /// What `/metrics` reports.
+    pub metrics: Arc<Metrics>,
+    /// The catalog file `POST /v1/catalog/reload` reads (none: the built-in catalog).
+    pub catalog_path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -64,6 +71,8 @@ impl AppState {
             services: Arc::new(OnceLock::new()),
             starting: Arc::new(Mutex::new(reason.to_owned())),
             redis_url: None,
+            metrics: Arc::default(),
+            catalog_path: None,
         }
     }
 
@@ -121,8 +130,11 @@ impl AppState {
     /// call raised are queued for the saver.
     pub(crate) async fn decide(&self, call: Call) -> Result<permgate_core::Decision, ApiError> {
         let services = self.services()?.clone();
+        let metrics = self.metrics.clone();
         let in_memory = services.memory.is_some();
         let run = move || {
+            let started = std::time::Instant::now();
+            let now = services.clock.now();
             let recipients: Vec<&str> = call.recipients.iter().map(String::as_str).collect();
             let query = permgate_core::Query {
                 method: &call.method,
@@ -139,11 +151,15 @@ impl AppState {
                     &snapshot,
                     &query,
                     services.counter.as_ref(),
-                    services.clock.now(),
+                    now,
                     call.consume,
                     services.on_counter_failure,
                 )
             };
+            metrics.record(&decision, started.elapsed(), call.consume);
+            if call.consume {
+                services.decision_log.note(&decision, &call.method, &call.path, now);
+            }
             if !decision.alerts.is_empty() {
                 services.alerts.lock().unwrap_or_else(PoisonError::into_inner).append(&mut decision.alerts);
             }
@@ -187,10 +203,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/session", get(console::whoami).post(console::sign_in).delete(console::sign_out))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/check", post(check::check))
         .route("/v1/authz", any(authz::authz))
         .route("/v1/authz/{*original}", any(authz::authz))
         .route("/v1/catalog", get(catalog::catalog))
+        .route("/v1/catalog/reload", post(catalog::reload))
+        .route("/v1/catalog/preview", post(catalog::preview))
         .route("/v1/accounts", post(accounts::create).get(accounts::list))
         .route("/v1/accounts/me", get(accounts::me))
         .route("/v1/accounts/{id}/block", post(accounts::block))

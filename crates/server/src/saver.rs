@@ -1,5 +1,5 @@
 //! The saver thread: about once a second it saves the in-memory quota counters that changed, the
-//! apps' last calls, and records waiting quota alerts. A crash (even `kill -9`) therefore loses at
+//! apps' last calls and the recent decision log, and records waiting quota alerts. A crash (even `kill -9`) therefore loses at
 //! most `EVERY` of counts; a clean stop saves once more before the process exits. When apps are
 //! suspended for inactivity, it looks for idle apps every [`IDLE_CHECK`].
 
@@ -37,8 +37,11 @@ pub fn spawn_saver(
                     Err(e) => tracing::warn!("cannot look for idle apps: {e}"),
                 }
             }
-            let saved =
-                services.save_counters().and_then(|_| services.save_activity()).and_then(|_| services.flush_alerts());
+            let saved = services
+                .save_counters()
+                .and_then(|_| services.save_activity())
+                .and_then(|_| services.flush_alerts())
+                .and_then(|_| services.save_decisions());
             match saved {
                 Ok(_) if failing => {
                     tracing::info!("saving quota counters works again");

@@ -15,6 +15,7 @@
 //! - Error mapping and row mapping helpers are at the bottom.
 
 mod pool;
+mod ops;
 mod workflow;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "quotas", include_str!("../migrations/0003_quotas.sql")),
     (4, "workflow", include_str!("../migrations/0004_workflow.sql")),
     (5, "app_types", include_str!("../migrations/0005_app_types.sql")),
+    (6, "decision_log", include_str!("../migrations/0006_decision_log.sql")),
 ];
 
 /// Connections one store opens at most (the LISTEN connection aside).

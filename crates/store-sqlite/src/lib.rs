@@ -24,6 +24,7 @@ use permgate_core::ports::{
 use permgate_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+mod ops;
 mod workflow;
 
 /// The migrations this binary knows, in order.
@@ -33,6 +34,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "quotas", include_str!("../migrations/0003_quotas.sql")),
     (4, "workflow", include_str!("../migrations/0004_workflow.sql")),
     (5, "app_types", include_str!("../migrations/0005_app_types.sql")),
+    (6, "decision_log", include_str!("../migrations/0006_decision_log.sql")),
 ];
 
 pub struct SqliteStore {

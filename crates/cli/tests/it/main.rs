@@ -1,6 +1,7 @@
 //! The `permgate` binary as a user runs it: first start, restart, the CLI commands.
 
 mod commands;
+mod operations;
 mod quota_restart;
 mod serve;
 mod two_nodes;

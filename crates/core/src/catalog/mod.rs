@@ -1,7 +1,10 @@
 //! The catalog as code: parse a TOML file, validate every reference, and build the indexes and the
 //! router the decision engine reads. The format is documented in `docs/CATALOG.md`.
 
+mod diff;
 mod raw;
+
+pub use diff::{CatalogDiff, Changed, SectionDiff, diff};
 
 use std::collections::HashMap;
 use std::fmt;

@@ -6,6 +6,7 @@ mod accounts;
 mod activity;
 mod apps;
 mod blocking;
+mod catalog;
 mod grants;
 mod keys;
 mod members;
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex};
 pub use accounts::{BootstrapOutcome, CreateAccount, CreatedAccount};
 pub use apps::{AppView, CreateApp, KeyView};
 pub use blocking::{AccountBlock, BlockReason};
+pub use catalog::{CatalogPreview, ChangedDecision, Outcome, Reloaded};
 pub use grants::{GrantPermission, HeldPermission, RevokePermission};
 pub use keys::{AddKey, SetPlatforms};
 pub use members::AddMember;
@@ -88,6 +90,8 @@ pub struct Services {
     pub alerts: Arc<Mutex<Vec<QuotaAlert>>>,
     /// Where request transitions are notified.
     pub notify: NotifySettings,
+    /// Calls decided since the decision log was last saved.
+    pub decision_log: Arc<crate::decision_log::DecisionLog>,
 }
 
 impl std::fmt::Debug for Services {
@@ -109,6 +113,7 @@ impl Services {
             on_counter_failure: CounterFailure::Closed,
             alerts: Arc::new(Mutex::new(Vec::new())),
             notify: NotifySettings::default(),
+            decision_log: Arc::default(),
         }
     }
 

@@ -105,6 +105,7 @@ fn a_schema_url_puts_the_store_and_its_tables_in_that_schema() -> Result<(), Sto
             "audit_events",
             "audit_head",
             "change_log",
+            "decision_log",
             "evidence_files",
             "grants",
             "outbox",
