@@ -58,7 +58,8 @@ fn collect_names(cmd: &Command, names: &mut Vec<String>) {
 
 /// Reads and checks a configuration file: every key must name a setting of `cmd`.
 pub fn load(path: &Path, cmd: &Command) -> anyhow::Result<FileSettings> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading configuration file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading configuration file {}", path.display()))?;
     parse(path, &text, cmd)
 }
 
@@ -221,7 +222,8 @@ mod tests {
 
     #[test]
     fn the_file_is_a_default_that_the_flag_overrides() {
-        let file = parse(Path::new("p.toml"), "listen = \"0.0.0.0:9\"", &command()).unwrap_or_else(|e| unreachable!("{e}"));
+        let file =
+            parse(Path::new("p.toml"), "listen = \"0.0.0.0:9\"", &command()).unwrap_or_else(|e| unreachable!("{e}"));
         let from_file = apply(command(), &file).get_matches_from(["t", "serve"]);
         let listen = |m: &clap::ArgMatches| {
             m.subcommand_matches("serve").and_then(|s| s.get_one::<String>("listen").cloned()).unwrap_or_default()

@@ -8,6 +8,7 @@
 mod commands;
 mod config;
 mod demo;
+mod ops;
 mod serve;
 mod table;
 mod wiring;
@@ -48,6 +49,20 @@ enum Command {
     Audit(AuditCommand),
     /// Sign a user token (HS256) for development and tests.
     Token(commands::TokenArgs),
+    /// Accounts: list, create, block, unblock.
+    Accounts(ops::Group<ops::AccountsCommand>),
+    /// Apps: list, show, block, unblock.
+    Apps(ops::Group<ops::AppsCommand>),
+    /// The permissions apps hold: list, add, revoke.
+    Grants(ops::Group<ops::GrantsCommand>),
+    /// Permission requests: list, show, decide.
+    Requests(ops::Group<ops::RequestsCommand>),
+    /// An app's quota use per rule.
+    Usage {
+        app: i64,
+        #[command(flatten)]
+        ctx: ops::Ctx,
+    },
     /// Show the settings `permgate serve` would run with.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -70,6 +85,22 @@ enum CatalogCommand {
     Validate {
         /// The catalog TOML file.
         file: PathBuf,
+    },
+    /// What changed between two catalogs (`builtin` names the built-in one); exits 1 when they
+    /// differ.
+    Diff {
+        old: String,
+        new: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay the recent decision log against a new catalog: which apps and APIs would be
+    /// decided differently. Nothing is applied.
+    Preview {
+        /// The new catalog file.
+        new: String,
+        #[command(flatten)]
+        ctx: ops::Ctx,
     },
 }
 
@@ -140,6 +171,13 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Show { json }) => config::show(&command, &file, json),
         Command::Check(args) => commands::check(args),
         Command::Catalog(CatalogCommand::Validate { file }) => commands::validate_catalog(&file),
+        Command::Catalog(CatalogCommand::Diff { old, new, json }) => ops::catalog_diff(&old, &new, json),
+        Command::Catalog(CatalogCommand::Preview { new, ctx }) => ops::catalog_preview(&ctx, &new),
+        Command::Accounts(g) => ops::accounts(&g.ctx, g.command),
+        Command::Apps(g) => ops::apps(&g.ctx, g.command),
+        Command::Grants(g) => ops::grants(&g.ctx, g.command),
+        Command::Requests(g) => ops::requests(&g.ctx, g.command),
+        Command::Usage { app, ctx } => ops::usage(&ctx, app),
         Command::Migrate(store) => commands::migrate(&store),
         Command::Audit(AuditCommand::Verify(store)) => commands::audit_verify(&store),
         Command::Token(args) => commands::token(args),

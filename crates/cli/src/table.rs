@@ -6,8 +6,17 @@ use std::io::{IsTerminal, Write};
 fn width(s: &str) -> usize {
     s.chars()
         .map(|c| match u32::from(c) {
-            0x1100..=0x115F | 0x2E80..=0x303E | 0x3041..=0x33FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xA960..=0xA97F
-            | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 => 2,
+            0x1100..=0x115F
+            | 0x2E80..=0x303E
+            | 0x3041..=0x33FF
+            | 0x3400..=0x4DBF
+            | 0x4E00..=0x9FFF
+            | 0xA960..=0xA97F
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6 => 2,
             _ => 1,
         })
         .sum()
@@ -58,8 +67,8 @@ impl Progress {
         Progress { what: what.into(), total, done: 0, drawn: None, terminal: std::io::stderr().is_terminal() }
     }
 
-    pub fn inc(&mut self, n: u64) {
-        self.done = self.done.saturating_add(n);
+    pub fn set(&mut self, done: u64) {
+        self.done = done;
         if !self.terminal {
             return;
         }
@@ -98,11 +107,10 @@ mod tests {
 
     #[test]
     fn columns_line_up_under_their_headers() {
-        let rows = vec![vec!["1".to_owned(), "Demo Shop".to_owned(), "active".to_owned()], vec![
-            "1234".to_owned(),
-            "카카오".to_owned(),
-            "blocked".to_owned(),
-        ]];
+        let rows = vec![
+            vec!["1".to_owned(), "Demo Shop".to_owned(), "active".to_owned()],
+            vec!["1234".to_owned(), "카카오".to_owned(), "blocked".to_owned()],
+        ];
         let text = render(&["ID", "NAME", "STATUS"], &rows);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines, vec!["ID    NAME       STATUS", "1     Demo Shop  active", "1234  카카오     blocked"]);

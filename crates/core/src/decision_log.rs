@@ -62,18 +62,21 @@ impl DecisionLog {
             entry.last_at = now.0;
             return;
         }
-        recent.insert(key, LoggedCall {
-            app_id,
-            key_kind: kind,
-            key_id: d.key_id,
-            scopes: d.consented.join(" "),
-            method: method.to_ascii_uppercase(),
-            path: path.split('?').next().unwrap_or(path).to_owned(),
-            api: api.to_owned(),
-            code: d.code,
-            calls: 1,
-            last_at: now.0,
-        });
+        recent.insert(
+            key,
+            LoggedCall {
+                app_id,
+                key_kind: kind,
+                key_id: d.key_id,
+                scopes: d.consented.join(" "),
+                method: method.to_ascii_uppercase(),
+                path: path.split('?').next().unwrap_or(path).to_owned(),
+                api: api.to_owned(),
+                code: d.code,
+                calls: 1,
+                last_at: now.0,
+            },
+        );
     }
 
     /// Takes what was noted since the last call.

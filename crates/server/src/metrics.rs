@@ -97,7 +97,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "permgate_ready {}", u8::from(state.is_ready()));
 
     header(&mut out, "permgate_decisions_total", "counter", "Decisions by code (0 allowed) and the permission named.");
-    let _ = writeln!(out, "permgate_decisions_total{{code=\"0\",permission=\"\"}} {}", m.allowed.load(Ordering::Relaxed));
+    let _ =
+        writeln!(out, "permgate_decisions_total{{code=\"0\",permission=\"\"}} {}", m.allowed.load(Ordering::Relaxed));
     let mut decisions: Vec<((i32, Option<String>), u64)> =
         m.decisions.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), *v)).collect();
     decisions.sort();
@@ -122,7 +123,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "permgate_decision_duration_seconds_sum {sum}");
     let _ = writeln!(out, "permgate_decision_duration_seconds_count {count}");
 
-    header(&mut out, "permgate_quota_calls_total", "counter", "Calls by the quota rule with the least left: counted, or denied.");
+    header(
+        &mut out,
+        "permgate_quota_calls_total",
+        "counter",
+        "Calls by the quota rule with the least left: counted, or denied.",
+    );
     let mut quota: Vec<(String, [u64; 2])> =
         m.quota.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), *v)).collect();
     quota.sort();
@@ -138,11 +144,26 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for ((rule, percent), n) in alerts {
         let _ = writeln!(out, "permgate_quota_alerts_total{{rule=\"{}\",percent=\"{percent}\"}} {n}", label(&rule));
     }
-    header(&mut out, "permgate_quota_counter_errors_total", "counter", "Decisions the quota counter (Redis) could not answer.");
+    header(
+        &mut out,
+        "permgate_quota_counter_errors_total",
+        "counter",
+        "Decisions the quota counter (Redis) could not answer.",
+    );
     let _ = writeln!(out, "permgate_quota_counter_errors_total {}", m.counter_errors.load(Ordering::Relaxed));
-    header(&mut out, "permgate_catalog_reloads_total", "counter", "Catalog reloads: applied, or failed (the old catalog stayed).");
-    let _ = writeln!(out, "permgate_catalog_reloads_total{{result=\"applied\"}} {}", m.reloads_ok.load(Ordering::Relaxed));
-    let _ = writeln!(out, "permgate_catalog_reloads_total{{result=\"failed\"}} {}", m.reloads_failed.load(Ordering::Relaxed));
+    header(
+        &mut out,
+        "permgate_catalog_reloads_total",
+        "counter",
+        "Catalog reloads: applied, or failed (the old catalog stayed).",
+    );
+    let _ =
+        writeln!(out, "permgate_catalog_reloads_total{{result=\"applied\"}} {}", m.reloads_ok.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "permgate_catalog_reloads_total{{result=\"failed\"}} {}",
+        m.reloads_failed.load(Ordering::Relaxed)
+    );
 
     if let Ok(services) = state.services() {
         let (version, apps, catalog, age) = {
@@ -168,7 +189,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 for (s, n) in &counts.requests {
                     let _ = writeln!(out, "permgate_permission_requests{{state=\"{}\"}} {n}", label(s));
                 }
-                header(&mut out, "permgate_outbox_messages", "gauge", "Notification outbox messages by state (pending is the backlog).");
+                header(
+                    &mut out,
+                    "permgate_outbox_messages",
+                    "gauge",
+                    "Notification outbox messages by state (pending is the backlog).",
+                );
                 for (s, n) in &counts.outbox {
                     let _ = writeln!(out, "permgate_outbox_messages{{state=\"{}\"}} {n}", label(s));
                 }

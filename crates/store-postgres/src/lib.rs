@@ -14,8 +14,8 @@
 //!   messages nodes claim with `FOR UPDATE SKIP LOCKED`.
 //! - Error mapping and row mapping helpers are at the bottom.
 
-mod pool;
 mod ops;
+mod pool;
 mod workflow;
 
 use std::collections::BTreeMap;

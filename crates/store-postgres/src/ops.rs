@@ -77,10 +77,10 @@ impl OpsStore for PostgresStore {
     fn state_counts(&self) -> StoreResult<StateCounts> {
         self.read(|c| {
             let mut count = |sql: &str| -> Result<Vec<(String, u64)>, postgres::Error> {
-                Ok(c.query(sql, &[])?
+                c.query(sql, &[])?
                     .iter()
                     .map(|r| Ok((r.try_get::<_, String>(0)?, r.try_get::<_, i64>(1)?.cast_unsigned())))
-                    .collect::<Result<_, postgres::Error>>()?)
+                    .collect()
             };
             Ok(StateCounts {
                 requests: count("SELECT state, count(*) FROM permission_requests GROUP BY state ORDER BY state")?,

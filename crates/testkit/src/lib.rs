@@ -220,7 +220,8 @@ impl TestApp {
             Ok(a) => a,
             Err(e) => unreachable!("{e}"),
         };
-        let state = AppState::new(services.clone());
+        let mut state = AppState::new(services.clone());
+        state.catalog_path = Some(dir.0.join("catalog.toml"));
         let server = tokio::spawn(async move {
             let _ = permgate_server::serve(listener, state, std::future::pending()).await;
         });
@@ -365,6 +366,11 @@ impl TestApp {
             Ok(t) => t,
             Err(e) => unreachable!("{e}"),
         }
+    }
+
+    /// The catalog file `POST /v1/catalog/reload` reads (tests write it first).
+    pub fn catalog_file(&self) -> std::path::PathBuf {
+        self._dir.0.join("catalog.toml")
     }
 
     pub fn clock_now(&self) -> Timestamp {

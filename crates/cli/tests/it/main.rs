@@ -31,6 +31,24 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Waits up to 30 s for a log line containing `needle`; returns it.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let mut seen = Vec::new();
+        loop {
+            match self.log.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => unreachable!("permgate never logged `{needle}`; it logged:\n{}", seen.join("\n")),
+            }
+        }
+    }
+
+    /// Sends a signal (`HUP`, `TERM`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
     /// Waits for the log line that says the node is ready, returning the lines before it.
     pub fn wait_ready(&mut self) -> Vec<String> {
         let mut seen = Vec::new();

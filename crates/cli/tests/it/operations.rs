@@ -8,7 +8,11 @@ use crate::permgate;
 
 fn run(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = permgate(dir).args(args).output().unwrap_or_else(|e| unreachable!("{e}"));
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -60,4 +64,187 @@ fn unknown_keys_in_the_configuration_file_stop_every_command() {
     let (code, _, err) = run(&dir.0, &["--config", "missing.toml", "config", "show"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("reading configuration file missing.toml"), "{err}");
+}
+
+const ADMIN: &str = "pgt_operations_admin_token_0123456789abcdef";
+const SECRET: &str = "operations-jwt-secret";
+const MOMENT: &str = "/openapi/v4/adAccounts/pages";
+const LOCAL: &str = "/v2/local/search/keyword.json?query=coffee";
+
+async fn decide(base: &str, authorization: &str, path: &str) -> Value {
+    let body = serde_json::json!({"method": "GET", "path": path, "headers": {"authorization": authorization}});
+    let (status, d) = crate::call(reqwest::Method::POST, format!("{base}/v1/check"), None, Some(body)).await;
+    assert_eq!(status, 200, "{d}");
+    d
+}
+
+/// Polls until the node decides `path` with `code` (changes from the CLI arrive through the
+/// change feed).
+async fn until_code(base: &str, authorization: &str, path: &str, code: i64) {
+    for _ in 0..50 {
+        if decide(base, authorization, path).await["code"] == code {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    unreachable!("{path} never got code {code}: {}", decide(base, authorization, path).await)
+}
+
+fn cli(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = permgate(dir)
+        .args(args)
+        .env("PERMGATE_CATALOG", "catalog.toml")
+        .output()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let (code, out, err) = cli(dir, args);
+    assert_eq!(code, Some(0), "permgate {}: {err}{out}", args.join(" "));
+    out
+}
+
+#[tokio::test]
+async fn an_operator_runs_a_node_from_the_command_line() {
+    let dir = scratch_dir("operator");
+    let catalog = dir.0.join("catalog.toml");
+    std::fs::write(&catalog, permgate_core::catalog::DEFAULT_CATALOG).unwrap_or_else(|e| unreachable!("{e}"));
+    let mut node = crate::start(
+        &dir.0,
+        &[
+            ("PERMGATE_ADMIN_TOKEN", ADMIN),
+            ("PERMGATE_JWT_SECRET", SECRET),
+            ("PERMGATE_CATALOG", "catalog.toml"),
+            ("PERMGATE_CATALOG_WATCH", "1"),
+        ],
+    );
+    let base = node.base.clone();
+    let (dev, app, user) = crate::developer_app(&base, ADMIN, SECRET, "u1", &[]).await;
+    let user = format!("Bearer {user}");
+    let app_arg = app.to_string();
+    assert_eq!(decide(&base, &user, MOMENT).await["code"], -5);
+
+    // Grants: the CLI writes, the running node enforces it within a second.
+    ok(&dir.0, &["grants", "add", &app_arg, "kakao_moment", "--reason", "contract 2026-117 signed"]);
+    until_code(&base, &user, MOMENT, 0).await;
+    let grants: Value = serde_json::from_str(&ok(&dir.0, &["grants", "list", &app_arg, "--json"])).unwrap_or_default();
+    assert_eq!(grants[0]["permission"], "kakao_moment", "{grants}");
+    assert_eq!(grants[0]["source"], "operator", "{grants}");
+    let table = ok(&dir.0, &["apps", "show", &app_arg]);
+    assert!(table.contains("kakao_moment  operator"), "{table}");
+    let list = ok(&dir.0, &["apps", "list"]);
+    assert!(list.lines().next().is_some_and(|h| h.starts_with("ID  NAME")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with(&format!("{app}   App"))), "{list}");
+
+    // Blocking and unblocking.
+    ok(&dir.0, &["apps", "block", &app_arg, "--reason", "spam reports"]);
+    until_code(&base, &user, MOMENT, -12).await;
+    ok(&dir.0, &["apps", "unblock", &app_arg, "--reason", "appeal granted"]);
+    until_code(&base, &user, MOMENT, 0).await;
+    ok(&dir.0, &["grants", "revoke", &app_arg, "kakao_moment", "--reason", "contract ended"]);
+    until_code(&base, &user, MOMENT, -5).await;
+    let (code, _, err) = cli(&dir.0, &["grants", "revoke", &app_arg, "kakao_moment", "--reason", "again"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("code -"), "errors name their code: {err}");
+
+    // Requests: a developer applies over HTTP; the operator reviews from the command line.
+    let purpose = serde_json::json!({"consent_type": "optional", "purpose": "show the user's calendar"});
+    let url = format!("{base}/v1/apps/{app}/consent-items/talk_calendar");
+    assert_eq!(crate::call(reqwest::Method::PUT, url, Some(&dev), Some(purpose)).await.0, 200);
+    let url = format!("{base}/v1/apps/{app}/eligibility");
+    assert_eq!(crate::call(reqwest::Method::POST, url, Some(&dev), Some(serde_json::json!({}))).await.0, 200);
+    let form = reqwest::multipart::Form::new()
+        .text("permission", "talk_calendar")
+        .text("service_url", "https://calendar.example.com")
+        .text("reason", "Users add our events to their Talk Calendar")
+        .text("usage_scenario", "Pick an event, tap 'add to calendar'")
+        .part("file", reqwest::multipart::Part::bytes(permgate_testkit::TINY_PNG.to_vec()).file_name("screen.png"));
+    let applied = reqwest::Client::new()
+        .post(format!("{base}/v1/apps/{app}/permission-requests"))
+        .bearer_auth(&dev)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(applied.status().as_u16(), 201);
+    let request: Value = applied.json().await.unwrap_or_default();
+    let id = request["id"].as_i64().unwrap_or_default().to_string();
+    let pending = ok(&dir.0, &["requests", "list", "--state", "submitted"]);
+    assert!(
+        pending.lines().any(|l| l.starts_with(&id) && l.contains("talk_calendar") && l.contains("submitted")),
+        "{pending}"
+    );
+    ok(&dir.0, &["requests", "decide", &id, "start_review"]);
+    let approved = ok(&dir.0, &["requests", "decide", &id, "approve", "--comment", "looks right"]);
+    assert_eq!(approved.trim(), format!("request {id} is now approved"));
+    let shown = ok(&dir.0, &["requests", "show", &id]);
+    assert!(shown.contains("evidence: screen.png (image/png") && shown.contains("looks right"), "{shown}");
+
+    // Usage, once the node has saved its counters (about every second).
+    let body = serde_json::json!({"name": "Maps", "company_name": "C", "category": "x"});
+    let (_, maps) = crate::call(reqwest::Method::POST, format!("{base}/v1/apps"), Some(&dev), Some(body)).await;
+    let rest = format!("KakaoAK {}", maps["keys"]["rest_api"][0]["key"].as_str().unwrap_or_default());
+    let maps = maps["id"].as_i64().unwrap_or_default().to_string();
+    for _ in 0..2 {
+        assert_eq!(decide(&base, &rest, LOCAL).await["allow"], true);
+    }
+    let mut used = String::new();
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        used = ok(&dir.0, &["usage", &maps]);
+        if used.contains("local_keyword_search_daily  2 ") {
+            break;
+        }
+    }
+    assert!(used.contains("local_keyword_search_daily  2     100000   0%"), "{used}");
+
+    // Catalog: diff, preview against the decision log, then a reload by editing the file.
+    let changed = permgate_core::catalog::DEFAULT_CATALOG.replacen(
+        "id = \"moment_ad_accounts_pages\"\n",
+        "id = \"moment_ad_accounts_pages\"\nstatus = \"maintenance\"\n",
+        1,
+    );
+    assert_ne!(changed, permgate_core::catalog::DEFAULT_CATALOG, "the Moment API id changed; update this test");
+    std::fs::write(dir.0.join("next.toml"), &changed).unwrap_or_else(|e| unreachable!("{e}"));
+    let (code, out, _) = cli(&dir.0, &["catalog", "diff", "catalog.toml", "next.toml"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out.trim(), "~ api moment_ad_accounts_pages: status \"active\" -> \"maintenance\"");
+    let (code, _, _) = cli(&dir.0, &["catalog", "diff", "builtin", "catalog.toml"]);
+    assert_eq!(code, Some(0));
+    let preview = ok(&dir.0, &["catalog", "preview", "next.toml"]);
+    assert!(preview.contains("would be decided differently, for 1 app(s) and 1 API(s)"), "{preview}");
+    assert!(
+        preview.lines().any(|l| l.starts_with(&app_arg) && l.contains("moment_ad_accounts_pages") && l.contains("-5")),
+        "{preview}"
+    );
+
+    std::fs::write(&catalog, "this is not a catalog").unwrap_or_else(|e| unreachable!("{e}"));
+    node.wait_for("the catalog in force stays");
+    std::fs::write(&catalog, &changed).unwrap_or_else(|e| unreachable!("{e}"));
+    node.wait_for("catalog reloaded (the file changed)");
+    node.signal("HUP");
+    node.wait_for("catalog unchanged (SIGHUP)");
+
+    // A clean stop saves and flushes before it ends.
+    node.signal("TERM");
+    node.wait_for("notification outbox flushed");
+    node.wait_for("stopped");
+    let status = node.child.wait().unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(status.success());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = scratch_dir("json-logs");
+    let mut node = crate::start_listening(&dir.0, &[("PERMGATE_LOG_FORMAT", "json")]);
+    let line = node.wait_for("ready on http://");
+    let doc: Value = serde_json::from_str(&line).unwrap_or_else(|e| unreachable!("{e}: {line}"));
+    assert_eq!(doc["level"], "INFO", "{doc}");
+    assert!(doc["fields"]["message"].as_str().is_some_and(|m| m.starts_with("ready on http://")), "{doc}");
+    assert!(doc["timestamp"].is_string(), "{doc}");
 }

@@ -138,7 +138,8 @@ fn diff_section(section: &str, old: &[Value], new: &[Value]) -> SectionDiff {
                 let empty = serde_json::Map::new();
                 let (b, a) = (before.as_object().unwrap_or(&empty), entry.as_object().unwrap_or(&empty));
                 for key in b.keys().chain(a.keys().filter(|k| !b.contains_key(*k))) {
-                    let (x, y) = (b.get(key).cloned().unwrap_or(Value::Null), a.get(key).cloned().unwrap_or(Value::Null));
+                    let (x, y) =
+                        (b.get(key).cloned().unwrap_or(Value::Null), a.get(key).cloned().unwrap_or(Value::Null));
                     if x != y {
                         fields.insert(key.clone(), Value::Array(vec![x, y]));
                     }
@@ -188,7 +189,10 @@ mod tests {
         let d = diff(&old, &parse(&text));
         let lines = d.lines();
         assert!(lines.contains(&"~ version: kakao-2026.11 -> kakao-2026.12".to_owned()), "{lines:?}");
-        assert!(lines.contains(&"~ api local_search_keyword: status \"active\" -> \"maintenance\"".to_owned()), "{lines:?}");
+        assert!(
+            lines.contains(&"~ api local_search_keyword: status \"active\" -> \"maintenance\"".to_owned()),
+            "{lines:?}"
+        );
         assert!(lines.contains(&"+ review reason renamed_reason".to_owned()), "{lines:?}");
         assert!(lines.contains(&format!("- review reason {reason}")), "{lines:?}");
         assert_eq!(lines.len(), 4, "{lines:?}");

@@ -12,6 +12,7 @@ mod gateway;
 mod keys;
 mod nginx;
 mod notifications;
+mod operations;
 mod permissions;
 mod quotas;
 mod requests;
