@@ -101,6 +101,10 @@ pub enum GrantsCommand {
         #[arg(long)]
         params: Option<String>,
     },
+    /// Grant permissions listed in a CSV file with the header `app_id,permission,reason,expires_at`
+    /// (`expires_at` may be empty). Every row is checked before anything is written; rows the app
+    /// holds already are skipped, so a file can be imported again.
+    Import { file: std::path::PathBuf },
     /// Revoke a permission.
     Revoke {
         app: i64,
@@ -340,12 +344,107 @@ pub fn grants(ctx: &Ctx, command: GrantsCommand) -> anyhow::Result<ExitCode> {
                 format!("app {app} now holds `{}` (until {})", held.permission, opt_time(held.expires_at))
             })
         }
+        GrantsCommand::Import { file } => import_grants(ctx, &s, &actor, &file),
         GrantsCommand::Revoke { app, permission, reason } => {
             let held =
                 s.revoke_permission(&actor, AppId(app), &permission, RevokePermission { reason }).map_err(err)?;
             report(ctx.json, &held, || format!("revoked `{}` from app {app}", held.permission))
         }
     }
+}
+
+/// One row of a grants file.
+struct GrantRow {
+    line: usize,
+    app: AppId,
+    input: GrantPermission,
+}
+
+fn import_grants(ctx: &Ctx, s: &Services, actor: &Actor, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let header: Vec<String> = lines.next().map(|(_, l)| csv_fields(l)).unwrap_or_default();
+    if header != ["app_id", "permission", "reason", "expires_at"] {
+        bail!("{}: the first line must be `app_id,permission,reason,expires_at`", file.display());
+    }
+    let catalog = s.snapshot.read().catalog().clone();
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for (i, line) in lines {
+        let n = i + 1;
+        let f = csv_fields(line);
+        let [app, permission, reason, expires] = f.as_slice() else {
+            problems.push(format!("line {n}: expected 4 fields, found {}", f.len()));
+            continue;
+        };
+        let Ok(app) = app.trim().parse::<i64>() else {
+            problems.push(format!("line {n}: app_id `{app}` is not a number"));
+            continue;
+        };
+        if catalog.permission_index(permission.trim()).is_none() {
+            problems.push(format!("line {n}: the catalog has no permission `{}`", permission.trim()));
+            continue;
+        }
+        let expires_at = match expires.trim() {
+            "" => None,
+            t => match Timestamp::parse_rfc3339(t) {
+                Some(t) => Some(t),
+                None => {
+                    problems.push(format!("line {n}: expires_at `{t}` is not an RFC 3339 time"));
+                    continue;
+                }
+            },
+        };
+        let input = GrantPermission {
+            permission: permission.trim().to_owned(),
+            reason: reason.clone(),
+            expires_at,
+            params: None,
+            key_id: None,
+        };
+        rows.push(GrantRow { line: n, app: AppId(app), input });
+    }
+    if !problems.is_empty() {
+        bail!("{}: nothing imported; fix these rows:\n  {}", file.display(), problems.join("\n  "));
+    }
+    let mut progress = crate::table::Progress::new("importing grants", rows.len() as u64);
+    let (mut granted, mut skipped) = (0u64, 0u64);
+    for (done, row) in rows.into_iter().enumerate() {
+        let held = s.permissions(actor, row.app).map_err(|e| anyhow::anyhow!("line {}: {}", row.line, err(e)))?;
+        if held.iter().any(|h| h.permission == row.input.permission) {
+            skipped += 1;
+        } else {
+            s.grant_permission(actor, row.app, row.input)
+                .map_err(|e| anyhow::anyhow!("line {}: {}", row.line, err(e)))?;
+            granted += 1;
+        }
+        progress.set(done as u64 + 1);
+    }
+    progress.finish();
+    let summary = serde_json::json!({"granted": granted, "skipped": skipped});
+    report(ctx.json, &summary, || format!("granted {granted}; skipped {skipped} the apps held already"))
+}
+
+/// The fields of one CSV line: commas separate, double quotes enclose fields with commas, `""`
+/// inside quotes is a quote.
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.trim_end_matches('\r').chars().peekable();
+    while let Some(c) = chars.next() {
+        let field = fields.last_mut();
+        match (c, quoted, field) {
+            ('"', true, Some(f)) if chars.peek() == Some(&'"') => {
+                chars.next();
+                f.push('"');
+            }
+            ('"', _, _) => quoted = !quoted,
+            (',', false, _) => fields.push(String::new()),
+            (c, _, Some(f)) => f.push(c),
+            (_, _, None) => {}
+        }
+    }
+    fields
 }
 
 pub fn requests(ctx: &Ctx, command: RequestsCommand) -> anyhow::Result<ExitCode> {
@@ -518,4 +617,18 @@ pub fn catalog_preview(ctx: &Ctx, new: &str) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_fields;
+
+    #[test]
+    fn csv_fields_split_on_commas_outside_quotes() {
+        assert_eq!(csv_fields("1,kakao_moment,\"signed, sealed\",\r"), ["1", "kakao_moment", "signed, sealed", ""]);
+        assert_eq!(
+            csv_fields("2,p,\"a \"\"quoted\"\" word\",2027-01-01T00:00:00Z"),
+            ["2", "p", "a \"quoted\" word", "2027-01-01T00:00:00Z"]
+        );
+    }
 }

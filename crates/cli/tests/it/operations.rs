@@ -203,6 +203,35 @@ async fn an_operator_runs_a_node_from_the_command_line() {
     }
     assert!(used.contains("local_keyword_search_daily  2     100000   0%"), "{used}");
 
+    // Importing grants from a file: checked first, then written; a second run skips them.
+    std::fs::write(
+        dir.0.join("grants.csv"),
+        format!("app_id,permission,reason,expires_at\n{maps},kakao_moment,\"contract 12, signed\",\n{maps},kakao_momnet,typo,\n"),
+    )
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    let (code, _, err) = cli(&dir.0, &["grants", "import", "grants.csv"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("nothing imported") && err.contains("line 3: the catalog has no permission `kakao_momnet`"),
+        "{err}"
+    );
+    assert_eq!(ok(&dir.0, &["grants", "list", &maps, "--json"]).trim(), "[]");
+    std::fs::write(
+        dir.0.join("grants.csv"),
+        format!("app_id,permission,reason,expires_at\n{maps},kakao_moment,\"contract 12, signed\",2030-01-01T00:00:00+09:00\n"),
+    )
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    let imported = ok(&dir.0, &["grants", "import", "grants.csv"]);
+    assert_eq!(imported.trim(), "granted 1; skipped 0 the apps held already");
+    let again = ok(&dir.0, &["grants", "import", "grants.csv"]);
+    assert_eq!(again.trim(), "granted 0; skipped 1 the apps held already");
+    let grants: Value = serde_json::from_str(&ok(&dir.0, &["grants", "list", &maps, "--json"])).unwrap_or_default();
+    assert_eq!(
+        (grants[0]["reason"].as_str(), grants[0]["expires_at"].as_str()),
+        (Some("contract 12, signed"), Some("2029-12-31T15:00:00Z")),
+        "{grants}"
+    );
+
     // Catalog: diff, preview against the decision log, then a reload by editing the file.
     let changed = permgate_core::catalog::DEFAULT_CATALOG.replacen(
         "id = \"moment_ad_accounts_pages\"\n",
