@@ -117,17 +117,14 @@ pub fn seed(services: &Services) -> anyhow::Result<Option<Seeded>> {
                 recipients: &[],
                 explain: false,
             };
+            let now = services.clock.now();
             let snapshot = services.snapshot.read();
-            decide_and_count(
-                &snapshot,
-                &query,
-                services.counter.as_ref(),
-                services.clock.now(),
-                true,
-                services.on_counter_failure,
-            );
+            let d =
+                decide_and_count(&snapshot, &query, services.counter.as_ref(), now, true, services.on_counter_failure);
+            services.decision_log.note(&d, "GET", path, now);
         }
     }
     services.save_counters().map_err(err)?;
+    services.save_decisions().map_err(err)?;
     Ok(Some(Seeded { developer: dev.token, reviewer: rev.token, app_id: id.0 }))
 }

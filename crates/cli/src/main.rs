@@ -86,6 +86,8 @@ enum CatalogCommand {
         /// The catalog TOML file.
         file: PathBuf,
     },
+    /// Print the built-in catalog's TOML, to start your own from.
+    Show,
     /// What changed between two catalogs (`builtin` names the built-in one); exits 1 when they
     /// differ.
     Diff {
@@ -171,6 +173,10 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Show { json }) => config::show(&command, &file, json),
         Command::Check(args) => commands::check(args),
         Command::Catalog(CatalogCommand::Validate { file }) => commands::validate_catalog(&file),
+        Command::Catalog(CatalogCommand::Show) => {
+            print!("{}", permgate_core::catalog::DEFAULT_CATALOG);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Catalog(CatalogCommand::Diff { old, new, json }) => ops::catalog_diff(&old, &new, json),
         Command::Catalog(CatalogCommand::Preview { new, ctx }) => ops::catalog_preview(&ctx, &new),
         Command::Accounts(g) => ops::accounts(&g.ctx, g.command),

@@ -36,7 +36,7 @@ impl OpsStore for PostgresStore {
                 &[&apps, &kinds, &keys, &scopes, &apis, &methods, &paths, &codes, &counts, &lasts],
             )?;
             tx.execute(
-                "DELETE FROM decision_log WHERE last_at <
+                "DELETE FROM decision_log WHERE last_at <=
                    (SELECT last_at FROM decision_log ORDER BY last_at DESC LIMIT 1 OFFSET $1)",
                 &[&keep],
             )?;

@@ -40,7 +40,7 @@ impl OpsStore for SqliteStore {
                 .map_err(backend)?;
             }
             tx.execute(
-                "DELETE FROM decision_log WHERE last_at <
+                "DELETE FROM decision_log WHERE last_at <=
                    (SELECT last_at FROM decision_log ORDER BY last_at DESC LIMIT 1 OFFSET ?1)",
                 [i64::try_from(keep).unwrap_or(i64::MAX)],
             )

@@ -3,6 +3,7 @@
 //! and speaks the ports only, so a backend is held to behaviour, not to its schema.
 
 use permgate_core::audit::{NewAuditEvent, verify_chain};
+use permgate_core::decision_log::LoggedCall;
 use permgate_core::model::{
     AccountId, AppId, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, KeyKind, MemberRole, Platforms,
     Role,
@@ -78,7 +79,44 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("requests_are_listed_newest_first_and_filtered", requests_are_listed_newest_first_and_filtered),
     ("outbox_messages_are_leased_retried_and_finished", outbox_messages_are_leased_retried_and_finished),
     ("the_audit_head_is_the_newest_event", the_audit_head_is_the_newest_event),
+    ("the_decision_log_sums_calls_and_keeps_the_newest", the_decision_log_sums_calls_and_keeps_the_newest),
 ];
+
+fn logged(app: i64, api: &str, key: Option<i64>, scopes: &str, code: i32, calls: u64, at: i64) -> LoggedCall {
+    LoggedCall {
+        app_id: AppId(app),
+        key_kind: if key.is_some() { KeyKind::RestApi } else { KeyKind::UserToken },
+        key_id: key.map(permgate_core::model::KeyId),
+        scopes: scopes.to_owned(),
+        method: "GET".into(),
+        path: format!("/{api}"),
+        api: api.to_owned(),
+        code,
+        calls,
+        last_at: at,
+    }
+}
+
+fn the_decision_log_sums_calls_and_keeps_the_newest(store: &dyn Store) -> Result<(), StoreError> {
+    assert!(store.recent_decisions(10)?.is_empty());
+    store
+        .save_decisions(&[logged(1, "a", Some(1), "", 0, 3, 100), logged(1, "a", None, "friends", -402, 1, 101)], 10)?;
+    // The same call again: calls add up, the newest code, path and time win.
+    let mut again = logged(1, "a", Some(1), "", -5, 2, 105);
+    again.path = "/a?query=x".into();
+    store.save_decisions(&[again.clone()], 10)?;
+    let rows = store.recent_decisions(10)?;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0], LoggedCall { calls: 5, ..again });
+    assert_eq!(rows[1], logged(1, "a", None, "friends", -402, 1, 101));
+    // Only the `keep` most recently seen rows stay.
+    store.save_decisions(&[logged(2, "b", Some(7), "", 0, 1, 200), logged(3, "c", Some(8), "", 0, 1, 300)], 2)?;
+    let kept: Vec<i64> = store.recent_decisions(10)?.iter().map(|r| r.app_id.0).collect();
+    assert_eq!(kept, vec![3, 2]);
+    assert_eq!(store.recent_decisions(1)?.len(), 1);
+    assert_eq!(store.state_counts()?, permgate_core::ports::StateCounts::default(), "nothing requested or queued yet");
+    Ok(())
+}
 
 fn accounts_round_trip(store: &dyn Store) -> Result<(), StoreError> {
     let id = account(store, "dana", Role::Developer)?;
