@@ -94,7 +94,21 @@ pub fn migrate(store: &StoreArgs) -> anyhow::Result<ExitCode> {
     let db = wiring::connect(&store.database_url)?;
     let where_ = permgate_core::secret::redact_url(&store.database_url);
     let before = db.migration_status()?;
-    let applied = db.migrate()?;
+    let pending = u64::try_from(before.latest - before.current).unwrap_or(0);
+    let mut progress = (pending > 0).then(|| crate::table::Progress::new("applying migrations", pending));
+    let mut done = 0;
+    let applied = db.migrate_with(&mut |version, name| {
+        if let Some(bar) = progress.as_mut() {
+            bar.label(format!("applying migration {version} ({name})"));
+            bar.set(done);
+        }
+        done += 1;
+    })?;
+    if let Some(mut bar) = progress {
+        bar.label("applied migrations".into());
+        bar.set(done);
+        bar.finish();
+    }
     if applied.is_empty() {
         println!("{where_}: schema is at version {}, nothing to apply", before.current);
     } else {

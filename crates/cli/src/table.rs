@@ -67,6 +67,12 @@ impl Progress {
         Progress { what: what.into(), total, done: 0, drawn: None, terminal: std::io::stderr().is_terminal() }
     }
 
+    /// Changes what the bar says it is doing.
+    pub fn label(&mut self, what: String) {
+        self.what = what;
+        self.drawn = None;
+    }
+
     pub fn set(&mut self, done: u64) {
         self.done = done;
         if !self.terminal {
@@ -81,7 +87,7 @@ impl Progress {
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r{} [{}{}] {percent:>3}% ({}/{})",
+            "\r{} [{}{}] {percent:>3}% ({}/{})\x1b[K",
             self.what,
             "#".repeat(filled),
             " ".repeat(30 - filled),

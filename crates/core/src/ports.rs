@@ -389,5 +389,9 @@ pub trait Store:
     fn migration_status(&self) -> StoreResult<MigrationStatus>;
     /// Applies pending migrations (safe when several nodes start at once); returns the versions
     /// applied. Refuses a schema newer than this binary.
-    fn migrate(&self) -> StoreResult<Vec<i64>>;
+    fn migrate(&self) -> StoreResult<Vec<i64>> {
+        self.migrate_with(&mut |_, _| {})
+    }
+    /// [`Store::migrate`], telling `starting(version, name)` before each migration.
+    fn migrate_with(&self, starting: &mut dyn FnMut(i64, &str)) -> StoreResult<Vec<i64>>;
 }

@@ -315,7 +315,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    fn apply_migrations(&self) -> StoreResult<Vec<i64>> {
+    fn apply_migrations(&self, starting: &mut dyn FnMut(i64, &str)) -> StoreResult<Vec<i64>> {
         self.transaction(MIGRATE_LOCK, |tx| {
             tx.batch_execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL);",
@@ -330,6 +330,7 @@ impl PostgresStore {
             }
             let mut applied = Vec::new();
             for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+                starting(*version, name);
                 tx.batch_execute(sql).map_err(|e| {
                     StoreError::Backend(format!("migration {version} ({name}) failed: {}", describe(&e)))
                 })?;
@@ -937,8 +938,8 @@ impl Store for PostgresStore {
         Ok(MigrationStatus { current: self.read(current_version)?, latest: latest_version() })
     }
 
-    fn migrate(&self) -> StoreResult<Vec<i64>> {
-        self.apply_migrations()
+    fn migrate_with(&self, starting: &mut dyn FnMut(i64, &str)) -> StoreResult<Vec<i64>> {
+        self.apply_migrations(starting)
     }
 }
 

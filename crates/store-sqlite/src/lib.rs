@@ -66,7 +66,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let store = Self::open_unmigrated(path)?;
-        store.apply_migrations()?;
+        store.apply_migrations(&mut |_, _| {})?;
         Ok(store)
     }
 
@@ -86,7 +86,7 @@ impl SqliteStore {
         let conn = Connection::open_in_memory().map_err(backend)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(backend)?;
         let store = SqliteStore { conn: Mutex::new(conn), path: ":memory:".into() };
-        store.apply_migrations()?;
+        store.apply_migrations(&mut |_, _| {})?;
         Ok(store)
     }
 
@@ -94,7 +94,7 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn apply_migrations(&self) -> StoreResult<Vec<i64>> {
+    fn apply_migrations(&self, starting: &mut dyn FnMut(i64, &str)) -> StoreResult<Vec<i64>> {
         let mut conn = self.conn();
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);",
@@ -109,6 +109,7 @@ impl SqliteStore {
         }
         let mut applied = Vec::new();
         for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+            starting(*version, name);
             let tx = conn.transaction().map_err(backend)?;
             tx.execute_batch(sql)
                 .map_err(|e| StoreError::Backend(format!("migration {version} ({name}) failed: {e}")))?;
@@ -766,8 +767,8 @@ impl Store for SqliteStore {
         Ok(MigrationStatus { current: current_version(&conn)?, latest: latest_version() })
     }
 
-    fn migrate(&self) -> StoreResult<Vec<i64>> {
-        self.apply_migrations()
+    fn migrate_with(&self, starting: &mut dyn FnMut(i64, &str)) -> StoreResult<Vec<i64>> {
+        self.apply_migrations(starting)
     }
 }
 
