@@ -63,6 +63,16 @@ enum Command {
         #[command(flatten)]
         ctx: ops::Ctx,
     },
+    /// Every check a call of an app to an API goes through, which pass and fail, and what to do.
+    Explain {
+        app: i64,
+        /// e.g. GET
+        method: String,
+        /// e.g. /v2/user/me
+        path: String,
+        #[command(flatten)]
+        ctx: ops::Ctx,
+    },
     /// Show the settings `permgate serve` would run with.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -184,6 +194,7 @@ fn main() -> ExitCode {
         Command::Grants(g) => ops::grants(&g.ctx, g.command),
         Command::Requests(g) => ops::requests(&g.ctx, g.command),
         Command::Usage { app, ctx } => ops::usage(&ctx, app),
+        Command::Explain { app, method, path, ctx } => ops::explain(&ctx, app, &method, &path),
         Command::Migrate(store) => commands::migrate(&store),
         Command::Audit(AuditCommand::Verify(store)) => commands::audit_verify(&store),
         Command::Token(args) => commands::token(args),

@@ -520,6 +520,31 @@ pub fn requests(ctx: &Ctx, command: RequestsCommand) -> anyhow::Result<ExitCode>
     }
 }
 
+/// `permgate explain APP METHOD PATH`.
+pub fn explain(ctx: &Ctx, app: i64, method: &str, path: &str) -> anyhow::Result<ExitCode> {
+    let (s, actor) = open(ctx)?;
+    s.restore_counters().map_err(err)?;
+    let e = s.explain(&actor, AppId(app), method, path).map_err(err)?;
+    let rows = e
+        .checks
+        .iter()
+        .map(|c| vec![c.check.to_owned(), c.result.to_owned(), c.detail.clone(), c.fix.clone().unwrap_or_default()])
+        .collect();
+    if !ctx.json {
+        println!("app {app}: {} {} ({})\n", e.method, e.path, e.api.as_deref().unwrap_or("no API"));
+    }
+    let code = emit(ctx.json, &e, &["CHECK", "RESULT", "DETAIL", "TO DO"], rows)?;
+    if let (false, Some(v)) = (ctx.json, &e.verdict) {
+        let outcome = if v.allow { "allowed".to_owned() } else { format!("denied {} ({})", v.code, v.status) };
+        println!(
+            "\nverdict for a {} credential: {outcome}{}",
+            v.credential,
+            v.msg.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+        );
+    }
+    Ok(code)
+}
+
 /// `permgate usage APP`.
 pub fn usage(ctx: &Ctx, app: i64) -> anyhow::Result<ExitCode> {
     let (s, actor) = open(ctx)?;

@@ -226,6 +226,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{id}/permissions", get(apps::permissions).post(apps::grant))
         .route("/v1/apps/{id}/permissions/{permission}", delete(apps::revoke))
         .route("/v1/apps/{id}/usage", get(apps::usage))
+        .route("/v1/apps/{id}/explain", get(apps::explain))
         .route("/v1/apps/{id}/block", post(apps::block))
         .route("/v1/apps/{id}/unblock", post(apps::unblock))
         .route("/v1/apps/{id}/paid-usage", put(apps::set_paid_usage).delete(apps::delete_paid_usage))

@@ -259,6 +259,7 @@ async function appPage(id) {
     productsSection(app, canEdit, reload),
     membersSection(app, isOwner, reload),
     usage ? usageSection(usage) : null,
+    explainSection(app),
     bizSection(app, isOwner, reload),
     me.role !== "developer" ? h("p", {}, h("a", { href: `#/audit?app_id=${app.id}` }, "Audit trail of this app")) : null,
   ];
@@ -439,7 +440,8 @@ function dailySection(usage) {
 
 // Calls per day over the last 30 days, as bars (CSSOM heights: allowed by the CSP).
 function dailyChart(daily, rule) {
-  const max = Math.max(1, ...daily.map((d) => d.calls));
+  const busiest = Math.max(0, ...daily.map((d) => d.calls));
+  const max = Math.max(1, busiest);
   const total = daily.reduce((n, d) => n + d.calls, 0);
   const bars = daily.map((d) => {
     const day = new Date(d.day_start).toLocaleDateString();
@@ -449,8 +451,34 @@ function dailyChart(daily, rule) {
   });
   const what = rule ? `Calls counted against ${rule}` : "Calls";
   return [
-    h("div", { class: "chart", role: "img", "aria-label": `${what} per day over the last 30 days: ${total} in all, at most ${max} in a day` }, bars),
-    h("p", { class: "muted" }, `${total} calls in 30 days; busiest day ${max}.`)];
+    h("div", { class: "chart", role: "img", "aria-label": `${what} per day over the last 30 days: ${total} in all, at most ${busiest} in a day` }, bars),
+    h("p", { class: "muted" }, total ? `${total} calls in 30 days; busiest day ${busiest}.` : "No calls in the last 30 days.")];
+}
+
+const RESULT_KIND = { pass: "ok", fail: "bad", restricted: "warn", info: "" };
+
+// "Why is this call denied?": every check of one API call for this app, with what to do.
+function explainSection(app) {
+  const out = h("div", { "aria-live": "polite" });
+  return [h("h2", {}, "Why is a call denied?"),
+    h("p", { class: "muted" }, "Every check a call of this app goes through, which pass, which fail, and what to do about each."),
+    form("inline explain", [
+      field("Method", select("method", ["GET", "POST", "PUT", "DELETE"].map((m) => [m, m]))),
+      field("Path", input("path", { required: true, placeholder: "/v2/user/me", size: 40 })),
+    ], "Explain", async (data) => {
+      const q = new URLSearchParams({ method: data.get("method"), path: data.get("path") });
+      const e = await api("GET", `/v1/apps/${app.id}/explain?${q}`);
+      const v = e.verdict;
+      out.replaceChildren(
+        h("p", {}, e.api ? ["API ", h("span", { class: "mono" }, e.api), ": "] : null,
+          v ? badge(v.allow ? "allowed" : `denied ${v.code}`, v.allow ? "ok" : "bad") : badge("no such API", "bad"),
+          v && v.msg ? ` ${v.msg}` : "", v ? h("span", { class: "muted" }, ` (for a ${v.credential.replace("_", " ")} credential)`) : null),
+        h("table", {}, h("thead", {}, h("tr", {}, ["Check", "Result", "Detail", "What to do"].map((t) => h("th", { scope: "col" }, t)))),
+          h("tbody", {}, e.checks.map((c) => h("tr", {},
+            h("td", {}, c.check.replace("_", " ")), h("td", {}, badge(c.result, RESULT_KIND[c.result])),
+            h("td", {}, c.detail), h("td", { class: "mono" }, c.fix || ""))))));
+    }),
+    out];
 }
 
 function usageSection(usage) {

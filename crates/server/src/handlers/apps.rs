@@ -233,3 +233,25 @@ async fn set_blocked(
     let done = state.run(move |s| s.set_app_blocked(&actor, target, blocked, input)).await?;
     Ok(Json(json!(done)))
 }
+
+#[derive(Deserialize)]
+pub struct ExplainQuery {
+    method: Option<String>,
+    path: Option<String>,
+}
+
+pub async fn explain(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    Path(app): Path<String>,
+    Query(q): Query<ExplainQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let app: AppId = id("app id", &app)?;
+    let method = q.method.unwrap_or_else(|| "GET".into());
+    let path = q
+        .path
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::invalid("`path` is required, e.g. ?method=GET&path=/v2/user/me"))?;
+    let explanation = state.run(move |s| s.explain(&actor, app, &method, &path)).await?;
+    Ok(Json(json!(explanation)))
+}

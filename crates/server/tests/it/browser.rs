@@ -135,5 +135,15 @@ async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval(
     let text = b.text().await;
     assert!(text.contains("talk_calendar\treview") || text.contains("talk_calendar review"), "{text}");
     b.screenshot("permission-held").await;
+
+    // ... and asks why a Moment call would be denied.
+    b.fill("input[name=path]", "/openapi/v4/adAccounts/pages").await;
+    b.press("Explain").await;
+    b.wait_for("denied -5").await;
+    let text = b.text().await;
+    assert!(text.contains("the app lacks `kakao_moment` (-5)"), "{text}");
+    assert!(text.contains("apply for `kakao_moment` with POST /v1/apps/"), "{text}");
+    b.screenshot("explain").await;
+    accessible(&b, "the app page with an explanation").await;
     no_console_errors(&b, "the whole flow").await;
 }

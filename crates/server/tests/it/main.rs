@@ -8,6 +8,7 @@ mod blocking;
 mod browser;
 mod check;
 mod console;
+mod explain;
 mod gateway;
 mod keys;
 mod nginx;
