@@ -73,6 +73,12 @@ enum Command {
         #[command(flatten)]
         ctx: ops::Ctx,
     },
+    /// What enforcing each permission, API or quota rule in shadow mode would deny, from the
+    /// recent decision log.
+    ShadowReport {
+        #[command(flatten)]
+        ctx: ops::Ctx,
+    },
     /// Show the settings `permgate serve` would run with.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -194,6 +200,7 @@ fn main() -> ExitCode {
         Command::Grants(g) => ops::grants(&g.ctx, g.command),
         Command::Requests(g) => ops::requests(&g.ctx, g.command),
         Command::Usage { app, ctx } => ops::usage(&ctx, app),
+        Command::ShadowReport { ctx } => ops::shadow_report(&ctx),
         Command::Explain { app, method, path, ctx } => ops::explain(&ctx, app, &method, &path),
         Command::Migrate(store) => commands::migrate(&store),
         Command::Audit(AuditCommand::Verify(store)) => commands::audit_verify(&store),

@@ -545,6 +545,26 @@ pub fn explain(ctx: &Ctx, app: i64, method: &str, path: &str) -> anyhow::Result<
     Ok(code)
 }
 
+/// `permgate shadow-report`.
+pub fn shadow_report(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let (s, actor) = open(ctx)?;
+    let report = s.shadow_report(&actor).map_err(err)?;
+    let rows = report
+        .subjects
+        .iter()
+        .map(|r| {
+            let codes: Vec<String> = r.codes.iter().map(ToString::to_string).collect();
+            let apps: Vec<String> = r.apps.iter().map(ToString::to_string).collect();
+            vec![r.shadow.clone(), codes.join(", "), r.calls.to_string(), apps.join(", ")]
+        })
+        .collect();
+    if !ctx.json && report.subjects.is_empty() {
+        println!("no call in the decision log was allowed by shadow mode");
+        return Ok(ExitCode::SUCCESS);
+    }
+    emit(ctx.json, &report, &["IN SHADOW MODE", "WOULD DENY", "CALLS", "APPS"], rows)
+}
+
 /// `permgate usage APP`.
 pub fn usage(ctx: &Ctx, app: i64) -> anyhow::Result<ExitCode> {
     let (s, actor) = open(ctx)?;

@@ -137,6 +137,24 @@ pub struct Decision {
     /// Quota thresholds (80 %, 100 %) this call crossed, for alerts.
     #[serde(skip)]
     pub alerts: Vec<QuotaAlert>,
+    /// The deny a check in shadow mode would have given (the call is allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_deny: Option<Box<WouldDeny>>,
+}
+
+/// What enforcement would have answered to a call that shadow mode allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WouldDeny {
+    pub status: u16,
+    pub code: i32,
+    pub msg: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission: Option<String>,
+    /// The quota rule that would have denied it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// What is in shadow mode: `permission:ID`, `api:ID` or `quota_rule:ID`.
+    pub shadow: String,
 }
 
 /// Where a call stands against one quota rule.
@@ -184,6 +202,7 @@ impl Decision {
             reasons,
             counter_error: None,
             alerts: Vec::new(),
+            would_deny: None,
         }
     }
 
@@ -254,7 +273,8 @@ fn resolve<'s>(
     };
     reasons.add(|| format!("route: {method} {} is api `{}` of product `{}`", api.path, api.id, api.product));
 
-    let mut verdict = Verdict { reasons, api, app: None, user: None, kind: None, key: None, scopes: Vec::new() };
+    let mut verdict =
+        Verdict { reasons, api, app: None, user: None, kind: None, key: None, scopes: Vec::new(), would: None };
     let identified = match logged {
         None => identify(snapshot, query, api, now, &mut verdict.reasons),
         Some(call) => as_logged(snapshot, call, api),
@@ -284,10 +304,16 @@ fn resolve<'s>(
     match api.status {
         ApiStatus::Active => {}
         ApiStatus::Maintenance => {
-            return (verdict.deny(400, code::MAINTENANCE, format!("API `{}` is under maintenance", api.id)), None);
+            let msg = format!("API `{}` is under maintenance", api.id);
+            if !verdict.shadowed(false, 400, code::MAINTENANCE, &msg, None) {
+                return (verdict.deny(400, code::MAINTENANCE, msg), None);
+            }
         }
         ApiStatus::Terminated => {
-            return (verdict.deny(400, code::TERMINATED, format!("API `{}` is terminated", api.id)), None);
+            let msg = format!("API `{}` is terminated", api.id);
+            if !verdict.shadowed(false, 400, code::TERMINATED, &msg, None) {
+                return (verdict.deny(400, code::TERMINATED, msg), None);
+            }
         }
     }
 
@@ -309,6 +335,10 @@ fn resolve<'s>(
             }
             WithoutPermission::Deny => {
                 verdict.reasons.add(|| format!("permission `{permission}`: not held"));
+                let shadow = catalog.permissions[p].shadow;
+                if verdict.shadowed(shadow, 403, code::PERMISSION_DENIED, PERMISSION_DENIED_MSG, Some(permission)) {
+                    continue;
+                }
                 let mut d = verdict.deny(403, code::PERMISSION_DENIED, PERMISSION_DENIED_MSG);
                 d.permission = Some(permission.clone());
                 d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
@@ -324,48 +354,37 @@ fn resolve<'s>(
 
     let product = &catalog.products[api.product_idx];
     if !app.products_active.get(api.product_idx).copied().unwrap_or(false) {
-        return (
-            verdict.deny(
-                403,
-                code::NOT_CONFIGURED,
-                format!(
-                    "product `{}` is not activated for this app; activate it with PUT /v1/apps/{}/products/{}",
-                    product.id, app.id, product.id
-                ),
-            ),
-            None,
+        let msg = format!(
+            "product `{}` is not activated for this app; activate it with PUT /v1/apps/{}/products/{}",
+            product.id, app.id, product.id
         );
+        if !verdict.shadowed(false, 403, code::NOT_CONFIGURED, &msg, None) {
+            return (verdict.deny(403, code::NOT_CONFIGURED, msg), None);
+        }
+    } else {
+        verdict.reasons.add(|| format!("product `{}`: activated", product.id));
     }
-    verdict.reasons.add(|| format!("product `{}`: activated", product.id));
 
     if caller.kind == KeyKind::Admin
         && let Some(categories) = caller.key.and_then(|k| app.key(k)).and_then(|k| k.platforms.api_categories.as_ref())
         && !categories.contains(&api.category)
     {
-        return (
-            verdict.deny(
-                403,
-                code::NOT_CONFIGURED,
-                format!("this admin key's available APIs exclude category `{}`", api.category),
-            ),
-            None,
-        );
+        let msg = format!("this admin key's available APIs exclude category `{}`", api.category);
+        if !verdict.shadowed(false, 403, code::NOT_CONFIGURED, &msg, None) {
+            return (verdict.deny(403, code::NOT_CONFIGURED, msg), None);
+        }
     }
 
     // -3: the consent items the API needs must be set on the app before users can consent.
     if let Some(&c) = api.consent_idx.iter().find(|&&c| !app.consent_set.contains(c)) {
         let scope = &catalog.consent_items[c].id;
-        return (
-            verdict.deny(
-                403,
-                code::NOT_CONFIGURED,
-                format!(
-                    "consent item `{scope}` is not set for this app; set it with PUT /v1/apps/{}/consent-items/{scope}",
-                    app.id
-                ),
-            ),
-            None,
+        let msg = format!(
+            "consent item `{scope}` is not set for this app; set it with PUT /v1/apps/{}/consent-items/{scope}",
+            app.id
         );
+        if !verdict.shadowed(false, 403, code::NOT_CONFIGURED, &msg, None) {
+            return (verdict.deny(403, code::NOT_CONFIGURED, msg), None);
+        }
     }
     verdict.reasons.add(|| {
         if api.consent_items.is_empty() {
@@ -380,9 +399,12 @@ fn resolve<'s>(
         let missing: Vec<String> = api.consent_items.iter().filter(|c| !caller.scopes.contains(c)).cloned().collect();
         if !missing.is_empty() {
             verdict.reasons.add(|| format!("user consent: missing {}", missing.join(", ")));
-            let mut d = verdict.deny(403, code::NO_CONSENT, "the user has not agreed to a scope this API needs");
-            d.required_scopes = missing;
-            return (d, None);
+            const MSG: &str = "the user has not agreed to a scope this API needs";
+            if !verdict.shadowed(false, 403, code::NO_CONSENT, MSG, None) {
+                let mut d = verdict.deny(403, code::NO_CONSENT, MSG);
+                d.required_scopes = missing;
+                return (d, None);
+            }
         }
     }
 
@@ -406,6 +428,7 @@ fn resolve<'s>(
         reasons: verdict.reasons.list,
         counter_error: None,
         alerts: Vec::new(),
+        would_deny: verdict.would,
     };
     if d.restriction.is_some() {
         d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
@@ -421,9 +444,33 @@ struct Verdict<'a> {
     kind: Option<KeyKind>,
     key: Option<KeyId>,
     scopes: Vec<String>,
+    /// The first deny shadow mode turned into an allow.
+    would: Option<Box<WouldDeny>>,
 }
 
 impl Verdict<'_> {
+    /// Whether a failed check is in shadow mode: `own` (the permission's flag) or the API's.
+    /// Then the first such failure is kept as `would_deny` and the call goes on.
+    fn shadowed(&mut self, own: bool, status: u16, code: i32, msg: &str, permission: Option<&str>) -> bool {
+        let shadow = match (own, permission) {
+            (true, Some(p)) => format!("permission:{p}"),
+            _ if self.api.shadow => format!("api:{}", self.api.id),
+            _ => return false,
+        };
+        self.reasons.add(|| format!("shadow mode ({shadow}): would deny {code}, allowed"));
+        if self.would.is_none() {
+            self.would = Some(Box::new(WouldDeny {
+                status,
+                code,
+                msg: msg.to_owned(),
+                permission: permission.map(str::to_owned),
+                rule: None,
+                shadow,
+            }));
+        }
+        true
+    }
+
     fn deny(self, status: u16, code: i32, msg: impl Into<String>) -> Decision {
         let mut d = Decision::deny(status, code, msg, self.reasons.list);
         d.app_id = self.app;
@@ -691,6 +738,30 @@ fn count(
                     note(d, query.explain, || {
                         format!("quota `{}`: free limit used up; counting as paid usage", catalog.quota_rules[ri].id)
                     });
+                    continue;
+                }
+                if let Some(ri) = exhausted.filter(|&ri| catalog.quota_rules[ri].shadow || api.shadow) {
+                    let rule = &catalog.quota_rules[ri];
+                    note(d, query.explain, || {
+                        format!("shadow mode: quota `{}` would deny {}, allowed", rule.id, rule.error.code)
+                    });
+                    if d.would_deny.is_none() {
+                        let shadow =
+                            if rule.shadow { format!("quota_rule:{}", rule.id) } else { format!("api:{}", api.id) };
+                        d.would_deny = Some(Box::new(WouldDeny {
+                            status: rule.error.status,
+                            code: rule.error.code,
+                            msg: rule.error.msg.clone(),
+                            permission: None,
+                            rule: Some(rule.id.clone()),
+                            shadow,
+                        }));
+                    }
+                    charges.remove(index);
+                    plan.remove(index);
+                    if plan.is_empty() {
+                        return;
+                    }
                     continue;
                 }
                 let (status, code, msg) = match exhausted {

@@ -34,6 +34,10 @@ pub struct LoggedCall {
     pub api: String,
     /// The code it was last decided with (0 allowed).
     pub code: i32,
+    /// When shadow mode allowed it: the code enforcement would have given (else 0), and what is
+    /// in shadow mode (`permission:ID`, `api:ID`, `quota_rule:ID`; else empty).
+    pub would_code: i32,
+    pub shadow: String,
     pub calls: u64,
     pub last_at: i64,
 }
@@ -60,6 +64,17 @@ impl DecisionLog {
             entry.calls += 1;
             entry.code = d.code;
             entry.last_at = now.0;
+            match &d.would_deny {
+                Some(w) if entry.shadow != w.shadow => {
+                    entry.would_code = w.code;
+                    entry.shadow.clone_from(&w.shadow);
+                }
+                Some(_) => {}
+                None => {
+                    entry.would_code = 0;
+                    entry.shadow.clear();
+                }
+            }
             return;
         }
         recent.insert(
@@ -73,6 +88,8 @@ impl DecisionLog {
                 path: path.split('?').next().unwrap_or(path).to_owned(),
                 api: api.to_owned(),
                 code: d.code,
+                would_code: d.would_deny.as_ref().map_or(0, |w| w.code),
+                shadow: d.would_deny.as_ref().map(|w| w.shadow.clone()).unwrap_or_default(),
                 calls: 1,
                 last_at: now.0,
             },

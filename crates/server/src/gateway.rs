@@ -167,6 +167,7 @@ async fn handle(g: Gateway, req: Request) -> Result<Response, Response> {
     };
     set("x-permgate-app-id", decision.app_id.map(|a| a.to_string()));
     set("x-permgate-restriction", decision.restriction.map(|r| r.as_str().to_owned()));
+    set("x-permgate-would-deny", decision.would_deny.as_ref().map(|w| format!("{} {}", w.code, w.shadow)));
     set("x-permgate-user", decision.user.clone());
     parts.uri = target;
     let upstream_req = axum::http::Request::from_parts(parts, body);

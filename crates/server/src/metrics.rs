@@ -31,6 +31,8 @@ pub struct Metrics {
     /// By quota rule: calls counted against it, calls it denied.
     quota: Mutex<HashMap<String, [u64; 2]>>,
     quota_alerts: Mutex<HashMap<(String, u8), u64>>,
+    /// Calls shadow mode allowed, by the code enforcement would have given and what is in shadow.
+    would_deny: Mutex<HashMap<(i32, String), u64>>,
     counter_errors: AtomicU64,
     /// Catalog reloads that were applied, and that failed (the old catalog stayed).
     pub reloads_ok: AtomicU64,
@@ -68,6 +70,10 @@ impl Metrics {
                     map.insert(q.rule.clone(), counts);
                 }
             }
+        }
+        if let Some(w) = &d.would_deny {
+            let mut map = self.would_deny.lock().unwrap_or_else(PoisonError::into_inner);
+            *map.entry((w.code, w.shadow.clone())).or_default() += 1;
         }
         if !d.alerts.is_empty() {
             let mut map = self.quota_alerts.lock().unwrap_or_else(PoisonError::into_inner);
@@ -143,6 +149,18 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     alerts.sort();
     for ((rule, percent), n) in alerts {
         let _ = writeln!(out, "permgate_quota_alerts_total{{rule=\"{}\",percent=\"{percent}\"}} {n}", label(&rule));
+    }
+    header(
+        &mut out,
+        "permgate_shadow_would_deny_total",
+        "counter",
+        "Calls allowed by shadow mode, by the code enforcement would have given and what is in shadow mode.",
+    );
+    let mut woulds: Vec<((i32, String), u64)> =
+        m.would_deny.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), *v)).collect();
+    woulds.sort();
+    for ((code, shadow), n) in woulds {
+        let _ = writeln!(out, "permgate_shadow_would_deny_total{{code=\"{code}\",shadow=\"{}\"}} {n}", label(&shadow));
     }
     header(
         &mut out,

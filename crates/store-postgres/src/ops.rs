@@ -21,19 +21,23 @@ impl OpsStore for PostgresStore {
         let codes: Vec<i32> = calls.iter().map(|c| c.code).collect();
         let counts: Vec<i64> = calls.iter().map(|c| cap(c.calls)).collect();
         let lasts: Vec<i64> = calls.iter().map(|c| c.last_at).collect();
+        let woulds: Vec<i32> = calls.iter().map(|c| c.would_code).collect();
+        let shadows: Vec<&str> = calls.iter().map(|c| c.shadow.as_str()).collect();
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         // Not retried: a lost connection may have committed, and counting twice is worse than
         // losing a second of the log.
         self.once(|c| {
             let mut tx = c.transaction()?;
             tx.execute(
-                "INSERT INTO decision_log (app_id, key_kind, key_id, scopes, api, method, path, code, calls, last_at)
+                "INSERT INTO decision_log
+                   (app_id, key_kind, key_id, scopes, api, method, path, code, calls, last_at, would_code, shadow)
                  SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                                      $7::text[], $8::int[], $9::bigint[], $10::bigint[])
+                                      $7::text[], $8::int[], $9::bigint[], $10::bigint[], $11::int[], $12::text[])
                  ON CONFLICT (app_id, key_kind, key_id, scopes, api) DO UPDATE SET
                    calls = decision_log.calls + excluded.calls, code = excluded.code, method = excluded.method,
-                   path = excluded.path, last_at = greatest(decision_log.last_at, excluded.last_at)",
-                &[&apps, &kinds, &keys, &scopes, &apis, &methods, &paths, &codes, &counts, &lasts],
+                   path = excluded.path, last_at = greatest(decision_log.last_at, excluded.last_at),
+                   would_code = excluded.would_code, shadow = excluded.shadow",
+                &[&apps, &kinds, &keys, &scopes, &apis, &methods, &paths, &codes, &counts, &lasts, &woulds, &shadows],
             )?;
             tx.execute(
                 "DELETE FROM decision_log WHERE last_at <=
@@ -49,7 +53,7 @@ impl OpsStore for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|c| {
             let rows = c.query(
-                "SELECT app_id, key_kind, key_id, scopes, api, method, path, code, calls, last_at
+                "SELECT app_id, key_kind, key_id, scopes, api, method, path, code, calls, last_at, would_code, shadow
                  FROM decision_log ORDER BY last_at DESC, app_id, api LIMIT $1",
                 &[&limit],
             )?;
@@ -68,6 +72,8 @@ impl OpsStore for PostgresStore {
                     code: r.try_get(7)?,
                     calls: r.try_get::<_, i64>(8)?.cast_unsigned(),
                     last_at: r.try_get(9)?,
+                    would_code: r.try_get(10)?,
+                    shadow: r.try_get(11)?,
                 });
             }
             Ok(out)

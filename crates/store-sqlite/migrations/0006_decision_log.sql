@@ -1,5 +1,6 @@
 -- The recent decision log: one row per (app, credential, user scopes, API), with the path last
--- called, the code it was last decided with, how many calls and when last. Kept to the most
+-- called, the code it was last decided with (and, when shadow mode allowed it, the code
+-- enforcement would have given and what is in shadow mode), how many calls and when last. Kept to the most
 -- recently seen rows (see permgate_core::decision_log::KEEP), so that a catalog change can be
 -- previewed by replaying real traffic.
 CREATE TABLE decision_log (
@@ -11,6 +12,8 @@ CREATE TABLE decision_log (
     method    TEXT    NOT NULL,
     path      TEXT    NOT NULL,
     code      INTEGER NOT NULL,
+    would_code INTEGER NOT NULL DEFAULT 0,
+    shadow    TEXT    NOT NULL DEFAULT '',
     calls     INTEGER NOT NULL,
     last_at   INTEGER NOT NULL,
     PRIMARY KEY (app_id, key_kind, key_id, scopes, api)

@@ -17,11 +17,13 @@ impl OpsStore for SqliteStore {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO decision_log (app_id, key_kind, key_id, scopes, api, method, path, code, calls, last_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    "INSERT INTO decision_log
+                       (app_id, key_kind, key_id, scopes, api, method, path, code, calls, last_at, would_code, shadow)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (app_id, key_kind, key_id, scopes, api) DO UPDATE SET
                        calls = calls + excluded.calls, code = excluded.code, method = excluded.method,
-                       path = excluded.path, last_at = max(last_at, excluded.last_at)",
+                       path = excluded.path, last_at = max(last_at, excluded.last_at),
+                       would_code = excluded.would_code, shadow = excluded.shadow",
                 )
                 .map_err(backend)?;
             for c in calls {
@@ -35,7 +37,9 @@ impl OpsStore for SqliteStore {
                     c.path,
                     c.code,
                     cap(c.calls),
-                    c.last_at
+                    c.last_at,
+                    c.would_code,
+                    c.shadow
                 ])
                 .map_err(backend)?;
             }
@@ -53,7 +57,7 @@ impl OpsStore for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT app_id, key_kind, key_id, scopes, api, method, path, code, calls, last_at
+                "SELECT app_id, key_kind, key_id, scopes, api, method, path, code, calls, last_at, would_code, shadow
                  FROM decision_log ORDER BY last_at DESC, app_id, api LIMIT ?1",
             )
             .map_err(backend)?;
@@ -72,6 +76,8 @@ impl OpsStore for SqliteStore {
                     code: r.get(7)?,
                     calls: r.get::<_, i64>(8)?.cast_unsigned(),
                     last_at: r.get(9)?,
+                    would_code: r.get(10)?,
+                    shadow: r.get(11)?,
                 };
                 Ok(parse(&kind, "key kind").map(|key_kind| LoggedCall { key_kind, ..call }))
             })

@@ -92,6 +92,8 @@ fn logged(app: i64, api: &str, key: Option<i64>, scopes: &str, code: i32, calls:
         path: format!("/{api}"),
         api: api.to_owned(),
         code,
+        would_code: 0,
+        shadow: String::new(),
         calls,
         last_at: at,
     }
@@ -102,8 +104,10 @@ fn the_decision_log_sums_calls_and_keeps_the_newest(store: &dyn Store) -> Result
     store
         .save_decisions(&[logged(1, "a", Some(1), "", 0, 3, 100), logged(1, "a", None, "friends", -402, 1, 101)], 10)?;
     // The same call again: calls add up, the newest code, path and time win.
-    let mut again = logged(1, "a", Some(1), "", -5, 2, 105);
+    let mut again = logged(1, "a", Some(1), "", 0, 2, 105);
     again.path = "/a?query=x".into();
+    again.would_code = -5;
+    again.shadow = "permission:kakao_moment".into();
     store.save_decisions(&[again.clone()], 10)?;
     let rows = store.recent_decisions(10)?;
     assert_eq!(rows.len(), 2, "{rows:?}");

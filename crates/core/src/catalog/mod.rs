@@ -127,6 +127,25 @@ pub struct Prerequisites {
     pub permissions: Vec<String>,
 }
 
+/// Conditions under which a request for a permission is approved without a reviewer. Every
+/// condition given must hold; a request that fails one goes to the review queue as usual.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoApprove {
+    /// The app must be a Biz app.
+    #[serde(default)]
+    pub biz: bool,
+    /// ... whose business was verified at least this many days ago.
+    #[serde(default)]
+    pub verified_days: u32,
+    /// The app had no request rejected in this many days.
+    #[serde(default)]
+    pub no_rejection_days: u32,
+    /// The app exists for at least this many days.
+    #[serde(default)]
+    pub app_age_days: u32,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Permission {
     pub id: String,
@@ -137,6 +156,14 @@ pub struct Permission {
     pub approval_criteria: Vec<String>,
     pub cautions: Vec<String>,
     pub retired: bool,
+    /// Calls this permission would deny are allowed and reported as `would_deny`.
+    pub shadow: bool,
+    /// How long a grant lasts unless the grant says otherwise (renewal reminders at 30 and 7 days).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_duration_days: Option<u32>,
+    /// Requests that meet these conditions are approved at submission; others go to a reviewer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_approve: Option<AutoApprove>,
     pub immediate: bool,
     pub test_only: bool,
     pub grants_quota: bool,
@@ -172,6 +199,8 @@ pub struct QuotaRule {
     pub scope: QuotaScope,
     pub limit: u64,
     pub all_apis: bool,
+    /// Calls this rule would deny are allowed and reported as `would_deny`.
+    pub shadow: bool,
     pub exclude_categories: Vec<String>,
     pub error: QuotaError,
 }
@@ -216,6 +245,8 @@ pub struct Api {
     pub quota_rules: Vec<String>,
     pub status: ApiStatus,
     pub without_permission: WithoutPermission,
+    /// Calls this API's checks would deny are allowed and reported as `would_deny`.
+    pub shadow: bool,
     /// Where a call names its recipients (e.g. `receiver_uuids`), for recipient and pair quotas.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipient_from: Option<String>,
@@ -486,6 +517,19 @@ impl Validator<'_> {
                 if p.test_only && p.obtained_by != ObtainedBy::AppType {
                     self.at(&p.id, format!("{owner} is test_only, so it must be obtained_by = \"app_type\""));
                 }
+                let default_duration_days =
+                    p.default_duration_days.as_ref().and_then(|d| match u32::try_from(*d.get_ref()) {
+                        Ok(days) if days > 0 => Some(days),
+                        _ => {
+                            self.at(d, format!("{owner}: default_duration_days must be a positive number of days"));
+                            None
+                        }
+                    });
+                if p.auto_approve.is_some()
+                    && !matches!(p.obtained_by, ObtainedBy::AdditionalFeature | ObtainedBy::GeneralRequest)
+                {
+                    self.at(&p.id, format!("{owner} has auto_approve, so it must be obtained by a request"));
+                }
                 Permission {
                     id: p.id.into_inner(),
                     name: p.name,
@@ -495,6 +539,9 @@ impl Validator<'_> {
                     approval_criteria: p.approval_criteria,
                     cautions: p.cautions,
                     retired: p.retired,
+                    shadow: p.shadow,
+                    default_duration_days,
+                    auto_approve: p.auto_approve,
                     immediate: p.immediate,
                     test_only: p.test_only,
                     grants_quota: p.grants_quota,
@@ -568,6 +615,7 @@ impl Validator<'_> {
                     scope: q.scope,
                     limit: u64::try_from(limit).unwrap_or(0),
                     all_apis: q.all_apis,
+                    shadow: q.shadow,
                     exclude_categories: q.exclude_categories,
                     error,
                 }
@@ -676,6 +724,7 @@ impl Validator<'_> {
                 quota_rules: strings(a.quota_rules),
                 status: a.status,
                 without_permission: a.without_permission,
+                shadow: a.shadow,
                 recipient_from: a.recipient_from,
                 permission_idx,
                 consent_idx,

@@ -60,6 +60,12 @@ pub(crate) struct RawPermission {
     #[serde(default)]
     pub retired: bool,
     #[serde(default)]
+    pub shadow: bool,
+    #[serde(default)]
+    pub default_duration_days: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub auto_approve: Option<super::AutoApprove>,
+    #[serde(default)]
     pub immediate: bool,
     #[serde(default)]
     pub test_only: bool,
@@ -109,6 +115,8 @@ pub(crate) struct RawQuotaRule {
     pub limit: Spanned<i64>,
     #[serde(default)]
     pub all_apis: bool,
+    #[serde(default)]
+    pub shadow: bool,
     #[serde(default)]
     pub exclude_categories: Vec<String>,
     #[serde(default)]
@@ -179,6 +187,8 @@ pub(crate) struct RawApi {
     pub status: super::ApiStatus,
     #[serde(default)]
     pub without_permission: super::WithoutPermission,
+    #[serde(default)]
+    pub shadow: bool,
     #[serde(default)]
     pub recipient_from: Option<String>,
 }

@@ -62,7 +62,68 @@ pub struct Reloaded {
     pub diff: CatalogDiff,
 }
 
+/// One thing in shadow mode, and what enforcing it would change.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowSubject {
+    /// `permission:ID`, `api:ID` or `quota_rule:ID`.
+    pub shadow: String,
+    /// The codes enforcement would give.
+    pub codes: Vec<i32>,
+    /// Apps whose calls would be denied.
+    pub apps: Vec<AppId>,
+    /// Calls allowed only because of shadow mode, while they were in the log.
+    pub calls: u64,
+}
+
+/// `GET /v1/shadow-report`: what enforcing each shadowed check would change, from the recent
+/// decision log.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowReport {
+    pub subjects: Vec<ShadowSubject>,
+    /// The logged calls shadow mode allowed, most recently seen first.
+    pub calls: Vec<LoggedCall>,
+}
+
 impl Services {
+    /// What shadow mode let through, per shadowed permission, API or quota rule (staff only).
+    pub fn shadow_report(&self, actor: &Actor) -> ServiceResult<ShadowReport> {
+        if !actor.is_staff() {
+            return Err(ServiceError::Forbidden("only reviewers and admins read the shadow report".into()));
+        }
+        self.save_decisions()?;
+        let calls: Vec<LoggedCall> =
+            self.store.recent_decisions(KEEP)?.into_iter().filter(|c| c.would_code != 0).collect();
+        let mut subjects: Vec<ShadowSubject> = Vec::new();
+        for c in &calls {
+            let at = match subjects.iter().position(|s| s.shadow == c.shadow) {
+                Some(i) => i,
+                None => {
+                    subjects.push(ShadowSubject {
+                        shadow: c.shadow.clone(),
+                        codes: Vec::new(),
+                        apps: Vec::new(),
+                        calls: 0,
+                    });
+                    subjects.len() - 1
+                }
+            };
+            let s = &mut subjects[at];
+            s.calls += c.calls;
+            if !s.codes.contains(&c.would_code) {
+                s.codes.push(c.would_code);
+            }
+            if !s.apps.contains(&c.app_id) {
+                s.apps.push(c.app_id);
+            }
+        }
+        for s in &mut subjects {
+            s.apps.sort_unstable();
+            s.codes.sort_unstable();
+        }
+        subjects.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.shadow.cmp(&b.shadow)));
+        Ok(ShadowReport { subjects, calls })
+    }
+
     /// Saves the calls decided since the last save to the decision log.
     pub fn save_decisions(&self) -> ServiceResult<usize> {
         let calls = self.decision_log.drain();

@@ -19,7 +19,8 @@ pub struct Check {
     /// `route`, `credential`, `app_status`, `api_status`, `permission`, `product`, `consent_item`,
     /// `user_consent` or `quota`.
     pub check: &'static str,
-    /// `pass`, `fail`, `restricted` (allowed for the app's members only) or `info`.
+    /// `pass`, `fail`, `restricted` (allowed for the app's members only), `shadow` (would fail,
+    /// allowed while in shadow mode) or `info`.
     pub result: &'static str,
     pub detail: String,
     /// What to do about a failure.
@@ -166,6 +167,13 @@ impl Services {
                     format!("the app lacks `{}`: calls work for the app's members only", permission.id),
                     Some(apply),
                 ));
+            } else if permission.shadow {
+                checks.push(check(
+                    "permission",
+                    "shadow",
+                    format!("the app lacks `{}`: -5 once enforced; allowed now (shadow mode)", permission.id),
+                    Some(apply),
+                ));
             } else {
                 checks.push(check(
                     "permission",
@@ -250,6 +258,8 @@ impl Services {
                 path: path.to_owned(),
                 api: api.id.clone(),
                 code: 0,
+                would_code: 0,
+                shadow: String::new(),
                 calls: 0,
                 last_at: now.0,
             };
@@ -257,12 +267,10 @@ impl Services {
             // Replaying does not count: an exhausted app-wide rule is applied here, as a call would.
             // A rule paid usage covers lets calls go on as paid.
             let paid = |q: usize| entry.paid.as_ref().is_some_and(|p| p.rules.contains(&q));
-            let exhausted = api
-                .quota_idx
-                .iter()
-                .filter(|&&q| !paid(q))
-                .map(|&q| &catalog.quota_rules[q])
-                .find(|r| usage.rules.iter().any(|u| u.rule == r.id && u.remaining == 0));
+            let exhausted =
+                api.quota_idx.iter().filter(|&&q| !paid(q)).map(|&q| &catalog.quota_rules[q]).find(|r| {
+                    !r.shadow && !api.shadow && usage.rules.iter().any(|u| u.rule == r.id && u.remaining == 0)
+                });
             out.verdict = Some(if let (true, Some(rule)) = (d.allow, exhausted) {
                 Verdict {
                     allow: false,
@@ -274,6 +282,17 @@ impl Services {
             } else {
                 Verdict { allow: d.allow, code: d.code, status: d.status, msg: d.msg, credential: kind }
             });
+        }
+        // Checks of an API in shadow mode fail only once it is enforced.
+        if api.shadow {
+            for c in out.checks.iter_mut().filter(|c| c.result == "fail") {
+                c.result = "shadow";
+            }
+        }
+        for c in out.checks.iter_mut().filter(|c| c.check == "quota" && c.result == "fail") {
+            if catalog.quota_rules.iter().any(|r| r.shadow && c.detail.starts_with(&format!("`{}`", r.id))) {
+                c.result = "shadow";
+            }
         }
         Ok(out)
     }

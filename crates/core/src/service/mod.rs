@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 pub use accounts::{BootstrapOutcome, CreateAccount, CreatedAccount};
 pub use apps::{AppView, CreateApp, KeyView};
 pub use blocking::{AccountBlock, BlockReason};
-pub use catalog::{CatalogPreview, ChangedDecision, Outcome, Reloaded};
+pub use catalog::{CatalogPreview, ChangedDecision, Outcome, Reloaded, ShadowReport, ShadowSubject};
 pub use explain::{Check, Explanation, Verdict};
 pub use grants::{GrantPermission, HeldPermission, RevokePermission};
 pub use keys::{AddKey, SetPlatforms};

@@ -142,6 +142,7 @@ const routes = [
   [/^#\/requests$/, () => queuePage()],
   [/^#\/requests\/(\d+)$/, (m) => requestPage(m[1])],
   [/^#\/audit$/, () => auditPage()],
+  [/^#\/shadow$/, () => shadowPage()],
 ];
 
 async function route() {
@@ -198,7 +199,7 @@ async function signOut() {
 
 function start() {
   const links = [["#/apps", "Apps"], ["#/requests", me.role === "developer" ? "My requests" : "Review queue"]];
-  if (me.role !== "developer") links.push(["#/audit", "Audit trail"]);
+  if (me.role !== "developer") links.push(["#/audit", "Audit trail"], ["#/shadow", "Shadow mode"]);
   document.getElementById("nav").replaceChildren(...links.map(([href, text]) => h("a", { href }, text)));
   document.getElementById("who").replaceChildren(
     h("span", {}, `${me.name} · ${me.role}`), h("button", { type: "button", onclick: signOut }, "Sign out"));
@@ -455,7 +456,7 @@ function dailyChart(daily, rule) {
     h("p", { class: "muted" }, total ? `${total} calls in 30 days; busiest day ${busiest}.` : "No calls in the last 30 days.")];
 }
 
-const RESULT_KIND = { pass: "ok", fail: "bad", restricted: "warn", info: "" };
+const RESULT_KIND = { pass: "ok", fail: "bad", restricted: "warn", shadow: "warn", info: "" };
 
 // "Why is this call denied?": every check of one API call for this app, with what to do.
 function explainSection(app) {
@@ -646,6 +647,27 @@ async function requestPage(id) {
       e.reason ? h("div", {}, `Reason: ${e.reason}`) : null,
       e.comment ? h("div", {}, `Note: ${e.comment}`) : null))),
   ];
+}
+
+// ---- shadow mode ----
+
+async function shadowPage() {
+  const report = await api("GET", "/v1/shadow-report");
+  return [h("h1", {}, "Shadow mode"),
+    h("p", { class: "muted" }, "Permissions, APIs and quota rules in shadow mode (shadow = true in the catalog) do not deny: ",
+      "the calls they would deny are allowed and counted here, from the recent decision log. Enforce one by removing its shadow flag and reloading the catalog."),
+    report.subjects.length === 0 ? h("p", {}, "No call in the decision log was allowed by shadow mode.") : [
+      h("h2", {}, "What enforcing each would deny"),
+      h("table", {}, h("thead", {}, h("tr", {}, ["In shadow mode", "Would deny", "Calls", "Apps"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, report.subjects.map((s) => h("tr", {},
+          h("td", { class: "mono" }, s.shadow), h("td", {}, s.codes.join(", ")), h("td", {}, s.calls),
+          h("td", {}, s.apps.map((a, i) => [i ? ", " : "", h("a", { href: `#/apps/${a}` }, a)])))))),
+      h("h2", {}, "Calls"),
+      h("table", {}, h("thead", {}, h("tr", {}, ["App", "Call", "Would deny", "Because of", "Calls", "Last seen"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, report.calls.map((c) => h("tr", {},
+          h("td", {}, h("a", { href: `#/apps/${c.app_id}` }, c.app_id)), h("td", { class: "mono" }, `${c.method} ${c.path}`),
+          h("td", {}, badge(String(c.would_code), "warn")), h("td", { class: "mono" }, c.shadow), h("td", {}, c.calls),
+          h("td", {}, fmtTime(c.last_at * 1000))))))]];
 }
 
 // ---- audit ----

@@ -88,6 +88,9 @@ fn respond(d: &Decision) -> Response {
         headers.push(("x-permgate-app-id", app.to_string()));
     }
     let mut response = if d.allow {
+        if let Some(w) = &d.would_deny {
+            headers.push(("x-permgate-would-deny", format!("{} {}", w.code, w.shadow)));
+        }
         if let Some(r) = d.restriction {
             headers.push(("x-permgate-restriction", r.as_str().to_owned()));
         }

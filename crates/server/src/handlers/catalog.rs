@@ -100,3 +100,9 @@ pub async fn preview(
     let changes = preview.diff.lines();
     Ok(Json(json!({"changes": changes, "preview": preview})))
 }
+
+/// `GET /v1/shadow-report`: what enforcing each check in shadow mode would change.
+pub async fn shadow_report(State(state): State<AppState>, SignedIn(actor): SignedIn) -> Result<Json<Value>, ApiError> {
+    let report = state.run(move |s| s.shadow_report(&actor)).await?;
+    Ok(Json(json!(report)))
+}

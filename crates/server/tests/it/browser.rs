@@ -94,6 +94,11 @@ async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval(
     sign_in(&b, &base, &rev).await;
     b.wait_for("Review queue").await;
     accessible(&b, "the review queue").await;
+    b.goto(&format!("{base}/#/shadow")).await;
+    b.wait_for("No call in the decision log was allowed by shadow mode").await;
+    accessible(&b, "the shadow-mode report").await;
+    b.goto(&format!("{base}/#/requests")).await;
+    b.wait_for("Review queue").await;
     let link = b.find_xpath(&format!("//a[normalize-space()='#{request}']")).await;
     b.click(&link).await;
     b.wait_for("Evidence").await;

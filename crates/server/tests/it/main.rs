@@ -17,3 +17,4 @@ mod operations;
 mod permissions;
 mod quotas;
 mod requests;
+mod shadow;
