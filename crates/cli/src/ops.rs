@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use permgate_core::model::{AccountId, AppId, Role};
 use permgate_core::service::{
-    ActOnRequest, Actor, BlockReason, CreateAccount, GrantPermission, ListRequests, RevokePermission, Services,
+    ActOnRequest, Actor, BlockReason, CreateAccount, GrantPermission, ListRequests, ReapPolicy, RevokePermission,
+    Services,
 };
 use permgate_core::time::Timestamp;
 use permgate_core::workflow::RequestState;
@@ -105,6 +106,14 @@ pub enum GrantsCommand {
     /// (`expires_at` may be empty). Every row is checked before anything is written; rows the app
     /// holds already are skipped, so a file can be imported again.
     Import { file: std::path::PathBuf },
+    /// Send the grant-expiry reminders that are due and, with --reap-unused-days, warn about and
+    /// revoke grants no call has exercised (a running server does this every 5 minutes).
+    Lifecycle {
+        #[arg(long, env = "PERMGATE_REAP_UNUSED_DAYS", default_value_t = 0)]
+        reap_unused_days: u32,
+        #[arg(long, env = "PERMGATE_REAP_WARNING_DAYS", default_value_t = 14)]
+        reap_warning_days: u32,
+    },
     /// Revoke a permission.
     Revoke {
         app: i64,
@@ -345,6 +354,18 @@ pub fn grants(ctx: &Ctx, command: GrantsCommand) -> anyhow::Result<ExitCode> {
             })
         }
         GrantsCommand::Import { file } => import_grants(ctx, &s, &actor, &file),
+        GrantsCommand::Lifecycle { reap_unused_days, reap_warning_days } => {
+            let reap = (reap_unused_days > 0)
+                .then_some(ReapPolicy { unused_days: reap_unused_days, warning_days: reap_warning_days });
+            let run = s.run_lifecycle_as(&actor, reap).map_err(err)?;
+            let rows = run
+                .notified
+                .iter()
+                .map(|(app, p, kind)| vec![app.to_string(), p.clone(), kind.clone()])
+                .chain(run.reaped.iter().map(|(app, p)| vec![app.to_string(), p.clone(), "revoked (unused)".into()]))
+                .collect();
+            emit(ctx.json, &run, &["APP", "PERMISSION", "DONE"], rows)
+        }
         GrantsCommand::Revoke { app, permission, reason } => {
             let held =
                 s.revoke_permission(&actor, AppId(app), &permission, RevokePermission { reason }).map_err(err)?;

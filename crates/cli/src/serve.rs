@@ -81,6 +81,13 @@ pub struct ServeArgs {
     /// reactivates them); 0 never suspends.
     #[arg(long, env = "PERMGATE_SUSPEND_AFTER_DAYS", default_value_t = 0)]
     suspend_after_days: u64,
+    /// Revoke grants no call has exercised for this many days (after a warning to the app's
+    /// members); 0 never reaps.
+    #[arg(long, env = "PERMGATE_REAP_UNUSED_DAYS", default_value_t = 0)]
+    reap_unused_days: u32,
+    /// Days between the unused-grant warning and the revocation.
+    #[arg(long, env = "PERMGATE_REAP_WARNING_DAYS", default_value_t = 14)]
+    reap_warning_days: u32,
     /// Seed an empty database with a demo developer, reviewer, app, requests and traffic.
     #[arg(long, env = "PERMGATE_DEMO")]
     demo: bool,
@@ -268,7 +275,11 @@ fn get_ready(
                 }
                 let suspend_after = (args.suspend_after_days > 0)
                     .then(|| Duration::from_secs(args.suspend_after_days.saturating_mul(86_400)));
-                match spawn_saver(services.clone(), stop.clone(), suspend_after) {
+                let reap = (args.reap_unused_days > 0).then_some(permgate_core::service::ReapPolicy {
+                    unused_days: args.reap_unused_days,
+                    warning_days: args.reap_warning_days,
+                });
+                match spawn_saver(services.clone(), stop.clone(), suspend_after, reap) {
                     Ok(handle) => workers.threads.lock().unwrap_or_else(PoisonError::into_inner).push(handle),
                     Err(e) => tracing::error!("cannot start the quota saver: {e}"),
                 }

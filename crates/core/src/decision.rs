@@ -595,6 +595,12 @@ pub fn decide_and_count(
         count(snapshot, app, api, &mut d, query, counter, now, consume, on_failure);
         if d.allow && consume {
             app.activity.touch(now);
+            let permissions = snapshot.catalog().permissions.len();
+            for &p in &api.permission_idx {
+                if app.holds(p, d.key_id, now) {
+                    app.activity.exercise(p, permissions, now);
+                }
+            }
         }
     }
     d

@@ -349,6 +349,35 @@ pub trait OpsStore {
     fn state_counts(&self) -> StoreResult<StateCounts>;
 }
 
+/// A live grant, when the app last exercised its permission, and the notices sent about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantState {
+    pub grant: Grant,
+    /// When a call last needed this permission (Unix seconds); `None` if never since tracking.
+    pub last_used_at: Option<i64>,
+    /// `(kind, sent_at)`: `expiry_30`, `expiry_7`, `unused`.
+    pub notices: Vec<(String, i64)>,
+}
+
+/// What the grant lifecycle (expiry reminders, unused-grant reaping) needs from the store.
+pub trait LifecycleStore {
+    /// Every live (not revoked) grant, with its use and notices.
+    fn live_grants(&self) -> StoreResult<Vec<GrantState>>;
+    /// Records notice `kind` about a grant, once: with its messages and audit event in one
+    /// transaction, and, with `revoke_reason`, revoking the app's grants of that permission (by
+    /// permgate). Returns false, writing nothing, if the notice was recorded before.
+    fn grant_notice(
+        &self,
+        grant: &Grant,
+        kind: &str,
+        revoke_reason: Option<&str>,
+        messages: &[NewMessage],
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
+    /// Keeps the newest use of each (app, permission).
+    fn save_grant_usage(&self, rows: &[(AppId, String, i64)]) -> StoreResult<()>;
+}
+
 /// Where a database's schema stands relative to this binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigrationStatus {
@@ -377,6 +406,7 @@ pub trait Store:
     + WorkflowStore
     + OutboxStore
     + OpsStore
+    + LifecycleStore
     + ChangeFeed
     + QuotaStore
     + Send

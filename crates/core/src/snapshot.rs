@@ -110,6 +110,25 @@ pub struct Activity {
     /// The same per quota rule (indexed like `Catalog::quota_rules`), made on the app's first
     /// counted call.
     pub by_rule: std::sync::OnceLock<Box<[Tally]>>,
+    /// When a call last exercised each permission (indexed like `Catalog::permissions`; Unix
+    /// seconds), and what of it is saved, for reaping unused grants.
+    pub used: std::sync::OnceLock<Box<[Used]>>,
+}
+
+/// When a permission was last exercised, and the last time saved.
+#[derive(Debug, Default)]
+pub struct Used {
+    pub at: AtomicI64,
+    pub saved: AtomicI64,
+}
+
+impl Used {
+    fn copy(&self) -> Used {
+        Used {
+            at: AtomicI64::new(self.at.load(Ordering::Relaxed)),
+            saved: AtomicI64::new(self.saved.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 /// A count and how much of it is saved.
@@ -139,11 +158,16 @@ impl Clone for Activity {
         if let Some(rules) = self.by_rule.get() {
             let _ = by_rule.set(rules.iter().map(Tally::copy).collect());
         }
+        let used = std::sync::OnceLock::new();
+        if let Some(u) = self.used.get() {
+            let _ = used.set(u.iter().map(Used::copy).collect());
+        }
         Activity {
             last_call: AtomicI64::new(self.last_call.load(Ordering::Relaxed)),
             saved: AtomicI64::new(self.saved.load(Ordering::Relaxed)),
             calls: self.calls.copy(),
             by_rule,
+            used,
         }
     }
 }
@@ -153,6 +177,17 @@ impl Activity {
         self.calls.count.fetch_add(1, Ordering::Relaxed);
         if self.last_call.load(Ordering::Relaxed) < now.0 {
             self.last_call.store(now.0, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes that an admitted call exercised permission `p` of `permissions` (a store at most once
+    /// a second).
+    pub fn exercise(&self, p: usize, permissions: usize, now: Timestamp) {
+        let used = self.used.get_or_init(|| (0..permissions).map(|_| Used::default()).collect());
+        if let Some(u) = used.get(p)
+            && u.at.load(Ordering::Relaxed) < now.0
+        {
+            u.at.store(now.0, Ordering::Relaxed);
         }
     }
 
@@ -175,8 +210,24 @@ impl Activity {
 impl Activity {
     /// A copy whose per-rule tallies follow `rule_map` (old rule index → new index, `None` for a
     /// rule that is gone) into a catalog of `rules` quota rules.
-    fn renumbered(&self, rule_map: &[Option<usize>], rules: usize) -> Activity {
+    fn renumbered(
+        &self,
+        rule_map: &[Option<usize>],
+        rules: usize,
+        permission_map: &[Option<usize>],
+        permissions: usize,
+    ) -> Activity {
         let mut copy = self.clone();
+        if let Some(old) = self.used.get() {
+            let mut used: Vec<Used> = (0..permissions).map(|_| Used::default()).collect();
+            for (i, u) in old.iter().enumerate() {
+                if let Some(slot) = permission_map.get(i).copied().flatten().and_then(|n| used.get_mut(n)) {
+                    *slot = u.copy();
+                }
+            }
+            copy.used = std::sync::OnceLock::new();
+            let _ = copy.used.set(used.into_boxed_slice());
+        }
         if let Some(old) = self.by_rule.get() {
             let mut tallies: Vec<Tally> = (0..rules).map(|_| Tally::default()).collect();
             for (i, tally) in old.iter().enumerate() {
@@ -282,9 +333,12 @@ impl Snapshot {
     /// replaces, and continues its version.
     pub fn carry_over(&mut self, old: &Snapshot, rule_map: &[Option<usize>]) {
         let rules = self.catalog.quota_rules.len();
+        let permissions = self.catalog.permissions.len();
+        let permission_map: Vec<Option<usize>> =
+            old.catalog.permissions.iter().map(|p| self.catalog.permission_index(&p.id)).collect();
         for (id, entry) in &mut self.apps {
             if let Some(before) = old.apps.get(id) {
-                entry.activity = before.activity.renumbered(rule_map, rules);
+                entry.activity = before.activity.renumbered(rule_map, rules, &permission_map, permissions);
             }
         }
         self.version = old.version + 1;

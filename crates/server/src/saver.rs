@@ -1,13 +1,15 @@
 //! The saver thread: about once a second it saves the in-memory quota counters that changed, the
 //! apps' last calls and the recent decision log, and records waiting quota alerts. A crash (even `kill -9`) therefore loses at
 //! most `EVERY` of counts; a clean stop saves once more before the process exits. When apps are
-//! suspended for inactivity, it looks for idle apps every [`IDLE_CHECK`].
+//! suspended for inactivity, it looks for idle apps every [`IDLE_CHECK`]; every
+//! [`LIFECYCLE_CHECK`] it sends due grant-expiry reminders and, when configured, warns about and
+//! reaps unused grants.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use permgate_core::service::Services;
+use permgate_core::service::{ReapPolicy, Services};
 
 /// How often counters are saved: the most counting a crash can lose.
 pub const EVERY: Duration = Duration::from_secs(1);
@@ -15,18 +17,33 @@ pub const EVERY: Duration = Duration::from_secs(1);
 /// How often idle apps are looked for.
 pub const IDLE_CHECK: Duration = Duration::from_secs(60);
 
+/// How often due expiry reminders are sent and unused grants looked for.
+pub const LIFECYCLE_CHECK: Duration = Duration::from_secs(300);
+
 /// Starts the thread; when `stop` is set it saves one last time and ends. With `suspend_after`,
 /// apps not called for that long are suspended.
 pub fn spawn_saver(
     services: Services,
     stop: Arc<AtomicBool>,
     suspend_after: Option<Duration>,
+    reap: Option<ReapPolicy>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("permgate-saver".into()).spawn(move || {
         let mut failing = false;
         let mut last_idle_check: Option<std::time::Instant> = None;
+        let mut last_lifecycle: Option<std::time::Instant> = None;
         loop {
             let stopping = stop.load(Ordering::Relaxed);
+            if !stopping && last_lifecycle.is_none_or(|t| t.elapsed() >= LIFECYCLE_CHECK) {
+                last_lifecycle = Some(std::time::Instant::now());
+                match services.run_lifecycle(reap) {
+                    Ok(run) if !run.notified.is_empty() || !run.reaped.is_empty() => {
+                        tracing::info!(notified = ?run.notified, reaped = ?run.reaped, "grant lifecycle");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("cannot run the grant lifecycle: {e}"),
+                }
+            }
             if let Some(idle) = suspend_after
                 && last_idle_check.is_none_or(|t| t.elapsed() >= IDLE_CHECK)
             {
@@ -41,7 +58,8 @@ pub fn spawn_saver(
                 .save_counters()
                 .and_then(|_| services.save_activity())
                 .and_then(|_| services.flush_alerts())
-                .and_then(|_| services.save_decisions());
+                .and_then(|_| services.save_decisions())
+                .and_then(|_| services.save_grant_usage());
             match saved {
                 Ok(_) if failing => {
                     tracing::info!("saving quota counters works again");

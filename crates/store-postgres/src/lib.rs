@@ -46,6 +46,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "workflow", include_str!("../migrations/0004_workflow.sql")),
     (5, "app_types", include_str!("../migrations/0005_app_types.sql")),
     (6, "decision_log", include_str!("../migrations/0006_decision_log.sql")),
+    (7, "grant_lifecycle", include_str!("../migrations/0007_grant_lifecycle.sql")),
 ];
 
 /// Connections one store opens at most (the LISTEN connection aside).

@@ -95,3 +95,92 @@ impl OpsStore for PostgresStore {
         })
     }
 }
+
+impl permgate_core::ports::LifecycleStore for PostgresStore {
+    fn live_grants(&self) -> StoreResult<Vec<permgate_core::ports::GrantState>> {
+        self.read(|c| {
+            let rows = c.query(
+                &format!(
+                    "SELECT {}, (SELECT u.last_used_at FROM grant_usage u
+                       WHERE u.app_id = grants.app_id AND u.permission = grants.permission)
+                     FROM grants WHERE revoked_at IS NULL ORDER BY id",
+                    super::GRANT_COLUMNS
+                ),
+                &[],
+            )?;
+            let mut grants = Vec::with_capacity(rows.len());
+            for r in &rows {
+                grants.push(permgate_core::ports::GrantState {
+                    grant: super::grant_row(r)?,
+                    last_used_at: r.try_get(10)?,
+                    notices: Vec::new(),
+                });
+            }
+            let notices = c.query(
+                "SELECT n.grant_id, n.kind, n.sent_at FROM grant_notices n JOIN grants g ON g.id = n.grant_id
+                 WHERE g.revoked_at IS NULL ORDER BY n.grant_id",
+                &[],
+            )?;
+            for n in &notices {
+                let id: i64 = n.try_get(0)?;
+                if let Some(g) = grants.iter_mut().find(|g| g.grant.id == id) {
+                    g.notices.push((n.try_get(1)?, n.try_get(2)?));
+                }
+            }
+            Ok(grants)
+        })
+    }
+
+    fn grant_notice(
+        &self,
+        grant: &permgate_core::model::Grant,
+        kind: &str,
+        revoke_reason: Option<&str>,
+        messages: &[permgate_core::notify::NewMessage],
+        audit: &permgate_core::audit::NewAuditEvent,
+    ) -> StoreResult<bool> {
+        self.transaction_or_rollback(super::WRITE_LOCK, |tx| {
+            let n = tx.execute(
+                "INSERT INTO grant_notices (grant_id, kind, sent_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&grant.id, &kind, &audit.at.0],
+            )?;
+            if n == 0 {
+                return Ok((false, false));
+            }
+            if let Some(reason) = revoke_reason {
+                super::workflow::revoke_grants(
+                    tx,
+                    grant.app_id,
+                    std::slice::from_ref(&grant.permission),
+                    None,
+                    reason,
+                    audit.at,
+                )?;
+            }
+            for m in messages {
+                super::workflow::insert_message(tx, m, audit.at)?;
+            }
+            self.append_audit(tx, audit)?;
+            Ok((true, true))
+        })
+    }
+
+    fn save_grant_usage(&self, rows: &[(AppId, String, i64)]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let apps: Vec<i64> = rows.iter().map(|r| r.0.0).collect();
+        let permissions: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        let ats: Vec<i64> = rows.iter().map(|r| r.2).collect();
+        self.read(|c| {
+            c.execute(
+                "INSERT INTO grant_usage (app_id, permission, last_used_at)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])
+                 ON CONFLICT (app_id, permission)
+                 DO UPDATE SET last_used_at = greatest(grant_usage.last_used_at, excluded.last_used_at)",
+                &[&apps, &permissions, &ats],
+            )?;
+            Ok(())
+        })
+    }
+}

@@ -614,16 +614,17 @@ pub(super) fn revoke_grants(
     tx: &mut Transaction<'_>,
     app: AppId,
     permissions: &[String],
-    by: AccountId,
+    by: impl Into<Option<AccountId>>,
     reason: &str,
     now: Timestamp,
 ) -> Tried<Vec<String>> {
+    let by: Option<AccountId> = by.into();
     let mut revoked = Vec::new();
     for p in permissions {
         let n = tx.execute(
             "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3
              WHERE app_id = $4 AND permission = $5 AND key_id IS NULL AND revoked_at IS NULL",
-            &[&now.0, &by.0, &reason, &app.0, p],
+            &[&now.0, &by.map(|b| b.0), &reason, &app.0, p],
         )?;
         if n > 0 && !revoked.contains(p) {
             revoked.push(p.clone());

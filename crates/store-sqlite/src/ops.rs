@@ -100,3 +100,101 @@ impl OpsStore for SqliteStore {
         })
     }
 }
+
+impl permgate_core::ports::LifecycleStore for SqliteStore {
+    fn live_grants(&self) -> StoreResult<Vec<permgate_core::ports::GrantState>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {}, (SELECT u.last_used_at FROM grant_usage u
+                   WHERE u.app_id = grants.app_id AND u.permission = grants.permission)
+                 FROM grants WHERE revoked_at IS NULL ORDER BY id",
+                super::GRANT_COLUMNS
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let used: Option<i64> = r.get(10)?;
+                Ok(super::grant_row(r)?.map(|grant| permgate_core::ports::GrantState {
+                    grant,
+                    last_used_at: used,
+                    notices: Vec::new(),
+                }))
+            })
+            .map_err(backend)?;
+        let mut grants: Vec<permgate_core::ports::GrantState> =
+            rows.map(|r| r.map_err(backend)?).collect::<StoreResult<_>>()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT n.grant_id, n.kind, n.sent_at FROM grant_notices n JOIN grants g ON g.id = n.grant_id
+                 WHERE g.revoked_at IS NULL ORDER BY n.grant_id",
+            )
+            .map_err(backend)?;
+        let notices = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(backend)?;
+        for n in notices {
+            let (id, kind, at) = n.map_err(backend)?;
+            if let Some(g) = grants.iter_mut().find(|g| g.grant.id == id) {
+                g.notices.push((kind, at));
+            }
+        }
+        Ok(grants)
+    }
+
+    fn grant_notice(
+        &self,
+        grant: &permgate_core::model::Grant,
+        kind: &str,
+        revoke_reason: Option<&str>,
+        messages: &[permgate_core::notify::NewMessage],
+        audit: &permgate_core::audit::NewAuditEvent,
+    ) -> StoreResult<bool> {
+        let done = self.write_if(audit, |tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO grant_notices (grant_id, kind, sent_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![grant.id, kind, audit.at.0],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if let Some(reason) = revoke_reason {
+                super::workflow::revoke_grants(
+                    tx,
+                    grant.app_id,
+                    std::slice::from_ref(&grant.permission),
+                    None,
+                    reason,
+                    audit.at,
+                )?;
+            }
+            for m in messages {
+                super::workflow::insert_message(tx, m, audit.at)?;
+            }
+            Ok(Some(()))
+        })?;
+        Ok(done.is_some())
+    }
+
+    fn save_grant_usage(&self, rows: &[(AppId, String, i64)]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO grant_usage (app_id, permission, last_used_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (app_id, permission) DO UPDATE SET last_used_at = max(last_used_at, excluded.last_used_at)",
+                )
+                .map_err(backend)?;
+            for (app, permission, at) in rows {
+                stmt.execute(params![app.0, permission, at]).map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+}

@@ -80,7 +80,61 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("outbox_messages_are_leased_retried_and_finished", outbox_messages_are_leased_retried_and_finished),
     ("the_audit_head_is_the_newest_event", the_audit_head_is_the_newest_event),
     ("the_decision_log_sums_calls_and_keeps_the_newest", the_decision_log_sums_calls_and_keeps_the_newest),
+    ("grant_notices_are_sent_once_and_may_revoke", grant_notices_are_sent_once_and_may_revoke),
 ];
+
+fn grant_notices_are_sent_once_and_may_revoke(store: &dyn Store) -> Result<(), StoreError> {
+    let owner = account(store, "owner", Role::Developer)?;
+    let id = app(store, owner, &[key(KeyKind::RestApi, "rest-1")])?;
+    let grant = NewGrant {
+        app_id: id,
+        permission: "talk_calendar".into(),
+        key_id: None,
+        source: GrantSource::Operator,
+        granted_by: Some(owner),
+        expires_at: None,
+        params: serde_json::json!({}),
+        reason: "pilot".into(),
+    };
+    let stored = store.insert_grant(&grant, AT, &audit("grant.create"))?;
+    store.save_grant_usage(&[(id, "talk_calendar".into(), AT.0 + 50)])?;
+    store.save_grant_usage(&[(id, "talk_calendar".into(), AT.0 + 10)])?;
+    let live = store.live_grants()?;
+    assert_eq!(live.len(), 1);
+    assert_eq!((live[0].grant.id, live[0].last_used_at), (stored.id, Some(AT.0 + 50)), "the newest use stays");
+    let message = NewMessage {
+        channel: Channel::Email,
+        recipient: "dev@example.com".into(),
+        subject: "unused".into(),
+        body: "b".into(),
+        app_id: Some(id),
+    };
+    let head = store.audit_head()?;
+    assert!(store.grant_notice(
+        &stored,
+        "unused@1",
+        None,
+        std::slice::from_ref(&message),
+        &audit("grant.unused_warning")
+    )?);
+    assert!(
+        !store.grant_notice(
+            &stored,
+            "unused@1",
+            None,
+            std::slice::from_ref(&message),
+            &audit("grant.unused_warning")
+        )?,
+        "once"
+    );
+    assert_eq!(store.audit_head()?.map(|h| h.0), head.map(|h| h.0 + 1), "one audit event, not two");
+    assert_eq!(store.messages(Some(id), 10)?.len(), 1, "one message, not two");
+    assert_eq!(store.live_grants()?[0].notices.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), vec!["unused@1"]);
+    assert!(store.grant_notice(&stored, "reaped", Some("unused"), &[], &audit("grant.reap"))?);
+    assert!(store.live_grants()?.is_empty(), "revoked");
+    assert!(store.app_record(id)?.is_some_and(|r| r.grants.is_empty()));
+    Ok(())
+}
 
 fn logged(app: i64, api: &str, key: Option<i64>, scopes: &str, code: i32, calls: u64, at: i64) -> LoggedCall {
     LoggedCall {

@@ -14,6 +14,39 @@ use crate::quota::window;
 use crate::time::Timestamp;
 
 impl Services {
+    /// Saves when each app last exercised each permission, where it changed since the last save.
+    pub fn save_grant_usage(&self) -> ServiceResult<usize> {
+        let mut rows: Vec<(AppId, String, i64)> = Vec::new();
+        let mut marks: Vec<(AppId, usize, i64)> = Vec::new();
+        {
+            let snapshot = self.snapshot.read();
+            let catalog = snapshot.catalog();
+            for a in snapshot.apps() {
+                let Some(used) = a.activity.used.get() else { continue };
+                for (p, u) in used.iter().enumerate() {
+                    let at = u.at.load(std::sync::atomic::Ordering::Relaxed);
+                    if at > u.saved.load(std::sync::atomic::Ordering::Relaxed)
+                        && let Some(permission) = catalog.permissions.get(p)
+                    {
+                        rows.push((a.id, permission.id.clone(), at));
+                        marks.push((a.id, p, at));
+                    }
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.store.save_grant_usage(&rows)?;
+        let snapshot = self.snapshot.read();
+        for (app, p, at) in marks {
+            if let Some(u) = snapshot.app(app).and_then(|a| a.activity.used.get()).and_then(|u| u.get(p)) {
+                u.saved.fetch_max(at, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Ok(rows.len())
+    }
+
     /// Saves the last calls not saved yet; returns how many apps had one.
     pub fn save_activity(&self) -> ServiceResult<usize> {
         // What is read here is what is marked saved below: counts added meanwhile wait for the

@@ -170,7 +170,7 @@ impl Services {
             key_id: input.key_id,
             source: GrantSource::Operator,
             granted_by: Some(actor.account.id),
-            expires_at: input.expires_at,
+            expires_at: input.expires_at.or_else(|| Self::default_expiry(&permission, now)),
             params,
             reason,
         };

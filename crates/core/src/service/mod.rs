@@ -10,6 +10,7 @@ mod catalog;
 mod explain;
 mod grants;
 mod keys;
+mod lifecycle;
 mod members;
 mod paid;
 mod products;
@@ -27,6 +28,7 @@ pub use catalog::{CatalogPreview, ChangedDecision, Outcome, Reloaded, ShadowRepo
 pub use explain::{Check, Explanation, Verdict};
 pub use grants::{GrantPermission, HeldPermission, RevokePermission};
 pub use keys::{AddKey, SetPlatforms};
+pub use lifecycle::{LifecycleRun, RENEW_WITHIN_DAYS, ReapPolicy};
 pub use members::AddMember;
 pub use paid::SetPaidUsage;
 pub use products::{ProductState, SetProduct};

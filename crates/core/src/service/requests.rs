@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+use super::lifecycle::{Holding, RENEW_WITHIN_DAYS};
 use super::{Access, Actor, Services, required_text};
 use crate::audit::NewAuditEvent;
 use crate::catalog::{ObtainedBy, Permission, ReviewDecisionKind};
@@ -189,9 +190,21 @@ impl Services {
                 "app {app} has not agreed to the eligibility terms: an owner or editor agrees once with POST /v1/apps/{app}/eligibility"
             )));
         }
-        if self.holds_now(&record, &permission.id) {
-            return Err(ServiceError::Conflict(format!("app {app} already holds `{}`", permission.id)));
-        }
+        let now = self.clock.now();
+        let renewal = match self.holding(&record, &permission.id, now) {
+            Holding::No => None,
+            Holding::Forever => {
+                return Err(ServiceError::Conflict(format!("app {app} already holds `{}`", permission.id)));
+            }
+            Holding::Until(end) if end.0 - now.0 > RENEW_WITHIN_DAYS * 86_400 => {
+                return Err(ServiceError::Conflict(format!(
+                    "app {app} holds `{}` until {}; it can be renewed from {RENEW_WITHIN_DAYS} days before then",
+                    permission.id,
+                    end.to_rfc3339()
+                )));
+            }
+            Holding::Until(end) => Some(end),
+        };
         let open =
             self.store.requests(&RequestFilter { app_id: Some(app), limit: 1000, ..RequestFilter::default() })?;
         if let Some(r) = open.iter().find(|r| r.permission == permission.id && r.state.is_open()) {
@@ -201,9 +214,12 @@ impl Services {
             )));
         }
 
-        let now = self.clock.now();
         let immediate = permission.immediate;
         let to = if immediate { RequestState::Approved } else { RequestState::Submitted };
+        let auto = match (&permission.auto_approve, immediate) {
+            (Some(rule), false) => self.auto_approval(&record, &permission, rule, now)?,
+            _ => None,
+        };
         let new = NewRequest {
             app_id: app,
             permission: permission.id.clone(),
@@ -234,13 +250,14 @@ impl Services {
             key_id: None,
             source: GrantSource::Review,
             granted_by: Some(actor.account.id),
-            expires_at: None,
+            expires_at: Self::default_expiry(&permission, renewal.unwrap_or(now).max(now)),
             params: quota_params(requested_limit, requested_rule.as_deref()),
             reason: "request {request_id}: granted at once".into(),
         });
         let summary = serde_json::json!({
             "permission": new.permission, "state": to, "service_url": new.service_url,
             "requested_limit": requested_limit, "evidence": evidence.as_ref().map(|e| (&e.file_name, &e.content_type, e.bytes.len(), &e.sha256)),
+            "renewal_of_grant_until": renewal,
         });
         let audit =
             NewAuditEvent::new(now, Some(actor.account.id), "request.submit", "permission_request:{request_id}".into())
@@ -251,7 +268,66 @@ impl Services {
         if immediate {
             self.refresh(app)?;
         }
-        Ok(request)
+        match auto {
+            // Approved by the catalog's rule in a second transaction: should it fail, the request
+            // waits for a reviewer like any other.
+            Some(met) => Ok(self.auto_approve(&record, &permission, request, &met)?),
+            None => Ok(request),
+        }
+    }
+
+    /// Approves a request that met its permission's auto-approval rule, as permgate (no
+    /// account), saying which conditions held.
+    fn auto_approve(
+        &self,
+        record: &AppRecord,
+        permission: &Permission,
+        request: PermissionRequest,
+        met: &str,
+    ) -> ServiceResult<PermissionRequest> {
+        let now = self.clock.now();
+        let id = request.id;
+        let from = self.holding(record, &permission.id, now);
+        let start = match from {
+            Holding::Until(end) => end.max(now),
+            _ => now,
+        };
+        let grant = NewGrant {
+            app_id: record.app.id,
+            permission: permission.id.clone(),
+            key_id: None,
+            source: GrantSource::Review,
+            granted_by: None,
+            expires_at: Self::default_expiry(permission, start),
+            params: quota_params(request.requested_limit, request.requested_rule.as_deref()),
+            reason: format!("request {id} auto-approved: {met}"),
+        };
+        let event = RequestEvent {
+            at: now,
+            actor: None,
+            action: RequestAction::Approve.as_str().into(),
+            from: Some(RequestState::Submitted),
+            to: RequestState::Approved,
+            reason_code: None,
+            reason: None,
+            comment: format!("auto-approved by the catalog's rule for `{}`: {met}", permission.id),
+        };
+        let audit = NewAuditEvent::new(now, None, "request.auto_approve", format!("permission_request:{id}"))
+            .app(record.app.id)
+            .before(serde_json::json!({"state": RequestState::Submitted}))
+            .after(serde_json::json!({
+                "state": RequestState::Approved, "rule": permission.auto_approve, "met": met,
+                "grant": {"expires_at": grant.expires_at, "params": grant.params},
+            }));
+        let messages = self.messages_for(record, permission, &id.to_string(), &event)?;
+        let t = Transition { request_id: id, from: RequestState::Submitted, event };
+        match self.store.transition_request(&t, Some(&grant), &messages, &audit)? {
+            Some(updated) => {
+                self.refresh(record.app.id)?;
+                Ok(updated)
+            }
+            None => Ok(request),
+        }
     }
 
     /// The limit (and rule) a quota request asks for; none for other permissions.
@@ -481,19 +557,24 @@ impl Services {
         } else {
             None
         };
-        if self.holds_now(record, &permission.id) {
-            return Err(ServiceError::Conflict(format!(
-                "app {} already holds `{}` (granted since the request was made); reject or withdraw the request",
-                record.app.id, permission.id
-            )));
-        }
+        // A renewal continues from the end of the grant it renews.
+        let start = match self.holding(record, &permission.id, now) {
+            Holding::No => now,
+            Holding::Until(end) if end.0 - now.0 <= RENEW_WITHIN_DAYS * 86_400 => end.max(now),
+            Holding::Until(_) | Holding::Forever => {
+                return Err(ServiceError::Conflict(format!(
+                    "app {} already holds `{}` (granted since the request was made); reject or withdraw the request",
+                    record.app.id, permission.id
+                )));
+            }
+        };
         Ok(NewGrant {
             app_id: record.app.id,
             permission: permission.id.clone(),
             key_id: None,
             source: GrantSource::Review,
             granted_by: Some(actor.account.id),
-            expires_at: input.expires_at,
+            expires_at: input.expires_at.or_else(|| Self::default_expiry(permission, start)),
             params: quota_params(limit, request.requested_rule.as_deref()),
             reason: format!("request {} approved", request.id),
         })

@@ -336,18 +336,26 @@ function permissionsSection(app, cat, held, requests, canEdit) {
   const open = new Map(requests.filter((r) => ["submitted", "in_review", "on_hold"].includes(r.state)).map((r) => [r.permission, r]));
   const features = cat.permissions.filter((p) => p.obtained_by === "additional_feature" || p.obtained_by === "general_request");
   const cards = features.map((p) => {
-    const holds = held.some((g) => g.permission === p.id);
+    const grants = held.filter((g) => g.permission === p.id);
+    const holds = grants.length > 0;
+    // Renewable from 30 days before the last grant ends (none of them permanent).
+    const ends = grants.map((g) => (g.expires_at ? Date.parse(g.expires_at) : Infinity));
+    const end = Math.max(...ends);
+    const renewable = holds && end !== Infinity && end - Date.now() <= 30 * 86400 * 1000;
     const req = open.get(p.id);
     let action;
-    if (holds) action = badge("held", "ok");
+    if (req) action = h("a", { href: `#/requests/${req.id}` }, stateBadge(req.state), ` request #${req.id}`);
+    else if (renewable && canEdit) action = [badge(`held until ${fmtTime(new Date(end).toISOString())}`, "warn"), " ", h("a", { class: "button", href: `#/apps/${app.id}/apply/${p.id}` }, "Renew")];
+    else if (holds) action = badge("held", "ok");
     else if (p.retired) action = badge("retired: no new requests", "");
-    else if (req) action = h("a", { href: `#/requests/${req.id}` }, stateBadge(req.state), ` request #${req.id}`);
     else if (canEdit && !app.original_app_id) action = h("a", { class: "button", href: `#/apps/${app.id}/apply/${p.id}` }, "Apply");
     return h("div", { class: "card" },
       h("h3", {}, p.name, " ", h("span", { class: "muted mono" }, p.id)),
       h("p", {}, p.description),
       p.approval_criteria.length ? [h("strong", {}, "Approval criteria"), h("ul", {}, p.approval_criteria.map((c) => h("li", {}, c)))] : null,
       p.cautions.length ? [h("strong", {}, "Cautions"), h("ul", {}, p.cautions.map((c) => h("li", {}, c)))] : null,
+      p.default_duration_days ? h("p", { class: "muted" }, `Granted for ${p.default_duration_days} days; renewable from 30 days before the end.`) : null,
+      p.auto_approve ? h("p", { class: "muted" }, "Approved at once when the app meets the catalog's rule; otherwise a reviewer decides.") : null,
       action);
   });
   const reqRows = requests.map((r) => h("tr", {},

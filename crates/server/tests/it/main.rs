@@ -11,6 +11,7 @@ mod console;
 mod explain;
 mod gateway;
 mod keys;
+mod lifecycle;
 mod nginx;
 mod notifications;
 mod operations;

@@ -107,6 +107,8 @@ fn a_schema_url_puts_the_store_and_its_tables_in_that_schema() -> Result<(), Sto
             "change_log",
             "decision_log",
             "evidence_files",
+            "grant_notices",
+            "grant_usage",
             "grants",
             "outbox",
             "paid_usage",
