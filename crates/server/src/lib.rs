@@ -211,6 +211,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/catalog/reload", post(catalog::reload))
         .route("/v1/catalog/preview", post(catalog::preview))
         .route("/v1/shadow-report", get(catalog::shadow_report))
+        .route("/v1/grants/lifecycle", post(catalog::lifecycle))
         .route("/v1/accounts", post(accounts::create).get(accounts::list))
         .route("/v1/accounts/me", get(accounts::me))
         .route("/v1/accounts/{id}/block", post(accounts::block))

@@ -92,10 +92,12 @@ impl Services {
         if rule.no_rejection_days > 0 {
             let since = now.plus_seconds(-i64::from(rule.no_rejection_days) * DAY);
             let filter = RequestFilter { app_id: Some(record.app.id), limit: 1000, ..RequestFilter::default() };
-            let rejected = self.store.requests(&filter)?.iter().any(|r| {
-                r.history.iter().any(|e| e.to == RequestState::Rejected && e.at >= since)
-                    || (r.state == RequestState::Rejected && r.updated_at >= since)
-            });
+            // A rejection is final: a rejected request's last change is its rejection.
+            let rejected = self
+                .store
+                .requests(&filter)?
+                .iter()
+                .any(|r| r.state == RequestState::Rejected && r.updated_at >= since);
             if rejected {
                 return Ok(None);
             }
@@ -114,7 +116,8 @@ impl Services {
         let catalog = self.snapshot.read().catalog().clone();
         for state in self.store.live_grants()? {
             let g = &state.grant;
-            if g.source == GrantSource::AppType || g.key_id.is_some() {
+            // Expired grants need neither a reminder nor reaping.
+            if g.source == GrantSource::AppType || g.key_id.is_some() || g.expires_at.is_some_and(|e| e <= now) {
                 continue;
             }
             let sent = |kind: &str| state.notices.iter().any(|(k, _)| k == kind);

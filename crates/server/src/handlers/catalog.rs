@@ -106,3 +106,27 @@ pub async fn shadow_report(State(state): State<AppState>, SignedIn(actor): Signe
     let report = state.run(move |s| s.shadow_report(&actor)).await?;
     Ok(Json(json!(report)))
 }
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleInput {
+    #[serde(default)]
+    reap_unused_days: u32,
+    #[serde(default)]
+    reap_warning_days: Option<u32>,
+}
+
+/// `POST /v1/grants/lifecycle` (admin): sends the due expiry reminders now and, with
+/// `reap_unused_days`, warns about and revokes unused grants; answers what it did.
+pub async fn lifecycle(
+    State(state): State<AppState>,
+    SignedIn(actor): SignedIn,
+    crate::extract::JsonBody(input): crate::extract::JsonBody<LifecycleInput>,
+) -> Result<Json<Value>, ApiError> {
+    let reap = (input.reap_unused_days > 0).then(|| permgate_core::service::ReapPolicy {
+        unused_days: input.reap_unused_days,
+        warning_days: input.reap_warning_days.unwrap_or(14),
+    });
+    let run = state.run(move |s| s.run_lifecycle_as(&actor, reap)).await?;
+    Ok(Json(json!(run)))
+}

@@ -244,3 +244,21 @@ async fn an_unused_grant_is_warned_about_then_revoked_and_can_be_applied_for_aga
     let (status, request) = apply(&t, app, &dev).await;
     assert_eq!((status, request["state"].as_str()), (StatusCode::CREATED, Some("submitted")), "{request}");
 }
+
+#[tokio::test]
+async fn the_lifecycle_runs_on_request_for_admins() {
+    let t = TestApp::spawn().await;
+    let (app, dev) = ready_app(&t, "dev").await;
+    let grant =
+        json!({"permission": "talk_calendar", "reason": "pilot", "expires_at": t.clock_now().plus_seconds(20 * DAY)});
+    assert_eq!(t.post(&format!("/v1/apps/{app}/permissions"), &t.admin, grant).await.0, StatusCode::CREATED);
+    assert_eq!(t.post("/v1/grants/lifecycle", &dev, json!({})).await.0, StatusCode::FORBIDDEN);
+    let (status, body) = t.post("/v1/grants/lifecycle", &t.admin, json!({"reap_unused_days": "x"})).await;
+    assert_eq!((status, body["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{body}");
+    let (status, run) = t.post("/v1/grants/lifecycle", &t.admin, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run, json!({"notified": [[app, "talk_calendar", "expiry_30"]], "reaped": []}));
+    t.clock.advance(31 * DAY);
+    let (_, run) = t.post("/v1/grants/lifecycle", &t.admin, json!({"reap_unused_days": 30})).await;
+    assert_eq!(run["notified"], json!([]), "expired grants are not live: {run}");
+}
