@@ -353,7 +353,7 @@ fn resolve<'s>(
     }
 
     let product = &catalog.products[api.product_idx];
-    if !app.products_active.get(api.product_idx).copied().unwrap_or(false) {
+    if !app.products_active.contains(api.product_idx) {
         let msg = format!(
             "product `{}` is not activated for this app; activate it with PUT /v1/apps/{}/products/{}",
             product.id, app.id, product.id
@@ -503,10 +503,10 @@ fn identify<'s>(
     let credential = credential::parse_authorization(query.authorization).map_err(|e| e.to_string())?;
     let caller = match credential {
         Credential::AppKey(presented) => {
-            let (app, key) = snapshot
+            let (app, key, kind) = snapshot
                 .find_key(presented)
                 .ok_or_else(|| "unknown app key: it was never issued, or was deleted or rotated".to_owned())?;
-            Caller { app, kind: key.kind, key: Some(key.id), user: None, scopes: Vec::new() }
+            Caller { app, kind, key: Some(key), user: None, scopes: Vec::new() }
         }
         Credential::UserToken(token) => {
             let claims = snapshot.verifier.verify(token, now).map_err(|e| e.to_string())?;
@@ -517,7 +517,11 @@ fn identify<'s>(
         }
     };
     accepts(api, caller.kind)?;
-    let key = caller.key.and_then(|k| caller.app.key(k));
+    // Only browser and native keys carry platform data to check (a REST key needs no more reads).
+    let key = match caller.kind {
+        KeyKind::Javascript | KeyKind::NativeApp => caller.key.and_then(|k| caller.app.key(k)),
+        _ => None,
+    };
     match (caller.kind, key) {
         (KeyKind::Javascript, Some(key)) => {
             let origin = query.origin.unwrap_or("");
@@ -627,28 +631,14 @@ fn count(
     let catalog = snapshot.catalog();
     let offset = catalog.utc_offset;
     // `charges[i]` is counted for `plan[i]`; the two stay in step.
-    let mut charges: Vec<Charge<'_>> = Vec::new();
-    let mut plan: Vec<Planned> = Vec::new();
+    let mut charges: Vec<Charge<'_>> = Vec::with_capacity(api.quota_idx.len() + 2);
+    let mut plan: Vec<Planned> = Vec::with_capacity(api.quota_idx.len() + 2);
     for &ri in &api.quota_idx {
         let rule = &catalog.quota_rules[ri];
         let window = quota::window(rule.period, now, offset);
         let limit = app.quota_limit(ri, rule.limit, now);
         let user = d.user.as_deref();
-        let scopes: Vec<u64> = match rule.scope {
-            QuotaScope::App => vec![app.id.0.cast_unsigned()],
-            QuotaScope::Developer => vec![app.owner.0.cast_unsigned()],
-            QuotaScope::User => user.map(|u| scope_hash(&[&app.id.to_string(), u])).into_iter().collect(),
-            QuotaScope::Recipient => {
-                let app_text = app.id.to_string();
-                query.recipients.iter().map(|r| scope_hash(&[&app_text, r])).collect()
-            }
-            QuotaScope::Pair => {
-                let app_text = app.id.to_string();
-                user.map(|u| query.recipients.iter().map(|r| scope_hash(&[&app_text, u, r])).collect())
-                    .unwrap_or_default()
-            }
-        };
-        for scope in scopes {
+        let mut charge = |scope: u64| {
             charges.push(Charge {
                 key: CounterKey { rule: u32::try_from(ri).unwrap_or(u32::MAX - 2), scope, window_start: window.start },
                 rule_id: &rule.id,
@@ -656,6 +646,30 @@ fn count(
                 window_end: window.end,
             });
             plan.push(Planned { rule: Some(ri), window });
+        };
+        // App and developer scopes (the common case) need no text: their id is the scope.
+        match rule.scope {
+            QuotaScope::App => charge(app.id.0.cast_unsigned()),
+            QuotaScope::Developer => charge(app.owner.0.cast_unsigned()),
+            QuotaScope::User => {
+                if let Some(u) = user {
+                    charge(scope_hash(&[&app.id.to_string(), u]));
+                }
+            }
+            QuotaScope::Recipient => {
+                let app_text = app.id.to_string();
+                for r in query.recipients {
+                    charge(scope_hash(&[&app_text, r]));
+                }
+            }
+            QuotaScope::Pair => {
+                if let Some(u) = user {
+                    let app_text = app.id.to_string();
+                    for r in query.recipients {
+                        charge(scope_hash(&[&app_text, u, r]));
+                    }
+                }
+            }
         }
     }
     if plan.is_empty() {

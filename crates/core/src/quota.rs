@@ -119,6 +119,27 @@ pub trait QuotaCounter: Send + Sync {
 struct Cell {
     count: u64,
     window_end: i64,
+    /// Changed since the last [`MemoryCounter::drain_dirty`].
+    dirty: bool,
+}
+
+/// The counters and which of them changed since the last drain, under one lock. The map keeps
+/// the standard, randomly keyed hasher: scopes hash caller-chosen user ids and recipients.
+#[derive(Debug, Default)]
+struct Cells {
+    map: HashMap<CounterKey, Cell>,
+    dirty: Vec<CounterKey>,
+}
+
+impl Cells {
+    fn mark(&mut self, key: CounterKey, window_end: i64) -> &mut Cell {
+        let cell = self.map.entry(key).or_insert(Cell { count: 0, window_end, dirty: false });
+        if !cell.dirty {
+            cell.dirty = true;
+            self.dirty.push(key);
+        }
+        cell
+    }
 }
 
 /// Exact counting in this process's memory. Counters whose window has ended are dropped by
@@ -126,8 +147,7 @@ struct Cell {
 /// store persist them.
 #[derive(Debug, Default)]
 pub struct MemoryCounter {
-    cells: Mutex<HashMap<CounterKey, Cell>>,
-    dirty: Mutex<Vec<CounterKey>>,
+    cells: Mutex<Cells>,
 }
 
 impl MemoryCounter {
@@ -135,29 +155,40 @@ impl MemoryCounter {
         MemoryCounter::default()
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cells> {
+        self.cells.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Loads counts saved earlier (on start), keeping the larger of saved and present counts.
     pub fn restore(&self, saved: impl IntoIterator<Item = (CounterKey, u64, i64)>) {
-        let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cells = self.lock();
         for (key, count, window_end) in saved {
-            let cell = cells.entry(key).or_insert(Cell { count: 0, window_end });
+            let cell = cells.map.entry(key).or_insert(Cell { count: 0, window_end, dirty: false });
             cell.count = cell.count.max(count);
         }
     }
 
     /// The counters changed since the last call, with their counts and window ends.
     pub fn drain_dirty(&self) -> Vec<(CounterKey, u64, i64)> {
-        let keys = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
-        let cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out: Vec<(CounterKey, u64, i64)> =
-            keys.iter().filter_map(|k| cells.get(k).map(|c| (*k, c.count, c.window_end))).collect();
+        let mut cells = self.lock();
+        let keys = std::mem::take(&mut cells.dirty);
+        let mut out: Vec<(CounterKey, u64, i64)> = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(c) = cells.map.get_mut(&k) {
+                c.dirty = false;
+                out.push((k, c.count, c.window_end));
+            }
+        }
         out.sort_unstable_by_key(|(k, _, _)| *k);
-        out.dedup_by_key(|(k, _, _)| *k);
         out
     }
 
     /// Forgets counters whose window ended before `now`.
     pub fn sweep(&self, now: Timestamp) {
-        self.cells.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, c| c.window_end > now.0);
+        let mut cells = self.lock();
+        cells.map.retain(|_, c| c.window_end > now.0);
+        let Cells { map, dirty } = &mut *cells;
+        dirty.retain(|k| map.contains_key(k));
     }
 
     /// Follows a catalog change: counters of rule `i` move to `rule_map[i]`, those of rules that
@@ -170,20 +201,15 @@ impl MemoryCounter {
             let new = rule_map.get(usize::try_from(rule).ok()?).copied().flatten()?;
             u32::try_from(new).ok()
         };
-        let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
-        *cells = std::mem::take(&mut *cells)
-            .into_iter()
-            .filter_map(|(k, c)| Some((CounterKey { rule: map(k.rule)?, ..k }, c)))
-            .collect();
-        let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
-        *dirty = std::mem::take(&mut *dirty)
-            .into_iter()
-            .filter_map(|k| Some(CounterKey { rule: map(k.rule)?, ..k }))
-            .collect();
+        let mut cells = self.lock();
+        let old = std::mem::take(&mut *cells);
+        cells.map =
+            old.map.into_iter().filter_map(|(k, c)| Some((CounterKey { rule: map(k.rule)?, ..k }, c))).collect();
+        cells.dirty = old.dirty.into_iter().filter_map(|k| Some(CounterKey { rule: map(k.rule)?, ..k })).collect();
     }
 
     pub fn len(&self) -> usize {
-        self.cells.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.lock().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -193,10 +219,10 @@ impl MemoryCounter {
 
 impl QuotaCounter for MemoryCounter {
     fn admit(&self, charges: &[Charge<'_>], dry_run: bool) -> Result<Admission, CounterError> {
-        let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cells = self.lock();
         let mut remaining = Vec::with_capacity(charges.len());
         for (index, c) in charges.iter().enumerate() {
-            let used = cells.get(&c.key).map_or(0, |cell| cell.count);
+            let used = cells.map.get(&c.key).map_or(0, |cell| cell.count);
             if used >= c.limit {
                 return Ok(Admission::Exhausted { index });
             }
@@ -204,16 +230,14 @@ impl QuotaCounter for MemoryCounter {
         }
         if !dry_run {
             for c in charges {
-                cells.entry(c.key).or_insert(Cell { count: 0, window_end: c.window_end }).count += 1;
+                cells.mark(c.key, c.window_end).count += 1;
             }
-            drop(cells);
-            self.dirty.lock().unwrap_or_else(PoisonError::into_inner).extend(charges.iter().map(|c| c.key));
         }
         Ok(Admission::Admitted { remaining })
     }
 
     fn count(&self, key: &CounterKey, _rule_id: &str) -> Result<u64, CounterError> {
-        Ok(self.cells.lock().unwrap_or_else(PoisonError::into_inner).get(key).map_or(0, |c| c.count))
+        Ok(self.lock().map.get(key).map_or(0, |c| c.count))
     }
 }
 

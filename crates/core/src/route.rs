@@ -170,7 +170,8 @@ impl Router {
 
     /// Finds the API for a concrete path (a query string, if any, is ignored).
     pub fn lookup(&self, method: Method, path: &str) -> Option<u32> {
-        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let end = path.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(path.len());
+        let path = &path[..end];
         let rest = path.strip_prefix('/')?;
         if rest.is_empty() {
             return self.root.endpoints[method.index()];

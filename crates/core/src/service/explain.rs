@@ -193,7 +193,7 @@ impl Services {
         }
 
         let product = &catalog.products[api.product_idx];
-        if entry.products_active.get(api.product_idx).copied().unwrap_or(false) {
+        if entry.products_active.contains(api.product_idx) {
             checks.push(check("product", "pass", format!("product `{}` is activated", product.id), None));
         } else {
             checks.push(check(
