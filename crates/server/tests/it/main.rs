@@ -1,5 +1,6 @@
 //! The HTTP contract of SPEC section 5, through a real server on port 0 with a fresh database.
 
+mod access;
 mod accounts;
 mod app_types;
 mod apps;
