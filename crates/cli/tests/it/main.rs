@@ -1,6 +1,7 @@
 //! The `permgate` binary as a user runs it: first start, restart, the CLI commands.
 
 mod commands;
+mod crash;
 mod operations;
 mod quota_restart;
 mod serve;
