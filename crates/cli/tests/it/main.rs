@@ -44,6 +44,15 @@ impl Server {
         }
     }
 
+    /// Every log line written so far (waiting up to `quiet` for more after the last one).
+    pub fn drain(&mut self, quiet: Duration) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.log.recv_timeout(quiet) {
+            lines.push(line);
+        }
+        lines
+    }
+
     /// Sends a signal (`HUP`, `TERM`) to the process.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
