@@ -18,11 +18,13 @@ pub struct ApiError {
     pub msg: String,
     /// Set when the error was logged already (internal errors); otherwise made when answering.
     pub trace_id: Option<String>,
+    /// Seconds to send as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: i32, msg: impl Into<String>) -> Self {
-        ApiError { status, code, msg: msg.into(), trace_id: None }
+        ApiError { status, code, msg: msg.into(), trace_id: None, retry_after: None }
     }
 
     pub fn invalid(msg: impl Into<String>) -> Self {
@@ -41,6 +43,7 @@ impl ApiError {
             code: -1,
             msg: format!("internal error; quote trace id {trace_id} when reporting it"),
             trace_id: Some(trace_id),
+            retry_after: None,
         }
     }
 }
@@ -81,6 +84,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if let Some(value) = header {
             response.headers_mut().insert(TRACE_HEADER, value);
+        }
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

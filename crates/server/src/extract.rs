@@ -88,9 +88,36 @@ impl FromRequestParts<AppState> for SignedIn {
             }
             token = Some(session);
         }
-        let actor = state.run(move |s| s.authenticate(token.as_deref())).await?;
-        Ok(SignedIn(actor))
+        let ip = client_ip(parts);
+        state.throttle.check(ip)?;
+        let presented = token.is_some();
+        match state.run(move |s| s.authenticate(token.as_deref())).await {
+            Ok(actor) => Ok(SignedIn(actor)),
+            Err(e) => {
+                // A guess is a token that does not sign in; asking without one is not.
+                if e.code == -401 && presented {
+                    state.throttle.failed(ip);
+                }
+                Err(e)
+            }
+        }
     }
+}
+
+/// The address the request came from, as an extractor.
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
+    }
+}
+
+/// The address the request came from, when the server knows it.
+pub(crate) fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
 }
 
 /// The console session's token from the `Cookie` header, if any.

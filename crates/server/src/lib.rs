@@ -19,6 +19,7 @@ mod metrics;
 mod redis_ping;
 mod saver;
 mod sync;
+mod throttle;
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -34,6 +35,7 @@ pub use handlers::catalog::reload_from_file;
 pub use metrics::Metrics;
 pub use saver::spawn_saver;
 pub use sync::spawn_change_sync;
+pub use throttle::{LIMIT as SIGN_IN_LIMIT, WINDOW as SIGN_IN_WINDOW};
 
 /// What every handler can reach. A node serves from the moment it binds its port; until the store
 /// is reachable and migrated and the snapshot is built, [`AppState::services`] answers 503 and
@@ -49,6 +51,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The catalog file `POST /v1/catalog/reload` reads (none: the built-in catalog).
     pub catalog_path: Option<std::path::PathBuf>,
+    /// Failed sign-ins by address.
+    pub(crate) throttle: Arc<throttle::SignInThrottle>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -73,6 +77,7 @@ impl AppState {
             redis_url: None,
             metrics: Arc::default(),
             catalog_path: None,
+            throttle: Arc::default(),
         }
     }
 
@@ -274,5 +279,6 @@ pub async fn serve_router(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }

@@ -282,14 +282,17 @@ fn json_logs_are_one_object_per_line() {
 async fn secrets_never_reach_the_logs_even_at_debug_level() {
     let dir = scratch_dir("secret-logs");
     let smtp_password = "smtp-hunter2-password";
-    let mut node = crate::start(&dir.0, &[
-        ("PERMGATE_ADMIN_TOKEN", ADMIN),
-        ("PERMGATE_JWT_SECRET", SECRET),
-        ("PERMGATE_LOG", "debug"),
-        ("PERMGATE_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
-        ("PERMGATE_WEBHOOK_SECRET", "webhook-signing-secret-value"),
-        ("PERMGATE_SMTP_URL", &format!("smtp://mailer:{smtp_password}@127.0.0.1:9")),
-    ]);
+    let mut node = crate::start(
+        &dir.0,
+        &[
+            ("PERMGATE_ADMIN_TOKEN", ADMIN),
+            ("PERMGATE_JWT_SECRET", SECRET),
+            ("PERMGATE_LOG", "debug"),
+            ("PERMGATE_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ("PERMGATE_WEBHOOK_SECRET", "webhook-signing-secret-value"),
+            ("PERMGATE_SMTP_URL", &format!("smtp://mailer:{smtp_password}@127.0.0.1:9")),
+        ],
+    );
     let base = node.base.clone();
     let (dev, app, user) = crate::developer_app(&base, ADMIN, SECRET, "u1", &[]).await;
     let body = serde_json::json!({"name": "Maps", "company_name": "C", "category": "x"});
@@ -299,7 +302,9 @@ async fn secrets_never_reach_the_logs_even_at_debug_level() {
         .map(|k| maps["keys"][k][0]["key"].as_str().unwrap_or_default().to_owned())
         .collect();
     // Good and bad credentials of every kind, through every surface that reads them.
-    for auth in keys.iter().map(|k| format!("KakaoAK {k}")).chain([format!("Bearer {user}"), "KakaoAK wrong-key-0123".into()]) {
+    for auth in
+        keys.iter().map(|k| format!("KakaoAK {k}")).chain([format!("Bearer {user}"), "KakaoAK wrong-key-0123".into()])
+    {
         decide(&base, &auth, LOCAL).await;
         let _ = reqwest::Client::new()
             .get(format!("{base}/v1/authz"))
@@ -308,16 +313,30 @@ async fn secrets_never_reach_the_logs_even_at_debug_level() {
             .send()
             .await;
     }
-    let _ = crate::call(reqwest::Method::GET, format!("{base}/v1/apps/{app}"), Some("pgt_not_a_real_token_000000000000"), None).await;
+    let _ = crate::call(
+        reqwest::Method::GET,
+        format!("{base}/v1/apps/{app}"),
+        Some("pgt_not_a_real_token_000000000000"),
+        None,
+    )
+    .await;
     let _ = crate::call(reqwest::Method::GET, format!("{base}/v1/apps/{app}"), Some(&dev), None).await;
     node.signal("TERM");
     let lines = node.drain(std::time::Duration::from_secs(3));
     assert!(lines.iter().any(|l| l.contains("stopped")), "the log was read to its end: {lines:?}");
     assert!(lines.iter().any(|l| l.contains("refused:")), "the refusals were logged: {lines:?}");
-    let secrets: Vec<&str> = [ADMIN, SECRET, dev.as_str(), user.as_str(), smtp_password, "webhook-signing-secret-value", "pgt_not_a_real_token"]
-        .into_iter()
-        .chain(keys.iter().map(String::as_str))
-        .collect();
+    let secrets: Vec<&str> = [
+        ADMIN,
+        SECRET,
+        dev.as_str(),
+        user.as_str(),
+        smtp_password,
+        "webhook-signing-secret-value",
+        "pgt_not_a_real_token",
+    ]
+    .into_iter()
+    .chain(keys.iter().map(String::as_str))
+    .collect();
     for line in &lines {
         for secret in &secrets {
             assert!(!line.contains(secret), "a secret reached the log: {line}");

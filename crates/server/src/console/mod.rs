@@ -64,6 +64,7 @@ fn cookie(headers: &HeaderMap, value: &str, max_age: u32) -> HeaderValue {
 /// `POST /v1/session {token}`: checks the token and sets the session cookie.
 pub async fn sign_in(
     axum::extract::State(state): axum::extract::State<AppState>,
+    crate::extract::ClientIp(ip): crate::extract::ClientIp,
     headers: HeaderMap,
     JsonBody(input): JsonBody<SignIn>,
 ) -> Result<Response, ApiError> {
@@ -71,8 +72,17 @@ pub async fn sign_in(
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::invalid("`token`: paste the account token as printed"));
     }
+    state.throttle.check(ip)?;
     let presented = token.clone();
-    let actor = state.run(move |s| s.authenticate(Some(&presented))).await?;
+    let actor = match state.run(move |s| s.authenticate(Some(&presented))).await {
+        Ok(actor) => actor,
+        Err(e) => {
+            if e.code == -401 {
+                state.throttle.failed(ip);
+            }
+            return Err(e);
+        }
+    };
     let mut r = Json(json!(actor.account)).into_response();
     r.headers_mut().insert(SET_COOKIE, cookie(&headers, &token, SESSION_SECS));
     Ok(r)

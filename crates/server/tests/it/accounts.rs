@@ -115,3 +115,47 @@ both_backends! {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 }
+
+#[tokio::test]
+async fn repeated_wrong_tokens_from_one_address_are_throttled_and_say_nothing_about_the_token() {
+    let t = permgate_testkit::TestApp::spawn().await;
+    let (_, dev) = t.account("dev", "developer").await;
+    let strip = |mut v: serde_json::Value| {
+        v.as_object_mut().map(|o| o.remove("trace_id"));
+        v
+    };
+    let (s1, unknown) = t.get("/v1/apps", "pgt_0000000000000000000000000000000000000000000000ff").await;
+    let (s2, malformed) = t.get("/v1/apps", "not even a token").await;
+    assert_eq!((s1, s2), (reqwest::StatusCode::UNAUTHORIZED, reqwest::StatusCode::UNAUTHORIZED));
+    assert_eq!(strip(unknown), strip(malformed), "an unknown and a malformed token fail alike");
+    // Asking without a token is not a guess.
+    for _ in 0..30 {
+        t.call(reqwest::Method::GET, "/v1/apps", None, None).await;
+    }
+    assert_eq!(t.get("/v1/apps", &dev).await.0, reqwest::StatusCode::OK);
+    for i in 2..permgate_server::SIGN_IN_LIMIT {
+        let (status, _) = t.get("/v1/apps", &format!("pgt_guess_{i:044}")).await;
+        assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    }
+    // The limit reached: this address is refused, even with a good token, and told when to retry.
+    let response = t
+        .client
+        .get(format!("{}/v1/apps", t.base))
+        .bearer_auth(&dev)
+        .send()
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(response.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+    let retry = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    assert!(retry.is_some_and(|s| (1..=60).contains(&s)), "{retry:?}");
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    assert!(
+        body["msg"].as_str().is_some_and(|m| m.starts_with("too many failed sign-ins from this address")),
+        "{body}"
+    );
+    // The console's sign-in is throttled alike.
+    let (status, _) = t.post("/v1/session", "", serde_json::json!({"token": dev})).await;
+    assert_eq!(status, reqwest::StatusCode::TOO_MANY_REQUESTS);
+    // The decision API is not: a gateway speaks for many clients.
+    assert_eq!(t.check("GET", "/v2/local/search/keyword.json", "KakaoAK nope").await["code"], -401);
+}
