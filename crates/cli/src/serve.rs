@@ -91,6 +91,9 @@ pub struct ServeArgs {
     /// Seed an empty database with a demo developer, reviewer, app, requests and traffic.
     #[arg(long, env = "PERMGATE_DEMO")]
     demo: bool,
+    /// Seconds a management or decision request may take, its body included (then 408).
+    #[arg(long, env = "PERMGATE_REQUEST_TIMEOUT", default_value_t = 60)]
+    request_timeout: u64,
     /// Log filter, e.g. `info` or `permgate=debug`.
     #[arg(long, env = "PERMGATE_LOG", default_value = "info")]
     log: String,
@@ -197,6 +200,7 @@ pub fn run(args: ServeArgs, known: &[String]) -> anyhow::Result<ExitCode> {
         let mut state = AppState::starting("connecting to the store");
         state.redis_url = args.redis_url.clone();
         state.catalog_path = args.engine.catalog.clone();
+        state.request_timeout = Duration::from_secs(args.request_timeout.max(1));
         tokio::spawn(watch_catalog(state.clone(), Duration::from_secs(args.catalog_watch)));
         tracing::info!("listening on http://{addr}; getting ready");
         let stop = Arc::new(AtomicBool::new(false));

@@ -53,6 +53,8 @@ pub struct AppState {
     pub catalog_path: Option<std::path::PathBuf>,
     /// Failed sign-ins by address.
     pub(crate) throttle: Arc<throttle::SignInThrottle>,
+    /// The longest a management or decision request may take, body included (then 408).
+    pub request_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -78,6 +80,7 @@ impl AppState {
             metrics: Arc::default(),
             catalog_path: None,
             throttle: Arc::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 
@@ -195,6 +198,29 @@ fn report_counter_health(decision: &permgate_core::Decision) {
     }
 }
 
+/// The default of [`AppState::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Answers 408 when a request (its body included) takes longer than the state's limit: a client
+/// that sends its body slowly holds nothing for long.
+async fn time_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let limit = state.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            -2,
+            format!("the request took longer than {} s (PERMGATE_REQUEST_TIMEOUT)", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
 /// The largest JSON body the management API and `/v1/check` accept.
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
@@ -261,6 +287,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), time_limit))
         .with_state(state)
 }
 
@@ -273,12 +300,72 @@ pub async fn serve(
     serve_router(listener, router(state), shutdown).await
 }
 
-/// Serves any of permgate's routers (the API, the gateway) the same way.
+/// How long a client may take to send a request's headers (slow clients are cut off).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most headers a request may carry (more: 431).
+pub const MAX_HEADERS: usize = 100;
+/// How long in-flight requests may take to finish once shutting down.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves any of permgate's routers (the API, the gateway) the same way: HTTP/1.1 with
+/// keep-alive, a [`HEADER_READ_TIMEOUT`] against slow clients, at most [`MAX_HEADERS`] headers,
+/// the peer's address for the handlers, and on `shutdown` no new connections while in-flight
+/// requests finish (for at most [`DRAIN_TIMEOUT`]).
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                Err(e) => {
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower_service::Service::call(&mut router.clone(), req)
+        });
+        let mut stopped = stopped.clone();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_headers(MAX_HEADERS);
+            let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = async { drop(stopped.wait_for(|s| *s).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Forget finished connections as we go.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            "{} connection(s) still busy after {} s; closing them",
+            connections.len(),
+            DRAIN_TIMEOUT.as_secs()
+        );
+        connections.abort_all();
+    }
+    Ok(())
 }

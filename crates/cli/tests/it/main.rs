@@ -2,6 +2,7 @@
 
 mod commands;
 mod crash;
+mod hardening;
 mod operations;
 mod quota_restart;
 mod serve;
