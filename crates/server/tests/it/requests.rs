@@ -76,6 +76,9 @@ both_backends! {
         // The evidence comes back byte for byte to a reviewer.
         let resp = t.client.get(format!("{}/v1/permission-requests/{id}/evidence", t.base)).bearer_auth(&rev).send().await.unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("image/png"));
+        assert_eq!(resp.headers().get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"));
+        let csp = resp.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(csp.starts_with("sandbox;") && csp.contains("default-src 'none'"), "uploaded content runs nothing: {csp}");
         assert_eq!(resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default(), TINY_PNG);
 
         // Every transition is in the audit trail, which verifies.
