@@ -10,12 +10,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 W=$(mktemp -d)
-trap 'kill $(cat $W/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf $W' EXIT
+# Stop what this run started and wait for it to be gone, so that the next run finds its ports free.
+stop() {
+  local pids; pids=$(cat $W/*.pid 2>/dev/null || true)
+  kill $pids 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 $pids 2>/dev/null || break; sleep 0.1; done
+  kill -9 $pids 2>/dev/null || true
+  rm -rf $W
+}
+trap stop EXIT
 PG=127.0.0.1:18080; GW=127.0.0.1:18000; UP=127.0.0.1:19000; NGX_PLAIN=127.0.0.1:18001; NGX_AUTH=127.0.0.1:18002
+for port in ${PG##*:} ${GW##*:} ${UP##*:} ${NGX_PLAIN##*:} ${NGX_AUTH##*:}; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then echo "port $port is in use: stop what listens there first" >&2; exit 1; fi
+done
 ADMIN=bench-admin-token-0123456789
 
+# `exec`, so that the recorded pid is permgate's own (not a subshell's that a signal would miss).
 ( cd $W && PERMGATE_LISTEN=$PG PERMGATE_GATEWAY_LISTEN=$GW PERMGATE_UPSTREAM=http://$UP PERMGATE_ADMIN_TOKEN=$ADMIN \
-  PERMGATE_LOG=warn "$OLDPWD/target/release/permgate" serve > $W/permgate.log 2>&1 & echo $! > $W/permgate.pid )
+  PERMGATE_LOG=warn exec "$OLDPWD/target/release/permgate" serve > $W/permgate.log 2>&1 ) &
+echo $! > $W/permgate.pid
 sed -e "s/listen 8000;/listen $NGX_AUTH;/" -e "s/127.0.0.1:8080/$PG/" -e "s/127.0.0.1:9000/$UP/" examples/nginx/permgate.conf > $W/auth.conf
 cat > $W/nginx.conf <<CONF
 daemon off; master_process off; worker_processes 1; pid $W/nginx.pid; error_log $W/error.log;
