@@ -2,9 +2,10 @@
 """Soak run: a release permgate on loopback at a steady rate of mixed calls for a fixed time.
 
 Every second it sends RATE requests: decisions (POST /v1/check, counted) and, one in ten,
-management writes (a new app, a key rotation, a grant and its revocation, a permission request).
-Every 10 s it samples the node's resident memory. It fails (exit 1) when any request fails or
-answers 5xx. Needs a release build (cargo build --release) and Python 3.
+management writes, one at a time as an operator would make them (a product switched on and off, a
+key rotation, a grant and its revocation, a usage read). The writes change state without adding
+apps, so memory should stay flat. Every 10 s it samples the node's resident memory. It fails
+(exit 1) when any request fails. Needs a release build (cargo build --release) and Python 3.
 
     bench/soak.py [minutes, default 10] [rate per second, default 200]
 """
@@ -72,29 +73,43 @@ def main():
               "params": {"rule": "local_keyword_search_daily", "limit": 1_000_000_000}})
         state = {"key": key, "key_id": key_id, "ok": 0, "failed": 0, "errors": []}
         lock = threading.Lock()
+        writes = threading.Lock()
 
         def check():
             body = {"method": "GET", "path": "/v2/local/search/keyword.json",
                     "headers": {"authorization": f"KakaoAK {state['key']}"}}
             status, d = call("POST", "/v1/check", None, body)
-            return status == 200 and d.get("code") in (0, -401)  # -401: a key rotated meanwhile
+            # -401: the key was rotated between reading it and the check.
+            if status == 200 and d.get("code") in (0, -401):
+                return True
+            with lock:
+                state["errors"].append(f"check: {status} {d}")
+            return False
+
+        def expect(what, got, want):
+            if got[0] != want:
+                with lock:
+                    state["errors"].append(f"{what}: {got[0]} {got[1]}")
+                return False
+            return True
 
         def write(i):
-            kind = i % 4
-            if kind == 0:
-                s, _ = call("POST", "/v1/apps", dev, {"name": f"soak {i}", "company_name": "C", "category": "x"})
-                return s == 201
-            if kind == 1:
-                s, k = call("POST", f"/v1/apps/{app_id}/keys/{state['key_id']}/rotate", dev, {})
-                if s == 200:
-                    state["key"], state["key_id"] = k["key"], k["id"]
-                return s == 200
-            if kind == 2:
-                s1, _ = call("POST", f"/v1/apps/{app_id}/permissions", ADMIN, {"permission": "kakao_moment", "reason": "soak"})
-                s2, _ = call("DELETE", f"/v1/apps/{app_id}/permissions/kakao_moment", rev, {"reason": "soak"})
-                return s1 == 201 and s2 == 200
-            s, _ = call("GET", f"/v1/apps/{app_id}/usage", dev)
-            return s == 200
+            with writes:
+                kind = (i // 10) % 4
+                if kind == 0:
+                    on = (i // 40) % 2 == 0
+                    got = call("PUT", f"/v1/apps/{app_id}/products/kakao_login", dev, {"activated": on})
+                    return expect("product", got, 200)
+                if kind == 1:
+                    got = call("POST", f"/v1/apps/{app_id}/keys/{state['key_id']}/rotate", dev, {})
+                    if got[0] == 200:
+                        state["key"], state["key_id"] = got[1]["key"], got[1]["id"]
+                    return expect("rotate", got, 200)
+                if kind == 2:
+                    granted = call("POST", f"/v1/apps/{app_id}/permissions", ADMIN, {"permission": "kakao_moment", "reason": "soak"})
+                    revoked = call("DELETE", f"/v1/apps/{app_id}/permissions/kakao_moment", rev, {"reason": "soak"})
+                    return expect("grant", granted, 201) and expect("revoke", revoked, 200)
+                return expect("usage", call("GET", f"/v1/apps/{app_id}/usage", dev), 200)
 
         def one(i):
             try:
