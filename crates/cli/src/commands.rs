@@ -38,9 +38,8 @@ pub struct CheckArgs {
 
 /// Decides one call; prints the decision as JSON; exits 0 if allowed, 1 if denied.
 pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let store = wiring::open_store(&args.store.database_url)?;
-    let catalog = wiring::load_catalog(args.engine.catalog.as_deref())?;
-    let (services, _) = wiring::services(store, catalog, std::sync::Arc::new(args.engine.verifier()?))?;
+    let services =
+        wiring::open_services(&args.store.database_url, args.engine.catalog.as_deref(), args.engine.verifier()?)?;
     let query = Query {
         method: &args.method,
         path: &args.path,

@@ -155,10 +155,11 @@ pub enum RequestsCommand {
 
 /// The services over the configured store and catalog.
 fn services(ctx: &Ctx) -> anyhow::Result<Services> {
-    let store = wiring::open_store(&ctx.database_url)?;
-    let catalog = wiring::load_catalog(ctx.catalog.as_deref())?;
-    let verifier = std::sync::Arc::new(permgate_core::credential::TokenVerifier::new(None));
-    Ok(wiring::services(store, catalog, verifier)?.0)
+    wiring::open_services(
+        &ctx.database_url,
+        ctx.catalog.as_deref(),
+        permgate_core::credential::TokenVerifier::new(None),
+    )
 }
 
 /// The services over the configured store, and the admin acting.

@@ -93,6 +93,13 @@ pub fn services(
     Ok((Services::new(store, Arc::new(SharedSnapshot::new(snapshot)), Arc::new(SystemClock)), since))
 }
 
+/// The services of a command that works on the database directly: the store (migrated), the
+/// catalog (the file, or the built-in one) and a fresh snapshot.
+pub fn open_services(url: &str, catalog: Option<&Path>, verifier: TokenVerifier) -> anyhow::Result<Services> {
+    let store = open_store(url)?;
+    Ok(services(store, load_catalog(catalog)?, Arc::new(verifier))?.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

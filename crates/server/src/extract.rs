@@ -88,19 +88,7 @@ impl FromRequestParts<AppState> for SignedIn {
             }
             token = Some(session);
         }
-        let ip = client_ip(parts);
-        state.throttle.check(ip)?;
-        let presented = token.is_some();
-        match state.run(move |s| s.authenticate(token.as_deref())).await {
-            Ok(actor) => Ok(SignedIn(actor)),
-            Err(e) => {
-                // A guess is a token that does not sign in; asking without one is not.
-                if e.code == -401 && presented {
-                    state.throttle.failed(ip);
-                }
-                Err(e)
-            }
-        }
+        state.sign_in(client_ip(parts), token).await.map(SignedIn)
     }
 }
 

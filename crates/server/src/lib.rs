@@ -105,6 +105,23 @@ impl AppState {
         })
     }
 
+    /// Signs in with an account token from `ip`, through the brute-force throttle: a refused
+    /// address is refused whatever it presents, and a token that does not sign in counts against
+    /// it (asking without a token does not).
+    pub(crate) async fn sign_in(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        token: Option<String>,
+    ) -> Result<permgate_core::service::Actor, ApiError> {
+        self.throttle.check(ip)?;
+        let guess = token.is_some();
+        let signed_in = self.run(move |s| s.authenticate(token.as_deref())).await;
+        if signed_in.as_ref().is_err_and(|e| e.code == -401) && guess {
+            self.throttle.failed(ip);
+        }
+        signed_in
+    }
+
     /// Runs a blocking service call off the async workers.
     pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where

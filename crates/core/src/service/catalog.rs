@@ -214,14 +214,6 @@ impl Services {
         self.apply_changes(since)?;
         Ok(Reloaded { version, changed: true, diff: catalog_diff })
     }
-
-    /// [`Services::reload_catalog`] for a person: admins only.
-    pub fn reload_catalog_as(&self, actor: &Actor, new: Catalog, source: &str) -> ServiceResult<Reloaded> {
-        if !actor.is_admin() {
-            return Err(ServiceError::Forbidden("only an admin may reload the catalog".into()));
-        }
-        self.reload_catalog(new, source, Some(actor))
-    }
 }
 
 fn outcome(d: &crate::decision::Decision) -> Outcome {

@@ -69,7 +69,6 @@ impl Services {
     pub(super) fn auto_approval(
         &self,
         record: &AppRecord,
-        permission: &Permission,
         rule: &AutoApprove,
         now: Timestamp,
     ) -> ServiceResult<Option<String>> {
@@ -103,7 +102,6 @@ impl Services {
             }
             met.push(format!("no request rejected in {} days", rule.no_rejection_days));
         }
-        let _ = permission;
         Ok(Some(met.join(", ")))
     }
 

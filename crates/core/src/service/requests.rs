@@ -217,7 +217,7 @@ impl Services {
         let immediate = permission.immediate;
         let to = if immediate { RequestState::Approved } else { RequestState::Submitted };
         let auto = match (&permission.auto_approve, immediate) {
-            (Some(rule), false) => self.auto_approval(&record, &permission, rule, now)?,
+            (Some(rule), false) => self.auto_approval(&record, rule, now)?,
             _ => None,
         };
         let new = NewRequest {

@@ -364,8 +364,7 @@ impl Services {
 
     /// Whether the app holds `permission` now (app-wide).
     pub(super) fn holds_now(&self, record: &AppRecord, permission: &str) -> bool {
-        let now = self.clock.now();
-        record.grants.iter().any(|g| g.permission == permission && g.key_id.is_none() && g.is_active(now))
+        self.holding(record, permission, self.clock.now()) != super::lifecycle::Holding::No
     }
 
     pub fn set_consent_item(

@@ -72,17 +72,7 @@ pub async fn sign_in(
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::invalid("`token`: paste the account token as printed"));
     }
-    state.throttle.check(ip)?;
-    let presented = token.clone();
-    let actor = match state.run(move |s| s.authenticate(Some(&presented))).await {
-        Ok(actor) => actor,
-        Err(e) => {
-            if e.code == -401 {
-                state.throttle.failed(ip);
-            }
-            return Err(e);
-        }
-    };
+    let actor = state.sign_in(ip, Some(token.clone())).await?;
     let mut r = Json(json!(actor.account)).into_response();
     r.headers_mut().insert(SET_COOKIE, cookie(&headers, &token, SESSION_SECS));
     Ok(r)

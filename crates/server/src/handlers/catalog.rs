@@ -36,24 +36,20 @@ fn read_file(state: &AppState) -> Result<(Catalog, String), ServiceError> {
 }
 
 /// Reads the catalog file and reloads it: on any error the catalog in force stays. Counts the
-/// outcome in `/metrics` and logs it. Blocking (file and store).
+/// outcome in `/metrics` and logs it. Blocking (file and store). Callers check the actor's role.
 pub fn reload_from_file(
     state: &AppState,
     services: &Services,
     actor: Option<&Actor>,
     why: &str,
 ) -> Result<Reloaded, ServiceError> {
-    let result = read_file(state).and_then(|(catalog, source)| match actor {
-        Some(actor) => services.reload_catalog_as(actor, catalog, &source),
-        None => services.reload_catalog(catalog, &source, None),
-    });
+    let result = read_file(state).and_then(|(catalog, source)| services.reload_catalog(catalog, &source, actor));
     match &result {
         Ok(r) if r.changed => {
             state.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
             tracing::info!(version = %r.version, changes = %r.diff.lines().join("; "), "catalog reloaded ({why})");
         }
         Ok(r) => tracing::info!(version = %r.version, "catalog unchanged ({why}); nothing to reload"),
-        Err(ServiceError::Forbidden(_)) => {}
         Err(e) => {
             state.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!("catalog reload ({why}) failed; the catalog in force stays: {e}");
