@@ -559,7 +559,7 @@ pub fn explain(ctx: &Ctx, app: i64, method: &str, path: &str) -> anyhow::Result<
     if let (false, Some(v)) = (ctx.json, &e.verdict) {
         let outcome = if v.allow { "allowed".to_owned() } else { format!("denied {} ({})", v.code, v.status) };
         println!(
-            "\nverdict for a {} credential: {outcome}{}",
+            "\nverdict with the app's {} credential: {outcome}{}",
             v.credential,
             v.msg.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
         );
