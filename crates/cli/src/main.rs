@@ -82,6 +82,8 @@ enum Command {
     /// Show the settings `permgate serve` would run with.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the management API's OpenAPI 3.1 document (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -188,6 +190,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args, &config::known_names(&command)),
         Command::Config(ConfigCommand::Show { json }) => config::show(&command, &file, json),
         Command::Check(args) => commands::check(args),
+        Command::Openapi => {
+            println!("{:#}", permgate_server::openapi::document());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Catalog(CatalogCommand::Validate { file }) => commands::validate_catalog(&file),
         Command::Catalog(CatalogCommand::Show) => {
             print!("{}", permgate_core::catalog::DEFAULT_CATALOG);

@@ -12,7 +12,7 @@ use crate::time::Timestamp;
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// An event about to be written; the store assigns `seq` and the hashes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct NewAuditEvent {
     pub at: Timestamp,
     /// The account that acted; `None` for permgate itself (bootstrap, expiry).
@@ -75,7 +75,7 @@ impl NewAuditEvent {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct AuditEvent {
     pub seq: i64,
     #[serde(flatten)]

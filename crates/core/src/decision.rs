@@ -70,7 +70,7 @@ pub mod code {
 }
 
 /// How an allowed call is limited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Restriction {
     /// The app lacks the permission (or is a test app): the call works for its members only.
@@ -86,7 +86,7 @@ impl Restriction {
 }
 
 /// The verdict on one call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Decision {
     pub allow: bool,
     /// The HTTP status a denied call gets (200 when allowed).
@@ -143,7 +143,7 @@ pub struct Decision {
 }
 
 /// What enforcement would have answered to a call that shadow mode allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct WouldDeny {
     pub status: u16,
     pub code: i32,
@@ -158,7 +158,7 @@ pub struct WouldDeny {
 }
 
 /// Where a call stands against one quota rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct QuotaState {
     pub rule: String,
     pub limit: u64,
@@ -171,7 +171,7 @@ pub struct QuotaState {
 }
 
 /// An app-wide quota rule passed 80 % or 100 % of its limit with this call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct QuotaAlert {
     pub app_id: AppId,
     pub rule: String,

@@ -20,7 +20,7 @@ use crate::time::Timestamp;
 pub const KEEP: usize = 10_000;
 
 /// One kind of call as it was last decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct LoggedCall {
     pub app_id: AppId,
     pub key_kind: KeyKind,

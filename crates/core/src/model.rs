@@ -11,7 +11,7 @@ use crate::time::Timestamp;
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(transparent)]
         pub struct $name(pub i64);
 
@@ -46,7 +46,7 @@ id_type!(
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -140,7 +140,7 @@ string_enum!(
 /// The most keys of one kind an app may hold (Kakao, since 2025-12-03).
 pub const MAX_KEYS_PER_KIND: usize = 5;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Account {
     pub id: AccountId,
     pub name: String,
@@ -151,14 +151,14 @@ pub struct Account {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Member {
     pub account_id: AccountId,
     pub role: MemberRole,
 }
 
 /// The platform data a key carries; which fields apply depends on the key's kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Platforms {
     /// JavaScript keys: allowed web origins (`https://example.com`).
@@ -175,7 +175,7 @@ pub struct Platforms {
     pub api_categories: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Key {
     pub id: KeyId,
     pub kind: KeyKind,
@@ -190,7 +190,7 @@ pub struct Key {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct App {
     pub id: AppId,
     pub name: String,
@@ -208,7 +208,7 @@ pub struct App {
 }
 
 /// A permission held by an app (or by one of its keys).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Grant {
     pub id: i64,
     pub app_id: AppId,
@@ -231,7 +231,7 @@ impl Grant {
 
 /// Paid usage of an app: past the free limit of the listed quota rules, calls continue and are
 /// counted as paid, until the app's daily or monthly cap of paid calls (-11).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaidUsage {
     pub rules: Vec<String>,
@@ -245,7 +245,7 @@ string_enum!(
 );
 
 /// A consent item set on an app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConsentSetting {
     pub scope: String,
     pub consent_type: ConsentLevel,
@@ -260,7 +260,7 @@ string_enum!(
 );
 
 /// The business information that makes an app a Biz app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Business {
     pub kind: BizKind,
     /// `123-45-67890`; empty for an individual developer.
@@ -272,7 +272,7 @@ pub struct Business {
 }
 
 /// A Kakao Talk Channel in the operator's registry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TalkChannel {
     /// The channel's public id, e.g. `_xcLqmC`.
@@ -285,14 +285,14 @@ pub struct TalkChannel {
 }
 
 /// A channel connected to an app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConnectedChannel {
     pub channel_id: String,
     pub connected_at: Timestamp,
 }
 
 /// The once-per-app agreement to the eligibility terms that gates a first application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Eligibility {
     pub agreed_by: AccountId,
     pub agreed_at: Timestamp,

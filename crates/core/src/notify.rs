@@ -29,7 +29,7 @@ pub fn backoff_secs(attempts: u32) -> i64 {
 }
 
 /// A notification about to be written to the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct NewMessage {
     pub channel: Channel,
     /// An e-mail address, or the webhook URL.
@@ -41,7 +41,7 @@ pub struct NewMessage {
 }
 
 /// A notification in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct OutboxMessage {
     pub id: i64,
     pub channel: Channel,

@@ -50,6 +50,20 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date-time",
+            "description": "An RFC 3339 time, such as 2026-12-31T00:00:00+09:00.",
+        })
+    }
+}
+
 /// Where the current time comes from.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;

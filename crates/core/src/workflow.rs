@@ -147,7 +147,7 @@ impl RequestAction {
 }
 
 /// The evidence file of a request, without its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct EvidenceInfo {
     pub id: i64,
     pub file_name: String,
@@ -166,7 +166,7 @@ pub struct NewEvidence {
 }
 
 /// One entry of a request's history: its submission or one action on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RequestEvent {
     pub at: Timestamp,
     pub actor: Option<AccountId>,
@@ -183,7 +183,7 @@ pub struct RequestEvent {
 }
 
 /// An application for a permission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PermissionRequest {
     pub id: i64,
     pub app_id: AppId,

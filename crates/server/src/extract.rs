@@ -124,3 +124,32 @@ fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
 pub fn id<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, ApiError> {
     text.parse().map_err(|_| ApiError::invalid(format!("{what} `{text}` is not a number")))
 }
+
+/// A query string (`axum::extract::Query`) whose errors are 400 / -2 in the JSON shape, not text.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(e) => Err(ApiError::invalid(format!("the query string: {}", e.body_text()))),
+        }
+    }
+}
+
+/// Path parameters (`axum::extract::Path`) whose errors (e.g. a segment that is not UTF-8 once
+/// decoded) are 400 / -2 in the JSON shape, not text.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(e) => Err(ApiError::invalid(format!("the path: {}", e.body_text()))),
+        }
+    }
+}

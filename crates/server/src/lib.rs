@@ -16,6 +16,7 @@ mod extract;
 mod gateway;
 mod handlers;
 mod metrics;
+pub mod openapi;
 mod redis_ping;
 mod saver;
 mod sync;
@@ -252,6 +253,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .route("/v1/check", post(check::check))
         .route("/v1/authz", any(authz::authz))
         .route("/v1/authz/{*original}", any(authz::authz))

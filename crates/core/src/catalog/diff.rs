@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::Catalog;
 
 /// One entry whose fields changed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Changed {
     pub id: String,
     /// Field name → `[old, new]`.
@@ -16,7 +16,7 @@ pub struct Changed {
 }
 
 /// The changes in one section (`permissions`, `apis`, …).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SectionDiff {
     pub section: String,
     pub added: Vec<String>,
@@ -25,7 +25,7 @@ pub struct SectionDiff {
 }
 
 /// Every change between two catalogs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CatalogDiff {
     pub old_version: String,
     pub new_version: String,

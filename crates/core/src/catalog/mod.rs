@@ -20,7 +20,7 @@ pub const DEFAULT_CATALOG: &str = include_str!("default.toml");
 /// The name the built-in catalog is reported under in errors.
 pub const DEFAULT_CATALOG_NAME: &str = "<built-in catalog>";
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
     #[default]
@@ -28,7 +28,7 @@ pub enum Activation {
     Manual,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ObtainedBy {
     AppType,
@@ -50,7 +50,7 @@ impl ObtainedBy {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PermissionKind {
     #[default]
@@ -61,14 +61,14 @@ pub enum PermissionKind {
     Config,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentType {
     Privacy,
     Service,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuotaPeriod {
     Second,
@@ -76,7 +76,7 @@ pub enum QuotaPeriod {
     Month,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuotaScope {
     App,
@@ -86,14 +86,14 @@ pub enum QuotaScope {
     Pair,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewDecisionKind {
     Hold,
     Reject,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiStatus {
     #[default]
@@ -102,7 +102,7 @@ pub enum ApiStatus {
     Terminated,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WithoutPermission {
     #[default]
@@ -110,7 +110,7 @@ pub enum WithoutPermission {
     MembersOnly,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Product {
     pub id: String,
     pub name: String,
@@ -119,7 +119,7 @@ pub struct Product {
     pub further_app_permission: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Prerequisites {
     pub biz_app: bool,
     pub channel_connected: bool,
@@ -129,7 +129,7 @@ pub struct Prerequisites {
 
 /// Conditions under which a request for a permission is approved without a reviewer. Every
 /// condition given must hold; a request that fails one goes to the review queue as usual.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoApprove {
     /// The app must be a Biz app.
@@ -146,7 +146,7 @@ pub struct AutoApprove {
     pub app_age_days: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Permission {
     pub id: String,
     pub name: String,
@@ -173,7 +173,7 @@ pub struct Permission {
     pub prerequisites: Prerequisites,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ConsentItem {
     pub id: String,
     pub name: String,
@@ -184,14 +184,14 @@ pub struct ConsentItem {
     pub settable_before_permission: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct QuotaError {
     pub code: i32,
     pub status: u16,
     pub msg: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct QuotaRule {
     pub id: String,
     pub name: String,
@@ -205,14 +205,14 @@ pub struct QuotaRule {
     pub error: QuotaError,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReviewReason {
     pub id: String,
     pub text: String,
     pub applies_to: Vec<ReviewDecisionKind>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ResponseField {
     pub api: String,
     pub field: String,
@@ -221,7 +221,7 @@ pub struct ResponseField {
     pub needs_agreement_field: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ConfigItem {
     pub id: String,
     pub name: String,
@@ -229,7 +229,7 @@ pub struct ConfigItem {
     pub description: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Api {
     pub id: String,
     pub name: String,
@@ -265,7 +265,7 @@ pub struct Api {
 }
 
 /// A validated catalog: every reference resolves, every id is unique, every route is unambiguous.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Catalog {
     pub version: String,
     pub time_zone: String,

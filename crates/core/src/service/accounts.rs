@@ -10,7 +10,7 @@ use crate::ports::NewAccount;
 use crate::secret;
 
 /// `POST /v1/accounts`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     pub name: String,
@@ -21,7 +21,7 @@ pub struct CreateAccount {
 }
 
 /// The created account with its token, shown this once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CreatedAccount {
     #[serde(flatten)]
     pub account: Account,

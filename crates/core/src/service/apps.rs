@@ -14,7 +14,7 @@ use crate::secret;
 use crate::time::Timestamp;
 
 /// `POST /v1/apps`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
     pub name: String,
@@ -24,7 +24,7 @@ pub struct CreateApp {
 
 /// A key as the API shows it. `key` is the key itself: always for non-secret kinds, and for an
 /// admin key only in the response that created or rotated it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct KeyView {
     pub id: KeyId,
     pub kind: KeyKind,
@@ -49,7 +49,7 @@ impl KeyView {
 }
 
 /// An app as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AppView {
     pub id: AppId,
     pub name: String,
@@ -71,7 +71,7 @@ pub struct AppView {
     pub channels: Vec<ConnectedChannel>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct KeysByKind {
     pub rest_api: Vec<KeyView>,
     pub javascript: Vec<KeyView>,

@@ -10,14 +10,14 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AccountId, AppId, AppStatus};
 
 /// `POST /v1/apps/{id}/block`, `/unblock`, and the same for accounts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlockReason {
     pub reason: String,
 }
 
 /// An account after a block or unblock, with the apps that follow it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AccountBlock {
     pub account_id: AccountId,
     pub blocked: bool,

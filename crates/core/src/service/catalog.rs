@@ -16,7 +16,7 @@ use crate::model::AppId;
 use crate::snapshot::Snapshot;
 
 /// A call whose decision the new catalog would change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ChangedDecision {
     pub app_id: AppId,
     pub api: String,
@@ -30,7 +30,7 @@ pub struct ChangedDecision {
 }
 
 /// One side of a changed decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     pub code: i32,
     pub status: u16,
@@ -41,7 +41,7 @@ pub struct Outcome {
 }
 
 /// What a catalog change would do.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CatalogPreview {
     pub diff: CatalogDiff,
     /// Calls replayed from the decision log.
@@ -55,7 +55,7 @@ pub struct CatalogPreview {
 }
 
 /// What a reload did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Reloaded {
     pub version: String,
     pub changed: bool,
@@ -63,7 +63,7 @@ pub struct Reloaded {
 }
 
 /// One thing in shadow mode, and what enforcing it would change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ShadowSubject {
     /// `permission:ID`, `api:ID` or `quota_rule:ID`.
     pub shadow: String,
@@ -77,7 +77,7 @@ pub struct ShadowSubject {
 
 /// `GET /v1/shadow-report`: what enforcing each shadowed check would change, from the recent
 /// decision log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ShadowReport {
     pub subjects: Vec<ShadowSubject>,
     /// The logged calls shadow mode allowed, most recently seen first.

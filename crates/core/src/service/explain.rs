@@ -14,7 +14,7 @@ use crate::model::{AppId, AppStatus, KeyKind};
 use crate::route::Method;
 
 /// One check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Check {
     /// `route`, `credential`, `app_status`, `api_status`, `permission`, `product`, `consent_item`,
     /// `user_consent` or `quota`.
@@ -29,7 +29,7 @@ pub struct Check {
 }
 
 /// The engine's verdict for the app's key, as a call would get it now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Verdict {
     pub allow: bool,
     pub code: i32,
@@ -40,7 +40,7 @@ pub struct Verdict {
     pub credential: KeyKind,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Explanation {
     pub app_id: AppId,
     pub method: String,

@@ -12,7 +12,7 @@ use crate::ports::NewGrant;
 use crate::time::Timestamp;
 
 /// `POST /v1/apps/{id}/permissions`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantPermission {
     pub permission: String,
@@ -27,14 +27,14 @@ pub struct GrantPermission {
 }
 
 /// `DELETE /v1/apps/{id}/permissions/{permission}`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokePermission {
     pub reason: String,
 }
 
 /// A permission an app holds, as `GET /v1/apps/{id}/permissions` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HeldPermission {
     pub permission: String,
     pub source: GrantSource,

@@ -10,14 +10,14 @@ use crate::model::{AppId, AppRecord, Key, KeyId, KeyKind, MAX_KEYS_PER_KIND, Pla
 use crate::secret;
 
 /// `POST /v1/apps/{id}/keys`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddKey {
     pub kind: KeyKind,
 }
 
 /// `PUT /v1/apps/{id}/keys/{key_id}/platforms`: each field replaces the stored list when present.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPlatforms {
     pub origins: Option<Vec<String>>,

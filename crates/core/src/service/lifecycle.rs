@@ -36,7 +36,7 @@ pub struct ReapPolicy {
 }
 
 /// What one lifecycle round did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct LifecycleRun {
     /// `(app, permission, notice)`: `expiry_30`, `expiry_7`, `unused`.
     pub notified: Vec<(AppId, String, String)>,

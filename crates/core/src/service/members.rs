@@ -8,7 +8,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AccountId, AppId, Member, MemberRole};
 
 /// `POST /v1/apps/{id}/members`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     pub account_id: AccountId,

@@ -9,7 +9,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AppId, PaidUsage};
 
 /// `PUT /v1/apps/{id}/paid-usage`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPaidUsage {
     pub rules: Vec<String>,

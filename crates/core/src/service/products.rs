@@ -9,13 +9,13 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AppId, AppRecord};
 
 /// `PUT /v1/apps/{id}/products/{product}`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetProduct {
     pub activated: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ProductState {
     pub product: String,
     pub activated: bool,

@@ -11,7 +11,7 @@ use crate::quota::{CounterKey, PAID_DAY, PAID_MONTH, window};
 use crate::time::Timestamp;
 
 /// One app-wide rule's state in its current window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RuleUsage {
     pub rule: String,
     pub name: String,
@@ -26,7 +26,7 @@ pub struct RuleUsage {
 }
 
 /// `GET /v1/apps/{id}/usage`
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Usage {
     pub app_id: AppId,
     pub time_zone: String,
@@ -42,13 +42,13 @@ pub struct Usage {
 }
 
 /// Calls admitted on one local day.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DayUsage {
     pub day_start: Timestamp,
     pub calls: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PaidState {
     #[serde(flatten)]
     pub settings: PaidUsage,

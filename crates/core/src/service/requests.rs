@@ -30,7 +30,7 @@ pub struct Upload {
 }
 
 /// `POST /v1/apps/{id}/permission-requests`, from multipart fields or JSON (without a file).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Apply {
     pub permission: String,
@@ -47,7 +47,7 @@ pub struct Apply {
 }
 
 /// `POST /v1/permission-requests/{id}/actions`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActOnRequest {
     /// Parsed in [`Services::act_on_request`], so that a bad value's error names the field.
@@ -63,7 +63,7 @@ pub struct ActOnRequest {
 }
 
 /// `GET /v1/permission-requests?state=&app_id=`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequests {
     #[serde(default)]

@@ -18,7 +18,7 @@ that screenshots and forms submitted mask all personal data; and that the app's 
 results by e-mail.";
 
 /// `GET`/`POST /v1/apps/{id}/eligibility`
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EligibilityView {
     pub app_id: AppId,
     pub terms: &'static str,
@@ -29,7 +29,7 @@ pub struct EligibilityView {
 
 /// `PUT /v1/apps/{id}/business`: registered business information, or the individual-developer
 /// path.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetBusiness {
     #[serde(default)]
@@ -42,7 +42,7 @@ pub struct SetBusiness {
 
 /// The individual-developer Biz path: the owner's identity verified, the Biz terms agreed, and
 /// the app's icon set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IndividualBiz {
     pub identity_verified: bool,
@@ -51,14 +51,14 @@ pub struct IndividualBiz {
 }
 
 /// `DELETE /v1/apps/{id}/business`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveBusiness {
     pub reason: String,
 }
 
 /// `POST /v1/apps/{id}/channels`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectChannel {
     pub channel_id: String,
@@ -68,7 +68,7 @@ pub struct ConnectChannel {
 pub const CHANNEL_PERMISSION: &str = "connect_talk_channel";
 
 /// `PUT /v1/apps/{id}/consent-items/{scope}`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetConsentItem {
     pub consent_type: ConsentLevel,

@@ -46,7 +46,7 @@ pub async fn style() -> Response {
     asset(include_str!("app.css"), "text/css; charset=utf-8")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     token: String,

@@ -7,8 +7,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, SignedIn};
-use axum::extract::Path;
+use crate::extract::{JsonBody, Path, SignedIn};
 use permgate_core::model::AccountId;
 use permgate_core::service::{BlockReason, CreateAccount};
 

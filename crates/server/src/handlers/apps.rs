@@ -1,14 +1,14 @@
 //! `/v1/apps/...`: apps, keys, members, products, permissions; and `/v1/audit`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, SignedIn, id};
+use crate::extract::{JsonBody, Path, Query, SignedIn, id};
 use permgate_core::error::ServiceError;
 use permgate_core::model::{AccountId, AppId, KeyId};
 use permgate_core::service::{

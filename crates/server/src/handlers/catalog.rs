@@ -103,7 +103,7 @@ pub async fn shadow_report(State(state): State<AppState>, SignedIn(actor): Signe
     Ok(Json(json!(report)))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleInput {
     #[serde(default)]

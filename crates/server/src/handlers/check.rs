@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::{AppState, Call};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     pub method: String,

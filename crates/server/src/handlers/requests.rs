@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, SignedIn, id, parse_json};
+use crate::extract::{JsonBody, Path, Query, SignedIn, id, parse_json};
 use permgate_core::error::ServiceError;
 use permgate_core::model::{AppId, TalkChannel};
 use permgate_core::service::{

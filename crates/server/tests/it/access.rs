@@ -79,6 +79,7 @@ const TABLE: &[Row] = &[
     row("GET", "/healthz", "/healthz", EVERYONE),
     row("GET", "/readyz", "/readyz", EVERYONE),
     row("GET", "/metrics", "/metrics", EVERYONE),
+    row("GET", "/openapi.json", "/openapi.json", EVERYONE),
     with(
         "POST",
         "/v1/check",
@@ -294,7 +295,7 @@ impl World {
 }
 
 /// The router's routes as `(method, path)`, read from the source that builds it.
-fn routes() -> Vec<(String, String)> {
+pub(crate) fn routes() -> Vec<(String, String)> {
     let source = include_str!("../../src/lib.rs");
     let mut out = Vec::new();
     let mut rest = source;

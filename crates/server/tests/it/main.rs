@@ -15,6 +15,7 @@ mod keys;
 mod lifecycle;
 mod nginx;
 mod notifications;
+mod openapi;
 mod operations;
 mod permissions;
 mod quotas;
