@@ -13,6 +13,7 @@ use crate::decision_log::LoggedCall;
 use crate::model::{AppId, AppStatus, KeyId, KeyKind};
 use crate::quota::{self, Admission, Charge, CounterKey, PAID_DAY, PAID_MONTH, QuotaCounter, Window, scope_hash};
 use crate::route::Method;
+use crate::small::SmallVec;
 use crate::snapshot::{AppEntry, Snapshot};
 use crate::time::Timestamp;
 
@@ -98,7 +99,7 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_id: Option<AppId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub api: Option<String>,
+    pub api: Option<&'static str>,
     /// The permission that was missing (deny) or that restricted the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permission: Option<String>,
@@ -160,7 +161,7 @@ pub struct WouldDeny {
 /// Where a call stands against one quota rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct QuotaState {
-    pub rule: String,
+    pub rule: &'static str,
     pub limit: u64,
     /// What is left after this call (for `consume: false`, what would be left had it counted).
     pub remaining: u64,
@@ -223,7 +224,7 @@ impl Decision {
                 map.insert("required_scopes".into(), self.required_scopes.clone().into());
             }
             if let Some(q) = self.quota.as_ref().filter(|_| self.retry_after.is_some()) {
-                map.insert("rule".into(), q.rule.as_str().into());
+                map.insert("rule".into(), q.rule.into());
                 map.insert("limit".into(), q.limit.into());
                 map.insert("reset_at".into(), q.reset_at.to_rfc3339().into());
             }
@@ -414,7 +415,7 @@ fn resolve<'s>(
         code: code::ALLOWED,
         msg: None,
         app_id: Some(app.id),
-        api: Some(api.id.clone()),
+        api: Some(api.static_id),
         permission: restricted_by,
         request_url: None,
         restriction,
@@ -474,7 +475,7 @@ impl Verdict<'_> {
     fn deny(self, status: u16, code: i32, msg: impl Into<String>) -> Decision {
         let mut d = Decision::deny(status, code, msg, self.reasons.list);
         d.app_id = self.app;
-        d.api = Some(self.api.id.clone());
+        d.api = Some(self.api.static_id);
         d.user = self.user;
         d.key_kind = self.kind;
         d.key_id = self.key;
@@ -614,6 +615,7 @@ pub fn decide_and_count(
 }
 
 /// Where a charge came from: its rule (`None` for the paid caps) and window.
+#[derive(Debug, Clone, Copy, Default)]
 struct Planned {
     rule: Option<usize>,
     window: Window,
@@ -634,8 +636,8 @@ fn count(
     let catalog = snapshot.catalog();
     let offset = catalog.utc_offset;
     // `charges[i]` is counted for `plan[i]`; the two stay in step.
-    let mut charges: Vec<Charge<'_>> = Vec::with_capacity(api.quota_idx.len() + 2);
-    let mut plan: Vec<Planned> = Vec::with_capacity(api.quota_idx.len() + 2);
+    let mut charges: SmallVec<Charge<'static>, 8> = SmallVec::new();
+    let mut plan: SmallVec<Planned, 8> = SmallVec::new();
     for &ri in &api.quota_idx {
         let rule = &catalog.quota_rules[ri];
         let window = quota::window(rule.period, now, offset);
@@ -644,7 +646,7 @@ fn count(
         let mut charge = |scope: u64| {
             charges.push(Charge {
                 key: CounterKey { rule: u32::try_from(ri).unwrap_or(u32::MAX - 2), scope, window_start: window.start },
-                rule_id: &rule.id,
+                rule_id: rule.static_id,
                 limit,
                 window_end: window.end,
             });
@@ -701,7 +703,7 @@ fn count(
                 let tightest = remaining.iter().enumerate().min_by_key(|(_, r)| **r).map_or(0, |(i, _)| i);
                 let c = &charges[tightest];
                 d.quota = Some(QuotaState {
-                    rule: c.rule_id.to_owned(),
+                    rule: c.rule_id,
                     limit: c.limit,
                     remaining: remaining[tightest],
                     reset_at: Timestamp(c.window_end),
@@ -735,9 +737,9 @@ fn count(
                         .map(|q| q.rule.is_none_or(|r| r != ri && !catalog.quota_rules[r].all_apis))
                         .collect();
                     let mut kept = keep.iter();
-                    charges.retain(|_| kept.next().copied().unwrap_or(true));
+                    charges.as_vec().retain(|_| kept.next().copied().unwrap_or(true));
                     let mut kept = keep.iter();
-                    plan.retain(|_| kept.next().copied().unwrap_or(true));
+                    plan.as_vec().retain(|_| kept.next().copied().unwrap_or(true));
                     if !paid {
                         for (pseudo, period, cap) in [
                             (PAID_DAY, QuotaPeriod::Day, pe.daily_cap),
@@ -780,8 +782,8 @@ fn count(
                             shadow,
                         }));
                     }
-                    charges.remove(index);
-                    plan.remove(index);
+                    charges.as_vec().remove(index);
+                    plan.as_vec().remove(index);
                     if plan.is_empty() {
                         return;
                     }
@@ -810,7 +812,7 @@ fn count(
                 d.permission = None;
                 d.request_url = None;
                 d.quota = Some(QuotaState {
-                    rule: c.rule_id.to_owned(),
+                    rule: c.rule_id,
                     limit: c.limit,
                     remaining: 0,
                     reset_at: Timestamp(window.end),

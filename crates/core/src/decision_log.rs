@@ -45,15 +45,15 @@ pub struct LoggedCall {
 /// Calls decided since the last save, folded.
 #[derive(Debug, Default)]
 pub struct DecisionLog {
-    recent: Mutex<HashMap<u64, LoggedCall, std::hash::BuildHasherDefault<crate::fast_hash::Fnv>>>,
+    recent: Mutex<HashMap<u64, LoggedCall, std::hash::BuildHasherDefault<crate::fast_hash::Fast>>>,
 }
 
 impl DecisionLog {
     /// Notes one decided call. Calls that named no app or no API (-401 for an unknown key, -404)
     /// say nothing a catalog change could alter and are not kept.
     pub fn note(&self, d: &Decision, method: &str, path: &str, now: Timestamp) {
-        let (Some(app_id), Some(api), Some(kind)) = (d.app_id, d.api.as_deref(), d.key_kind) else { return };
-        let mut h = crate::fast_hash::Fnv::default();
+        let (Some(app_id), Some(api), Some(kind)) = (d.app_id, d.api, d.key_kind) else { return };
+        let mut h = crate::fast_hash::Fast::default();
         (app_id.0, kind.as_str(), d.key_id.map(|k| k.0), api, &d.consented).hash(&mut h);
         let key = h.finish();
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,39 +1,67 @@
-//! A fast, non-keyed hasher (FNV-1a over 64 bits) for the snapshot's and router's maps, whose keys
-//! are chosen by permgate or the operator (key values, app ids, path literals), never inserted by
-//! callers. Maps keyed by caller input keep the standard, randomly keyed hasher.
+//! A fast, non-keyed hasher (FxHash's word-at-a-time mix) for the snapshot's and router's maps,
+//! whose keys are chosen by permgate or the operator (key values, app ids, path literals), never
+//! inserted by callers: a caller only looks up, so it cannot flood a map with colliding keys.
+//! Maps keyed by caller input keep the standard, randomly keyed hasher.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-#[derive(Debug, Clone, Copy)]
-pub struct Fnv(u64);
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fast(u64);
 
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
+/// FxHash's multiplier: one rotate, xor and multiply per 8-byte word.
+const K: u64 = 0x517c_c1b7_2722_0a95;
+
+impl Fast {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
     }
 }
 
-impl Hasher for Fnv {
+impl Hasher for Fast {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            self.add(u64::from_le_bytes(w));
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            let mut w = [0u8; 8];
+            w[..tail.len()].copy_from_slice(tail);
+            self.add(u64::from_le_bytes(w) ^ ((tail.len() as u64) << 59));
         }
     }
 
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
     fn write_u64(&mut self, n: u64) {
-        // One multiply-mix for integer keys instead of eight byte rounds.
-        self.0 = (self.0 ^ n).wrapping_mul(0x0100_0000_01b3).rotate_left(23);
+        self.add(n);
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.add(n as u64);
+        self.add((n >> 64) as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
     }
 
     fn write_i64(&mut self, n: i64) {
-        self.write_u64(n.cast_unsigned());
+        self.add(n.cast_unsigned());
     }
 }
 
-pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fast>>;

@@ -12,7 +12,7 @@ use crate::catalog::QuotaPeriod;
 use crate::time::Timestamp;
 
 /// A window of a quota rule: `[start, end)` in Unix seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Window {
     pub start: i64,
     pub end: i64,
@@ -69,7 +69,7 @@ pub fn scope_hash(parts: &[&str]) -> u64 {
 
 /// One counter: a rule, the scope it counts (an app, a developer, a user, a recipient, a pair)
 /// and the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CounterKey {
     /// Index of the rule in the catalog; `PAID_DAY` / `PAID_MONTH` for paid-usage caps.
     pub rule: u32,
@@ -82,7 +82,7 @@ pub const PAID_DAY: u32 = u32::MAX - 1;
 pub const PAID_MONTH: u32 = u32::MAX;
 
 /// One counter a call must fit into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Charge<'a> {
     pub key: CounterKey,
     /// The rule's id (or `paid_day` / `paid_month`), for shared counters' key names.
@@ -91,12 +91,15 @@ pub struct Charge<'a> {
     pub window_end: i64,
 }
 
+/// What each charge of an admitted call has left, inline for the usual handful.
+pub type Remaining = crate::small::SmallVec<u64, 8>;
+
 /// What a counter answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
     /// Every charge fitted; what is left in each after this call (or, for a dry run, what would
     /// be left had it counted).
-    Admitted { remaining: Vec<u64> },
+    Admitted { remaining: Remaining },
     /// `index` is the first charge that did not fit; nothing was consumed.
     Exhausted { index: usize },
 }
@@ -220,7 +223,7 @@ impl MemoryCounter {
 impl QuotaCounter for MemoryCounter {
     fn admit(&self, charges: &[Charge<'_>], dry_run: bool) -> Result<Admission, CounterError> {
         let mut cells = self.lock();
-        let mut remaining = Vec::with_capacity(charges.len());
+        let mut remaining = Remaining::new();
         for (index, c) in charges.iter().enumerate() {
             let used = cells.map.get(&c.key).map_or(0, |cell| cell.count);
             if used >= c.limit {
@@ -291,7 +294,7 @@ mod tests {
     fn admission_is_all_or_nothing() {
         let c = MemoryCounter::new();
         let charges = [charge(0, 5), charge(1, 1)];
-        assert_eq!(c.admit(&charges, false), Ok(Admission::Admitted { remaining: vec![4, 0] }));
+        assert_eq!(c.admit(&charges, false), Ok(Admission::Admitted { remaining: vec![4, 0].into() }));
         assert_eq!(c.admit(&charges, false), Ok(Admission::Exhausted { index: 1 }));
         assert_eq!(c.count(&charges[0].key, "r"), Ok(1), "the denied call consumed nothing");
     }
@@ -300,7 +303,7 @@ mod tests {
     fn a_dry_run_reports_without_counting() {
         let c = MemoryCounter::new();
         let charges = [charge(0, 2)];
-        assert_eq!(c.admit(&charges, true), Ok(Admission::Admitted { remaining: vec![1] }));
+        assert_eq!(c.admit(&charges, true), Ok(Admission::Admitted { remaining: vec![1].into() }));
         assert_eq!(c.count(&charges[0].key, "r"), Ok(0));
         assert!(c.drain_dirty().is_empty());
     }

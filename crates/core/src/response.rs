@@ -11,14 +11,14 @@ use crate::time::Timestamp;
 
 /// Whether the decision's API has guarded response fields (only then is the body read).
 pub fn guards_fields(snapshot: &Snapshot, decision: &Decision) -> bool {
-    let Some(api) = decision.api.as_deref() else { return false };
+    let Some(api) = decision.api else { return false };
     snapshot.catalog().response_fields.iter().any(|f| f.api == api)
 }
 
 /// Removes what the app may not receive from `body`; returns the paths removed.
 pub fn filter(snapshot: &Snapshot, decision: &Decision, now: Timestamp, body: &mut Value) -> Vec<String> {
     let catalog = snapshot.catalog();
-    let (Some(api), Some(app)) = (decision.api.as_deref(), decision.app_id.and_then(|a| snapshot.app(a))) else {
+    let (Some(api), Some(app)) = (decision.api, decision.app_id.and_then(|a| snapshot.app(a))) else {
         return Vec::new();
     };
     let mut removed = Vec::new();

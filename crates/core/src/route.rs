@@ -60,6 +60,16 @@ pub enum Segment {
     Param(String),
 }
 
+impl Segment {
+    /// The text of a literal segment (empty for a parameter).
+    fn literal(&self) -> &str {
+        match self {
+            Segment::Literal(l) => l,
+            Segment::Param(_) => "",
+        }
+    }
+}
+
 /// A parsed path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
@@ -147,6 +157,9 @@ struct Node {
 #[derive(Debug, Default, Clone)]
 pub struct Router {
     root: Node,
+    /// Patterns without parameters (most of them), per method: one hash lookup of the whole path.
+    /// Such a pattern is also what the tree would find, as literals win at every segment.
+    exact: [FastMap<Box<str>, u32>; 5],
 }
 
 impl Router {
@@ -163,6 +176,10 @@ impl Router {
             Some(existing) => Err(existing),
             None => {
                 node.endpoints[method.index()] = Some(api);
+                if pattern.segments.iter().all(|s| matches!(s, Segment::Literal(_))) {
+                    let path: String = pattern.segments.iter().map(|s| format!("/{}", s.literal())).collect();
+                    self.exact[method.index()].insert(if path.is_empty() { "/".into() } else { path.into() }, api);
+                }
                 Ok(())
             }
         }
@@ -172,6 +189,9 @@ impl Router {
     pub fn lookup(&self, method: Method, path: &str) -> Option<u32> {
         let end = path.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(path.len());
         let path = &path[..end];
+        if let Some(&api) = self.exact[method.index()].get(path) {
+            return Some(api);
+        }
         let rest = path.strip_prefix('/')?;
         if rest.is_empty() {
             return self.root.endpoints[method.index()];
@@ -180,8 +200,8 @@ impl Router {
     }
 
     fn walk(node: &Node, method: Method, rest: &str) -> Option<u32> {
-        let (seg, tail) = match rest.split_once('/') {
-            Some((seg, tail)) => (seg, Some(tail)),
+        let (seg, tail) = match rest.bytes().position(|b| b == b'/') {
+            Some(at) => (&rest[..at], Some(&rest[at + 1..])),
             None => (rest, None),
         };
         if seg.is_empty() {

@@ -182,7 +182,7 @@ impl RedisCounter {
         }
         // What the call would take from each counter: one unit per charge naming it.
         let uses = |upto: usize, key: &CounterKey| charges[..upto].iter().filter(|c| c.key == *key).count() as u64;
-        let mut remaining = Vec::with_capacity(charges.len());
+        let mut remaining = permgate_core::quota::Remaining::new();
         for (index, (c, &h)) in charges.iter().zip(&handed_out).enumerate() {
             // Nobody's units plus this node's own; none if the counter is already past the limit.
             let left = if h > c.limit { 0 } else { c.limit - h + leases.available(&c.key) };

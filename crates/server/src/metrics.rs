@@ -29,7 +29,7 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_nanos: AtomicU64,
     /// By quota rule: calls counted against it, calls it denied.
-    quota: Mutex<HashMap<String, [u64; 2]>>,
+    quota: Mutex<HashMap<&'static str, [u64; 2]>>,
     quota_alerts: Mutex<HashMap<(String, u8), u64>>,
     /// Calls shadow mode allowed, by the code enforcement would have given and what is in shadow.
     would_deny: Mutex<HashMap<(i32, String), u64>>,
@@ -62,14 +62,7 @@ impl Metrics {
         {
             let mut map = self.quota.lock().unwrap_or_else(PoisonError::into_inner);
             let slot = usize::from(!d.allow);
-            match map.get_mut(q.rule.as_str()) {
-                Some(counts) => counts[slot] += 1,
-                None => {
-                    let mut counts = [0, 0];
-                    counts[slot] = 1;
-                    map.insert(q.rule.clone(), counts);
-                }
-            }
+            map.entry(q.rule).or_default()[slot] += 1;
         }
         if let Some(w) = &d.would_deny {
             let mut map = self.would_deny.lock().unwrap_or_else(PoisonError::into_inner);
@@ -135,11 +128,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "counter",
         "Calls by the quota rule with the least left: counted, or denied.",
     );
-    let mut quota: Vec<(String, [u64; 2])> =
-        m.quota.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let mut quota: Vec<(&str, [u64; 2])> =
+        m.quota.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| (*k, *v)).collect();
     quota.sort();
     for (rule, [counted, denied]) in quota {
-        let rule = label(&rule);
+        let rule = label(rule);
         let _ = writeln!(out, "permgate_quota_calls_total{{rule=\"{rule}\",result=\"counted\"}} {counted}");
         let _ = writeln!(out, "permgate_quota_calls_total{{rule=\"{rule}\",result=\"denied\"}} {denied}");
     }

@@ -194,6 +194,9 @@ pub struct QuotaError {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct QuotaRule {
     pub id: String,
+    /// `id`, interned: what a decision carries without allocating.
+    #[serde(skip)]
+    pub static_id: &'static str,
     pub name: String,
     pub period: QuotaPeriod,
     pub scope: QuotaScope,
@@ -262,6 +265,9 @@ pub struct Api {
     /// `all_apis` ones), filled once the catalog is validated.
     #[serde(skip)]
     pub quota_idx: Vec<usize>,
+    /// `id`, interned: what a decision carries without allocating.
+    #[serde(skip)]
+    pub static_id: &'static str,
 }
 
 /// A validated catalog: every reference resolves, every id is unique, every route is unambiguous.
@@ -609,6 +615,7 @@ impl Validator<'_> {
                     }
                 });
                 QuotaRule {
+                    static_id: crate::intern::intern(q.id.get_ref()),
                     id: q.id.into_inner(),
                     name: q.name,
                     period: q.period,
@@ -711,6 +718,7 @@ impl Validator<'_> {
             }
             routed.push(a.id.get_ref().clone());
             apis.push(Api {
+                static_id: crate::intern::intern(a.id.get_ref()),
                 id: a.id.into_inner(),
                 name: a.name,
                 product: a.product.into_inner(),

@@ -180,7 +180,7 @@ fn a_daily_quota_runs_out_and_comes_back_at_seoul_midnight() {
     assert_eq!(d.retry_after, Some(60), "one minute to midnight in Seoul");
     let q = d.quota.clone().unwrap_or_else(|| unreachable!());
     assert_eq!(
-        (q.rule.as_str(), q.limit, q.remaining, q.reset_at.to_rfc3339()),
+        (q.rule, q.limit, q.remaining, q.reset_at.to_rfc3339()),
         ("daily", 3, 0, "2026-11-28T15:00:00Z".to_owned())
     );
     assert_eq!(d.error_body()["reset_at"], "2026-11-28T15:00:00Z");
@@ -200,7 +200,7 @@ fn the_monthly_total_spans_days_and_resets_on_the_first_in_seoul() {
     }
     assert_eq!(results, vec![0, 0, 0, 0, 0, -10]);
     let d = call(&s, &c, "/search", LATE);
-    assert_eq!(d.quota.map(|q| q.rule), Some("monthly".into()));
+    assert_eq!(d.quota.map(|q| q.rule), Some("monthly"));
     // 2026-12-01 00:00 in Seoul is 2026-11-30 15:00 UTC.
     let december = Timestamp::parse_rfc3339("2026-11-30T15:00:00Z").unwrap_or(LATE);
     assert!(call(&s, &c, "/search", december).allow);
@@ -277,7 +277,7 @@ fn paid_usage_continues_past_the_free_limit_until_the_cap() {
     let next_day = Timestamp(LATE.0 + 3600);
     let day2: Vec<i32> = (0..3).map(|_| call(&s, &c, "/search", next_day).code).collect();
     assert_eq!(day2, vec![0, 0, -10]);
-    assert_eq!(call(&s, &c, "/search", next_day).quota.map(|q| q.rule), Some("monthly".into()));
+    assert_eq!(call(&s, &c, "/search", next_day).quota.map(|q| q.rule), Some("monthly"));
 }
 
 #[test]

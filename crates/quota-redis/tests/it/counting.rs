@@ -57,7 +57,7 @@ fn a_call_denied_by_one_charge_consumes_nothing_from_the_others() -> TestResult 
     let start = unix_now() - 10;
     let charges = [charge(0, "a", 10, start), charge(1, "b", 3, start)];
     for left in [[9, 2], [8, 1], [7, 0]] {
-        assert_eq!(node.admit(&charges, false)?, Admission::Admitted { remaining: left.to_vec() });
+        assert_eq!(node.admit(&charges, false)?, Admission::Admitted { remaining: left.to_vec().into() });
     }
     assert_eq!(node.admit(&charges, false)?, Admission::Exhausted { index: 1 });
     assert_eq!(node.count(&charges[0].key, "a")?, 3, "A's unit was given back");
@@ -67,7 +67,11 @@ fn a_call_denied_by_one_charge_consumes_nothing_from_the_others() -> TestResult 
     let trips = node.round_trips();
     assert_eq!(node.admit(&charges, false)?, Admission::Exhausted { index: 1 });
     assert_eq!(node.round_trips(), trips, "a counter seen at its limit is denied without asking Redis");
-    assert_eq!(node.admit(&charges[..1], false)?, Admission::Admitted { remaining: vec![6] }, "A alone still fits");
+    assert_eq!(
+        node.admit(&charges[..1], false)?,
+        Admission::Admitted { remaining: vec![6].into() },
+        "A alone still fits"
+    );
     assert_eq!(node.count(&charges[0].key, "a")?, 4);
     space.clean()
 }
@@ -94,15 +98,15 @@ fn a_dry_run_changes_nothing_in_redis() -> TestResult {
     let Some(mut space) = Space::new()? else { return Ok(()) };
     let (a, b) = (space.node()?, space.node()?);
     let c = charge(0, "calls", 5, unix_now() - 10);
-    assert_eq!(a.admit(&[c], true)?, Admission::Admitted { remaining: vec![4] });
+    assert_eq!(a.admit(&[c], true)?, Admission::Admitted { remaining: vec![4].into() });
     assert_eq!(space.keys()?, Vec::<String>::new(), "no key is written");
 
     assert!(admitted(&a.admit(&[c], false)?));
     assert!(admitted(&a.admit(&[c], false)?));
     let before = (space.handed_out(&c)?, space.keys()?);
-    assert_eq!(a.admit(&[c], true)?, Admission::Admitted { remaining: vec![2] });
-    assert_eq!(b.admit(&[c], true)?, Admission::Admitted { remaining: vec![2] }, "another node sees the same");
-    assert_eq!(b.admit(&[c, c], true)?, Admission::Admitted { remaining: vec![1, 1] }, "two charges take two");
+    assert_eq!(a.admit(&[c], true)?, Admission::Admitted { remaining: vec![2].into() });
+    assert_eq!(b.admit(&[c], true)?, Admission::Admitted { remaining: vec![2].into() }, "another node sees the same");
+    assert_eq!(b.admit(&[c, c], true)?, Admission::Admitted { remaining: vec![1, 1].into() }, "two charges take two");
     assert_eq!(b.admit(&[c, c, c, c], true)?, Admission::Exhausted { index: 3 }, "three are left, not four");
     assert_eq!((space.handed_out(&c)?, space.keys()?), before);
     assert_eq!(a.count(&c.key, c.rule_id)?, 2);
@@ -128,7 +132,11 @@ fn each_window_of_a_rule_and_scope_counts_separately() -> TestResult {
     assert!(admitted(&node.admit(&[first], false)?));
     assert!(admitted(&node.admit(&[first], false)?));
     assert_eq!(node.admit(&[first], false)?, Admission::Exhausted { index: 0 });
-    assert_eq!(node.admit(&[second], false)?, Admission::Admitted { remaining: vec![1] }, "a new window starts at 0");
+    assert_eq!(
+        node.admit(&[second], false)?,
+        Admission::Admitted { remaining: vec![1].into() },
+        "a new window starts at 0"
+    );
     assert_eq!(node.admit(&[first], false)?, Admission::Exhausted { index: 0 }, "the old window stays spent");
     assert_eq!((node.count(&first.key, "calls")?, node.count(&second.key, "calls")?), (2, 1));
     assert_eq!((space.handed_out(&first)?, space.handed_out(&second)?), (Some(2), Some(1)));

@@ -1,0 +1,102 @@
+//! The hot path allocates nothing: once an app's counters exist, deciding and counting an allowed
+//! call with an app key makes no heap allocation. A test binary of its own, because it counts
+//! the process's allocations (stats_alloc) and must run alone.
+
+use std::sync::Arc;
+
+use permgate_core::catalog::Catalog;
+use permgate_core::credential::TokenVerifier;
+use permgate_core::decision::{CounterFailure, Query, decide, decide_and_count};
+use permgate_core::model::*;
+use permgate_core::quota::MemoryCounter;
+use permgate_core::secret;
+use permgate_core::snapshot::Snapshot;
+use permgate_core::time::Timestamp;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+const NOW: Timestamp = Timestamp(1_795_824_000);
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+fn snapshot() -> Snapshot {
+    let catalog = Catalog::builtin().unwrap_or_else(|e| unreachable!("{e}"));
+    let grant = |permission: &str| Grant {
+        id: 0,
+        app_id: AppId(1),
+        permission: permission.into(),
+        key_id: None,
+        source: GrantSource::Operator,
+        granted_by: None,
+        granted_at: NOW,
+        expires_at: None,
+        params: serde_json::json!({"limit": 1_000_000, "rule": "local_keyword_search_daily"}),
+        reason: String::new(),
+    };
+    let record = AppRecord {
+        app: App {
+            id: AppId(1),
+            name: "app".into(),
+            company_name: "c".into(),
+            category: "x".into(),
+            owner: AccountId(1),
+            status: AppStatus::Active,
+            created_at: NOW,
+            original: None,
+            status_before_block: None,
+        },
+        owner_blocked: false,
+        members: vec![],
+        keys: vec![Key {
+            id: KeyId(1),
+            kind: KeyKind::RestApi,
+            hash: secret::hash(KEY),
+            hint: secret::hint(KEY),
+            value: Some(KEY.into()),
+            platforms: Platforms::default(),
+            created_at: NOW,
+        }],
+        products: vec![],
+        grants: ["increased_quota", "talk_calendar", "account_id_response"].iter().map(|p| grant(p)).collect(),
+        paid: None,
+        business: None,
+        consent_items: Vec::new(),
+        eligibility: None,
+        channels: Vec::new(),
+    };
+    Snapshot::build(Arc::new(catalog), Arc::new(TokenVerifier::new(None)), vec![record])
+}
+
+#[test]
+fn an_allowed_call_is_decided_and_counted_without_allocating() {
+    let s = snapshot();
+    let counter = MemoryCounter::new();
+    let authorization = format!("KakaoAK {KEY}");
+    let query = Query {
+        method: "GET",
+        path: "/v2/local/search/keyword.json?query=coffee",
+        authorization: Some(&authorization),
+        ..Query::default()
+    };
+    // The first call creates the app's counters and activity tallies.
+    let first = decide_and_count(&s, &query, &counter, NOW, true, CounterFailure::Closed);
+    assert!(first.allow, "{first:?}");
+    assert!(first.quota.is_some(), "the call is counted: {first:?}");
+
+    let region = Region::new(GLOBAL);
+    let mut remaining = 0;
+    for _ in 0..1000 {
+        let d = decide_and_count(&s, &query, &counter, NOW, true, CounterFailure::Closed);
+        remaining = d.quota.map_or(0, |q| q.remaining);
+    }
+    let counted = region.change();
+    let region = Region::new(GLOBAL);
+    for _ in 0..1000 {
+        std::hint::black_box(decide(&s, &query, NOW));
+    }
+    let decided = region.change();
+    assert!(remaining > 0 && remaining < 1_000_000, "1001 calls were counted: {remaining} left");
+    assert_eq!(counted.allocations, 0, "decide_and_count allocated: {counted:?}");
+    assert_eq!(decided.allocations, 0, "decide allocated: {decided:?}");
+}
