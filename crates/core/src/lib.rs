@@ -18,6 +18,7 @@ pub mod decision_log;
 pub mod error;
 mod fast_hash;
 pub mod intern;
+mod key_table;
 pub mod model;
 pub mod notify;
 pub mod ports;

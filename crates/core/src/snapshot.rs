@@ -30,7 +30,7 @@ pub struct Held {
 }
 
 /// A quota limit raised by a grant (`talk_share_quota`, `increased_quota`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct QuotaOverride {
     pub rule: usize,
     pub limit: u64,
@@ -68,7 +68,8 @@ pub struct AppEntry {
     pub held: Vec<Held>,
     /// For a test app, its original's grants (empty otherwise): it holds both.
     pub inherited: Vec<Held>,
-    pub quota_overrides: Vec<QuotaOverride>,
+    /// Inline for the usual one or two: counting reads them on every call.
+    pub quota_overrides: crate::small::SmallVec<QuotaOverride, 2>,
     pub paid: Option<PaidEntry>,
     /// When the app was last admitted a call, carried over when the entry is patched.
     pub activity: Activity,
@@ -377,7 +378,7 @@ pub struct Snapshot {
     pub(crate) verifier: Arc<TokenVerifier>,
     pub(crate) apps: Apps,
     /// Non-secret keys of 32 hex digits (every key permgate issues) by their value as a number.
-    hex_keys: FastMap<u128, KeyRef>,
+    hex_keys: crate::key_table::KeyTable,
     /// Other non-secret keys by their value.
     pub(crate) keys: FastMap<Box<str>, KeyRef>,
     /// Secret (admin) keys by their SHA-256 hash.
@@ -394,7 +395,7 @@ impl Snapshot {
             catalog,
             verifier,
             apps: Apps::default(),
-            hex_keys: FastMap::default(),
+            hex_keys: crate::key_table::KeyTable::default(),
             keys: FastMap::default(),
             secret_keys: FastMap::default(),
             tests_of: FastMap::default(),
@@ -514,9 +515,7 @@ impl Snapshot {
         for (k, lookup) in record.keys.iter().zip(lookups) {
             let r = KeyRef { slot, key: k.id, kind: k.kind };
             match lookup {
-                Lookup::Hex(n) => {
-                    self.hex_keys.insert(n, r);
-                }
+                Lookup::Hex(n) => self.hex_keys.insert(n, r),
                 Lookup::Text(t) => {
                     self.keys.insert(t, r);
                 }
@@ -553,10 +552,10 @@ impl Snapshot {
             }
             for lookup in &removed.lookups {
                 match lookup {
-                    Lookup::Hex(n) => self.hex_keys.remove(n),
-                    Lookup::Text(t) => self.keys.remove(t),
-                    Lookup::Secret(h) => self.secret_keys.remove(h),
-                };
+                    Lookup::Hex(n) => self.hex_keys.remove(*n),
+                    Lookup::Text(t) => drop(self.keys.remove(t)),
+                    Lookup::Secret(h) => drop(self.secret_keys.remove(h)),
+                }
             }
             self.version += 1;
         }
@@ -565,11 +564,11 @@ impl Snapshot {
     /// Finds the app key a caller presented: its app, id and kind.
     pub(crate) fn find_key(&self, presented: &str) -> Option<(&AppEntry, KeyId, KeyKind)> {
         let found = match hex128(presented) {
-            Some(n) => self.hex_keys.get(&n),
-            None => self.keys.get(presented),
+            Some(n) => self.hex_keys.get(n),
+            None => self.keys.get(presented).copied(),
         };
         let r = match found {
-            Some(r) => *r,
+            Some(r) => r,
             None => *self.secret_keys.get(secret::hash(presented).as_str())?,
         };
         let app = self.apps.slot(r.slot)?;

@@ -1,0 +1,160 @@
+//! The index of Kakao-style app keys (32 hex digits, read as a `u128`): an open-addressing table
+//! with linear probing whose entries hold the key, the app's slot, the key's id and kind inline. A
+//! lookup usually reads one cache line, where a `HashMap` reads its control bytes and then its
+//! bucket, two misses for a key among many. Callers only look keys up, never insert them, so no
+//! caller can crowd a probe sequence.
+
+use crate::model::{KeyId, KeyKind};
+use crate::snapshot::KeyRef;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: u128,
+    id: KeyId,
+    slot: u32,
+    /// `None`: the entry is free.
+    kind: Option<KeyKind>,
+}
+
+const FREE: Entry = Entry { key: 0, id: KeyId(0), slot: 0, kind: None };
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyTable {
+    /// A power of two long (or empty), at most half full.
+    entries: Vec<Entry>,
+    len: usize,
+}
+
+impl KeyTable {
+    fn mask(&self) -> usize {
+        self.entries.len().wrapping_sub(1)
+    }
+
+    /// Where `key`'s probe sequence starts.
+    fn home(key: u128, mask: usize) -> usize {
+        let mixed = ((key as u64) ^ ((key >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> 32) as usize & mask
+    }
+
+    /// The index holding `key`, if any.
+    fn find(&self, key: u128) -> Option<usize> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let mut i = Self::home(key, mask);
+        loop {
+            let e = &self.entries[i];
+            e.kind?;
+            if e.key == key {
+                return Some(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    pub(crate) fn get(&self, key: u128) -> Option<KeyRef> {
+        let e = &self.entries[self.find(key)?];
+        Some(KeyRef { slot: e.slot, key: e.id, kind: e.kind? })
+    }
+
+    /// Adds `key`, or points it at `r` if it is there already.
+    pub(crate) fn insert(&mut self, key: u128, r: KeyRef) {
+        if (self.len + 1) * 2 > self.entries.len() {
+            self.grow();
+        }
+        let mask = self.mask();
+        let mut i = Self::home(key, mask);
+        while self.entries[i].kind.is_some() && self.entries[i].key != key {
+            i = (i + 1) & mask;
+        }
+        if self.entries[i].kind.is_none() {
+            self.len += 1;
+        }
+        self.entries[i] = Entry { key, id: r.key, slot: r.slot, kind: Some(r.kind) };
+    }
+
+    /// Removes `key`, moving back the entries after it that probed past it (no tombstones).
+    pub(crate) fn remove(&mut self, key: u128) {
+        let Some(mut hole) = self.find(key) else { return };
+        let mask = self.mask();
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            if self.entries[j].kind.is_none() {
+                break;
+            }
+            let home = Self::home(self.entries[j].key, mask);
+            // Entry j stays if its home lies cyclically in (hole, j].
+            let stays = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
+            if !stays {
+                self.entries[hole] = self.entries[j];
+                hole = j;
+            }
+        }
+        self.entries[hole] = FREE;
+        self.len -= 1;
+    }
+
+    fn grow(&mut self) {
+        let capacity = (self.entries.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.entries, vec![FREE; capacity]);
+        self.len = 0;
+        for e in old {
+            if let Some(kind) = e.kind {
+                self.insert(e.key, KeyRef { slot: e.slot, key: e.id, kind });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn r(n: u32) -> KeyRef {
+        KeyRef { slot: n, key: KeyId(i64::from(n)), kind: KeyKind::RestApi }
+    }
+
+    #[test]
+    fn agrees_with_a_hash_map_through_inserts_overwrites_and_removes() {
+        let mut table = KeyTable::default();
+        let mut model: HashMap<u128, u32> = HashMap::new();
+        // A small key space, so that keys collide, repeat and are removed while others probed past them.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for step in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = u128::from(x % 300) << (x % 3 * 40);
+            match x % 5 {
+                0 | 1 => {
+                    table.insert(key, r(step));
+                    model.insert(key, step);
+                }
+                2 => {
+                    table.remove(key);
+                    model.remove(&key);
+                }
+                _ => {}
+            }
+            assert_eq!(table.get(key).map(|k| k.slot), model.get(&key).copied(), "step {step}, key {key}");
+            assert_eq!(table.len, model.len());
+        }
+        for (key, slot) in &model {
+            assert_eq!(table.get(*key).map(|k| k.slot), Some(*slot));
+        }
+        assert!(table.get(u128::MAX).is_none());
+    }
+
+    #[test]
+    fn an_empty_table_finds_nothing() {
+        let mut table = KeyTable::default();
+        assert!(table.get(7).is_none());
+        table.remove(7);
+        table.insert(7, r(1));
+        table.remove(7);
+        assert!(table.get(7).is_none());
+    }
+}
