@@ -18,53 +18,26 @@ fn snapshot() -> &'static Snapshot {
     static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
     SNAPSHOT.get_or_init(|| {
         let catalog = Catalog::builtin().unwrap_or_else(|e| unreachable!("{e}"));
-        let key = |id: i64, kind: KeyKind, value: &str, platforms: Platforms| Key {
-            id: KeyId(id),
-            kind,
-            hash: permgate_core::secret::hash(value),
-            hint: permgate_core::secret::hint(value),
-            value: (!kind.is_secret()).then(|| value.to_owned()),
-            platforms,
-            created_at: NOW,
+        let key = |id: i64, kind: KeyKind, value: &str, platforms: Platforms| {
+            Key::issued(KeyId(id), kind, value, platforms, NOW)
         };
-        let record = AppRecord {
-            app: App {
-                id: AppId(1),
-                name: "fuzz".into(),
-                company_name: "c".into(),
-                category: "x".into(),
-                owner: AccountId(1),
-                status: AppStatus::Active,
-                created_at: NOW,
-                original: None,
-                status_before_block: None,
-            },
-            owner_blocked: false,
-            members: vec![],
-            keys: vec![
-                key(1, KeyKind::RestApi, "0123456789abcdef0123456789abcdef", Platforms::default()),
-                key(
-                    2,
-                    KeyKind::Javascript,
-                    "javascript-key",
-                    Platforms { origins: vec!["https://a.example".into()], ..Platforms::default() },
-                ),
-                key(
-                    3,
-                    KeyKind::NativeApp,
-                    "native-key",
-                    Platforms { android_packages: vec!["com.example".into()], ..Platforms::default() },
-                ),
-                key(4, KeyKind::Admin, "fedcba9876543210fedcba9876543210", Platforms::default()),
-            ],
-            products: vec![],
-            grants: vec![],
-            paid: None,
-            business: None,
-            consent_items: vec![],
-            eligibility: None,
-            channels: vec![],
-        };
+        let mut record = AppRecord::active(AppId(1), NOW);
+        record.keys = vec![
+            key(1, KeyKind::RestApi, "0123456789abcdef0123456789abcdef", Platforms::default()),
+            key(
+                2,
+                KeyKind::Javascript,
+                "javascript-key",
+                Platforms { origins: vec!["https://a.example".into()], ..Platforms::default() },
+            ),
+            key(
+                3,
+                KeyKind::NativeApp,
+                "native-key",
+                Platforms { android_packages: vec!["com.example".into()], ..Platforms::default() },
+            ),
+            key(4, KeyKind::Admin, "fedcba9876543210fedcba9876543210", Platforms::default()),
+        ];
         let verifier = TokenVerifier::new(Some(b"fuzz-secret"));
         Snapshot::build(Arc::new(catalog), Arc::new(verifier), vec![record])
     })

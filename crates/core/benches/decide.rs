@@ -11,7 +11,6 @@ use permgate_core::credential::TokenVerifier;
 use permgate_core::decision::{CounterFailure, Query, decide, decide_and_count};
 use permgate_core::model::*;
 use permgate_core::quota::MemoryCounter;
-use permgate_core::secret;
 use permgate_core::snapshot::Snapshot;
 use permgate_core::time::Timestamp;
 
@@ -33,52 +32,17 @@ const GRANTS: [&str; 10] = [
 fn records() -> Vec<AppRecord> {
     (1..=APPS)
         .map(|id| {
-            let value = format!("{id:032x}");
-            AppRecord {
-                app: App {
-                    id: AppId(id),
-                    name: format!("app {id}"),
-                    company_name: "c".into(),
-                    category: "x".into(),
-                    owner: AccountId(id),
-                    status: AppStatus::Active,
-                    created_at: NOW,
-                    original: None,
-                    status_before_block: None,
-                },
-                owner_blocked: false,
-                members: vec![],
-                keys: vec![Key {
-                    id: KeyId(id),
-                    kind: KeyKind::RestApi,
-                    hash: secret::hash(&value),
-                    hint: secret::hint(&value),
-                    value: Some(value),
-                    platforms: Platforms::default(),
-                    created_at: NOW,
-                }],
-                products: vec![],
-                grants: GRANTS
-                    .iter()
-                    .map(|p| Grant {
-                        id: 0,
-                        app_id: AppId(id),
-                        permission: (*p).into(),
-                        key_id: None,
-                        source: GrantSource::Operator,
-                        granted_by: None,
-                        granted_at: NOW,
-                        expires_at: None,
-                        params: serde_json::json!({"limit": 1_000_000, "rule": "local_keyword_search_daily"}),
-                        reason: String::new(),
-                    })
-                    .collect(),
-                paid: None,
-                business: None,
-                consent_items: Vec::new(),
-                eligibility: None,
-                channels: Vec::new(),
-            }
+            let mut record = AppRecord::active(AppId(id), NOW);
+            record.keys.push(Key::issued(
+                KeyId(id),
+                KeyKind::RestApi,
+                &format!("{id:032x}"),
+                Platforms::default(),
+                NOW,
+            ));
+            let params = serde_json::json!({"limit": 1_000_000, "rule": "local_keyword_search_daily"});
+            record.grants = GRANTS.iter().map(|p| Grant::operator(AppId(id), p, params.clone(), NOW)).collect();
+            record
         })
         .collect()
 }

@@ -223,7 +223,39 @@ pub struct Grant {
     pub reason: String,
 }
 
+impl Key {
+    /// A key with this value, hashed and hinted as when issued (the value is kept unless the
+    /// kind is secret).
+    pub fn issued(id: KeyId, kind: KeyKind, value: &str, platforms: Platforms, created_at: Timestamp) -> Key {
+        Key {
+            id,
+            kind,
+            hash: crate::secret::hash(value),
+            hint: crate::secret::hint(value),
+            value: (!kind.is_secret()).then(|| value.to_owned()),
+            platforms,
+            created_at,
+        }
+    }
+}
+
 impl Grant {
+    /// A grant made by an operator, app-wide and without expiry.
+    pub fn operator(app_id: AppId, permission: &str, params: serde_json::Value, granted_at: Timestamp) -> Grant {
+        Grant {
+            id: 0,
+            app_id,
+            permission: permission.to_owned(),
+            key_id: None,
+            source: GrantSource::Operator,
+            granted_by: None,
+            granted_at,
+            expires_at: None,
+            params,
+            reason: String::new(),
+        }
+    }
+
     pub fn is_active(&self, now: Timestamp) -> bool {
         self.expires_at.is_none_or(|at| now < at)
     }
@@ -319,6 +351,40 @@ pub struct AppRecord {
 }
 
 impl AppRecord {
+    /// An app with nothing attached yet (members, keys, grants and settings are added after).
+    pub fn bare(app: App, owner_blocked: bool) -> AppRecord {
+        AppRecord {
+            app,
+            owner_blocked,
+            members: Vec::new(),
+            keys: Vec::new(),
+            products: Vec::new(),
+            grants: Vec::new(),
+            paid: None,
+            business: None,
+            consent_items: Vec::new(),
+            eligibility: None,
+            channels: Vec::new(),
+        }
+    }
+
+    /// An active app owned by the account of the same number, with nothing else yet: for
+    /// snapshots built in memory (benchmarks, fuzzing).
+    pub fn active(id: AppId, created_at: Timestamp) -> AppRecord {
+        let app = App {
+            id,
+            name: format!("app {id}"),
+            company_name: "c".into(),
+            category: "x".into(),
+            owner: AccountId(id.0),
+            status: AppStatus::Active,
+            created_at,
+            original: None,
+            status_before_block: None,
+        };
+        AppRecord::bare(app, false)
+    }
+
     pub fn member_role(&self, account: AccountId) -> Option<MemberRole> {
         self.members.iter().find(|m| m.account_id == account).map(|m| m.role)
     }

@@ -9,7 +9,6 @@ use permgate_core::credential::TokenVerifier;
 use permgate_core::decision::{CounterFailure, Query, decide, decide_and_count};
 use permgate_core::model::*;
 use permgate_core::quota::MemoryCounter;
-use permgate_core::secret;
 use permgate_core::snapshot::Snapshot;
 use permgate_core::time::Timestamp;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -22,49 +21,13 @@ const KEY: &str = "0123456789abcdef0123456789abcdef";
 
 fn snapshot() -> Snapshot {
     let catalog = Catalog::builtin().unwrap_or_else(|e| unreachable!("{e}"));
-    let grant = |permission: &str| Grant {
-        id: 0,
-        app_id: AppId(1),
-        permission: permission.into(),
-        key_id: None,
-        source: GrantSource::Operator,
-        granted_by: None,
-        granted_at: NOW,
-        expires_at: None,
-        params: serde_json::json!({"limit": 1_000_000, "rule": "local_keyword_search_daily"}),
-        reason: String::new(),
-    };
-    let record = AppRecord {
-        app: App {
-            id: AppId(1),
-            name: "app".into(),
-            company_name: "c".into(),
-            category: "x".into(),
-            owner: AccountId(1),
-            status: AppStatus::Active,
-            created_at: NOW,
-            original: None,
-            status_before_block: None,
-        },
-        owner_blocked: false,
-        members: vec![],
-        keys: vec![Key {
-            id: KeyId(1),
-            kind: KeyKind::RestApi,
-            hash: secret::hash(KEY),
-            hint: secret::hint(KEY),
-            value: Some(KEY.into()),
-            platforms: Platforms::default(),
-            created_at: NOW,
-        }],
-        products: vec![],
-        grants: ["increased_quota", "talk_calendar", "account_id_response"].iter().map(|p| grant(p)).collect(),
-        paid: None,
-        business: None,
-        consent_items: Vec::new(),
-        eligibility: None,
-        channels: Vec::new(),
-    };
+    let mut record = AppRecord::active(AppId(1), NOW);
+    record.keys.push(Key::issued(KeyId(1), KeyKind::RestApi, KEY, Platforms::default(), NOW));
+    let params = serde_json::json!({"limit": 1_000_000, "rule": "local_keyword_search_daily"});
+    record.grants = ["increased_quota", "talk_calendar", "account_id_response"]
+        .iter()
+        .map(|p| Grant::operator(AppId(1), p, params.clone(), NOW))
+        .collect();
     Snapshot::build(Arc::new(catalog), Arc::new(TokenVerifier::new(None)), vec![record])
 }
 

@@ -1100,22 +1100,7 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
                 .transpose()?,
         };
         let owner_blocked = r.try_get(7)?;
-        records.insert(
-            id,
-            AppRecord {
-                app,
-                owner_blocked,
-                members: Vec::new(),
-                keys: Vec::new(),
-                products: Vec::new(),
-                grants: Vec::new(),
-                paid: None,
-                business: None,
-                consent_items: Vec::new(),
-                eligibility: None,
-                channels: Vec::new(),
-            },
-        );
+        records.insert(id, AppRecord::bare(app, owner_blocked));
     }
     // Every query reads the same snapshot, so no row belongs to an app the first one missed.
 
