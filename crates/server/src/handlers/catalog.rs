@@ -52,7 +52,13 @@ pub fn reload_from_file(
         Ok(r) => tracing::info!(version = %r.version, "catalog unchanged ({why}); nothing to reload"),
         Err(e) => {
             state.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("catalog reload ({why}) failed; the catalog in force stays: {e}");
+            // A node without a catalog file, or a file with mistakes, is the operator's to fix:
+            // a warning. Only what permgate itself failed at is an error.
+            if matches!(e, ServiceError::Internal(_)) {
+                tracing::error!("catalog reload ({why}) failed; the catalog in force stays: {e}");
+            } else {
+                tracing::warn!("catalog reload ({why}) failed; the catalog in force stays: {e}");
+            }
         }
     }
     result
