@@ -78,11 +78,7 @@ impl<T: Copy + Default + Eq, const N: usize> Eq for SmallVec<T, N> {}
 
 impl<T: Copy + Default, const N: usize> From<Vec<T>> for SmallVec<T, N> {
     fn from(items: Vec<T>) -> Self {
-        let mut out = SmallVec::new();
-        for item in items {
-            out.push(item);
-        }
-        out
+        items.into_iter().collect()
     }
 }
 

@@ -125,31 +125,35 @@ pub fn id<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, ApiError> {
     text.parse().map_err(|_| ApiError::invalid(format!("{what} `{text}` is not a number")))
 }
 
-/// A query string (`axum::extract::Query`) whose errors are 400 / -2 in the JSON shape, not text.
-pub struct Query<T>(pub T);
+/// Wraps an axum extractor of request parts so that its rejection is 400 / -2 in the JSON shape
+/// (prefixed with what was being read), not axum's plain text.
+macro_rules! json_rejection {
+    ($(#[$doc:meta])* $name:ident, $inner:ident, $what:literal) => {
+        $(#[$doc])*
+        pub struct $name<T>(pub T);
 
-impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
-    type Rejection = ApiError;
+        impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for $name<T> {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Query(value)),
-            Err(e) => Err(ApiError::invalid(format!("the query string: {}", e.body_text()))),
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+                match axum::extract::$inner::<T>::from_request_parts(parts, state).await {
+                    Ok(axum::extract::$inner(value)) => Ok($name(value)),
+                    Err(e) => Err(ApiError::invalid(format!(concat!($what, ": {}"), e.body_text()))),
+                }
+            }
         }
-    }
+    };
 }
 
-/// Path parameters (`axum::extract::Path`) whose errors (e.g. a segment that is not UTF-8 once
-/// decoded) are 400 / -2 in the JSON shape, not text.
-pub struct Path<T>(pub T);
-
-impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Path<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(value)) => Ok(Path(value)),
-            Err(e) => Err(ApiError::invalid(format!("the path: {}", e.body_text()))),
-        }
-    }
-}
+json_rejection!(
+    /// A query string whose errors (e.g. a repeated parameter) are JSON.
+    Query,
+    Query,
+    "the query string"
+);
+json_rejection!(
+    /// Path parameters whose errors (e.g. a segment that is not UTF-8 once decoded) are JSON.
+    Path,
+    Path,
+    "the path"
+);

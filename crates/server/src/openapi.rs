@@ -43,7 +43,7 @@ enum Auth {
 struct Op {
     method: &'static str,
     path: &'static str,
-    id: &'static str,
+    id: String,
     tag: &'static str,
     summary: &'static str,
     auth: Auth,
@@ -53,8 +53,24 @@ struct Op {
 }
 
 impl Op {
-    fn new(method: &'static str, path: &'static str, id: &'static str, tag: &'static str, summary: &'static str) -> Op {
-        Op { method, path, id, tag, summary, auth: Auth::Account, query: Vec::new(), body: None, responses: Vec::new() }
+    fn new(
+        method: &'static str,
+        path: &'static str,
+        id: impl Into<String>,
+        tag: &'static str,
+        summary: &'static str,
+    ) -> Op {
+        Op {
+            method,
+            path,
+            id: id.into(),
+            tag,
+            summary,
+            auth: Auth::Account,
+            query: Vec::new(),
+            body: None,
+            responses: Vec::new(),
+        }
     }
 
     fn auth(mut self, auth: Auth) -> Op {
@@ -227,12 +243,14 @@ fn operations(s: &mut Schemas) -> Vec<Op> {
     ];
     // `/v1/authz` answers any method: the proxy forwards the original one.
     for (path, id) in [("/v1/authz", "authz"), ("/v1/authz/{original}", "authzPath")] {
-        for method in ["get", "post", "put", "patch", "delete"] {
+        for (method, name) in
+            [("get", "Get"), ("post", "Post"), ("put", "Put"), ("patch", "Patch"), ("delete", "Delete")]
+        {
             ops.push(
                 Op::new(
                     method,
                     path,
-                    id,
+                    format!("{id}{name}"),
                     "decisions",
                     "Forward auth for nginx `auth_request`, Traefik `ForwardAuth` and Envoy `ext_authz`.",
                 )
@@ -546,7 +564,7 @@ pub fn document() -> Value {
         }
         responses.insert("default".into(), json!({"$ref": "#/components/responses/Error"}));
         let mut operation = json!({
-            "operationId": if op.path.starts_with("/v1/authz") { format!("{}{}", op.id, capitalize(op.method)) } else { op.id.to_owned() },
+            "operationId": op.id,
             "tags": [op.tag],
             "summary": op.summary,
             "responses": responses,
@@ -609,11 +627,6 @@ pub fn document() -> Value {
             },
         },
     })
-}
-
-fn capitalize(word: &str) -> String {
-    let mut chars = word.chars();
-    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
 }
 
 /// `GET /openapi.json`.
