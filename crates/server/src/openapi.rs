@@ -629,7 +629,10 @@ pub fn document() -> Value {
     })
 }
 
-/// `GET /openapi.json`.
-pub async fn serve() -> axum::Json<Value> {
-    axum::Json(document())
+/// `GET /openapi.json`: the document is the same for the life of the process, so it is built and
+/// serialized once.
+pub async fn serve() -> impl axum::response::IntoResponse {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = TEXT.get_or_init(|| document().to_string());
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], text.as_str())
 }
