@@ -26,14 +26,15 @@ pub enum CredentialError {
     Empty,
 }
 
-/// Reads the `Authorization` header.
+/// Reads the `Authorization` header. Whitespace around the header and its value is HTTP's
+/// optional whitespace (ASCII; RFC 9110 5.6.3), which every decision trims.
 pub fn parse_authorization(header: Option<&str>) -> Result<Credential<'_>, CredentialError> {
-    let header = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(CredentialError::Missing)?;
-    let Some((scheme, value)) = header.split_once(' ') else {
+    let header = header.map(str::trim_ascii).filter(|h| !h.is_empty()).ok_or(CredentialError::Missing)?;
+    let Some(space) = header.bytes().position(|b| b == b' ') else {
         let bare = header.eq_ignore_ascii_case("KakaoAK") || header.eq_ignore_ascii_case("Bearer");
         return Err(if bare { CredentialError::Empty } else { CredentialError::UnknownScheme });
     };
-    let value = value.trim();
+    let (scheme, value) = (&header[..space], header[space + 1..].trim_ascii_start());
     let credential = if scheme.eq_ignore_ascii_case("KakaoAK") {
         Credential::AppKey(value)
     } else if scheme.eq_ignore_ascii_case("Bearer") {

@@ -1,6 +1,7 @@
 //! A fast, non-keyed hasher (FxHash's word-at-a-time mix) for the snapshot's and router's maps,
-//! whose keys are chosen by permgate or the operator (key values, app ids, path literals), never
-//! inserted by callers: a caller only looks up, so it cannot flood a map with colliding keys.
+//! whose keys are chosen by permgate or the operator (key values, app ids, catalog ids, path
+//! literals), never inserted by callers: a caller only looks up, so it cannot flood a map with
+//! colliding keys.
 //! Maps keyed by caller input keep the standard, randomly keyed hasher.
 
 use std::collections::HashMap;

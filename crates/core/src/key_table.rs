@@ -96,6 +96,13 @@ impl KeyTable {
         self.len -= 1;
     }
 
+    /// Makes room for `additional` more keys without growing again.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        while (self.len + additional) * 2 > self.entries.len() {
+            self.grow();
+        }
+    }
+
     fn grow(&mut self) {
         let capacity = (self.entries.len() * 2).max(16);
         let old = std::mem::replace(&mut self.entries, vec![FREE; capacity]);

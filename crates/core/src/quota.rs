@@ -6,8 +6,6 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use time::{Date, Month, OffsetDateTime, UtcOffset};
-
 use crate::catalog::QuotaPeriod;
 use crate::time::Timestamp;
 
@@ -36,18 +34,42 @@ pub fn window(period: QuotaPeriod, now: Timestamp, offset_seconds: i32) -> Windo
     }
 }
 
+/// The calendar month around `now`, in plain integer arithmetic on days (every counted call
+/// asks for it). `None` where the arithmetic would overflow.
 fn month_window(now: Timestamp, offset_seconds: i32) -> Option<Window> {
-    let offset = UtcOffset::from_whole_seconds(offset_seconds).ok()?;
-    let local = OffsetDateTime::from_unix_timestamp(now.0).ok()?.to_offset(offset);
-    let first = Date::from_calendar_date(local.year(), local.month(), 1).ok()?;
-    let (next_year, next_month) = match local.month() {
-        Month::December => (local.year() + 1, Month::January),
-        m => (local.year(), m.next()),
-    };
-    let next = Date::from_calendar_date(next_year, next_month, 1).ok()?;
-    let start = first.midnight().assume_offset(offset).unix_timestamp();
-    let end = next.midnight().assume_offset(offset).unix_timestamp();
+    let off = i64::from(offset_seconds);
+    let days = now.0.checked_add(off)?.div_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let start = (days - (day - 1)).checked_mul(86_400)?.checked_sub(off)?;
+    let end = days_from_civil(next_year, next_month, 1).checked_mul(86_400)?.checked_sub(off)?;
     Some(Window { start, end })
+}
+
+/// Days since 1970-01-01 of a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`: years of 400-year eras, each year counted from March).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The date (year, month 1-12, day 1-31) `days` after 1970-01-01; the inverse of
+/// [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let march_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * march_month + 2) / 5 + 1;
+    let month = if march_month < 10 { march_month + 3 } else { march_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// A stable 64-bit hash (FNV-1a) for user ids and recipients in counter keys: the same on every
@@ -126,11 +148,11 @@ struct Cell {
     dirty: bool,
 }
 
-/// The counters and which of them changed since the last drain, under one lock. The map keeps
-/// the standard, randomly keyed hasher: scopes hash caller-chosen user ids and recipients.
+/// The counters and which of them changed since the last drain, under one lock. The map's hasher
+/// is keyed at random per process (foldhash): scopes hash caller-chosen user ids and recipients.
 #[derive(Debug, Default)]
 struct Cells {
-    map: HashMap<CounterKey, Cell>,
+    map: HashMap<CounterKey, Cell, foldhash::fast::RandomState>,
     dirty: Vec<CounterKey>,
 }
 
@@ -272,6 +294,39 @@ mod tests {
         assert_eq!(feb.end - feb.start, 29 * 86_400, "2028 is a leap year");
         let dec = window(QuotaPeriod::Month, at("2026-12-31T23:00:00Z"), 0);
         assert_eq!(dec.end, at("2027-01-01T00:00:00Z").0);
+    }
+
+    /// What `month_window` must agree with: the `time` crate's calendar.
+    fn month_by_calendar(now: Timestamp, offset_seconds: i32) -> Option<Window> {
+        use time::{Date, Month, OffsetDateTime, UtcOffset};
+        let offset = UtcOffset::from_whole_seconds(offset_seconds).ok()?;
+        let local = OffsetDateTime::from_unix_timestamp(now.0).ok()?.to_offset(offset);
+        let first = Date::from_calendar_date(local.year(), local.month(), 1).ok()?;
+        let (next_year, next_month) = match local.month() {
+            Month::December => (local.year() + 1, Month::January),
+            m => (local.year(), m.next()),
+        };
+        let next = Date::from_calendar_date(next_year, next_month, 1).ok()?;
+        let start = first.midnight().assume_offset(offset).unix_timestamp();
+        let end = next.midnight().assume_offset(offset).unix_timestamp();
+        Some(Window { start, end })
+    }
+
+    #[test]
+    fn month_windows_agree_with_the_calendar_across_four_centuries_and_zones() {
+        // Every day from 1600 to 2400 (leap centuries and not), at times around midnight.
+        let mut t = at("1600-01-01T00:00:00Z").0;
+        let end = at("2400-12-31T00:00:00Z").0;
+        let mut days = 0;
+        while t < end {
+            days += 1;
+            for (dt, offset) in [(0, SEOUL), (86_399, SEOUL), (15 * 3600, SEOUL), (-1, 0), (43_200, -5 * 3600)] {
+                let now = Timestamp(t + dt);
+                assert_eq!(month_window(now, offset), month_by_calendar(now, offset), "{now:?} at {offset}");
+            }
+            t += 86_400;
+        }
+        assert_eq!(days, 292_559, "every day of 1600-01-01 to 2400-12-30 was checked");
     }
 
     #[test]

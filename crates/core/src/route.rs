@@ -187,8 +187,7 @@ impl Router {
 
     /// Finds the API for a concrete path (a query string, if any, is ignored).
     pub fn lookup(&self, method: Method, path: &str) -> Option<u32> {
-        let end = path.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(path.len());
-        let path = &path[..end];
+        let path = &path[..query_start(path.as_bytes())];
         if let Some(&api) = self.exact[method.index()].get(path) {
             return Some(api);
         }
@@ -218,6 +217,31 @@ impl Router {
     }
 }
 
+/// Where a path's query string or fragment starts (its length if it has neither), read a word
+/// at a time: every decision cuts its path here.
+fn query_start(path: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of `w` equal to `b` (the lowest flagged byte is always a true one).
+    let equal = |w: u64, b: u8| {
+        let t = w ^ (ONES * u64::from(b));
+        t.wrapping_sub(ONES) & !t & HIGH
+    };
+    let mut words = path.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let found = equal(w, b'?') | equal(w, b'#');
+        if found != 0 {
+            return at + (found.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(|&b| b == b'?' || b == b'#').map_or(path.len(), |i| at + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +253,26 @@ mod tests {
             assert!(r.insert(*m, &pattern, i as u32).is_ok(), "{p} conflicts");
         }
         r
+    }
+
+    #[test]
+    fn the_query_starts_at_the_first_question_mark_or_hash() {
+        for path in
+            ["", "/", "/a?b", "/abcdefg?x", "/abcdefgh#x", "/v2/local/search/keyword.json?query=coffee", "/x#a?b"]
+        {
+            let by_byte = path.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(path.len());
+            assert_eq!(query_start(path.as_bytes()), by_byte, "{path}");
+        }
+        for len in 0..40 {
+            for at in 0..len {
+                for mark in [b'?', b'#', b'>', b'@', 0x3f + 0x80] {
+                    let mut path = vec![b'a'; len];
+                    path[at] = mark;
+                    let by_byte = path.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(len);
+                    assert_eq!(query_start(&path), by_byte, "{len} {at} {mark}");
+                }
+            }
+        }
     }
 
     #[test]

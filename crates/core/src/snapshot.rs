@@ -86,21 +86,35 @@ enum Lookup {
 }
 
 /// A Kakao-style key (32 lowercase hex digits) as a number: indexed without a string compare.
+/// Reads eight digits at a time (every decision parses one key, so a digit-by-digit loop showed).
 fn hex128(text: &str) -> Option<u128> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 32 {
-        return None;
-    }
+    let bytes: &[u8; 32] = text.as_bytes().try_into().ok()?;
     let mut n: u128 = 0;
-    for &b in bytes {
-        let digit = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        n = (n << 4) | u128::from(digit);
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        n = (n << 32) | u128::from(hex8(u64::from_le_bytes(word))?);
     }
     Some(n)
+}
+
+/// Eight lowercase hex digits (the first in the lowest byte) as a number, all in one word.
+fn hex8(x: u64) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // With every byte below 0x80, adding stays within each byte: a byte's high bit then says
+    // whether it is at least `lo`, or above `hi`.
+    let within = |lo: u64, hi: u64| x.wrapping_add(ONES * (0x80 - lo)) & !x.wrapping_add(ONES * (0x7f - hi)) & HIGH;
+    if x & HIGH != 0 || (within(0x30, 0x39) | within(0x61, 0x66)) != HIGH {
+        return None;
+    }
+    // '0'..='9' are 0x30..=0x39 and 'a'..='f' 0x61..=0x66: the low nibble, plus 9 for a letter.
+    let digits = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
+    // Pairs of digits into bytes, then the four bytes together, the first digit highest.
+    let pairs = ((digits & 0x0f00_0f00_0f00_0f00) >> 8) | ((digits & 0x000f_000f_000f_000f) << 4);
+    let quads = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+    let packed = (quads | (quads >> 16)) as u32;
+    Some(packed.swap_bytes())
 }
 
 /// The apps, each in a slot of one vector (a key points at its app's slot), with an index by id.
@@ -143,6 +157,11 @@ impl Apps {
         };
         self.by_id.insert(id, s);
         s
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.slots.reserve(additional);
+        self.by_id.reserve(additional);
     }
 
     fn remove(&mut self, id: &AppId) -> Option<AppEntry> {
@@ -409,9 +428,20 @@ impl Snapshot {
         verifier: Arc<TokenVerifier>,
         records: impl IntoIterator<Item = AppRecord>,
     ) -> Snapshot {
+        let records: Vec<AppRecord> = records.into_iter().collect();
         let mut snapshot = Snapshot::new(catalog, verifier);
-        for record in records {
-            snapshot.upsert_app(&record);
+        let entries: Vec<AppEntry> = records.iter().map(|r| prepare(&snapshot.catalog, r)).collect();
+        snapshot.apps.reserve(entries.len());
+        snapshot.hex_keys.reserve(entries.len());
+        for entry in entries {
+            snapshot.install(entry);
+        }
+        // Freeing a large store's records (a few small allocations per grant) takes longer than
+        // building from them: another thread does it once the snapshot is built, so that it is
+        // ready sooner and the two do not take turns at the allocator.
+        if records.len() >= 4096 {
+            // If no thread can be started, the closure and the records drop here.
+            let _ = std::thread::Builder::new().name("snapshot-free".into()).spawn(move || drop(records));
         }
         snapshot
     }
@@ -450,84 +480,37 @@ impl Snapshot {
 
     /// Replaces everything known about one app with `record`.
     pub fn upsert_app(&mut self, record: &AppRecord) {
+        let entry = prepare(&self.catalog, record);
+        self.install(entry);
+    }
+
+    /// Puts a prepared entry in place of the app's present one (whose activity it keeps), indexes
+    /// its keys, and shares grants between test apps and their originals.
+    fn install(&mut self, mut entry: AppEntry) {
+        let id = entry.id;
         // Activity noted since the last save must survive the patch.
-        let activity = self.apps.get(&record.app.id).map(|a| a.activity.clone()).unwrap_or_default();
-        self.remove_app(record.app.id);
-        let catalog = &self.catalog;
-        let mut products_active = BitSet::default();
-        for (i, p) in catalog.products.iter().enumerate() {
-            let explicit = record.products.iter().find(|(id, _)| *id == p.id).map(|(_, on)| *on);
-            if explicit.unwrap_or(p.activation == Activation::DefaultOn) {
-                products_active.insert(i);
-            }
+        if let Some(present) = self.apps.get(&id) {
+            entry.activity = present.activity.clone();
         }
-        // Grants of permissions the catalog no longer declares cannot be enforced; they stay in
-        // the store and come back if the permission returns.
-        let held: Vec<Held> = record
-            .grants
-            .iter()
-            .filter_map(|g| {
-                catalog.permission_index(&g.permission).map(|permission| Held {
-                    permission,
-                    key: g.key_id,
-                    expires_at: g.expires_at,
-                })
-            })
-            .collect();
-        let keys =
-            record.keys.iter().map(|k| KeyEntry { id: k.id, kind: k.kind, platforms: k.platforms.clone() }).collect();
-        let quota_overrides = record.grants.iter().filter_map(|g| quota_override(catalog, g)).collect();
-        let paid = record.paid.as_ref().map(|p| PaidEntry {
-            rules: p.rules.iter().filter_map(|r| catalog.quota_rules.iter().position(|q| q.id == *r)).collect(),
-            daily_cap: p.daily_cap,
-            monthly_cap: p.monthly_cap,
-        });
-        let lookups: Vec<Lookup> = record
-            .keys
-            .iter()
-            .map(|k| match (&k.value, k.kind.is_secret()) {
-                (Some(value), false) => match hex128(value) {
-                    Some(n) => Lookup::Hex(n),
-                    None => Lookup::Text(value.as_str().into()),
-                },
-                _ => Lookup::Secret(k.hash.as_str().into()),
-            })
-            .collect();
-        let inherited: Vec<Held> =
-            record.app.original.and_then(|o| self.apps.get(&o)).map(|o| o.held.clone()).unwrap_or_default();
-        let slot = self.apps.insert(AppEntry {
-            id: record.app.id,
-            owner: record.app.owner,
-            status: record.app.status,
-            owner_blocked: record.owner_blocked,
-            keys,
-            products_active,
-            plain: plain_set(&held, &inherited),
-            held,
-            inherited,
-            original: record.app.original,
-            quota_overrides,
-            paid,
-            consent_set: catalog_consent_set(&self.catalog, record),
-            activity,
-            lookups: lookups.clone(),
-        });
-        for (k, lookup) in record.keys.iter().zip(lookups) {
-            let r = KeyRef { slot, key: k.id, kind: k.kind };
-            match lookup {
-                Lookup::Hex(n) => self.hex_keys.insert(n, r),
-                Lookup::Text(t) => {
-                    self.keys.insert(t, r);
-                }
-                Lookup::Secret(h) => {
-                    self.secret_keys.insert(h, r);
+        self.remove_app(id);
+        if let Some(original) = entry.original.and_then(|o| self.apps.get(&o)) {
+            entry.inherited.clone_from(&original.held);
+            entry.plain = plain_set(&entry.held, &entry.inherited);
+        }
+        let slot = self.apps.insert(entry);
+        if let Some(entry) = self.apps.slot(slot) {
+            for (k, lookup) in entry.keys.iter().zip(&entry.lookups) {
+                let r = KeyRef { slot, key: k.id, kind: k.kind };
+                match lookup {
+                    Lookup::Hex(n) => self.hex_keys.insert(*n, r),
+                    Lookup::Text(t) => drop(self.keys.insert(t.clone(), r)),
+                    Lookup::Secret(h) => drop(self.secret_keys.insert(h.clone(), r)),
                 }
             }
-        }
-        // A test app holds what its original holds: follow the original's change.
-        let id = record.app.id;
-        if let Some(original) = record.app.original {
-            self.tests_of.entry(original).or_default().push(id);
+            // A test app holds what its original holds: follow the original's change.
+            if let Some(original) = entry.original {
+                self.tests_of.entry(original).or_default().push(id);
+            }
         }
         let tests = self.tests_of.get(&id).cloned().unwrap_or_default();
         if !tests.is_empty() {
@@ -576,10 +559,69 @@ impl Snapshot {
     }
 }
 
-/// The quota limit a grant sets, if its permission raises quotas: `params.limit` for the rule in
-/// `params.rule`, or for the permission's only rule.
-fn quota_override(catalog: &Catalog, grant: &crate::model::Grant) -> Option<QuotaOverride> {
-    let permission = catalog.permission(&grant.permission).filter(|p| p.grants_quota)?;
+/// An app's entry as far as its record and the catalog make it: without the activity of the
+/// entry it replaces or the grants of its original (see [`Snapshot::install`]).
+fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
+    let mut products_active = BitSet::default();
+    for (i, p) in catalog.products.iter().enumerate() {
+        let explicit = record.products.iter().find(|(id, _)| *id == p.id).map(|(_, on)| *on);
+        if explicit.unwrap_or(p.activation == Activation::DefaultOn) {
+            products_active.insert(i);
+        }
+    }
+    // Grants of permissions the catalog no longer declares cannot be enforced; they stay in the
+    // store and come back if the permission returns. Each grant's permission is looked up once,
+    // for both what it holds and the quota it raises.
+    let mut held: Vec<Held> = Vec::with_capacity(record.grants.len());
+    let mut quota_overrides = crate::small::SmallVec::new();
+    for g in &record.grants {
+        let Some(permission) = catalog.permission_index(&g.permission) else { continue };
+        held.push(Held { permission, key: g.key_id, expires_at: g.expires_at });
+        if let Some(o) = quota_override(catalog, permission, g) {
+            quota_overrides.push(o);
+        }
+    }
+    let keys =
+        record.keys.iter().map(|k| KeyEntry { id: k.id, kind: k.kind, platforms: k.platforms.clone() }).collect();
+    let paid = record.paid.as_ref().map(|p| PaidEntry {
+        rules: p.rules.iter().filter_map(|r| catalog.quota_rule_index(r)).collect(),
+        daily_cap: p.daily_cap,
+        monthly_cap: p.monthly_cap,
+    });
+    let lookups = record
+        .keys
+        .iter()
+        .map(|k| match (&k.value, k.kind.is_secret()) {
+            (Some(value), false) => match hex128(value) {
+                Some(n) => Lookup::Hex(n),
+                None => Lookup::Text(value.as_str().into()),
+            },
+            _ => Lookup::Secret(k.hash.as_str().into()),
+        })
+        .collect();
+    AppEntry {
+        id: record.app.id,
+        owner: record.app.owner,
+        status: record.app.status,
+        owner_blocked: record.owner_blocked,
+        keys,
+        products_active,
+        plain: plain_set(&held, &[]),
+        held,
+        inherited: Vec::new(),
+        original: record.app.original,
+        quota_overrides,
+        paid,
+        consent_set: catalog_consent_set(catalog, record),
+        activity: Activity::default(),
+        lookups,
+    }
+}
+
+/// The quota limit a grant of `permission` (by index) sets, if the permission raises quotas:
+/// `params.limit` for the rule in `params.rule`, or for the permission's only rule.
+fn quota_override(catalog: &Catalog, permission: usize, grant: &crate::model::Grant) -> Option<QuotaOverride> {
+    let permission = catalog.permissions.get(permission).filter(|p| p.grants_quota)?;
     let limit = grant.params.get("limit")?.as_u64()?;
     let rule_id = match grant.params.get("rule").and_then(|r| r.as_str()) {
         Some(rule) => (permission.raises_quota_rules.is_empty()
@@ -590,7 +632,7 @@ fn quota_override(catalog: &Catalog, grant: &crate::model::Grant) -> Option<Quot
             _ => return None,
         },
     };
-    let rule = catalog.quota_rules.iter().position(|q| q.id == rule_id)?;
+    let rule = catalog.quota_rule_index(rule_id)?;
     Some(QuotaOverride { rule, limit, expires_at: grant.expires_at })
 }
 
@@ -648,6 +690,43 @@ fn catalog_consent_set(catalog: &Catalog, record: &AppRecord) -> BitSet {
 #[cfg(test)]
 mod bitset_tests {
     use super::{BitSet, hex128};
+
+    /// What `hex128` must agree with: one digit at a time.
+    fn hex128_by_digit(text: &str) -> Option<u128> {
+        if text.len() != 32 {
+            return None;
+        }
+        text.bytes().try_fold(0u128, |n, b| {
+            let digit = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                _ => return None,
+            };
+            Some((n << 4) | u128::from(digit))
+        })
+    }
+
+    #[test]
+    fn hex_keys_read_eight_digits_at_a_time_agree_with_one_at_a_time() {
+        // Every byte value in every position, among otherwise valid digits.
+        for at in 0..32 {
+            for b in 0..=255u8 {
+                let mut key = *b"0123456789abcdef0123456789abcdef";
+                key[at] = b;
+                let text = String::from_utf8_lossy(&key);
+                assert_eq!(hex128(&text), hex128_by_digit(&text), "{text:?}");
+            }
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let text = format!("{:016x}{:016x}", x, x.rotate_left(17));
+            assert_eq!(hex128(&text), hex128_by_digit(&text));
+            assert_eq!(hex128(&text), Some((u128::from(x) << 64) | u128::from(x.rotate_left(17))));
+        }
+    }
 
     #[test]
     fn hex_keys_read_as_numbers_and_anything_else_does_not() {

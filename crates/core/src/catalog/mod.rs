@@ -6,7 +6,7 @@ mod raw;
 
 pub use diff::{CatalogDiff, Changed, SectionDiff, diff};
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -294,12 +294,12 @@ pub struct Catalog {
 
 #[derive(Debug, Clone, Default)]
 struct Indexes {
-    products: HashMap<String, usize>,
-    permissions: HashMap<String, usize>,
-    consent_items: HashMap<String, usize>,
-    quota_rules: HashMap<String, usize>,
-    review_reasons: HashMap<String, usize>,
-    apis: HashMap<String, usize>,
+    products: FastMap<String, usize>,
+    permissions: FastMap<String, usize>,
+    consent_items: FastMap<String, usize>,
+    quota_rules: FastMap<String, usize>,
+    review_reasons: FastMap<String, usize>,
+    apis: FastMap<String, usize>,
 }
 
 /// One problem in a catalog file, located.
@@ -381,6 +381,10 @@ impl Catalog {
         self.index.quota_rules.get(id).map(|&i| &self.quota_rules[i])
     }
 
+    pub fn quota_rule_index(&self, id: &str) -> Option<usize> {
+        self.index.quota_rules.get(id).copied()
+    }
+
     pub fn review_reason(&self, id: &str) -> Option<&ReviewReason> {
         self.index.review_reasons.get(id).map(|&i| &self.review_reasons[i])
     }
@@ -422,8 +426,8 @@ impl Validator<'_> {
     }
 
     /// Registers ids of one kind, reporting duplicates and malformed ids.
-    fn index(&mut self, kind: &str, ids: &[&Spanned<String>]) -> HashMap<String, usize> {
-        let mut map = HashMap::new();
+    fn index(&mut self, kind: &str, ids: &[&Spanned<String>]) -> FastMap<String, usize> {
+        let mut map = FastMap::default();
         for (i, id) in ids.iter().enumerate() {
             let text = id.get_ref();
             if !is_snake_case(text) {
@@ -438,7 +442,7 @@ impl Validator<'_> {
 
     fn check_ref(
         &mut self,
-        map: &HashMap<String, usize>,
+        map: &FastMap<String, usize>,
         what: &str,
         owner: &str,
         reference: &Spanned<String>,
