@@ -238,39 +238,38 @@ pub const PERMISSION_DENIED_MSG: &str = "permission denied";
 
 /// Decides one call. Pure: reads only its arguments.
 pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decision {
-    resolve(snapshot, query, now, None).0
+    resolve(snapshot, query, now, None, &mut None)
 }
 
 /// Decides a call from the decision log again, as if made with the same credential: for the
 /// impact preview of a catalog change. Quota is not consulted.
 pub fn replay(snapshot: &Snapshot, call: &LoggedCall, now: Timestamp) -> Decision {
     let query = Query { method: &call.method, path: &call.path, ..Query::default() };
-    resolve(snapshot, &query, now, Some(call)).0
+    resolve(snapshot, &query, now, Some(call), &mut None)
 }
 
-/// [`decide`], also handing back the app and API an allowed call resolved to, so that counting
-/// does not look them up again.
+/// [`decide`], also handing back (in `target`) the app and API an allowed call resolved to, so
+/// that counting does not look them up again. Only the verdict is returned: a `Decision` is a few
+/// hundred bytes, and in a pair it was built, then copied out twice on every call.
 fn resolve<'s>(
     snapshot: &'s Snapshot,
     query: &Query<'_>,
     now: Timestamp,
     logged: Option<&LoggedCall>,
-) -> (Decision, Option<(&'s AppEntry, &'s Api)>) {
+    target: &mut Option<(&'s AppEntry, &'s Api)>,
+) -> Decision {
     let mut reasons = Reasons::new(query.explain);
     let catalog = snapshot.catalog();
 
     let Some(method) = Method::parse(query.method) else {
-        return (
-            Decision::deny(400, code::MALFORMED, format!("unsupported method `{}`", query.method), reasons.list),
-            None,
-        );
+        return Decision::deny(400, code::MALFORMED, format!("unsupported method `{}`", query.method), reasons.list);
     };
     if !query.path.starts_with('/') {
-        return (Decision::deny(400, code::MALFORMED, "path must start with `/`", reasons.list), None);
+        return Decision::deny(400, code::MALFORMED, "path must start with `/`", reasons.list);
     }
     let Some(api) = catalog.route(method, query.path) else {
         let path = query.path.split('?').next().unwrap_or(query.path);
-        return (Decision::deny(404, code::NO_SUCH_API, format!("no API matches {method} {path}"), reasons.list), None);
+        return Decision::deny(404, code::NO_SUCH_API, format!("no API matches {method} {path}"), reasons.list);
     };
     reasons.add(|| format!("route: {method} {} is api `{}` of product `{}`", api.path, api.id, api.product));
 
@@ -282,7 +281,7 @@ fn resolve<'s>(
     };
     let caller = match identified {
         Ok(caller) => caller,
-        Err(msg) => return (verdict.deny(401, code::UNAUTHENTICATED, msg), None),
+        Err(msg) => return verdict.deny(401, code::UNAUTHENTICATED, msg),
     };
     let app = caller.app;
     verdict.app = Some(app.id);
@@ -292,13 +291,13 @@ fn resolve<'s>(
     verdict.scopes.clone_from(&caller.scopes);
 
     if app.owner_blocked {
-        return (verdict.deny(403, code::BLOCKED, "the app's owner account is blocked"), None);
+        return verdict.deny(403, code::BLOCKED, "the app's owner account is blocked");
     }
     match app.status {
         AppStatus::Active => verdict.reasons.add(|| "app status: active".into()),
-        AppStatus::Blocked => return (verdict.deny(403, code::BLOCKED, "the app is blocked"), None),
+        AppStatus::Blocked => return verdict.deny(403, code::BLOCKED, "the app is blocked"),
         AppStatus::Suspended => {
-            return (verdict.deny(403, code::SUSPENDED, "the app is suspended for inactivity"), None);
+            return verdict.deny(403, code::SUSPENDED, "the app is suspended for inactivity");
         }
     }
 
@@ -307,13 +306,13 @@ fn resolve<'s>(
         ApiStatus::Maintenance => {
             let msg = format!("API `{}` is under maintenance", api.id);
             if !verdict.shadowed(false, 400, code::MAINTENANCE, &msg, None) {
-                return (verdict.deny(400, code::MAINTENANCE, msg), None);
+                return verdict.deny(400, code::MAINTENANCE, msg);
             }
         }
         ApiStatus::Terminated => {
             let msg = format!("API `{}` is terminated", api.id);
             if !verdict.shadowed(false, 400, code::TERMINATED, &msg, None) {
-                return (verdict.deny(400, code::TERMINATED, msg), None);
+                return verdict.deny(400, code::TERMINATED, msg);
             }
         }
     }
@@ -343,7 +342,7 @@ fn resolve<'s>(
                 let mut d = verdict.deny(403, code::PERMISSION_DENIED, PERMISSION_DENIED_MSG);
                 d.permission = Some(permission.clone());
                 d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
-                return (d, None);
+                return d;
             }
         }
     }
@@ -360,7 +359,7 @@ fn resolve<'s>(
             product.id, app.id, product.id
         );
         if !verdict.shadowed(false, 403, code::NOT_CONFIGURED, &msg, None) {
-            return (verdict.deny(403, code::NOT_CONFIGURED, msg), None);
+            return verdict.deny(403, code::NOT_CONFIGURED, msg);
         }
     } else {
         verdict.reasons.add(|| format!("product `{}`: activated", product.id));
@@ -372,7 +371,7 @@ fn resolve<'s>(
     {
         let msg = format!("this admin key's available APIs exclude category `{}`", api.category);
         if !verdict.shadowed(false, 403, code::NOT_CONFIGURED, &msg, None) {
-            return (verdict.deny(403, code::NOT_CONFIGURED, msg), None);
+            return verdict.deny(403, code::NOT_CONFIGURED, msg);
         }
     }
 
@@ -384,7 +383,7 @@ fn resolve<'s>(
             app.id
         );
         if !verdict.shadowed(false, 403, code::NOT_CONFIGURED, &msg, None) {
-            return (verdict.deny(403, code::NOT_CONFIGURED, msg), None);
+            return verdict.deny(403, code::NOT_CONFIGURED, msg);
         }
     }
     verdict.reasons.add(|| {
@@ -404,7 +403,7 @@ fn resolve<'s>(
             if !verdict.shadowed(false, 403, code::NO_CONSENT, MSG, None) {
                 let mut d = verdict.deny(403, code::NO_CONSENT, MSG);
                 d.required_scopes = missing;
-                return (d, None);
+                return d;
             }
         }
     }
@@ -434,7 +433,8 @@ fn resolve<'s>(
     if d.restriction.is_some() {
         d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
     }
-    (d, Some((app, api)))
+    *target = Some((app, api));
+    d
 }
 
 struct Verdict<'a> {
@@ -595,7 +595,8 @@ pub fn decide_and_count(
     consume: bool,
     on_failure: CounterFailure,
 ) -> Decision {
-    let (mut d, target) = resolve(snapshot, query, now, None);
+    let mut target = None;
+    let mut d = resolve(snapshot, query, now, None, &mut target);
     if let Some((app, api)) = target {
         count(snapshot, app, api, &mut d, query, counter, now, consume, on_failure);
         if d.allow && consume {
