@@ -2,58 +2,19 @@
 //! 10,000 apps of 10 grants each, on a mix of allowed, denied and members-only calls; and
 //! building that snapshot. Results and the machine go in BENCHMARKS.md.
 
-use std::hint::black_box;
-use std::sync::Arc;
+mod common;
 
+use std::hint::black_box;
+
+use common::{NOW, PATHS, records, snapshot};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use permgate_core::catalog::Catalog;
-use permgate_core::credential::TokenVerifier;
 use permgate_core::decision::{CounterFailure, Query, decide, decide_and_count};
-use permgate_core::model::*;
 use permgate_core::quota::MemoryCounter;
-use permgate_core::snapshot::Snapshot;
-use permgate_core::time::Timestamp;
 
 const APPS: i64 = 10_000;
-const NOW: Timestamp = Timestamp(1_795_824_000);
-const GRANTS: [&str; 10] = [
-    "talk_share_quota",
-    "personal_info_consent_items",
-    "talk_calendar",
-    "kakao_map_activation",
-    "connect_talk_channel",
-    "increased_quota",
-    "manual_signup",
-    "service_terms_upgrade",
-    "account_id_response",
-    "talk_user_id_response",
-];
-
-fn records() -> Vec<AppRecord> {
-    (1..=APPS)
-        .map(|id| {
-            let mut record = AppRecord::active(AppId(id), NOW);
-            record.keys.push(Key::issued(
-                KeyId(id),
-                KeyKind::RestApi,
-                &format!("{id:032x}"),
-                Platforms::default(),
-                NOW,
-            ));
-            let params = serde_json::json!({"limit": 1_000_000, "rule": "local_keyword_search_daily"});
-            record.grants = GRANTS.iter().map(|p| Grant::operator(AppId(id), p, params.clone(), NOW)).collect();
-            record
-        })
-        .collect()
-}
-
-fn snapshot(records: Vec<AppRecord>) -> Snapshot {
-    let catalog = Catalog::builtin().unwrap_or_else(|e| unreachable!("{e}"));
-    Snapshot::build(Arc::new(catalog), Arc::new(TokenVerifier::new(None)), records)
-}
 
 fn bench(c: &mut Criterion) {
-    let records = records();
+    let records = records(APPS);
     // The records are the store's output: copied outside the timed part (as the store reads them
     // before a build starts). Freeing them is the build's, on a thread of its own once it is done.
     c.bench_function("snapshot build, 10k apps / 100k grants", |b| {
@@ -61,9 +22,8 @@ fn bench(c: &mut Criterion) {
     });
 
     let s = snapshot(records);
-    let auths: Vec<String> = (1..=APPS).map(|id| format!("KakaoAK {id:032x}")).collect();
-    // allowed (Local search), denied (-401: a REST key on a user-token API), not found.
-    let paths = ["/v2/local/search/keyword.json?query=coffee", "/v1/api/talk/profile", "/v2/local/search/address.json"];
+    let auths: Vec<String> = (1..=APPS).map(|id| format!("KakaoAK {}", common::key(id))).collect();
+    let paths = PATHS;
     let mut i = 0usize;
     c.bench_function("decide, mixed calls", |b| {
         b.iter(|| {

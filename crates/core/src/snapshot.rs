@@ -428,20 +428,15 @@ impl Snapshot {
         verifier: Arc<TokenVerifier>,
         records: impl IntoIterator<Item = AppRecord>,
     ) -> Snapshot {
-        let records: Vec<AppRecord> = records.into_iter().collect();
+        let records = records.into_iter();
         let mut snapshot = Snapshot::new(catalog, verifier);
-        let entries: Vec<AppEntry> = records.iter().map(|r| prepare(&snapshot.catalog, r)).collect();
-        snapshot.apps.reserve(entries.len());
-        snapshot.hex_keys.reserve(entries.len());
-        for entry in entries {
+        snapshot.apps.reserve(records.size_hint().0);
+        snapshot.hex_keys.reserve(records.size_hint().0);
+        for record in records {
+            let entry = prepare(&snapshot.catalog, &record);
+            // Freed now, while its memory is in cache (and a store's worth is never held twice).
+            drop(record);
             snapshot.install(entry);
-        }
-        // Freeing a large store's records (a few small allocations per grant) takes longer than
-        // building from them: another thread does it once the snapshot is built, so that it is
-        // ready sooner and the two do not take turns at the allocator.
-        if records.len() >= 4096 {
-            // If no thread can be started, the closure and the records drop here.
-            let _ = std::thread::Builder::new().name("snapshot-free".into()).spawn(move || drop(records));
         }
         snapshot
     }

@@ -1,0 +1,82 @@
+//! Per-call latency of the hot path, for the tail that criterion's means do not show: every call
+//! is timed on its own (`Instant` around it; the timer's own median cost is measured and taken
+//! off), over the built-in catalog with 10,000 apps, and 1,000,000 under `cargo bench` (that
+//! build takes seconds and a few GB). Prints the mean, p50, p99 and p99.9 of each case. The
+//! authorization header is copied into a buffer before each timed call, as a server has just
+//! read it off the socket. Results go in BENCHMARKS.md; nothing here asserts a duration.
+//!
+//! `cargo bench -p permgate-core --bench latency`
+
+mod common;
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use common::{NOW, PATHS, records, snapshot};
+use permgate_core::decision::{CounterFailure, Query, decide, decide_and_count};
+use permgate_core::quota::MemoryCounter;
+
+fn main() {
+    // `cargo test --all-targets` runs this once, small, to see that it works.
+    let full = std::env::args().any(|a| a == "--bench");
+    let (calls, sizes): (usize, &[i64]) = if full { (2_000_000, &[10_000, 1_000_000]) } else { (20_000, &[1_000]) };
+    let overhead = timer_overhead();
+    println!("timer overhead {overhead} ns (taken off each call); {calls} calls per case");
+    for &apps in sizes {
+        let records = records(apps);
+        let built = Instant::now();
+        let s = snapshot(records);
+        println!("{apps} apps: snapshot built in {:.0?}", built.elapsed());
+        let auths: Vec<String> = (1..=apps).map(|id| format!("KakaoAK {}", common::key(id))).collect();
+        let mut header = String::with_capacity(64);
+        // A prime stride visits every app, in an order no prefetcher follows.
+        let pick = |i: usize| (i.wrapping_mul(7919)) % auths.len();
+
+        let mut samples = Vec::with_capacity(calls);
+        for i in 0..calls {
+            header.clear();
+            header.push_str(&auths[pick(i)]);
+            let q =
+                Query { method: "GET", path: PATHS[i % PATHS.len()], authorization: Some(&header), ..Query::default() };
+            let t = Instant::now();
+            black_box(decide(&s, &q, NOW));
+            samples.push(t.elapsed().as_nanos());
+        }
+        report(apps, "decide, mixed calls", samples, overhead);
+
+        let counter = MemoryCounter::new();
+        let mut samples = Vec::with_capacity(calls);
+        for i in 0..calls {
+            header.clear();
+            header.push_str(&auths[pick(i)]);
+            let q = Query { method: "GET", path: PATHS[0], authorization: Some(&header), ..Query::default() };
+            let t = Instant::now();
+            let d = decide_and_count(&s, &q, &counter, NOW, true, CounterFailure::Closed);
+            samples.push(t.elapsed().as_nanos());
+            assert!(d.allow, "an allowed call was denied: {d:?}");
+        }
+        report(apps, "decide + count (in memory), allowed", samples, overhead);
+    }
+}
+
+/// The median cost of timing nothing.
+fn timer_overhead() -> u128 {
+    let mut samples: Vec<u128> = (0..100_000)
+        .map(|_| {
+            let t = Instant::now();
+            t.elapsed().as_nanos()
+        })
+        .collect();
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+fn report(apps: i64, case: &str, mut samples: Vec<u128>, overhead: u128) {
+    for s in &mut samples {
+        *s = s.saturating_sub(overhead);
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    let mean = samples.iter().sum::<u128>() / samples.len() as u128;
+    println!("{apps} apps, {case}: mean {mean} ns, p50 {} ns, p99 {} ns, p99.9 {} ns", at(0.50), at(0.99), at(0.999));
+}
