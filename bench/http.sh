@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # HTTP load runs, all in one go on this machine (the load generator shares it):
+#   0. GET to a hello-world hyper server (crates/server/examples/hello.rs): the HTTP baseline;
 #   1. POST /v1/check (consume: false) at 64 connections;
 #   2. GET through nginx's plain reverse proxy to an upstream;
 #   3. GET through permgate's built-in gateway to the same upstream;
-#   4. GET through nginx with auth_request to permgate, to the same upstream.
-# The upstream is nginx answering `return 200` on its own port. Needs: wrk, nginx, curl, jq,
-# and a release build (cargo build --release). Usage: bench/http.sh [seconds per run]
+#   4. GET through nginx with auth_request to permgate, to the same upstream;
+# then the ratios the targets are stated in. The upstream is nginx answering `return 200` on its
+# own port. Every run expects only 2xx answers: a non-2xx answer is a wrong decision and fails the
+# script. Needs wrk, nginx, curl and jq; builds what it runs. Usage: bench/http.sh [seconds per run]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -20,10 +22,15 @@ stop() {
 }
 trap stop EXIT
 PG=127.0.0.1:18080; GW=127.0.0.1:18000; UP=127.0.0.1:19000; NGX_PLAIN=127.0.0.1:18001; NGX_AUTH=127.0.0.1:18002
-for port in ${PG##*:} ${GW##*:} ${UP##*:} ${NGX_PLAIN##*:} ${NGX_AUTH##*:}; do
+HELLO=127.0.0.1:19001
+for port in ${PG##*:} ${GW##*:} ${UP##*:} ${NGX_PLAIN##*:} ${NGX_AUTH##*:} ${HELLO##*:}; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then echo "port $port is in use: stop what listens there first" >&2; exit 1; fi
 done
 ADMIN=bench-admin-token-0123456789
+cargo build --release --quiet -p permgate --bin permgate
+cargo build --release --quiet -p permgate-server --example hello
+( exec target/release/examples/hello $HELLO > $W/hello.log 2>&1 ) &
+echo $! > $W/hello.pid
 
 # `exec`, so that the recorded pid is permgate's own (not a subshell's that a signal would miss).
 ( cd $W && PERMGATE_LISTEN=$PG PERMGATE_GATEWAY_LISTEN=$GW PERMGATE_UPSTREAM=http://$UP PERMGATE_ADMIN_TOKEN=$ADMIN \
@@ -53,8 +60,25 @@ cat > $W/check.lua <<LUA
 wrk.method = "POST"
 wrk.body = '{"method":"GET","path":"/v2/local/search/keyword.json","headers":{"authorization":"KakaoAK $KEY"},"consume":false}'
 LUA
-run() { echo "== $1"; shift; wrk -t2 -c64 -d${SECS}s --latency "$@" | grep -E "Requests/sec|Non-2xx|50%|99%"; }
-run "decision API: POST /v1/check" -s $W/check.lua http://$PG/v1/check
-run "nginx plain reverse proxy" http://$NGX_PLAIN/v2/local/search/keyword.json
-run "permgate gateway" -H "Authorization: KakaoAK $KEY" http://$GW/v2/local/search/keyword.json
-run "nginx + auth_request to permgate" -H "Authorization: KakaoAK $KEY" http://$NGX_AUTH/v2/local/search/keyword.json
+# One run: prints wrk's summary, remembers requests/s, and fails on any non-2xx answer.
+declare -A RPS
+run() {
+  local name=$1; shift
+  echo "== $name"
+  wrk -t2 -c64 -d${SECS}s --latency "$@" > $W/wrk.out
+  grep -E "Requests/sec|Non-2xx|50%|99%" $W/wrk.out || true
+  if grep -q "Non-2xx" $W/wrk.out; then echo "wrong answers in '$name'" >&2; exit 1; fi
+  RPS[$name]=$(awk '/Requests\/sec/ {print $2}' $W/wrk.out)
+}
+run hello -H "Authorization: KakaoAK $KEY" http://$HELLO/v2/local/search/keyword.json
+run check -s $W/check.lua http://$PG/v1/check
+run nginx_plain http://$NGX_PLAIN/v2/local/search/keyword.json
+run gateway -H "Authorization: KakaoAK $KEY" http://$GW/v2/local/search/keyword.json
+run nginx_auth -H "Authorization: KakaoAK $KEY" http://$NGX_AUTH/v2/local/search/keyword.json
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "== summary (requests/s; ratios within this run)"
+echo "hello-world hyper server      ${RPS[hello]}"
+echo "decision API (POST /v1/check) ${RPS[check]}  = $(ratio ${RPS[check]} ${RPS[hello]}) x hello-world; target >= 100000/s"
+echo "nginx plain reverse proxy     ${RPS[nginx_plain]}"
+echo "permgate gateway              ${RPS[gateway]}  = $(ratio ${RPS[gateway]} ${RPS[nginx_plain]}) x nginx plain (target >= 1), $(ratio ${RPS[gateway]} ${RPS[nginx_auth]}) x nginx + auth_request (target >= 1.8)"
+echo "nginx + auth_request          ${RPS[nginx_auth]}"
