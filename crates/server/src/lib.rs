@@ -152,52 +152,54 @@ pub(crate) struct Call {
 
 impl AppState {
     /// Decides and counts one call. With a shared counter (which may wait on Redis) this runs on
-    /// the blocking pool; counting in memory never blocks and runs in place. Quota alerts the
-    /// call raised are queued for the saver.
+    /// the blocking pool; counting in memory never blocks and runs in place, borrowing the
+    /// services (no clone of their handles per call). Quota alerts the call raised are queued for
+    /// the saver.
     pub(crate) async fn decide(&self, call: Call) -> Result<permgate_core::Decision, ApiError> {
-        let services = self.services()?.clone();
-        let metrics = self.metrics.clone();
-        let in_memory = services.memory.is_some();
-        let run = move || {
-            let started = std::time::Instant::now();
-            let now = services.clock.now();
-            let recipients: Vec<&str> = call.recipients.iter().map(String::as_str).collect();
-            let query = permgate_core::Query {
-                method: &call.method,
-                path: &call.path,
-                authorization: call.authorization.as_deref(),
-                origin: call.origin.as_deref(),
-                ka: call.ka.as_deref(),
-                recipients: &recipients,
-                explain: call.explain,
-            };
-            let mut decision = {
-                let snapshot = services.snapshot.read();
-                permgate_core::decision::decide_and_count(
-                    &snapshot,
-                    &query,
-                    services.counter.as_ref(),
-                    now,
-                    call.consume,
-                    services.on_counter_failure,
-                )
-            };
-            metrics.record(&decision, started.elapsed(), call.consume);
-            if call.consume {
-                services.decision_log.note(&decision, &call.method, &call.path, now);
-            }
-            if !decision.alerts.is_empty() {
-                services.alerts.lock().unwrap_or_else(PoisonError::into_inner).append(&mut decision.alerts);
-            }
-            report_counter_health(&decision);
-            decision
-        };
-        if in_memory {
-            Ok(run())
-        } else {
-            tokio::task::spawn_blocking(run).await.map_err(|e| ApiError::internal(format!("decision task failed: {e}")))
+        let services = self.services()?;
+        if services.memory.is_some() {
+            return Ok(decide_now(services, &self.metrics, &call));
         }
+        let (services, metrics) = (services.clone(), self.metrics.clone());
+        tokio::task::spawn_blocking(move || decide_now(&services, &metrics, &call))
+            .await
+            .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))
     }
+}
+
+fn decide_now(services: &Services, metrics: &Metrics, call: &Call) -> permgate_core::Decision {
+    let started = std::time::Instant::now();
+    let now = services.clock.now();
+    let recipients: Vec<&str> = call.recipients.iter().map(String::as_str).collect();
+    let query = permgate_core::Query {
+        method: &call.method,
+        path: &call.path,
+        authorization: call.authorization.as_deref(),
+        origin: call.origin.as_deref(),
+        ka: call.ka.as_deref(),
+        recipients: &recipients,
+        explain: call.explain,
+    };
+    let mut decision = {
+        let snapshot = services.snapshot.read();
+        permgate_core::decision::decide_and_count(
+            &snapshot,
+            &query,
+            services.counter.as_ref(),
+            now,
+            call.consume,
+            services.on_counter_failure,
+        )
+    };
+    metrics.record(&decision, started.elapsed(), call.consume);
+    if call.consume {
+        services.decision_log.note(&decision, &call.method, &call.path, now);
+    }
+    if !decision.alerts.is_empty() {
+        services.alerts.lock().unwrap_or_else(PoisonError::into_inner).append(&mut decision.alerts);
+    }
+    report_counter_health(&decision);
+    decision
 }
 
 /// Logs once when the quota counter starts failing and once when it recovers, not per call.
