@@ -5,6 +5,8 @@
 //! members-only restriction) → -3 (configuration) → -402 (the user's consent); then, in
 //! [`decide_and_count`], quotas (-10 and the rules' own codes) → -11.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::catalog::{Api, ApiStatus, QuotaPeriod, QuotaScope, WithoutPermission};
@@ -94,15 +96,16 @@ pub struct Decision {
     pub status: u16,
     /// 0 when allowed, else the Kakao error code.
     pub code: i32,
+    // A fixed text (most denies) or one made for this call.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub msg: Option<String>,
+    pub msg: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_id: Option<AppId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<&'static str>,
     /// The permission that was missing (deny) or that restricted the call.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub permission: Option<String>,
+    pub permission: Option<&'static str>,
     /// Where to apply for the missing permission.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_url: Option<String>,
@@ -182,7 +185,7 @@ pub struct QuotaAlert {
 }
 
 impl Decision {
-    fn deny(status: u16, code: i32, msg: impl Into<String>, reasons: Vec<String>) -> Decision {
+    fn deny(status: u16, code: i32, msg: impl Into<Cow<'static, str>>, reasons: Vec<String>) -> Decision {
         Decision {
             allow: false,
             status,
@@ -214,8 +217,8 @@ impl Decision {
             "code": self.code,
         });
         if let Some(map) = body.as_object_mut() {
-            if let Some(p) = &self.permission {
-                map.insert("permission".into(), p.as_str().into());
+            if let Some(p) = self.permission {
+                map.insert("permission".into(), p.into());
             }
             if let Some(u) = &self.request_url {
                 map.insert("request_url".into(), u.as_str().into());
@@ -331,7 +334,7 @@ fn resolve<'s>(
                     .reasons
                     .add(|| format!("permission `{permission}`: not held; allowed for the app's members only"));
                 restriction = Some(Restriction::MembersOnly);
-                restricted_by.get_or_insert_with(|| permission.clone());
+                restricted_by.get_or_insert(catalog.permissions[p].static_id);
             }
             WithoutPermission::Deny => {
                 verdict.reasons.add(|| format!("permission `{permission}`: not held"));
@@ -340,7 +343,7 @@ fn resolve<'s>(
                     continue;
                 }
                 let mut d = verdict.deny(403, code::PERMISSION_DENIED, PERMISSION_DENIED_MSG);
-                d.permission = Some(permission.clone());
+                d.permission = Some(catalog.permissions[p].static_id);
                 d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
                 return d;
             }
@@ -472,7 +475,7 @@ impl Verdict<'_> {
         true
     }
 
-    fn deny(self, status: u16, code: i32, msg: impl Into<String>) -> Decision {
+    fn deny(self, status: u16, code: i32, msg: impl Into<Cow<'static, str>>) -> Decision {
         let mut d = Decision::deny(status, code, msg, self.reasons.list);
         d.app_id = self.app;
         d.api = Some(self.api.static_id);
@@ -693,7 +696,7 @@ fn count(
                         d.allow = false;
                         d.status = 503;
                         d.code = code::INTERNAL;
-                        d.msg = Some(format!("{e}; failing closed"));
+                        d.msg = Some(format!("{e}; failing closed").into());
                         d.restriction = None;
                     }
                     CounterFailure::Open => d.reasons.push(format!("{e}; admitted uncounted (fail open)")),
@@ -808,7 +811,7 @@ fn count(
                 d.allow = false;
                 d.status = status;
                 d.code = code;
-                d.msg = Some(msg);
+                d.msg = Some(msg.into());
                 d.restriction = None;
                 d.permission = None;
                 d.request_url = None;

@@ -24,7 +24,7 @@ pub struct Metrics {
     /// Allowed calls without a restriction: the bulk, counted without a lock.
     allowed: AtomicU64,
     /// Every other decision by code and the permission it names.
-    decisions: Mutex<HashMap<(i32, Option<String>), u64>>,
+    decisions: Mutex<HashMap<(i32, Option<&'static str>), u64>>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_nanos: AtomicU64,
@@ -52,7 +52,7 @@ impl Metrics {
             self.allowed.fetch_add(1, Ordering::Relaxed);
         } else {
             let mut map = self.decisions.lock().unwrap_or_else(PoisonError::into_inner);
-            *map.entry((d.code, d.permission.clone())).or_default() += 1;
+            *map.entry((d.code, d.permission)).or_default() += 1;
         }
         if d.counter_error.is_some() {
             self.counter_errors.fetch_add(1, Ordering::Relaxed);
@@ -98,14 +98,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     header(&mut out, "permgate_decisions_total", "counter", "Decisions by code (0 allowed) and the permission named.");
     let _ =
         writeln!(out, "permgate_decisions_total{{code=\"0\",permission=\"\"}} {}", m.allowed.load(Ordering::Relaxed));
-    let mut decisions: Vec<((i32, Option<String>), u64)> =
-        m.decisions.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let mut decisions: Vec<((i32, Option<&'static str>), u64)> =
+        m.decisions.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| (*k, *v)).collect();
     decisions.sort();
     for ((code, permission), n) in decisions {
         let _ = writeln!(
             out,
             "permgate_decisions_total{{code=\"{code}\",permission=\"{}\"}} {n}",
-            label(permission.as_deref().unwrap_or(""))
+            label(permission.unwrap_or(""))
         );
     }
 

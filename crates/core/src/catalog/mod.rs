@@ -149,6 +149,9 @@ pub struct AutoApprove {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Permission {
     pub id: String,
+    /// `id`, interned: what a decision carries without allocating.
+    #[serde(skip)]
+    pub static_id: &'static str,
     pub name: String,
     pub description: String,
     pub obtained_by: ObtainedBy,
@@ -541,6 +544,7 @@ impl Validator<'_> {
                     self.at(&p.id, format!("{owner} has auto_approve, so it must be obtained by a request"));
                 }
                 Permission {
+                    static_id: crate::intern::intern(p.id.get_ref()),
                     id: p.id.into_inner(),
                     name: p.name,
                     description: p.description,

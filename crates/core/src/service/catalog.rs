@@ -220,8 +220,8 @@ fn outcome(d: &crate::decision::Decision) -> Outcome {
     Outcome {
         code: d.code,
         status: d.status,
-        msg: d.msg.clone(),
-        permission: d.permission.clone().filter(|_| !d.allow || d.restriction.is_some()),
+        msg: d.msg.as_deref().map(str::to_owned),
+        permission: d.permission.filter(|_| !d.allow || d.restriction.is_some()).map(str::to_owned),
     }
 }
 

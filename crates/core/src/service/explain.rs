@@ -280,7 +280,13 @@ impl Services {
                     credential: kind,
                 }
             } else {
-                Verdict { allow: d.allow, code: d.code, status: d.status, msg: d.msg, credential: kind }
+                Verdict {
+                    allow: d.allow,
+                    code: d.code,
+                    status: d.status,
+                    msg: d.msg.map(std::borrow::Cow::into_owned),
+                    credential: kind,
+                }
             });
         }
         // Checks of an API in shadow mode fail only once it is enforced.

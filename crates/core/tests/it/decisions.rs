@@ -282,10 +282,10 @@ fn every_case_in_the_decision_file_gets_its_verdict() {
         if d.code != case.code {
             wrong.push(format!("code {} (want {})", d.code, case.code));
         }
-        if case.msg.is_some() && d.msg != case.msg {
+        if case.msg.is_some() && d.msg.as_deref() != case.msg.as_deref() {
             wrong.push(format!("msg {:?} (want {:?})", d.msg, case.msg));
         }
-        if case.permission.is_some() && d.permission != case.permission {
+        if case.permission.is_some() && d.permission != case.permission.as_deref() {
             wrong.push(format!("permission {:?} (want {:?})", d.permission, case.permission));
         }
         if restriction != case.restriction {
