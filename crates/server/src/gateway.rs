@@ -106,7 +106,7 @@ fn gateway_error(status: StatusCode, msg: String) -> Response {
 }
 
 async fn handle(g: Gateway, req: Request) -> Result<Response, Response> {
-    let services = g.state.services().map_err(IntoResponse::into_response)?.clone();
+    let services = g.state.services().map_err(IntoResponse::into_response)?;
     let (mut parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -149,8 +149,7 @@ async fn handle(g: Gateway, req: Request) -> Result<Response, Response> {
     let Some(base) = g.upstreams.pick(parts.uri.path()) else {
         return Err(gateway_error(StatusCode::BAD_GATEWAY, format!("no upstream serves {}", parts.uri.path())));
     };
-    let target: Uri = format!("{}{}", base.to_string().trim_end_matches('/'), path_and_query)
-        .parse()
+    let target = upstream_uri(base, &path_and_query)
         .map_err(|e| gateway_error(StatusCode::BAD_GATEWAY, format!("bad upstream URL: {e}")))?;
     strip(&mut parts.headers);
     parts.headers.remove(HOST);
@@ -207,6 +206,21 @@ async fn handle(g: Gateway, req: Request) -> Result<Response, Response> {
     Ok(Response::from_parts(head, Body::from(out)))
 }
 
+/// Where a call goes: the upstream's scheme and authority, its path (if any) before the call's
+/// path and query. The parsed parts are reused; only the path is parsed again.
+fn upstream_uri(base: &Uri, path_and_query: &str) -> Result<Uri, axum::http::Error> {
+    let prefix = base.path().trim_end_matches('/');
+    let path = if prefix.is_empty() { path_and_query.to_owned() } else { format!("{prefix}{path_and_query}") };
+    let mut builder = Uri::builder().path_and_query(path);
+    if let Some(scheme) = base.scheme() {
+        builder = builder.scheme(scheme.clone());
+    }
+    if let Some(authority) = base.authority() {
+        builder = builder.authority(authority.clone());
+    }
+    builder.build()
+}
+
 /// The recipients a message names in `field`: a JSON body's array, or a form field holding a
 /// JSON array string (`receiver_uuids=["a","b"]`).
 fn recipients_in(body: &[u8], field: &str) -> Vec<String> {
@@ -259,6 +273,17 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_goes_to_the_upstream_with_its_path_and_query() {
+        let uri = |base: &str, pq: &str| {
+            upstream_uri(&base.parse().unwrap_or_else(|e| unreachable!("{e}")), pq).map(|u| u.to_string())
+        };
+        assert_eq!(uri("http://api:9000", "/v2/x?q=1").ok().as_deref(), Some("http://api:9000/v2/x?q=1"));
+        assert_eq!(uri("http://api:9000/", "/v2/x").ok().as_deref(), Some("http://api:9000/v2/x"));
+        assert_eq!(uri("http://api:9000/base/", "/v2/x?q").ok().as_deref(), Some("http://api:9000/base/v2/x?q"));
+        assert!(uri("http://api:9000", "/bad path").is_err());
+    }
 
     #[test]
     fn the_longest_prefix_picks_the_upstream() {
