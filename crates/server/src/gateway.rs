@@ -74,6 +74,8 @@ const MAX_BUFFERED: usize = 10 * 1024 * 1024;
 pub fn gateway_router(state: AppState, upstreams: Upstreams, timeout: Duration) -> Router {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(timeout));
+    // A request goes out as soon as it is written, as from nginx (`tcp_nodelay on`).
+    connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
     Router::new().fallback(proxy).with_state(Gateway { state, upstreams, client, timeout })
 }
