@@ -108,7 +108,7 @@ pub struct Decision {
     pub permission: Option<&'static str>,
     /// Where to apply for the missing permission.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_url: Option<String>,
+    pub request_url: Option<RequestUrl>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restriction: Option<Restriction>,
     /// The user behind a user token.
@@ -144,6 +144,37 @@ pub struct Decision {
     /// The deny a check in shadow mode would have given (the call is allowed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub would_deny: Option<Box<WouldDeny>>,
+}
+
+/// Where an app applies for a permission: `/v1/apps/{id}/permission-requests`. Written out only
+/// when the verdict is serialized, so that a deny builds no string for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestUrl(pub AppId);
+
+impl std::fmt::Display for RequestUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "/v1/apps/{}/permission-requests", self.0)
+    }
+}
+
+impl Serialize for RequestUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl schemars::JsonSchema for RequestUrl {
+    fn schema_name() -> Cow<'static, str> {
+        "RequestUrl".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string"})
+    }
 }
 
 /// What enforcement would have answered to a call that shadow mode allowed.
@@ -220,8 +251,8 @@ impl Decision {
             if let Some(p) = self.permission {
                 map.insert("permission".into(), p.into());
             }
-            if let Some(u) = &self.request_url {
-                map.insert("request_url".into(), u.as_str().into());
+            if let Some(u) = self.request_url {
+                map.insert("request_url".into(), u.to_string().into());
             }
             if !self.required_scopes.is_empty() {
                 map.insert("required_scopes".into(), self.required_scopes.clone().into());
@@ -344,7 +375,7 @@ fn resolve<'s>(
                 }
                 let mut d = verdict.deny(403, code::PERMISSION_DENIED, PERMISSION_DENIED_MSG);
                 d.permission = Some(catalog.permissions[p].static_id);
-                d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
+                d.request_url = Some(RequestUrl(app.id));
                 return d;
             }
         }
@@ -434,7 +465,7 @@ fn resolve<'s>(
         would_deny: verdict.would,
     };
     if d.restriction.is_some() {
-        d.request_url = Some(format!("/v1/apps/{}/permission-requests", app.id));
+        d.request_url = Some(RequestUrl(app.id));
     }
     *target = Some((app, api));
     d

@@ -1,6 +1,7 @@
 //! The hot path allocates nothing: once an app's counters exist, deciding and counting an allowed
-//! call with an app key makes no heap allocation. A test binary of its own, because it counts
-//! the process's allocations (stats_alloc) and must run alone.
+//! call with an app key makes no heap allocation, and neither does denying one for a missing
+//! permission (-5). A test binary of its own, because it counts the process's allocations
+//! (stats_alloc) and must run alone.
 
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ fn snapshot() -> Snapshot {
 }
 
 #[test]
-fn an_allowed_call_is_decided_and_counted_without_allocating() {
+fn allowed_calls_are_decided_and_counted_and_a_missing_permission_denied_without_allocating() {
     let s = snapshot();
     let counter = MemoryCounter::new();
     let authorization = format!("KakaoAK {KEY}");
@@ -62,4 +63,22 @@ fn an_allowed_call_is_decided_and_counted_without_allocating() {
     assert!(remaining > 0 && remaining < 1_000_000, "1001 calls were counted: {remaining} left");
     assert_eq!(counted.allocations, 0, "decide_and_count allocated: {counted:?}");
     assert_eq!(decided.allocations, 0, "decide allocated: {decided:?}");
+
+    // One test, not two: the counts are the whole process's, so nothing may run beside them.
+    // A REST-key API that needs `biz_app`, which the app does not hold.
+    let query = Query {
+        method: "GET",
+        path: "/v1/talkchannel/target_user_file",
+        authorization: Some(&authorization),
+        ..Query::default()
+    };
+    let first = decide(&s, &query, NOW);
+    assert_eq!((first.code, first.permission), (-5, Some("biz_app")), "{first:?}");
+    assert_eq!(first.error_body()["request_url"], "/v1/apps/1/permission-requests");
+    let region = Region::new(GLOBAL);
+    for _ in 0..1000 {
+        std::hint::black_box(decide(&s, &query, NOW));
+    }
+    let denied = region.change();
+    assert_eq!(denied.allocations, 0, "a -5 deny allocated: {denied:?}");
 }
