@@ -527,27 +527,28 @@ struct Caller<'s> {
     scopes: Vec<String>,
 }
 
-/// Resolves the credential to an app, checking the key kind and the key's platform data.
+/// Resolves the credential to an app, checking the key kind and the key's platform data. The error
+/// is the -401 message: a fixed text where it can be, so that most refusals allocate nothing.
 fn identify<'s>(
     snapshot: &'s Snapshot,
     query: &Query<'_>,
     api: &Api,
     now: Timestamp,
     reasons: &mut Reasons,
-) -> Result<Caller<'s>, String> {
-    let credential = credential::parse_authorization(query.authorization).map_err(|e| e.to_string())?;
+) -> Result<Caller<'s>, Cow<'static, str>> {
+    let credential = credential::parse_authorization(query.authorization).map_err(|e| Cow::Owned(e.to_string()))?;
     let caller = match credential {
         Credential::AppKey(presented) => {
             let (app, key, kind) = snapshot
                 .find_key(presented)
-                .ok_or_else(|| "unknown app key: it was never issued, or was deleted or rotated".to_owned())?;
+                .ok_or(Cow::Borrowed("unknown app key: it was never issued, or was deleted or rotated"))?;
             Caller { app, kind, key: Some(key), user: None, scopes: Vec::new() }
         }
         Credential::UserToken(token) => {
-            let claims = snapshot.verifier.verify(token, now).map_err(|e| e.to_string())?;
-            let app = snapshot
-                .app(claims.app_id)
-                .ok_or_else(|| format!("the user token names app {}, which does not exist", claims.app_id))?;
+            let claims = snapshot.verifier.verify(token, now).map_err(|e| Cow::Owned(e.to_string()))?;
+            let app = snapshot.app(claims.app_id).ok_or_else(|| {
+                Cow::Owned(format!("the user token names app {}, which does not exist", claims.app_id))
+            })?;
             Caller { app, kind: KeyKind::UserToken, key: None, user: Some(claims.sub), scopes: claims.scopes }
         }
     };
@@ -561,7 +562,7 @@ fn identify<'s>(
         (KeyKind::Javascript, Some(key)) => {
             let origin = query.origin.unwrap_or("");
             if !key.platforms.origins.iter().any(|o| credential::origin_matches(o, origin)) {
-                return Err(format!("domain mismatched! caller={origin}"));
+                return Err(format!("domain mismatched! caller={origin}").into());
             }
         }
         (KeyKind::NativeApp, Some(key)) => {
@@ -587,12 +588,12 @@ fn identify<'s>(
 }
 
 /// The caller of a logged call, without its credential: the app and key as they are now.
-fn as_logged<'s>(snapshot: &'s Snapshot, call: &LoggedCall, api: &Api) -> Result<Caller<'s>, String> {
-    let app = snapshot.app(call.app_id).ok_or_else(|| format!("app {} no longer exists", call.app_id))?;
+fn as_logged<'s>(snapshot: &'s Snapshot, call: &LoggedCall, api: &Api) -> Result<Caller<'s>, Cow<'static, str>> {
+    let app = snapshot.app(call.app_id).ok_or_else(|| Cow::Owned(format!("app {} no longer exists", call.app_id)))?;
     if let Some(key) = call.key_id
         && app.key(key).is_none()
     {
-        return Err(format!("key #{key} of app {} no longer exists", app.id));
+        return Err(format!("key #{key} of app {} no longer exists", app.id).into());
     }
     accepts(api, call.key_kind)?;
     let user = (call.key_kind == KeyKind::UserToken).then(|| "(replayed)".to_owned());
@@ -600,13 +601,12 @@ fn as_logged<'s>(snapshot: &'s Snapshot, call: &LoggedCall, api: &Api) -> Result
     Ok(Caller { app, kind: call.key_kind, key: call.key_id, user, scopes })
 }
 
-/// Whether `api` accepts credentials of `kind`.
-fn accepts(api: &Api, kind: KeyKind) -> Result<(), String> {
-    if api.key_kinds.contains(&kind) {
-        return Ok(());
+/// Whether `api` accepts credentials of `kind` (the refusal is written once, at catalog load).
+fn accepts(api: &Api, kind: KeyKind) -> Result<(), Cow<'static, str>> {
+    match api.refusal(kind) {
+        None => Ok(()),
+        Some(msg) => Err(Cow::Borrowed(msg)),
     }
-    let accepted: Vec<&str> = api.key_kinds.iter().map(|k| k.as_str()).collect();
-    Err(format!("API `{}` does not accept a {kind} credential; it accepts: {}", api.id, accepted.join(", ")))
 }
 
 /// What a node does when its quota counter cannot answer (a shared counter's Redis is down).

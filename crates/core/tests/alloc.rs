@@ -1,6 +1,6 @@
 //! The hot path allocates nothing: once an app's counters exist, deciding and counting an allowed
 //! call with an app key makes no heap allocation, and neither does denying one for a missing
-//! permission (-5). A test binary of its own, because it counts the process's allocations
+//! permission (-5) or for the wrong kind of credential (-401). A test binary of its own, because it counts the process's allocations
 //! (stats_alloc) and must run alone.
 
 use std::sync::Arc;
@@ -33,7 +33,7 @@ fn snapshot() -> Snapshot {
 }
 
 #[test]
-fn allowed_calls_are_decided_and_counted_and_a_missing_permission_denied_without_allocating() {
+fn allowed_calls_are_decided_and_counted_and_denied_calls_refused_without_allocating() {
     let s = snapshot();
     let counter = MemoryCounter::new();
     let authorization = format!("KakaoAK {KEY}");
@@ -81,4 +81,19 @@ fn allowed_calls_are_decided_and_counted_and_a_missing_permission_denied_without
     }
     let denied = region.change();
     assert_eq!(denied.allocations, 0, "a -5 deny allocated: {denied:?}");
+
+    // A REST API key on an API that takes only user tokens: -401.
+    let query = Query { method: "GET", path: "/v1/api/talk/profile", ..query };
+    let first = decide(&s, &query, NOW);
+    assert_eq!(first.code, -401, "{first:?}");
+    assert_eq!(
+        first.msg.as_deref(),
+        Some("API `talk_profile` does not accept a rest_api credential; it accepts: user_token")
+    );
+    let region = Region::new(GLOBAL);
+    for _ in 0..1000 {
+        std::hint::black_box(decide(&s, &query, NOW));
+    }
+    let refused = region.change();
+    assert_eq!(refused.allocations, 0, "a -401 for the wrong kind of credential allocated: {refused:?}");
 }

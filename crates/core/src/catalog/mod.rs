@@ -271,6 +271,31 @@ pub struct Api {
     /// `id`, interned: what a decision carries without allocating.
     #[serde(skip)]
     pub static_id: &'static str,
+    /// The -401 message for each credential kind the API does not accept, written once (interned)
+    /// so that refusing one allocates nothing.
+    #[serde(skip)]
+    pub refusals: Vec<(KeyKind, &'static str)>,
+}
+
+impl Api {
+    /// Why a credential of `kind` is refused, if it is: the API does not accept that kind.
+    pub fn refusal(&self, kind: KeyKind) -> Option<&'static str> {
+        self.refusals.iter().find(|(k, _)| *k == kind).map(|(_, msg)| *msg)
+    }
+}
+
+/// The -401 messages of an API that accepts `accepted` (see [`Api::refusal`]).
+fn refusals(id: &str, accepted: &[KeyKind]) -> Vec<(KeyKind, &'static str)> {
+    let list = accepted.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
+    KeyKind::APP_KEYS
+        .into_iter()
+        .chain([KeyKind::UserToken])
+        .filter(|k| !accepted.contains(k))
+        .map(|k| {
+            let msg = format!("API `{id}` does not accept a {k} credential; it accepts: {list}");
+            (k, crate::intern::intern(&msg))
+        })
+        .collect()
 }
 
 /// A validated catalog: every reference resolves, every id is unique, every route is unambiguous.
@@ -727,6 +752,7 @@ impl Validator<'_> {
             routed.push(a.id.get_ref().clone());
             apis.push(Api {
                 static_id: crate::intern::intern(a.id.get_ref()),
+                refusals: refusals(a.id.get_ref(), a.key_kinds.get_ref()),
                 id: a.id.into_inner(),
                 name: a.name,
                 product: a.product.into_inner(),
