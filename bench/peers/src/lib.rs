@@ -97,16 +97,8 @@ impl Model {
             })
             .collect();
         let products: Vec<(String, bool)> = catalog.products.iter().map(|p| (p.id.clone(), true)).collect();
-        let consent: Vec<ConsentSetting> = catalog
-            .consent_items
-            .iter()
-            .map(|c| ConsentSetting {
-                scope: c.id.clone(),
-                consent_type: ConsentLevel::Optional,
-                purpose: "bench".into(),
-                set_at: NOW,
-            })
-            .collect();
+        let consent: Vec<ConsentSetting> =
+            catalog.consent_items.iter().map(|c| ConsentSetting::optional(&c.id, "bench", NOW)).collect();
         let records = grants.iter().enumerate().map(|(i, held)| record(i, held, &products, &consent)).collect();
         Model { catalog, apis, grants, records }
     }

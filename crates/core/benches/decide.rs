@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let s = snapshot(records);
-    let auths: Vec<String> = (1..=APPS).map(|id| format!("KakaoAK {}", common::key(id))).collect();
+    let auths = common::authorizations(APPS);
     let paths = PATHS;
     let mut i = 0usize;
     c.bench_function("decide, mixed calls", |b| {

@@ -302,7 +302,7 @@ fn resolve<'s>(
         return Decision::deny(400, code::MALFORMED, "path must start with `/`", reasons.list);
     }
     let Some(api) = catalog.route(method, query.path) else {
-        let path = query.path.split('?').next().unwrap_or(query.path);
+        let path = crate::route::without_query(query.path);
         return Decision::deny(404, code::NO_SUCH_API, format!("no API matches {method} {path}"), reasons.list);
     };
     reasons.add(|| format!("route: {method} {} is api `{}` of product `{}`", api.path, api.id, api.product));
@@ -354,27 +354,25 @@ fn resolve<'s>(
     let mut restriction = None;
     let mut restricted_by = None;
     for &p in &api.permission_idx {
-        let permission = &catalog.permissions[p].id;
+        let permission = &catalog.permissions[p];
+        let id = &permission.id;
         if app.holds(p, caller.key, now) {
-            verdict.reasons.add(|| format!("permission `{permission}`: held"));
+            verdict.reasons.add(|| format!("permission `{id}`: held"));
             continue;
         }
         match api.without_permission {
             WithoutPermission::MembersOnly => {
-                verdict
-                    .reasons
-                    .add(|| format!("permission `{permission}`: not held; allowed for the app's members only"));
+                verdict.reasons.add(|| format!("permission `{id}`: not held; allowed for the app's members only"));
                 restriction = Some(Restriction::MembersOnly);
-                restricted_by.get_or_insert(catalog.permissions[p].static_id);
+                restricted_by.get_or_insert(permission.static_id);
             }
             WithoutPermission::Deny => {
-                verdict.reasons.add(|| format!("permission `{permission}`: not held"));
-                let shadow = catalog.permissions[p].shadow;
-                if verdict.shadowed(shadow, 403, code::PERMISSION_DENIED, PERMISSION_DENIED_MSG, Some(permission)) {
+                verdict.reasons.add(|| format!("permission `{id}`: not held"));
+                if verdict.shadowed(permission.shadow, 403, code::PERMISSION_DENIED, PERMISSION_DENIED_MSG, Some(id)) {
                     continue;
                 }
                 let mut d = verdict.deny(403, code::PERMISSION_DENIED, PERMISSION_DENIED_MSG);
-                d.permission = Some(catalog.permissions[p].static_id);
+                d.permission = Some(permission.static_id);
                 d.request_url = Some(RequestUrl(app.id));
                 return d;
             }

@@ -98,13 +98,18 @@ impl KeyTable {
 
     /// Makes room for `additional` more keys without growing again.
     pub(crate) fn reserve(&mut self, additional: usize) {
-        while (self.len + additional) * 2 > self.entries.len() {
-            self.grow();
+        let needed = (self.len + additional) * 2;
+        if needed > self.entries.len() {
+            self.resize(needed.next_power_of_two().max(16));
         }
     }
 
     fn grow(&mut self) {
-        let capacity = (self.entries.len() * 2).max(16);
+        self.resize((self.entries.len() * 2).max(16));
+    }
+
+    /// Moves every key into a table of `capacity` entries (a power of two).
+    fn resize(&mut self, capacity: usize) {
         let old = std::mem::replace(&mut self.entries, vec![FREE; capacity]);
         self.len = 0;
         for e in old {
@@ -153,6 +158,22 @@ mod tests {
             assert_eq!(table.get(*key).map(|k| k.slot), Some(*slot));
         }
         assert!(table.get(u128::MAX).is_none());
+    }
+
+    #[test]
+    fn reserving_room_keeps_every_key_and_grows_no_more() {
+        let mut table = KeyTable::default();
+        for n in 0..100u32 {
+            table.insert(u128::from(n) * 7919, r(n));
+        }
+        table.reserve(1000);
+        let capacity = table.entries.len();
+        assert!(capacity.is_power_of_two() && capacity >= 2 * 1100, "{capacity}");
+        for n in 100..1100u32 {
+            table.insert(u128::from(n) * 7919, r(n));
+        }
+        assert_eq!(table.entries.len(), capacity, "no growth after reserving");
+        assert!((0..1100u32).all(|n| table.get(u128::from(n) * 7919).map(|k| k.slot) == Some(n)));
     }
 
     #[test]

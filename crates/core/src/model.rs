@@ -285,6 +285,18 @@ pub struct ConsentSetting {
     pub set_at: Timestamp,
 }
 
+impl ConsentSetting {
+    /// Consent item `scope` set as optional, for `purpose`.
+    pub fn optional(scope: &str, purpose: &str, set_at: Timestamp) -> ConsentSetting {
+        ConsentSetting {
+            scope: scope.to_owned(),
+            consent_type: ConsentLevel::Optional,
+            purpose: purpose.to_owned(),
+            set_at,
+        }
+    }
+}
+
 string_enum!(
     /// How an app became a Biz app: registered business information, or the individual-developer
     /// path (the owner's identity verified, the terms agreed, an app icon set).

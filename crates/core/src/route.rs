@@ -187,7 +187,7 @@ impl Router {
 
     /// Finds the API for a concrete path (a query string, if any, is ignored).
     pub fn lookup(&self, method: Method, path: &str) -> Option<u32> {
-        let path = &path[..query_start(path.as_bytes())];
+        let path = without_query(path);
         if let Some(&api) = self.exact[method.index()].get(path) {
             return Some(api);
         }
@@ -215,6 +215,11 @@ impl Router {
         }
         node.param.as_deref().and_then(step)
     }
+}
+
+/// A concrete path without its query string or fragment, as routing sees it.
+pub fn without_query(path: &str) -> &str {
+    &path[..query_start(path.as_bytes())]
 }
 
 /// Where a path's query string or fragment starts (its length if it has neither), read a word

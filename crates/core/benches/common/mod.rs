@@ -49,8 +49,13 @@ fn params(permission: &str) -> serde_json::Value {
     }
 }
 
+/// The `Authorization` header of each of apps 1..=`n`.
+pub fn authorizations(n: i64) -> Vec<String> {
+    (1..=n).map(|id| format!("KakaoAK {}", key(id))).collect()
+}
+
 /// App `id`'s REST API key.
-pub fn key(id: i64) -> String {
+fn key(id: i64) -> String {
     format!("{id:032x}")
 }
 

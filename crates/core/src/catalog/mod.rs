@@ -287,9 +287,9 @@ impl Api {
 /// The -401 messages of an API that accepts `accepted` (see [`Api::refusal`]).
 fn refusals(id: &str, accepted: &[KeyKind]) -> Vec<(KeyKind, &'static str)> {
     let list = accepted.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
-    KeyKind::APP_KEYS
-        .into_iter()
-        .chain([KeyKind::UserToken])
+    KeyKind::ALL
+        .iter()
+        .copied()
         .filter(|k| !accepted.contains(k))
         .map(|k| {
             let msg = format!("API `{id}` does not accept a {k} credential; it accepts: {list}");

@@ -218,16 +218,8 @@ fn world() -> Snapshot {
             test
         },
     ];
-    let every_item: Vec<ConsentSetting> = catalog
-        .consent_items
-        .iter()
-        .map(|c| ConsentSetting {
-            scope: c.id.clone(),
-            consent_type: ConsentLevel::Optional,
-            purpose: "test".into(),
-            set_at: NOW,
-        })
-        .collect();
+    let every_item: Vec<ConsentSetting> =
+        catalog.consent_items.iter().map(|c| ConsentSetting::optional(&c.id, "test", NOW)).collect();
     let records = records.into_iter().map(|mut r| {
         if r.app.id != AppId(7) {
             r.consent_items.clone_from(&every_item);
