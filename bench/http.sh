@@ -6,8 +6,8 @@
 #   3. GET through permgate's built-in gateway to the same upstream;
 #   4. GET through nginx with auth_request to permgate, to the same upstream;
 # then the ratios the targets are stated in. The upstream is nginx answering `return 200` on its
-# own port. Every run expects only 2xx answers: a non-2xx answer is a wrong decision and fails the
-# script. Needs wrk, nginx, curl and jq; builds what it runs. Usage: bench/http.sh [seconds per run]
+# own port. Each path is first checked to allow the call once (the decision API by its body), and
+# every run expects only 2xx answers: a non-2xx answer is a wrong decision and fails the script. Needs wrk, nginx, curl and jq; builds what it runs. Usage: bench/http.sh [seconds per run]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -60,6 +60,14 @@ cat > $W/check.lua <<LUA
 wrk.method = "POST"
 wrk.body = '{"method":"GET","path":"/v2/local/search/keyword.json","headers":{"authorization":"KakaoAK $KEY"},"consume":false}'
 LUA
+# Before any load: each path gives the expected answer once (the decision API answers 200 to a
+# deny too, so its body must say allow).
+BODY='{"method":"GET","path":"/v2/local/search/keyword.json","headers":{"authorization":"KakaoAK '$KEY'"},"consume":false}'
+curl -sf -X POST http://$PG/v1/check -d "$BODY" | jq -e '.allow == true' > /dev/null || { echo "/v1/check does not allow the call" >&2; exit 1; }
+for url in http://$GW http://$NGX_AUTH; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: KakaoAK $KEY" $url/v2/local/search/keyword.json)
+  [ "$code" = 200 ] || { echo "$url answered $code to an allowed call" >&2; exit 1; }
+done
 # One run: prints wrk's summary, remembers requests/s, and fails on any non-2xx answer.
 declare -A RPS
 run() {
