@@ -13,7 +13,9 @@ use crate::catalog::{Api, ApiStatus, QuotaPeriod, QuotaScope, WithoutPermission}
 use crate::credential::{self, Credential, NativeOrigin};
 use crate::decision_log::LoggedCall;
 use crate::model::{AppId, AppStatus, KeyId, KeyKind};
-use crate::quota::{self, Admission, Charge, CounterKey, PAID_DAY, PAID_MONTH, QuotaCounter, Window, scope_hash};
+use crate::quota::{
+    self, Admission, Charge, CounterError, CounterKey, PAID_DAY, PAID_MONTH, QuotaCounter, Window, scope_hash,
+};
 use crate::route::Method;
 use crate::small::SmallVec;
 use crate::snapshot::{AppEntry, Snapshot};
@@ -630,21 +632,51 @@ pub fn decide_and_count(
     let mut target = None;
     let mut d = resolve(snapshot, query, now, None, &mut target);
     if let Some((app, api)) = target {
-        count(snapshot, app, api, &mut d, query, counter, now, consume, on_failure);
-        if d.allow && consume {
-            app.activity.touch(now);
-            // `resolve` checked every permission: an unrestricted call that no shadow let through
-            // held them all; only the others need asking again which ones.
-            let permissions = snapshot.catalog().permissions.len();
-            let all_held = d.restriction.is_none() && d.would_deny.is_none();
-            for &p in &api.permission_idx {
-                if all_held || app.holds(p, d.key_id, now) {
-                    app.activity.exercise(p, permissions, now);
+        match counter.in_memory() {
+            // One lock for the app's counters and its activity.
+            Some(memory) => {
+                let mut meter = app.meter.lock();
+                let mut admit = |charges: &[Charge<'_>]| Ok(memory.admit_metered(&mut meter, charges, !consume));
+                let counted = count(snapshot, app, api, &mut d, query, &mut admit, now, consume, on_failure);
+                if d.allow && consume {
+                    note_activity(&mut meter, app, api, &d, &counted, now);
+                }
+            }
+            // A shared counter may wait on the network: the meter is not held meanwhile.
+            None => {
+                let mut admit = |charges: &[Charge<'_>]| counter.admit(charges, !consume);
+                let counted = count(snapshot, app, api, &mut d, query, &mut admit, now, consume, on_failure);
+                if d.allow && consume {
+                    note_activity(&mut app.meter.lock(), app, api, &d, &counted, now);
                 }
             }
         }
     }
     d
+}
+
+/// Notes an admitted call in its app's meter: the call, the quota rules it was counted against,
+/// and the permissions it exercised.
+fn note_activity(
+    meter: &mut crate::meter::MeterState,
+    app: &AppEntry,
+    api: &Api,
+    d: &Decision,
+    counted: &[usize],
+    now: Timestamp,
+) {
+    meter.touch(now.0);
+    for &rule in counted {
+        meter.count_rule(u32::try_from(rule).unwrap_or(u32::MAX - 2));
+    }
+    // `resolve` checked every permission: an unrestricted call that no shadow let through held
+    // them all; only the others need asking again which ones.
+    let all_held = d.restriction.is_none() && d.would_deny.is_none();
+    for &p in &api.permission_idx {
+        if all_held || app.holds(p, d.key_id, now) {
+            meter.exercise(u32::try_from(p).unwrap_or(u32::MAX), now.0);
+        }
+    }
 }
 
 /// Where a charge came from: its rule (`None` for the paid caps) and window.
@@ -654,6 +686,12 @@ struct Planned {
     window: Window,
 }
 
+/// The quota rules an admitted call was counted against (by catalog index).
+type Counted = SmallVec<usize, 4>;
+
+/// Counts an allowed call against its API's quota rules through `admit` (a counter's
+/// [`QuotaCounter::admit`]); returns the rules it was counted against when it was admitted and
+/// counted.
 #[expect(clippy::too_many_arguments, reason = "one call's whole context; a struct for it would only rename these")]
 fn count(
     snapshot: &Snapshot,
@@ -661,27 +699,29 @@ fn count(
     api: &Api,
     d: &mut Decision,
     query: &Query<'_>,
-    counter: &dyn QuotaCounter,
+    admit: &mut dyn FnMut(&[Charge<'_>]) -> Result<Admission, CounterError>,
     now: Timestamp,
     consume: bool,
     on_failure: CounterFailure,
-) {
+) -> Counted {
     let catalog = snapshot.catalog();
     let offset = catalog.utc_offset;
     // `charges[i]` is counted for `plan[i]`; the two stay in step.
-    let mut charges: SmallVec<Charge<'static>, 8> = SmallVec::new();
-    let mut plan: SmallVec<Planned, 8> = SmallVec::new();
+    let mut charges: SmallVec<Charge<'static>, 4> = SmallVec::new();
+    let mut plan: SmallVec<Planned, 4> = SmallVec::new();
     for &ri in &api.quota_idx {
         let rule = &catalog.quota_rules[ri];
         let window = quota::window(rule.period, now, offset);
         let limit = app.quota_limit(ri, rule.limit, now);
         let user = d.user.as_deref();
+        let own = rule.scope == QuotaScope::App;
         let mut charge = |scope: u64| {
             charges.push(Charge {
                 key: CounterKey { rule: u32::try_from(ri).unwrap_or(u32::MAX - 2), scope, window_start: window.start },
                 rule_id: rule.static_id,
                 limit,
                 window_end: window.end,
+                own,
             });
             plan.push(Planned { rule: Some(ri), window });
         };
@@ -710,13 +750,14 @@ fn count(
             }
         }
     }
+    let mut counted = Counted::new();
     if plan.is_empty() {
-        return;
+        return counted;
     }
     let mut paid = false;
     // Each round either admits, denies, or moves one exhausted rule to paid usage.
     for _ in 0..=plan.len() {
-        let result = counter.admit(&charges, !consume);
+        let result = admit(&charges);
         match result {
             Err(e) => {
                 d.counter_error = Some(e.0.clone());
@@ -730,7 +771,7 @@ fn count(
                     }
                     CounterFailure::Open => d.reasons.push(format!("{e}; admitted uncounted (fail open)")),
                 }
-                return;
+                return counted;
             }
             Ok(Admission::Admitted { remaining }) => {
                 let tightest = remaining.iter().enumerate().min_by_key(|(_, r)| **r).map_or(0, |(i, _)| i);
@@ -753,17 +794,17 @@ fn count(
                 if consume {
                     alerts(d, catalog, &plan, &charges, &remaining);
                     for rule in plan.iter().filter_map(|p| p.rule) {
-                        app.activity.count_rule(rule, catalog.quota_rules.len());
+                        counted.push(rule);
                     }
                 }
-                return;
+                return counted;
             }
             Ok(Admission::Exhausted { index }) => {
                 let (exhausted, window) = (plan[index].rule, plan[index].window);
                 let c = charges[index];
                 let paid_rule = exhausted.filter(|r| app.paid.as_ref().is_some_and(|pe| pe.rules.contains(r)));
                 if let Some(ri) = paid_rule {
-                    let Some(pe) = &app.paid else { return };
+                    let Some(pe) = &app.paid else { return counted };
                     // Paid calls are not deducted from the free totals (KAKAO.md 3.1).
                     let keep: Vec<bool> = plan
                         .iter()
@@ -788,6 +829,7 @@ fn count(
                                 rule_id: paid_id(pseudo),
                                 limit: cap,
                                 window_end: window.end,
+                                own: true,
                             });
                             plan.push(Planned { rule: None, window });
                         }
@@ -818,7 +860,7 @@ fn count(
                     charges.as_vec().remove(index);
                     plan.as_vec().remove(index);
                     if plan.is_empty() {
-                        return;
+                        return counted;
                     }
                     continue;
                 }
@@ -852,10 +894,11 @@ fn count(
                     paid,
                 });
                 d.retry_after = Some((window.end - now.0).max(1));
-                return;
+                return counted;
             }
         }
     }
+    counted
 }
 
 /// Adds a line to the explanation, when one is wanted.

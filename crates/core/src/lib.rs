@@ -19,6 +19,7 @@ pub mod error;
 mod fast_hash;
 pub mod intern;
 mod key_table;
+pub mod meter;
 pub mod model;
 pub mod notify;
 pub mod ports;

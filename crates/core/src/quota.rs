@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use crate::catalog::QuotaPeriod;
+use crate::meter::MeterState;
 use crate::time::Timestamp;
 
 /// A window of a quota rule: `[start, end)` in Unix seconds.
@@ -35,15 +36,25 @@ pub fn window(period: QuotaPeriod, now: Timestamp, offset_seconds: i32) -> Windo
 }
 
 /// The calendar month around `now`, in plain integer arithmetic on days (every counted call
-/// asks for it). `None` where the arithmetic would overflow.
+/// asks for it: the last answer is kept per thread, for the local day it was asked on). `None`
+/// where the arithmetic would overflow.
 fn month_window(now: Timestamp, offset_seconds: i32) -> Option<Window> {
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, i32, Window)> = const { std::cell::Cell::new((i64::MIN, 0, Window { start: 0, end: 0 })) };
+    }
     let off = i64::from(offset_seconds);
     let days = now.0.checked_add(off)?.div_euclid(86_400);
+    let (last_days, last_offset, last) = LAST.get();
+    if (last_days, last_offset) == (days, offset_seconds) {
+        return Some(last);
+    }
     let (year, month, day) = civil_from_days(days);
     let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     let start = (days - (day - 1)).checked_mul(86_400)?.checked_sub(off)?;
     let end = days_from_civil(next_year, next_month, 1).checked_mul(86_400)?.checked_sub(off)?;
-    Some(Window { start, end })
+    let window = Window { start, end };
+    LAST.set((days, offset_seconds, window));
+    Some(window)
 }
 
 /// Days since 1970-01-01 of a date of the proleptic Gregorian calendar (Howard Hinnant's
@@ -111,10 +122,13 @@ pub struct Charge<'a> {
     pub rule_id: &'a str,
     pub limit: u64,
     pub window_end: i64,
+    /// Only the calling app counts against it (an app-wide rule or a paid cap): counting in
+    /// memory keeps it in the app's [`MeterState`].
+    pub own: bool,
 }
 
 /// What each charge of an admitted call has left, inline for the usual handful.
-pub type Remaining = crate::small::SmallVec<u64, 8>;
+pub type Remaining = crate::small::SmallVec<u64, 4>;
 
 /// What a counter answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,8 +150,14 @@ pub struct CounterError(pub String);
 pub trait QuotaCounter: Send + Sync {
     /// If each charge's count plus one fits its limit, adds one to each (unless `dry_run`).
     fn admit(&self, charges: &[Charge<'_>], dry_run: bool) -> Result<Admission, CounterError>;
-    /// The count of one counter now (0 for a window that has not started counting).
+    /// The count of one counter now (0 for a window that has not started counting). Counting in
+    /// memory, an app's own counters are in its meter ([`MeterState::count`]), not here.
     fn count(&self, key: &CounterKey, rule_id: &str) -> Result<u64, CounterError>;
+    /// This counter, when it counts in this process's memory: a decision then counts the app's
+    /// own charges in its meter, under the lock it takes anyway for the app's activity.
+    fn in_memory(&self) -> Option<&MemoryCounter> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -242,7 +262,42 @@ impl MemoryCounter {
     }
 }
 
+impl MemoryCounter {
+    /// [`QuotaCounter::admit`] for one app whose meter the caller holds: its own charges are
+    /// counted there, the others (per developer, user, recipient) in the shared map, whose lock is
+    /// taken only when there are such charges. All or nothing across both.
+    pub fn admit_metered(&self, meter: &mut MeterState, charges: &[Charge<'_>], dry_run: bool) -> Admission {
+        let mut cells = None;
+        let mut remaining = Remaining::new();
+        for (index, c) in charges.iter().enumerate() {
+            let used = if c.own {
+                meter.count(c.key.rule, c.key.window_start)
+            } else {
+                cells.get_or_insert_with(|| self.lock()).map.get(&c.key).map_or(0, |cell| cell.count)
+            };
+            if used >= c.limit {
+                return Admission::Exhausted { index };
+            }
+            remaining.push(c.limit - used - 1);
+        }
+        if !dry_run {
+            for c in charges {
+                if c.own {
+                    meter.charge(c.key.rule, c.key.window_start, c.window_end);
+                } else {
+                    cells.get_or_insert_with(|| self.lock()).mark(c.key, c.window_end).count += 1;
+                }
+            }
+        }
+        Admission::Admitted { remaining }
+    }
+}
+
 impl QuotaCounter for MemoryCounter {
+    fn in_memory(&self) -> Option<&MemoryCounter> {
+        Some(self)
+    }
+
     fn admit(&self, charges: &[Charge<'_>], dry_run: bool) -> Result<Admission, CounterError> {
         let mut cells = self.lock();
         let mut remaining = Remaining::new();
@@ -342,7 +397,7 @@ mod tests {
     }
 
     fn charge(rule: u32, limit: u64) -> Charge<'static> {
-        Charge { key: CounterKey { rule, scope: 1, window_start: 0 }, rule_id: "r", limit, window_end: 100 }
+        Charge { key: CounterKey { rule, scope: 1, window_start: 0 }, rule_id: "r", limit, window_end: 100, own: false }
     }
 
     #[test]

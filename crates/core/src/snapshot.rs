@@ -3,11 +3,11 @@
 //! app whenever a write changes an app, so the next call sees the change without a database read.
 
 use crate::fast_hash::FastMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::catalog::{Activation, Catalog};
 use crate::credential::TokenVerifier;
+use crate::meter::Meter;
 use crate::model::{AccountId, AppId, AppRecord, AppStatus, KeyId, KeyKind, Platforms};
 use crate::secret;
 use crate::time::Timestamp;
@@ -63,6 +63,8 @@ pub struct AppEntry {
     pub plain: BitSet,
     /// Which of the catalog's consent items (by index) the app has set.
     pub consent_set: BitSet,
+    /// Its own quota counters and its activity, carried over when the entry is patched.
+    pub meter: Meter,
     pub keys: Vec<KeyEntry>,
     /// The app's own grants.
     pub held: Vec<Held>,
@@ -71,8 +73,6 @@ pub struct AppEntry {
     /// Inline for the usual one or two: counting reads them on every call.
     pub quota_overrides: crate::small::SmallVec<QuotaOverride, 2>,
     pub paid: Option<PaidEntry>,
-    /// When the app was last admitted a call, carried over when the entry is patched.
-    pub activity: Activity,
     /// Where its keys are indexed, to unindex exactly them.
     lookups: Vec<Lookup>,
 }
@@ -214,149 +214,6 @@ impl BitSet {
     }
 }
 
-/// An app's last call (Unix seconds), touched on the hot path with one relaxed load (and a
-/// store at most once a second), and what of it the saver has saved.
-#[derive(Debug, Default)]
-pub struct Activity {
-    pub last_call: AtomicI64,
-    pub saved: AtomicI64,
-    /// Calls admitted on this node, and how many of them are saved.
-    pub calls: Tally,
-    /// The same per quota rule (indexed like `Catalog::quota_rules`), made on the app's first
-    /// counted call.
-    pub by_rule: std::sync::OnceLock<Box<[Tally]>>,
-    /// When a call last exercised each permission (indexed like `Catalog::permissions`; Unix
-    /// seconds), and what of it is saved, for reaping unused grants.
-    pub used: std::sync::OnceLock<Box<[Used]>>,
-}
-
-/// When a permission was last exercised, and the last time saved.
-#[derive(Debug, Default)]
-pub struct Used {
-    pub at: AtomicI64,
-    pub saved: AtomicI64,
-}
-
-impl Used {
-    fn copy(&self) -> Used {
-        Used {
-            at: AtomicI64::new(self.at.load(Ordering::Relaxed)),
-            saved: AtomicI64::new(self.saved.load(Ordering::Relaxed)),
-        }
-    }
-}
-
-/// A count and how much of it is saved.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub count: AtomicU64,
-    pub saved: AtomicU64,
-}
-
-impl Tally {
-    fn copy(&self) -> Tally {
-        Tally {
-            count: AtomicU64::new(self.count.load(Ordering::Relaxed)),
-            saved: AtomicU64::new(self.saved.load(Ordering::Relaxed)),
-        }
-    }
-
-    /// What is counted and not saved yet.
-    pub fn unsaved(&self) -> u64 {
-        self.count.load(Ordering::Relaxed).saturating_sub(self.saved.load(Ordering::Relaxed))
-    }
-}
-
-impl Clone for Activity {
-    fn clone(&self) -> Self {
-        let by_rule = std::sync::OnceLock::new();
-        if let Some(rules) = self.by_rule.get() {
-            let _ = by_rule.set(rules.iter().map(Tally::copy).collect());
-        }
-        let used = std::sync::OnceLock::new();
-        if let Some(u) = self.used.get() {
-            let _ = used.set(u.iter().map(Used::copy).collect());
-        }
-        Activity {
-            last_call: AtomicI64::new(self.last_call.load(Ordering::Relaxed)),
-            saved: AtomicI64::new(self.saved.load(Ordering::Relaxed)),
-            calls: self.calls.copy(),
-            by_rule,
-            used,
-        }
-    }
-}
-
-impl Activity {
-    pub fn touch(&self, now: Timestamp) {
-        self.calls.count.fetch_add(1, Ordering::Relaxed);
-        if self.last_call.load(Ordering::Relaxed) < now.0 {
-            self.last_call.store(now.0, Ordering::Relaxed);
-        }
-    }
-
-    /// Notes that an admitted call exercised permission `p` of `permissions` (a store at most once
-    /// a second).
-    pub fn exercise(&self, p: usize, permissions: usize, now: Timestamp) {
-        let used = self.used.get_or_init(|| (0..permissions).map(|_| Used::default()).collect());
-        if let Some(u) = used.get(p)
-            && u.at.load(Ordering::Relaxed) < now.0
-        {
-            u.at.store(now.0, Ordering::Relaxed);
-        }
-    }
-
-    /// Counts one admitted call against quota rule `rule` of `rules`.
-    pub fn count_rule(&self, rule: usize, rules: usize) {
-        let tallies = self.by_rule.get_or_init(|| (0..rules).map(|_| Tally::default()).collect());
-        if let Some(t) = tallies.get(rule) {
-            t.count.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The last call if it is newer than what was saved, and whether any count is unsaved.
-    pub fn unsaved(&self) -> Option<i64> {
-        let last = self.last_call.load(Ordering::Relaxed);
-        let counts = self.calls.unsaved() > 0 || self.by_rule.get().is_some_and(|r| r.iter().any(|t| t.unsaved() > 0));
-        (counts || last > self.saved.load(Ordering::Relaxed)).then_some(last)
-    }
-}
-
-impl Activity {
-    /// A copy whose per-rule tallies follow `rule_map` (old rule index → new index, `None` for a
-    /// rule that is gone) into a catalog of `rules` quota rules.
-    fn renumbered(
-        &self,
-        rule_map: &[Option<usize>],
-        rules: usize,
-        permission_map: &[Option<usize>],
-        permissions: usize,
-    ) -> Activity {
-        let mut copy = self.clone();
-        if let Some(old) = self.used.get() {
-            let mut used: Vec<Used> = (0..permissions).map(|_| Used::default()).collect();
-            for (i, u) in old.iter().enumerate() {
-                if let Some(slot) = permission_map.get(i).copied().flatten().and_then(|n| used.get_mut(n)) {
-                    *slot = u.copy();
-                }
-            }
-            copy.used = std::sync::OnceLock::new();
-            let _ = copy.used.set(used.into_boxed_slice());
-        }
-        if let Some(old) = self.by_rule.get() {
-            let mut tallies: Vec<Tally> = (0..rules).map(|_| Tally::default()).collect();
-            for (i, tally) in old.iter().enumerate() {
-                if let Some(t) = rule_map.get(i).copied().flatten().and_then(|n| tallies.get_mut(n)) {
-                    *t = tally.copy();
-                }
-            }
-            copy.by_rule = std::sync::OnceLock::new();
-            let _ = copy.by_rule.set(tallies.into_boxed_slice());
-        }
-        copy
-    }
-}
-
 impl AppEntry {
     /// The limit of rule `rule` for this app now: the catalog's, or the highest granted one.
     pub fn quota_limit(&self, rule: usize, default: u64, now: Timestamp) -> u64 {
@@ -458,16 +315,14 @@ impl Snapshot {
         self.apps.len()
     }
 
-    /// Takes over the apps' activity (calls not saved yet) from `old`, the snapshot this one
-    /// replaces, and continues its version.
+    /// Takes over the apps' meters (their own quota counters, and activity not saved yet) from
+    /// `old`, the snapshot this one replaces, and continues its version.
     pub fn carry_over(&mut self, old: &Snapshot, rule_map: &[Option<usize>]) {
-        let rules = self.catalog.quota_rules.len();
-        let permissions = self.catalog.permissions.len();
         let permission_map: Vec<Option<usize>> =
             old.catalog.permissions.iter().map(|p| self.catalog.permission_index(&p.id)).collect();
         for entry in self.apps.values_mut() {
             if let Some(before) = old.apps.get(&entry.id) {
-                entry.activity = before.activity.renumbered(rule_map, rules, &permission_map, permissions);
+                entry.meter = before.meter.renumbered(rule_map, &permission_map);
             }
         }
         self.version = old.version + 1;
@@ -479,13 +334,14 @@ impl Snapshot {
         self.install(entry);
     }
 
-    /// Puts a prepared entry in place of the app's present one (whose activity it keeps), indexes
-    /// its keys, and shares grants between test apps and their originals.
+    /// Puts a prepared entry in place of the app's present one (whose meter it takes over),
+    /// indexes its keys, and shares grants between test apps and their originals.
     fn install(&mut self, mut entry: AppEntry) {
         let id = entry.id;
-        // Activity noted since the last save must survive the patch.
-        if let Some(present) = self.apps.get(&id) {
-            entry.activity = present.activity.clone();
+        // The app's counts must survive the patch: no call is deciding meanwhile (a patch holds
+        // the write lock), so moving the meter loses none.
+        if let Some(present) = self.apps.get_mut(&id) {
+            entry.meter = std::mem::take(&mut present.meter);
         }
         self.remove_app(id);
         if let Some(original) = entry.original.and_then(|o| self.apps.get(&o)) {
@@ -608,7 +464,7 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
         quota_overrides,
         paid,
         consent_set: catalog_consent_set(catalog, record),
-        activity: Activity::default(),
+        meter: Meter::default(),
         lookups,
     }
 }

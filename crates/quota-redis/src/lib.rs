@@ -201,7 +201,7 @@ impl QuotaCounter for RedisCounter {
     }
 
     fn count(&self, key: &CounterKey, rule_id: &str) -> Result<u64, CounterError> {
-        let probe = Charge { key: *key, rule_id, limit: 0, window_end: 0 };
+        let probe = Charge { key: *key, rule_id, limit: 0, window_end: 0, own: false };
         let name = key_name(&self.prefix, &probe);
         let mut guard = self.lock();
         let State { link, leases } = &mut *guard;

@@ -219,6 +219,7 @@ mod tests {
             rule_id: "send",
             limit: 1,
             window_end: 0,
+            own: false,
         };
         assert_eq!(key_name("pg:", &charge), "pg:q:send:00000000000000ff:-60");
     }

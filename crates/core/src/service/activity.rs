@@ -2,8 +2,6 @@
 //! saves it about once a second; an app that no node has seen called for the configured idle time
 //! is suspended (audited, its members notified), and its owner reactivates it.
 
-use std::sync::atomic::Ordering;
-
 use super::{Access, Actor, AppView, Services};
 use crate::audit::NewAuditEvent;
 use crate::catalog::QuotaPeriod;
@@ -17,19 +15,18 @@ impl Services {
     /// Saves when each app last exercised each permission, where it changed since the last save.
     pub fn save_grant_usage(&self) -> ServiceResult<usize> {
         let mut rows: Vec<(AppId, String, i64)> = Vec::new();
-        let mut marks: Vec<(AppId, usize, i64)> = Vec::new();
+        let mut marks: Vec<(AppId, u32, i64)> = Vec::new();
         {
             let snapshot = self.snapshot.read();
             let catalog = snapshot.catalog();
             for a in snapshot.apps() {
-                let Some(used) = a.activity.used.get() else { continue };
-                for (p, u) in used.iter().enumerate() {
-                    let at = u.at.load(std::sync::atomic::Ordering::Relaxed);
-                    if at > u.saved.load(std::sync::atomic::Ordering::Relaxed)
-                        && let Some(permission) = catalog.permissions.get(p)
+                let meter = a.meter.lock();
+                for u in meter.used.iter().filter(|u| u.at > u.saved) {
+                    if let Some(permission) =
+                        usize::try_from(u.permission).ok().and_then(|p| catalog.permissions.get(p))
                     {
-                        rows.push((a.id, permission.id.clone(), at));
-                        marks.push((a.id, p, at));
+                        rows.push((a.id, permission.id.clone(), u.at));
+                        marks.push((a.id, u.permission, u.at));
                     }
                 }
             }
@@ -40,8 +37,10 @@ impl Services {
         self.store.save_grant_usage(&rows)?;
         let snapshot = self.snapshot.read();
         for (app, p, at) in marks {
-            if let Some(u) = snapshot.app(app).and_then(|a| a.activity.used.get()).and_then(|u| u.get(p)) {
-                u.saved.fetch_max(at, std::sync::atomic::Ordering::Relaxed);
+            if let Some(a) = snapshot.app(app)
+                && let Some(u) = a.meter.lock().used.iter_mut().find(|u| u.permission == p)
+            {
+                u.saved = u.saved.max(at);
             }
         }
         Ok(rows.len())
@@ -51,7 +50,7 @@ impl Services {
     pub fn save_activity(&self) -> ServiceResult<usize> {
         // What is read here is what is marked saved below: counts added meanwhile wait for the
         // next round.
-        type Seen = (AppId, i64, u64, Vec<(usize, u64)>);
+        type Seen = (AppId, i64, u64, Vec<(u32, u64)>);
         let (seen, rows, day_start): (Vec<Seen>, Vec<ActivityRow>, i64) = {
             let snapshot = self.snapshot.read();
             let catalog = snapshot.catalog();
@@ -59,18 +58,19 @@ impl Services {
             let mut seen = Vec::new();
             let mut rows = Vec::new();
             for a in snapshot.apps() {
-                let Some(last) = a.activity.unsaved() else { continue };
-                let total = a.activity.calls.unsaved();
-                let by_rule: Vec<(usize, u64)> = a
-                    .activity
-                    .by_rule
-                    .get()
-                    .map(|r| r.iter().enumerate().map(|(i, t)| (i, t.unsaved())).filter(|(_, n)| *n > 0).collect())
-                    .unwrap_or_default();
+                let meter = a.meter.lock();
+                if !meter.unsaved() {
+                    continue;
+                }
+                let (last, total) = (meter.last_call, meter.calls - meter.calls_saved);
+                let by_rule: Vec<(u32, u64)> =
+                    meter.rules.iter().map(|r| (r.rule, r.calls - r.calls_saved)).filter(|(_, n)| *n > 0).collect();
+                drop(meter);
                 let mut calls = vec![(String::new(), total)];
-                calls.extend(
-                    by_rule.iter().filter_map(|(i, n)| catalog.quota_rules.get(*i).map(|q| (q.id.clone(), *n))),
-                );
+                calls.extend(by_rule.iter().filter_map(|(i, n)| {
+                    let rule = catalog.quota_rules.get(usize::try_from(*i).ok()?)?;
+                    Some((rule.id.clone(), *n))
+                }));
                 calls.retain(|(_, n)| *n > 0);
                 rows.push(ActivityRow { app: a.id, last_call: Timestamp(last), calls });
                 seen.push((a.id, last, total, by_rule));
@@ -84,13 +84,12 @@ impl Services {
         let snapshot = self.snapshot.read();
         for (id, last, total, by_rule) in &seen {
             if let Some(app) = snapshot.app(*id) {
-                app.activity.saved.fetch_max(*last, Ordering::Relaxed);
-                app.activity.calls.saved.fetch_add(*total, Ordering::Relaxed);
-                if let Some(tallies) = app.activity.by_rule.get() {
-                    for (i, n) in by_rule {
-                        if let Some(t) = tallies.get(*i) {
-                            t.saved.fetch_add(*n, Ordering::Relaxed);
-                        }
+                let mut meter = app.meter.lock();
+                meter.last_saved = meter.last_saved.max(*last);
+                meter.calls_saved += total;
+                for (rule, n) in by_rule {
+                    if let Some(r) = meter.rules.iter_mut().find(|r| r.rule == *rule) {
+                        r.calls_saved += n;
                     }
                 }
             }

@@ -67,8 +67,10 @@ impl Services {
         let entry = snapshot.app(app).ok_or_else(|| ServiceError::NotFound(format!("app {app} does not exist")))?;
         let offset = catalog.utc_offset;
         let catalog_zone = catalog.time_zone.clone();
-        let count = |key: CounterKey, rule_id: &str| {
-            self.counter.count(&key, rule_id).map_err(|e| ServiceError::Internal(e.to_string()))
+        // Counting in memory, the app's own counters are in its meter.
+        let count = |key: CounterKey, rule_id: &str, own: bool| match &self.memory {
+            Some(_) if own => Ok(entry.meter.lock().count(key.rule, key.window_start)),
+            _ => self.counter.count(&key, rule_id).map_err(|e| ServiceError::Internal(e.to_string())),
         };
         let mut rules = Vec::new();
         for (ri, rule) in catalog.quota_rules.iter().enumerate() {
@@ -84,7 +86,7 @@ impl Services {
                 scope: scope.cast_unsigned(),
                 window_start: w.start,
             };
-            let used = count(key, &rule.id)?;
+            let used = count(key, &rule.id, rule.scope == QuotaScope::App)?;
             rules.push(RuleUsage {
                 rule: rule.id.clone(),
                 name: rule.name.clone(),
@@ -105,10 +107,15 @@ impl Services {
                 let scope = app.0.cast_unsigned();
                 Some(PaidState {
                     settings: settings.clone(),
-                    used_today: count(CounterKey { rule: PAID_DAY, scope, window_start: day.start }, "paid_daily_cap")?,
+                    used_today: count(
+                        CounterKey { rule: PAID_DAY, scope, window_start: day.start },
+                        "paid_daily_cap",
+                        true,
+                    )?,
                     used_this_month: count(
                         CounterKey { rule: PAID_MONTH, scope, window_start: month.start },
                         "paid_monthly_cap",
+                        true,
                     )?,
                 })
             }
@@ -147,14 +154,18 @@ impl Services {
         Ok(alerts.len())
     }
 
-    /// Saves the in-memory counters changed since the last save (about once a second).
+    /// Saves the in-memory counters changed since the last save (about once a second): the
+    /// shared map's and each app's own; then forgets the shared map's ended windows.
     pub fn save_counters(&self) -> ServiceResult<usize> {
         let Some(memory) = &self.memory else { return Ok(0) };
-        let dirty = memory.drain_dirty();
-        if dirty.is_empty() {
-            return Ok(0);
-        }
+        let mut dirty = memory.drain_dirty();
         let snapshot = self.snapshot.read();
+        for app in snapshot.apps() {
+            let scope = app.id.0.cast_unsigned();
+            dirty.extend(app.meter.lock().drain_dirty().map(|(rule, window_start, count, window_end)| {
+                (CounterKey { rule, scope, window_start }, count, window_end)
+            }));
+        }
         let catalog = snapshot.catalog();
         let saved: Vec<crate::ports::SavedCounter> = dirty
             .iter()
@@ -174,29 +185,43 @@ impl Services {
             })
             .collect();
         drop(snapshot);
+        memory.sweep(self.clock.now());
+        if saved.is_empty() {
+            return Ok(0);
+        }
         self.store.save_counters(&saved)?;
         Ok(saved.len())
     }
 
-    /// Loads saved counters into the in-memory counter (at start).
+    /// Loads saved counters (at start): each app's own into its meter, the others into the
+    /// shared in-memory counter.
     pub fn restore_counters(&self) -> ServiceResult<usize> {
         let Some(memory) = &self.memory else { return Ok(0) };
         let saved = self.store.load_counters(self.clock.now())?;
         let snapshot = self.snapshot.read();
         let catalog = snapshot.catalog();
-        let restored: Vec<(CounterKey, u64, i64)> = saved
-            .iter()
-            .filter_map(|c| {
-                let rule = match c.rule_id.as_str() {
-                    "paid_daily_cap" => PAID_DAY,
-                    "paid_monthly_cap" => PAID_MONTH,
-                    id => u32::try_from(catalog.quota_rules.iter().position(|r| r.id == id)?).ok()?,
-                };
-                Some((CounterKey { rule, scope: c.scope, window_start: c.window_start }, c.count, c.window_end))
-            })
-            .collect();
-        let n = restored.len();
-        memory.restore(restored);
+        let mut shared: Vec<(CounterKey, u64, i64)> = Vec::new();
+        let mut n = 0;
+        for c in &saved {
+            let (rule, own) = match c.rule_id.as_str() {
+                "paid_daily_cap" => (PAID_DAY, true),
+                "paid_monthly_cap" => (PAID_MONTH, true),
+                id => {
+                    let Some(i) = catalog.quota_rules.iter().position(|r| r.id == id) else { continue };
+                    let Ok(rule) = u32::try_from(i) else { continue };
+                    (rule, catalog.quota_rules[i].scope == QuotaScope::App)
+                }
+            };
+            if own {
+                // An app that no longer exists has nothing to count.
+                let Some(app) = snapshot.app(AppId(c.scope.cast_signed())) else { continue };
+                app.meter.lock().restore(rule, c.window_start, c.window_end, c.count);
+            } else {
+                shared.push((CounterKey { rule, scope: c.scope, window_start: c.window_start }, c.count, c.window_end));
+            }
+            n += 1;
+        }
+        memory.restore(shared);
         Ok(n)
     }
 }

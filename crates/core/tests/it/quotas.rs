@@ -312,3 +312,43 @@ fn an_unavailable_counter_fails_closed_by_default_or_open_when_configured() {
     assert!(open.allow);
     assert!(open.reasons.iter().any(|r| r.contains("fail open")), "{:?}", open.reasons);
 }
+
+/// Eight threads call one app at once while the app is patched twice meanwhile (as a grant or a
+/// key change would): the app's counters live in its entry, and exactly the limit is admitted.
+#[test]
+fn concurrent_calls_on_one_app_admit_exactly_the_limit_across_patches() {
+    use permgate_core::snapshot::SharedSnapshot;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // The monthly total (5) would bind first: here it is large, and the daily limit of 2,500 binds.
+    let text = CATALOG.replace("limit = 5\nall_apis", "limit = 1000000\nall_apis");
+    let catalog = Catalog::parse("quota.toml", &text).unwrap_or_else(|e| unreachable!("{e}"));
+    let snapshot = Snapshot::build(
+        Arc::new(catalog),
+        Arc::new(TokenVerifier::new(Some(SECRET))),
+        [record(vec![boost(2_500, None)], None)],
+    );
+    let shared = SharedSnapshot::new(snapshot);
+    let counter = MemoryCounter::new();
+    let admitted = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..1_000 {
+                    let d = call(&shared.read(), &counter, "/search", LATE);
+                    if d.allow {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        scope.spawn(|| {
+            for _ in 0..2 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                shared.patch(|s| s.upsert_app(&record(vec![boost(2_500, None)], None)));
+            }
+        });
+    });
+    assert_eq!(admitted.load(Ordering::Relaxed), 2_500);
+    let next = call(&shared.read(), &counter, "/search", LATE);
+    assert_eq!((next.code, next.quota.map(|q| (q.rule, q.remaining))), (-10, Some(("daily", 0))));
+}

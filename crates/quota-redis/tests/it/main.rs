@@ -23,7 +23,13 @@ fn unix_now() -> i64 {
 
 /// A charge of rule `rule` (named `rule_id`) in the minute-long window starting at `window_start`.
 fn charge(rule: u32, rule_id: &'static str, limit: u64, window_start: i64) -> Charge<'static> {
-    Charge { key: CounterKey { rule, scope: 42, window_start }, rule_id, limit, window_end: window_start + 60 }
+    Charge {
+        key: CounterKey { rule, scope: 42, window_start },
+        rule_id,
+        limit,
+        window_end: window_start + 60,
+        own: false,
+    }
 }
 
 /// One test's corner of the shared Redis: a unique key prefix, and a plain connection to look

@@ -1,0 +1,260 @@
+//! One app's meter: the quota counters only this app counts against (its app-wide rules and its
+//! paid-usage caps) and its activity (last call, calls per quota rule, last use of each
+//! permission), kept in the app's snapshot entry under one lock. Counting an admitted call in
+//! memory then takes that one lock and touches memory beside the app's entry, instead of a shared
+//! map behind a process-wide lock and three separately allocated tables.
+//!
+//! A meter moves from entry to entry when its app is patched, and follows catalog changes
+//! ([`Meter::renumbered`]); both happen under the snapshot's write lock, so no count is lost.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::small::SmallVec;
+
+/// An app's meter; see the module documentation.
+#[derive(Debug, Default)]
+pub struct Meter {
+    state: Mutex<MeterState>,
+}
+
+impl Clone for Meter {
+    fn clone(&self) -> Self {
+        Meter { state: Mutex::new(self.lock().clone()) }
+    }
+}
+
+impl Meter {
+    pub fn lock(&self) -> MutexGuard<'_, MeterState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A copy whose rules and permissions follow a catalog change: `rule_map[i]` is old rule `i`'s
+    /// new index (`None` when it is gone; the paid caps keep theirs), likewise `permission_map`.
+    pub fn renumbered(&self, rule_map: &[Option<usize>], permission_map: &[Option<usize>]) -> Meter {
+        let mut state = self.lock().clone();
+        let renumber = |map: &[Option<usize>], i: u32| -> Option<u32> {
+            let new = map.get(usize::try_from(i).ok()?).copied().flatten()?;
+            u32::try_from(new).ok()
+        };
+        let rules: Vec<RuleMeter> = state
+            .rules
+            .iter()
+            .filter_map(|r| {
+                let rule = if r.rule >= crate::quota::PAID_DAY { Some(r.rule) } else { renumber(rule_map, r.rule) };
+                Some(RuleMeter { rule: rule?, ..*r })
+            })
+            .collect();
+        let used: Vec<Used> = state
+            .used
+            .iter()
+            .filter_map(|u| Some(Used { permission: renumber(permission_map, u.permission)?, ..*u }))
+            .collect();
+        state.rules = rules.into();
+        state.used = used.into();
+        Meter { state: Mutex::new(state) }
+    }
+}
+
+/// What a meter holds.
+#[derive(Debug, Clone, Default)]
+pub struct MeterState {
+    /// One per quota rule (by catalog index, or `PAID_DAY` / `PAID_MONTH`) the app was counted
+    /// against; inline for the usual two (an API's own rule and the monthly total).
+    pub rules: SmallVec<RuleMeter, 2>,
+    /// The last admitted call (Unix seconds) and the last one saved.
+    pub last_call: i64,
+    pub last_saved: i64,
+    /// Calls admitted on this node, and how many of them are saved.
+    pub calls: u64,
+    pub calls_saved: u64,
+    /// The permissions the app's admitted calls exercised.
+    pub used: SmallVec<Used, 1>,
+}
+
+/// One quota rule in an app's meter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleMeter {
+    pub rule: u32,
+    /// The app's own counter for the rule changed since the last save.
+    pub dirty: bool,
+    /// The counter's window, `[window_start, window_end)`, and its count there (the counter is
+    /// kept here only for rules counted per app; `window_end` is 0 until it counts).
+    pub window_start: i64,
+    pub window_end: i64,
+    pub count: u64,
+    /// Calls counted against the rule on this node (whatever its scope), and how many are saved.
+    pub calls: u64,
+    pub calls_saved: u64,
+}
+
+/// When an app's call last exercised a permission (by catalog index), and the last time saved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Used {
+    pub permission: u32,
+    pub at: i64,
+    pub saved: i64,
+}
+
+impl MeterState {
+    fn rule_mut(&mut self, rule: u32) -> &mut RuleMeter {
+        let at = match self.rules.iter().position(|r| r.rule == rule) {
+            Some(i) => i,
+            None => {
+                self.rules.push(RuleMeter { rule, ..RuleMeter::default() });
+                self.rules.len() - 1
+            }
+        };
+        &mut self.rules[at]
+    }
+
+    /// The app's own count for `rule` in the window starting at `window_start` (0 for a window
+    /// that has not started counting). The counter keeps one window, the latest: a call that
+    /// read the clock just before another call started the next window counts in that next one
+    /// (so neither window can go past its limit, and no count is lost).
+    pub fn count(&self, rule: u32, window_start: i64) -> u64 {
+        match self.rules.iter().find(|r| r.rule == rule && r.window_end != 0) {
+            Some(r) if window_start <= r.window_start => r.count,
+            _ => 0,
+        }
+    }
+
+    /// Adds one to the app's own counter for `rule` in the window `[window_start, window_end)`:
+    /// a later window starts again from zero; an earlier one counts in the present one (see
+    /// [`MeterState::count`]).
+    pub fn charge(&mut self, rule: u32, window_start: i64, window_end: i64) {
+        let r = self.rule_mut(rule);
+        if r.window_end == 0 || window_start > r.window_start {
+            (r.window_start, r.window_end, r.count) = (window_start, window_end, 0);
+        }
+        r.count += 1;
+        r.dirty = true;
+    }
+
+    /// Loads a saved count of the app's own counter (at start), keeping the larger one.
+    pub fn restore(&mut self, rule: u32, window_start: i64, window_end: i64, count: u64) {
+        let r = self.rule_mut(rule);
+        if r.window_end == 0 || r.window_start < window_start {
+            (r.window_start, r.window_end, r.count) = (window_start, window_end, count);
+        } else if r.window_start == window_start {
+            r.count = r.count.max(count);
+        }
+    }
+
+    /// The app's own counters changed since the last call, as (rule, window start, count,
+    /// window end); each is then clean.
+    pub fn drain_dirty(&mut self) -> impl Iterator<Item = (u32, i64, u64, i64)> + '_ {
+        self.rules.iter_mut().filter(|r| r.dirty).map(|r| {
+            r.dirty = false;
+            (r.rule, r.window_start, r.count, r.window_end)
+        })
+    }
+
+    /// Notes an admitted call at `now`.
+    pub fn touch(&mut self, now: i64) {
+        self.calls += 1;
+        self.last_call = self.last_call.max(now);
+    }
+
+    /// Notes that an admitted call was counted against quota rule `rule`.
+    pub fn count_rule(&mut self, rule: u32) {
+        self.rule_mut(rule).calls += 1;
+    }
+
+    /// Notes that an admitted call at `now` exercised permission `permission`.
+    pub fn exercise(&mut self, permission: u32, now: i64) {
+        match self.used.iter_mut().find(|u| u.permission == permission) {
+            Some(u) => u.at = u.at.max(now),
+            None => self.used.push(Used { permission, at: now, saved: 0 }),
+        }
+    }
+
+    /// Whether anything of the activity is not saved yet.
+    pub fn unsaved(&self) -> bool {
+        self.last_call > self.last_saved
+            || self.calls > self.calls_saved
+            || self.rules.iter().any(|r| r.calls > r.calls_saved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counter_counts_in_its_window_and_starts_again_in_the_next() {
+        let mut m = MeterState::default();
+        assert_eq!(m.count(0, 100), 0);
+        m.charge(0, 100, 200);
+        m.charge(0, 100, 200);
+        assert_eq!(m.count(0, 100), 2);
+        assert_eq!(m.count(0, 200), 0, "the next window has not counted");
+        assert_eq!(m.count(1, 100), 0, "another rule");
+        m.charge(0, 200, 300);
+        assert_eq!(m.count(0, 200), 1);
+        assert_eq!(m.drain_dirty().collect::<Vec<_>>(), vec![(0, 200, 1, 300)]);
+        assert_eq!(m.drain_dirty().count(), 0, "drained once");
+    }
+
+    #[test]
+    fn a_call_late_for_its_window_counts_in_the_next_one_and_loses_nothing() {
+        // Two threads at midnight: one read 23:59:59 (window 100), the other 00:00:00 (200)
+        // and counted first.
+        let mut m = MeterState::default();
+        m.charge(0, 100, 200);
+        m.charge(0, 200, 300);
+        assert_eq!(m.count(0, 100), 1, "the late call is checked against the new window");
+        m.charge(0, 100, 200);
+        assert_eq!(m.count(0, 200), 2, "and counted there: the new window's first count is kept");
+        assert_eq!(m.drain_dirty().collect::<Vec<_>>(), vec![(0, 200, 2, 300)]);
+    }
+
+    #[test]
+    fn restoring_keeps_the_larger_count_of_the_same_window_and_the_later_window() {
+        let mut m = MeterState::default();
+        m.charge(3, 100, 200);
+        m.restore(3, 100, 200, 7);
+        assert_eq!(m.count(3, 100), 7);
+        m.restore(3, 100, 200, 2);
+        assert_eq!(m.count(3, 100), 7);
+        m.restore(3, 0, 100, 50);
+        assert_eq!(m.count(3, 100), 7, "an older window does not replace the present one");
+        m.restore(3, 200, 300, 4);
+        assert_eq!(m.count(3, 200), 4);
+    }
+
+    #[test]
+    fn activity_is_unsaved_until_marked() {
+        let mut m = MeterState::default();
+        assert!(!m.unsaved());
+        m.touch(10);
+        m.count_rule(2);
+        m.exercise(5, 10);
+        m.exercise(5, 9);
+        assert!(m.unsaved());
+        assert_eq!(m.used.iter().map(|u| (u.permission, u.at)).collect::<Vec<_>>(), vec![(5, 10)]);
+        (m.last_saved, m.calls_saved) = (m.last_call, m.calls);
+        assert!(m.unsaved(), "the rule's call is not saved yet");
+        for r in m.rules.iter_mut() {
+            r.calls_saved = r.calls;
+        }
+        assert!(!m.unsaved());
+    }
+
+    #[test]
+    fn renumbering_follows_rules_and_permissions_and_drops_what_is_gone() {
+        let meter = Meter::default();
+        {
+            let mut m = meter.lock();
+            m.charge(0, 100, 200);
+            m.charge(1, 100, 200);
+            m.charge(crate::quota::PAID_DAY, 100, 200);
+            m.exercise(0, 5);
+            m.exercise(1, 6);
+        }
+        let moved = meter.renumbered(&[Some(1), None], &[None, Some(0)]);
+        let m = moved.lock();
+        assert_eq!(m.rules.iter().map(|r| r.rule).collect::<Vec<_>>(), vec![1, crate::quota::PAID_DAY]);
+        assert_eq!(m.count(1, 100), 1);
+        assert_eq!(m.used.iter().map(|u| (u.permission, u.at)).collect::<Vec<_>>(), vec![(0, 6)]);
+    }
+}
