@@ -381,7 +381,9 @@ fn resolve<'s>(
         }
     }
 
-    if let Some(original) = app.original {
+    if app.is_test
+        && let Some(original) = app.original
+    {
         verdict.reasons.add(|| format!("test app of app {original}: for the original's members only"));
         restriction = Some(Restriction::MembersOnly);
     }

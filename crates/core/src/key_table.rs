@@ -7,7 +7,9 @@
 use crate::model::{KeyId, KeyKind};
 use crate::snapshot::KeyRef;
 
+/// 32 bytes, aligned to 32: an entry never straddles two cache lines.
 #[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
 struct Entry {
     key: u128,
     id: KeyId,

@@ -55,36 +55,55 @@ impl Meter {
     }
 }
 
-/// What a meter holds.
+/// What a meter holds; what every counted call touches first (`repr(C)` keeps this order).
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub struct MeterState {
     /// One per quota rule (by catalog index, or `PAID_DAY` / `PAID_MONTH`) the app was counted
     /// against; inline for the usual two (an API's own rule and the monthly total).
     pub rules: SmallVec<RuleMeter, 2>,
-    /// The last admitted call (Unix seconds) and the last one saved.
+    /// The last admitted call (Unix seconds).
     pub last_call: i64,
-    pub last_saved: i64,
-    /// Calls admitted on this node, and how many of them are saved.
+    /// Calls admitted on this node.
     pub calls: u64,
+    /// What of the last call and the calls is saved.
+    pub last_saved: i64,
     pub calls_saved: u64,
     /// The permissions the app's admitted calls exercised.
     pub used: SmallVec<Used, 1>,
 }
 
-/// One quota rule in an app's meter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// One quota rule in an app's meter: 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleMeter {
     pub rule: u32,
     /// The app's own counter for the rule changed since the last save.
     pub dirty: bool,
-    /// The counter's window, `[window_start, window_end)`, and its count there (the counter is
-    /// kept here only for rules counted per app; `window_end` is 0 until it counts).
+    /// The start of the window the app's own counter counts in ([`NOT_COUNTING`] until it
+    /// counts: only rules counted per app keep their counter here), and its count there. The
+    /// window's end follows from the rule's period.
     pub window_start: i64,
-    pub window_end: i64,
     pub count: u64,
-    /// Calls counted against the rule on this node (whatever its scope), and how many are saved.
-    pub calls: u64,
-    pub calls_saved: u64,
+    /// Calls counted against the rule on this node (whatever its scope), and how many are saved;
+    /// both wrap (only their difference, a second's calls, is read).
+    pub calls: u32,
+    pub calls_saved: u32,
+}
+
+/// The `window_start` of a rule whose counter is not kept in the meter (yet).
+pub const NOT_COUNTING: i64 = i64::MIN;
+
+impl Default for RuleMeter {
+    fn default() -> Self {
+        RuleMeter { rule: 0, dirty: false, window_start: NOT_COUNTING, count: 0, calls: 0, calls_saved: 0 }
+    }
+}
+
+impl RuleMeter {
+    /// Calls counted against the rule and not saved yet.
+    pub fn unsaved_calls(&self) -> u32 {
+        self.calls.wrapping_sub(self.calls_saved)
+    }
 }
 
 /// When an app's call last exercised a permission (by catalog index), and the last time saved.
@@ -112,40 +131,40 @@ impl MeterState {
     /// read the clock just before another call started the next window counts in that next one
     /// (so neither window can go past its limit, and no count is lost).
     pub fn count(&self, rule: u32, window_start: i64) -> u64 {
-        match self.rules.iter().find(|r| r.rule == rule && r.window_end != 0) {
-            Some(r) if window_start <= r.window_start => r.count,
+        match self.rules.iter().find(|r| r.rule == rule) {
+            Some(r) if r.window_start != NOT_COUNTING && window_start <= r.window_start => r.count,
             _ => 0,
         }
     }
 
-    /// Adds one to the app's own counter for `rule` in the window `[window_start, window_end)`:
+    /// Adds one to the app's own counter for `rule` in the window starting at `window_start`:
     /// a later window starts again from zero; an earlier one counts in the present one (see
     /// [`MeterState::count`]).
-    pub fn charge(&mut self, rule: u32, window_start: i64, window_end: i64) {
+    pub fn charge(&mut self, rule: u32, window_start: i64) {
         let r = self.rule_mut(rule);
-        if r.window_end == 0 || window_start > r.window_start {
-            (r.window_start, r.window_end, r.count) = (window_start, window_end, 0);
+        if window_start > r.window_start {
+            (r.window_start, r.count) = (window_start, 0);
         }
         r.count += 1;
         r.dirty = true;
     }
 
     /// Loads a saved count of the app's own counter (at start), keeping the larger one.
-    pub fn restore(&mut self, rule: u32, window_start: i64, window_end: i64, count: u64) {
+    pub fn restore(&mut self, rule: u32, window_start: i64, count: u64) {
         let r = self.rule_mut(rule);
-        if r.window_end == 0 || r.window_start < window_start {
-            (r.window_start, r.window_end, r.count) = (window_start, window_end, count);
+        if r.window_start < window_start {
+            (r.window_start, r.count) = (window_start, count);
         } else if r.window_start == window_start {
             r.count = r.count.max(count);
         }
     }
 
-    /// The app's own counters changed since the last call, as (rule, window start, count,
-    /// window end); each is then clean.
-    pub fn drain_dirty(&mut self) -> impl Iterator<Item = (u32, i64, u64, i64)> + '_ {
+    /// The app's own counters changed since the last call, as (rule, window start, count); each
+    /// is then clean.
+    pub fn drain_dirty(&mut self) -> impl Iterator<Item = (u32, i64, u64)> + '_ {
         self.rules.iter_mut().filter(|r| r.dirty).map(|r| {
             r.dirty = false;
-            (r.rule, r.window_start, r.count, r.window_end)
+            (r.rule, r.window_start, r.count)
         })
     }
 
@@ -157,7 +176,8 @@ impl MeterState {
 
     /// Notes that an admitted call was counted against quota rule `rule`.
     pub fn count_rule(&mut self, rule: u32) {
-        self.rule_mut(rule).calls += 1;
+        let r = self.rule_mut(rule);
+        r.calls = r.calls.wrapping_add(1);
     }
 
     /// Notes that an admitted call at `now` exercised permission `permission`.
@@ -172,7 +192,7 @@ impl MeterState {
     pub fn unsaved(&self) -> bool {
         self.last_call > self.last_saved
             || self.calls > self.calls_saved
-            || self.rules.iter().any(|r| r.calls > r.calls_saved)
+            || self.rules.iter().any(|r| r.unsaved_calls() > 0)
     }
 }
 
@@ -184,14 +204,14 @@ mod tests {
     fn a_counter_counts_in_its_window_and_starts_again_in_the_next() {
         let mut m = MeterState::default();
         assert_eq!(m.count(0, 100), 0);
-        m.charge(0, 100, 200);
-        m.charge(0, 100, 200);
+        m.charge(0, 100);
+        m.charge(0, 100);
         assert_eq!(m.count(0, 100), 2);
         assert_eq!(m.count(0, 200), 0, "the next window has not counted");
         assert_eq!(m.count(1, 100), 0, "another rule");
-        m.charge(0, 200, 300);
+        m.charge(0, 200);
         assert_eq!(m.count(0, 200), 1);
-        assert_eq!(m.drain_dirty().collect::<Vec<_>>(), vec![(0, 200, 1, 300)]);
+        assert_eq!(m.drain_dirty().collect::<Vec<_>>(), vec![(0, 200, 1)]);
         assert_eq!(m.drain_dirty().count(), 0, "drained once");
     }
 
@@ -200,25 +220,25 @@ mod tests {
         // Two threads at midnight: one read 23:59:59 (window 100), the other 00:00:00 (200)
         // and counted first.
         let mut m = MeterState::default();
-        m.charge(0, 100, 200);
-        m.charge(0, 200, 300);
+        m.charge(0, 100);
+        m.charge(0, 200);
         assert_eq!(m.count(0, 100), 1, "the late call is checked against the new window");
-        m.charge(0, 100, 200);
+        m.charge(0, 100);
         assert_eq!(m.count(0, 200), 2, "and counted there: the new window's first count is kept");
-        assert_eq!(m.drain_dirty().collect::<Vec<_>>(), vec![(0, 200, 2, 300)]);
+        assert_eq!(m.drain_dirty().collect::<Vec<_>>(), vec![(0, 200, 2)]);
     }
 
     #[test]
     fn restoring_keeps_the_larger_count_of_the_same_window_and_the_later_window() {
         let mut m = MeterState::default();
-        m.charge(3, 100, 200);
-        m.restore(3, 100, 200, 7);
+        m.charge(3, 100);
+        m.restore(3, 100, 7);
         assert_eq!(m.count(3, 100), 7);
-        m.restore(3, 100, 200, 2);
+        m.restore(3, 100, 2);
         assert_eq!(m.count(3, 100), 7);
-        m.restore(3, 0, 100, 50);
+        m.restore(3, 0, 50);
         assert_eq!(m.count(3, 100), 7, "an older window does not replace the present one");
-        m.restore(3, 200, 300, 4);
+        m.restore(3, 200, 4);
         assert_eq!(m.count(3, 200), 4);
     }
 
@@ -245,9 +265,9 @@ mod tests {
         let meter = Meter::default();
         {
             let mut m = meter.lock();
-            m.charge(0, 100, 200);
-            m.charge(1, 100, 200);
-            m.charge(crate::quota::PAID_DAY, 100, 200);
+            m.charge(0, 100);
+            m.charge(1, 100);
+            m.charge(crate::quota::PAID_DAY, 100);
             m.exercise(0, 5);
             m.exercise(1, 6);
         }

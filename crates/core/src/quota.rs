@@ -283,7 +283,7 @@ impl MemoryCounter {
         if !dry_run {
             for c in charges {
                 if c.own {
-                    meter.charge(c.key.rule, c.key.window_start, c.window_end);
+                    meter.charge(c.key.rule, c.key.window_start);
                 } else {
                     cells.get_or_insert_with(|| self.lock()).mark(c.key, c.window_end).count += 1;
                 }

@@ -45,17 +45,17 @@ pub struct PaidEntry {
     pub monthly_cap: u64,
 }
 
-/// One app as the engine sees it. The fields every decision reads come first (`repr(C)` keeps
-/// them in this order), so that a decision touches as few cache lines of the entry as it can.
+/// One app as the engine sees it. Every decision reads the first 64 bytes (`repr(C)` keeps the
+/// fields in this order, and the alignment puts them on one cache line); counting reads on into
+/// the quota overrides and the meter, right after.
 #[derive(Debug, Clone)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct AppEntry {
     pub id: AppId,
-    pub owner: AccountId,
     pub status: AppStatus,
     pub owner_blocked: bool,
-    /// For a test app: the app it tests. Its calls are for the original's members only.
-    pub original: Option<AppId>,
+    /// A test app (`original` is set): read here, on the first line, by every allowed call.
+    pub is_test: bool,
     /// Which products are activated, by catalog index.
     pub products_active: BitSet,
     /// The permissions held app-wide without an expiry (own and inherited), by catalog index:
@@ -63,15 +63,18 @@ pub struct AppEntry {
     pub plain: BitSet,
     /// Which of the catalog's consent items (by index) the app has set.
     pub consent_set: BitSet,
+    /// Inline for the usual one or two: counting reads them on every call.
+    pub quota_overrides: crate::small::SmallVec<QuotaOverride, 2>,
     /// Its own quota counters and its activity, carried over when the entry is patched.
     pub meter: Meter,
+    /// For a test app: the app it tests. Its calls are for the original's members only.
+    pub original: Option<AppId>,
+    pub owner: AccountId,
     pub keys: Vec<KeyEntry>,
     /// The app's own grants.
     pub held: Vec<Held>,
     /// For a test app, its original's grants (empty otherwise): it holds both.
     pub inherited: Vec<Held>,
-    /// Inline for the usual one or two: counting reads them on every call.
-    pub quota_overrides: crate::small::SmallVec<QuotaOverride, 2>,
     pub paid: Option<PaidEntry>,
     /// Where its keys are indexed, to unindex exactly them.
     lookups: Vec<Lookup>,
@@ -118,12 +121,18 @@ fn hex8(x: u64) -> Option<u32> {
 }
 
 /// The apps, each in a slot of one vector (a key points at its app's slot), with an index by id.
+/// A free slot holds a vacant entry rather than `None`: whether an `Option` is set would be read
+/// from wherever the compiler puts its niche (a `Vec` field lines away), a second cache line per
+/// decision.
 #[derive(Debug, Default)]
 pub(crate) struct Apps {
-    slots: Vec<Option<AppEntry>>,
+    slots: Vec<AppEntry>,
     by_id: FastMap<AppId, u32>,
     free: Vec<u32>,
 }
+
+/// The id of a free slot's entry.
+const VACANT: AppId = AppId(i64::MIN);
 
 impl Apps {
     fn get(&self, id: &AppId) -> Option<&AppEntry> {
@@ -132,26 +141,26 @@ impl Apps {
 
     fn get_mut(&mut self, id: &AppId) -> Option<&mut AppEntry> {
         let s = *self.by_id.get(id)?;
-        self.slots.get_mut(s as usize).and_then(Option::as_mut)
+        self.slots.get_mut(s as usize).filter(|e| e.id != VACANT)
     }
 
     fn slot(&self, s: u32) -> Option<&AppEntry> {
-        self.slots.get(s as usize).and_then(Option::as_ref)
+        self.slots.get(s as usize).filter(|e| e.id != VACANT)
     }
 
     fn insert(&mut self, entry: AppEntry) -> u32 {
         let id = entry.id;
         if let Some(&s) = self.by_id.get(&id) {
-            self.slots[s as usize] = Some(entry);
+            self.slots[s as usize] = entry;
             return s;
         }
         let s = match self.free.pop() {
             Some(s) => {
-                self.slots[s as usize] = Some(entry);
+                self.slots[s as usize] = entry;
                 s
             }
             None => {
-                self.slots.push(Some(entry));
+                self.slots.push(entry);
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
@@ -166,17 +175,17 @@ impl Apps {
 
     fn remove(&mut self, id: &AppId) -> Option<AppEntry> {
         let s = self.by_id.remove(id)?;
-        let entry = self.slots.get_mut(s as usize).and_then(Option::take);
+        let entry = self.slots.get_mut(s as usize).map(|e| std::mem::replace(e, AppEntry::vacant()));
         self.free.push(s);
         entry
     }
 
     fn values(&self) -> impl Iterator<Item = &AppEntry> {
-        self.slots.iter().flatten()
+        self.slots.iter().filter(|e| e.id != VACANT)
     }
 
     fn values_mut(&mut self) -> impl Iterator<Item = &mut AppEntry> {
-        self.slots.iter_mut().flatten()
+        self.slots.iter_mut().filter(|e| e.id != VACANT)
     }
 
     fn len(&self) -> usize {
@@ -185,11 +194,12 @@ impl Apps {
 }
 
 /// A set of small indexes: the first 64 in one word, kept inline; more only for catalogs that
-/// declare more items.
+/// declare more items (behind a pointer, so that the set is two words).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BitSet {
     low: u64,
-    high: Vec<u64>,
+    #[expect(clippy::box_collection, reason = "a thin pointer keeps the set two words (a boxed slice would be three)")]
+    high: Option<Box<Vec<u64>>>,
 }
 
 impl BitSet {
@@ -198,10 +208,11 @@ impl BitSet {
             self.low |= 1 << i;
         } else {
             let (word, bit) = (i / 64 - 1, i % 64);
-            if self.high.len() <= word {
-                self.high.resize(word + 1, 0);
+            let high = self.high.get_or_insert_with(Box::default);
+            if high.len() <= word {
+                high.resize(word + 1, 0);
             }
-            self.high[word] |= 1 << bit;
+            high[word] |= 1 << bit;
         }
     }
 
@@ -209,12 +220,34 @@ impl BitSet {
         if i < 64 {
             self.low & (1 << i) != 0
         } else {
-            self.high.get(i / 64 - 1).is_some_and(|w| w & (1 << (i % 64)) != 0)
+            self.high.as_ref().and_then(|h| h.get(i / 64 - 1)).is_some_and(|w| w & (1 << (i % 64)) != 0)
         }
     }
 }
 
 impl AppEntry {
+    /// A free slot's entry (allocates nothing).
+    fn vacant() -> AppEntry {
+        AppEntry {
+            id: VACANT,
+            status: AppStatus::Blocked,
+            owner_blocked: true,
+            is_test: false,
+            products_active: BitSet::default(),
+            plain: BitSet::default(),
+            consent_set: BitSet::default(),
+            original: None,
+            owner: AccountId(0),
+            quota_overrides: crate::small::SmallVec::new(),
+            meter: Meter::default(),
+            keys: Vec::new(),
+            held: Vec::new(),
+            inherited: Vec::new(),
+            paid: None,
+            lookups: Vec::new(),
+        }
+    }
+
     /// The limit of rule `rule` for this app now: the catalog's, or the highest granted one.
     pub fn quota_limit(&self, rule: usize, default: u64, now: Timestamp) -> u64 {
         self.quota_overrides
@@ -455,6 +488,7 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
         owner: record.app.owner,
         status: record.app.status,
         owner_blocked: record.owner_blocked,
+        is_test: record.app.original.is_some(),
         keys,
         products_active,
         plain: plain_set(&held, &[]),
@@ -596,5 +630,23 @@ mod bitset_tests {
         }
         assert!([0, 5, 63, 64, 130].iter().all(|i| s.contains(*i)));
         assert!(![1, 62, 65, 129, 131, 1000].iter().any(|i| s.contains(*i)));
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::AppEntry;
+
+    #[test]
+    fn what_every_decision_reads_fits_one_cache_line() {
+        assert_eq!(std::mem::align_of::<AppEntry>(), 64);
+        assert_eq!(
+            std::mem::offset_of!(AppEntry, quota_overrides),
+            64,
+            "id, status and the three sets fill the first line"
+        );
+        // Counting reads on: the overrides, the meter's lock, its rules and its last call, in
+        // the next three lines.
+        assert!(std::mem::offset_of!(AppEntry, meter) + std::mem::size_of::<crate::meter::Meter>() <= 64 * 5);
     }
 }

@@ -50,7 +50,7 @@ impl Services {
     pub fn save_activity(&self) -> ServiceResult<usize> {
         // What is read here is what is marked saved below: counts added meanwhile wait for the
         // next round.
-        type Seen = (AppId, i64, u64, Vec<(u32, u64)>);
+        type Seen = (AppId, i64, u64, Vec<(u32, u32)>);
         let (seen, rows, day_start): (Vec<Seen>, Vec<ActivityRow>, i64) = {
             let snapshot = self.snapshot.read();
             let catalog = snapshot.catalog();
@@ -63,13 +63,13 @@ impl Services {
                     continue;
                 }
                 let (last, total) = (meter.last_call, meter.calls - meter.calls_saved);
-                let by_rule: Vec<(u32, u64)> =
-                    meter.rules.iter().map(|r| (r.rule, r.calls - r.calls_saved)).filter(|(_, n)| *n > 0).collect();
+                let by_rule: Vec<(u32, u32)> =
+                    meter.rules.iter().map(|r| (r.rule, r.unsaved_calls())).filter(|(_, n)| *n > 0).collect();
                 drop(meter);
                 let mut calls = vec![(String::new(), total)];
                 calls.extend(by_rule.iter().filter_map(|(i, n)| {
                     let rule = catalog.quota_rules.get(usize::try_from(*i).ok()?)?;
-                    Some((rule.id.clone(), *n))
+                    Some((rule.id.clone(), u64::from(*n)))
                 }));
                 calls.retain(|(_, n)| *n > 0);
                 rows.push(ActivityRow { app: a.id, last_call: Timestamp(last), calls });
@@ -89,7 +89,7 @@ impl Services {
                 meter.calls_saved += total;
                 for (rule, n) in by_rule {
                     if let Some(r) = meter.rules.iter_mut().find(|r| r.rule == *rule) {
-                        r.calls_saved += n;
+                        r.calls_saved = r.calls_saved.wrapping_add(*n);
                     }
                 }
             }

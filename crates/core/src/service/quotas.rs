@@ -160,13 +160,20 @@ impl Services {
         let Some(memory) = &self.memory else { return Ok(0) };
         let mut dirty = memory.drain_dirty();
         let snapshot = self.snapshot.read();
+        let catalog = snapshot.catalog();
+        // A meter keeps a window's start; its end follows from the rule's period.
+        let period = |rule: u32| match rule {
+            PAID_DAY => Some(QuotaPeriod::Day),
+            PAID_MONTH => Some(QuotaPeriod::Month),
+            r => catalog.quota_rules.get(usize::try_from(r).ok()?).map(|q| q.period),
+        };
         for app in snapshot.apps() {
             let scope = app.id.0.cast_unsigned();
-            dirty.extend(app.meter.lock().drain_dirty().map(|(rule, window_start, count, window_end)| {
-                (CounterKey { rule, scope, window_start }, count, window_end)
+            dirty.extend(app.meter.lock().drain_dirty().filter_map(|(rule, window_start, count)| {
+                let end = window(period(rule)?, Timestamp(window_start), catalog.utc_offset).end;
+                Some((CounterKey { rule, scope, window_start }, count, end))
             }));
         }
-        let catalog = snapshot.catalog();
         let saved: Vec<crate::ports::SavedCounter> = dirty
             .iter()
             .filter_map(|(key, count, window_end)| {
@@ -215,7 +222,7 @@ impl Services {
             if own {
                 // An app that no longer exists has nothing to count.
                 let Some(app) = snapshot.app(AppId(c.scope.cast_signed())) else { continue };
-                app.meter.lock().restore(rule, c.window_start, c.window_end, c.count);
+                app.meter.lock().restore(rule, c.window_start, c.count);
             } else {
                 shared.push((CounterKey { rule, scope: c.scope, window_start: c.window_start }, c.count, c.window_end));
             }
