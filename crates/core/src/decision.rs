@@ -13,9 +13,7 @@ use crate::catalog::{Api, ApiStatus, QuotaPeriod, QuotaScope, WithoutPermission}
 use crate::credential::{self, Credential, NativeOrigin};
 use crate::decision_log::LoggedCall;
 use crate::model::{AppId, AppStatus, KeyId, KeyKind};
-use crate::quota::{
-    self, Admission, Charge, CounterError, CounterKey, PAID_DAY, PAID_MONTH, QuotaCounter, Window, scope_hash,
-};
+use crate::quota::{self, Admission, Charge, CounterError, CounterKey, PAID_DAY, PAID_MONTH, QuotaCounter, scope_hash};
 use crate::route::Method;
 use crate::small::SmallVec;
 use crate::snapshot::{AppEntry, Snapshot};
@@ -681,13 +679,6 @@ fn note_activity(
     }
 }
 
-/// Where a charge came from: its rule (`None` for the paid caps) and window.
-#[derive(Debug, Clone, Copy, Default)]
-struct Planned {
-    rule: Option<usize>,
-    window: Window,
-}
-
 /// The quota rules an admitted call was counted against (by catalog index).
 type Counted = SmallVec<usize, 4>;
 
@@ -708,9 +699,7 @@ fn count(
 ) -> Counted {
     let catalog = snapshot.catalog();
     let offset = catalog.utc_offset;
-    // `charges[i]` is counted for `plan[i]`; the two stay in step.
     let mut charges: SmallVec<Charge<'static>, 4> = SmallVec::new();
-    let mut plan: SmallVec<Planned, 4> = SmallVec::new();
     for &ri in &api.quota_idx {
         let rule = &catalog.quota_rules[ri];
         let window = quota::window(rule.period, now, offset);
@@ -725,7 +714,6 @@ fn count(
                 window_end: window.end,
                 own,
             });
-            plan.push(Planned { rule: Some(ri), window });
         };
         // App and developer scopes (the common case) need no text: their id is the scope.
         match rule.scope {
@@ -753,12 +741,12 @@ fn count(
         }
     }
     let mut counted = Counted::new();
-    if plan.is_empty() {
+    if charges.is_empty() {
         return counted;
     }
     let mut paid = false;
     // Each round either admits, denies, or moves one exhausted rule to paid usage.
-    for _ in 0..=plan.len() {
+    for _ in 0..=charges.len() {
         let result = admit(&charges);
         match result {
             Err(e) => {
@@ -794,28 +782,23 @@ fn count(
                     )
                 });
                 if consume {
-                    alerts(d, catalog, &plan, &charges, &remaining);
-                    for rule in plan.iter().filter_map(|p| p.rule) {
+                    alerts(d, catalog, &charges, &remaining);
+                    for rule in charges.iter().filter_map(Charge::rule_index) {
                         counted.push(rule);
                     }
                 }
                 return counted;
             }
             Ok(Admission::Exhausted { index }) => {
-                let (exhausted, window) = (plan[index].rule, plan[index].window);
                 let c = charges[index];
+                let (exhausted, window) = (c.rule_index(), c.window());
                 let paid_rule = exhausted.filter(|r| app.paid.as_ref().is_some_and(|pe| pe.rules.contains(r)));
                 if let Some(ri) = paid_rule {
                     let Some(pe) = &app.paid else { return counted };
                     // Paid calls are not deducted from the free totals (KAKAO.md 3.1).
-                    let keep: Vec<bool> = plan
-                        .iter()
-                        .map(|q| q.rule.is_none_or(|r| r != ri && !catalog.quota_rules[r].all_apis))
-                        .collect();
-                    let mut kept = keep.iter();
-                    charges.as_vec().retain(|_| kept.next().copied().unwrap_or(true));
-                    let mut kept = keep.iter();
-                    plan.as_vec().retain(|_| kept.next().copied().unwrap_or(true));
+                    charges
+                        .as_vec()
+                        .retain(|q| q.rule_index().is_none_or(|r| r != ri && !catalog.quota_rules[r].all_apis));
                     if !paid {
                         for (pseudo, period, cap) in [
                             (PAID_DAY, QuotaPeriod::Day, pe.daily_cap),
@@ -833,7 +816,6 @@ fn count(
                                 window_end: window.end,
                                 own: true,
                             });
-                            plan.push(Planned { rule: None, window });
                         }
                     }
                     paid = true;
@@ -860,8 +842,7 @@ fn count(
                         }));
                     }
                     charges.as_vec().remove(index);
-                    plan.as_vec().remove(index);
-                    if plan.is_empty() {
+                    if charges.is_empty() {
                         return counted;
                     }
                     continue;
@@ -916,17 +897,12 @@ fn paid_id(pseudo: u32) -> &'static str {
 
 /// Records the 80 % and 100 % crossings of app-wide rules; each is crossed by exactly one call
 /// when counting is exact.
-fn alerts(
-    d: &mut Decision,
-    catalog: &crate::catalog::Catalog,
-    plan: &[Planned],
-    charges: &[Charge<'_>],
-    remaining: &[u64],
-) {
+fn alerts(d: &mut Decision, catalog: &crate::catalog::Catalog, charges: &[Charge<'_>], remaining: &[u64]) {
     let Some(app_id) = d.app_id else { return };
-    for ((p, c), left) in plan.iter().zip(charges).zip(remaining) {
-        let app_wide =
-            p.rule.is_none_or(|r| matches!(catalog.quota_rules[r].scope, QuotaScope::App | QuotaScope::Developer));
+    for (c, left) in charges.iter().zip(remaining) {
+        let app_wide = c
+            .rule_index()
+            .is_none_or(|r| matches!(catalog.quota_rules[r].scope, QuotaScope::App | QuotaScope::Developer));
         if !app_wide || c.limit == 0 {
             continue;
         }
@@ -944,7 +920,7 @@ fn alerts(
             rule: c.rule_id.to_owned(),
             percent,
             limit: c.limit,
-            reset_at: Timestamp(p.window.end),
+            reset_at: Timestamp(c.window_end),
         });
     }
 }

@@ -110,6 +110,18 @@ pub struct CounterKey {
     pub window_start: i64,
 }
 
+impl Charge<'_> {
+    /// The index of the charge's rule in the catalog; `None` for the paid caps.
+    pub fn rule_index(&self) -> Option<usize> {
+        if self.key.rule >= PAID_DAY { None } else { usize::try_from(self.key.rule).ok() }
+    }
+
+    /// The window the charge counts in.
+    pub fn window(&self) -> Window {
+        Window { start: self.key.window_start, end: self.window_end }
+    }
+}
+
 /// Pseudo-rules counting an app's paid calls against its daily and monthly caps.
 pub const PAID_DAY: u32 = u32::MAX - 1;
 pub const PAID_MONTH: u32 = u32::MAX;

@@ -14,20 +14,26 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
         SmallVec::Inline([T::default(); N], 0)
     }
 
+    /// Adds `value` at the end; the inline case is inlined into the caller, moving to the heap
+    /// is not.
+    #[inline]
     pub fn push(&mut self, value: T) {
         match self {
             SmallVec::Inline(items, len) if *len < N => {
                 items[*len] = value;
                 *len += 1;
             }
-            SmallVec::Inline(items, len) => {
-                let mut heap = Vec::with_capacity(N * 2);
-                heap.extend_from_slice(&items[..*len]);
-                heap.push(value);
-                *self = SmallVec::Heap(heap);
-            }
             SmallVec::Heap(heap) => heap.push(value),
+            SmallVec::Inline(..) => self.spill(value),
         }
+    }
+
+    #[cold]
+    fn spill(&mut self, value: T) {
+        let mut heap = Vec::with_capacity(N * 2);
+        heap.extend_from_slice(self);
+        heap.push(value);
+        *self = SmallVec::Heap(heap);
     }
 
     /// The items as a `Vec`, for the rare edits a slice cannot make (`retain`, `remove`).
