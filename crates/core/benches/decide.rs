@@ -23,6 +23,7 @@ fn bench(c: &mut Criterion) {
 
     let s = snapshot(records);
     let auths = common::authorizations(APPS);
+    common::check_mix(&s, &auths);
     let paths = PATHS;
     let mut i = 0usize;
     c.bench_function("decide, mixed calls", |b| {

@@ -28,6 +28,7 @@ fn main() {
         let s = snapshot(records);
         println!("{apps} apps: snapshot built in {:.0?}", built.elapsed());
         let auths = common::authorizations(apps);
+        common::check_mix(&s, &auths);
         let samples = time_each(
             calls,
             &auths,
