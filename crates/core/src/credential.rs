@@ -30,6 +30,11 @@ pub enum CredentialError {
 /// optional whitespace (ASCII; RFC 9110 5.6.3), which every decision trims.
 pub fn parse_authorization(header: Option<&str>) -> Result<Credential<'_>, CredentialError> {
     let header = header.map(str::trim_ascii).filter(|h| !h.is_empty()).ok_or(CredentialError::Missing)?;
+    // The usual form, as Kakao writes it, without searching for the space or folding case.
+    if let Some(value) = header.strip_prefix("KakaoAK ") {
+        let value = value.trim_ascii_start();
+        return if value.is_empty() { Err(CredentialError::Empty) } else { Ok(Credential::AppKey(value)) };
+    }
     let Some(space) = header.bytes().position(|b| b == b' ') else {
         let bare = header.eq_ignore_ascii_case("KakaoAK") || header.eq_ignore_ascii_case("Bearer");
         return Err(if bare { CredentialError::Empty } else { CredentialError::UnknownScheme });
