@@ -336,6 +336,49 @@ mod tests {
         assert_eq!(parse_authorization(Some("Bearer x.y.z")), Ok(Credential::UserToken("x.y.z")));
     }
 
+    /// The general reading, without the fast path for `KakaoAK `: what the fast path must agree with.
+    fn general(header: &str) -> Result<Credential<'_>, CredentialError> {
+        let header = header.trim_ascii();
+        match header.split_once(' ') {
+            None if header.is_empty() => Err(CredentialError::Missing),
+            None if header.eq_ignore_ascii_case("KakaoAK") || header.eq_ignore_ascii_case("Bearer") => {
+                Err(CredentialError::Empty)
+            }
+            None => Err(CredentialError::UnknownScheme),
+            Some((scheme, value)) => {
+                let value = value.trim_ascii_start();
+                let credential = if scheme.eq_ignore_ascii_case("KakaoAK") {
+                    Credential::AppKey(value)
+                } else if scheme.eq_ignore_ascii_case("Bearer") {
+                    Credential::UserToken(value)
+                } else {
+                    return Err(CredentialError::UnknownScheme);
+                };
+                if value.is_empty() { Err(CredentialError::Empty) } else { Ok(credential) }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_for_kakao_ak_reads_as_the_general_one() {
+        for header in [
+            "KakaoAK abc",
+            "KakaoAK  abc",
+            "KakaoAK \tabc",
+            " KakaoAK abc \t",
+            "KakaoAK a b",
+            "KakaoAK ",
+            "KakaoAK\tabc",
+            "KakaoAKabc",
+            "KakaoAK",
+            "kakaoak abc",
+            "KAKAOAK abc",
+            "KakaoAK\u{a0}abc",
+        ] {
+            assert_eq!(parse_authorization(Some(header)), general(header), "{header:?}");
+        }
+    }
+
     #[test]
     fn missing_empty_and_unknown_schemes_are_refused() {
         assert_eq!(parse_authorization(None), Err(CredentialError::Missing));
