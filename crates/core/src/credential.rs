@@ -16,14 +16,29 @@ pub enum Credential<'a> {
 }
 
 /// Why a header does not carry a usable credential.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
-    #[error("no credential: send `Authorization: KakaoAK <app key>` or `Authorization: Bearer <user token>`")]
+    #[error("{}", self.message())]
     Missing,
-    #[error("unsupported authorization scheme; use `KakaoAK <app key>` or `Bearer <user token>`")]
+    #[error("{}", self.message())]
     UnknownScheme,
-    #[error("the authorization header names a scheme but no credential")]
+    #[error("{}", self.message())]
     Empty,
+}
+
+impl CredentialError {
+    /// The -401 message (a fixed text: a refusal allocates nothing).
+    pub fn message(self) -> &'static str {
+        match self {
+            CredentialError::Missing => {
+                "no credential: send `Authorization: KakaoAK <app key>` or `Authorization: Bearer <user token>`"
+            }
+            CredentialError::UnknownScheme => {
+                "unsupported authorization scheme; use `KakaoAK <app key>` or `Bearer <user token>`"
+            }
+            CredentialError::Empty => "the authorization header names a scheme but no credential",
+        }
+    }
 }
 
 /// Reads the `Authorization` header. Whitespace around the header and its value is HTTP's

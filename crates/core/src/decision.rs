@@ -533,7 +533,7 @@ fn identify<'s>(
     now: Timestamp,
     reasons: &mut Reasons,
 ) -> Result<Caller<'s>, Cow<'static, str>> {
-    let credential = credential::parse_authorization(query.authorization).map_err(|e| Cow::Owned(e.to_string()))?;
+    let credential = credential::parse_authorization(query.authorization).map_err(|e| Cow::Borrowed(e.message()))?;
     let caller = match credential {
         Credential::AppKey(presented) => {
             let (app, key, kind) = snapshot
@@ -832,7 +832,7 @@ fn count(
                         d.would_deny = Some(Box::new(WouldDeny {
                             status: rule.error.status,
                             code: rule.error.code,
-                            msg: rule.error.msg.clone(),
+                            msg: rule.error.msg.to_owned(),
                             permission: None,
                             rule: Some(rule.id.clone()),
                             shadow,
@@ -847,16 +847,10 @@ fn count(
                 let (status, code, msg) = match exhausted {
                     Some(ri) => {
                         let e = &catalog.quota_rules[ri].error;
-                        (e.status, e.code, e.msg.clone())
+                        (e.status, e.code, e.msg)
                     }
-                    None => (
-                        400,
-                        code::PAID_CAP,
-                        format!(
-                            "paid usage reached the app's {} cap",
-                            if c.key.rule == PAID_DAY { "daily" } else { "monthly" }
-                        ),
-                    ),
+                    None if c.key.rule == PAID_DAY => (400, code::PAID_CAP, "paid usage reached the app's daily cap"),
+                    None => (400, code::PAID_CAP, "paid usage reached the app's monthly cap"),
                 };
                 note(d, query.explain, || format!("quota `{}`: limit {} reached", c.rule_id, c.limit));
                 d.allow = false;

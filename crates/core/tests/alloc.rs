@@ -1,6 +1,7 @@
 //! The hot path allocates nothing: once an app's counters exist, deciding and counting an allowed
 //! call with an app key makes no heap allocation, and neither does denying one for a missing
-//! permission (-5) or for the wrong kind of credential (-401). A test binary of its own, because it counts the process's allocations
+//! permission (-5), for a missing, unknown or wrong kind of credential (-401) or for a used-up
+//! quota (-10). A test binary of its own, because it counts the process's allocations
 //! (stats_alloc) and must run alone.
 
 use std::sync::Arc;
@@ -96,4 +97,42 @@ fn allowed_calls_are_decided_and_counted_and_denied_calls_refused_without_alloca
     }
     let refused = region.change();
     assert_eq!(refused.allocations, 0, "a -401 for the wrong kind of credential allocated: {refused:?}");
+
+    // No credential at all, and a scheme permgate does not know: -401 with a fixed text.
+    let region = Region::new(GLOBAL);
+    for authorization in [None, Some("Basic dXNlcg==")] {
+        let query = Query { authorization, ..query };
+        for _ in 0..500 {
+            let d = decide(&s, &query, NOW);
+            assert_eq!(d.code, -401);
+        }
+    }
+    let refused = region.change();
+    assert_eq!(refused.allocations, 0, "a -401 for a missing or unknown credential allocated: {refused:?}");
+
+    // The day's keyword searches used up (the app's raised limit of 1,000,000 reached): -10.
+    let catalog = s.catalog().clone();
+    let rule = catalog.quota_rule_index("local_keyword_search_daily").unwrap_or(usize::MAX);
+    let day = permgate_core::quota::window(permgate_core::catalog::QuotaPeriod::Day, NOW, catalog.utc_offset);
+    if let Some(app) = s.app(AppId(1)) {
+        app.meter.lock().restore(u32::try_from(rule).unwrap_or(u32::MAX), day.start, 1_000_000);
+    }
+    let query = Query {
+        method: "GET",
+        path: "/v2/local/search/keyword.json?query=coffee",
+        authorization: Some(&authorization),
+        ..Query::default()
+    };
+    let first = decide_and_count(&s, &query, &counter, NOW, true, CounterFailure::Closed);
+    assert_eq!(
+        (first.code, first.quota.as_ref().map(|q| q.rule)),
+        (-10, Some("local_keyword_search_daily")),
+        "{first:?}"
+    );
+    let region = Region::new(GLOBAL);
+    for _ in 0..1000 {
+        std::hint::black_box(decide_and_count(&s, &query, &counter, NOW, true, CounterFailure::Closed));
+    }
+    let exhausted = region.change();
+    assert_eq!(exhausted.allocations, 0, "a quota deny allocated: {exhausted:?}");
 }

@@ -191,7 +191,8 @@ pub struct ConsentItem {
 pub struct QuotaError {
     pub code: i32,
     pub status: u16,
-    pub msg: String,
+    // Interned at load: a quota deny carries it without allocating.
+    pub msg: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -631,7 +632,7 @@ impl Validator<'_> {
                         format!("quota rule `{}` has exclude_categories without all_apis = true", q.id.get_ref()),
                     );
                 }
-                let error = q.error.map_or(QuotaError { code: -10, status: 400, msg: QUOTA_MSG.to_owned() }, |e| {
+                let error = q.error.map_or(QuotaError { code: -10, status: 400, msg: QUOTA_MSG }, |e| {
                     let status = e.status.as_ref().map_or(400, |s| *s.get_ref());
                     if let Some(s) = &e.status
                         && !(400..=599).contains(s.get_ref())
@@ -644,7 +645,7 @@ impl Validator<'_> {
                     QuotaError {
                         code: e.code.unwrap_or(-10),
                         status,
-                        msg: e.msg.unwrap_or_else(|| QUOTA_MSG.to_owned()),
+                        msg: e.msg.map_or(QUOTA_MSG, |m| crate::intern::intern(&m)),
                     }
                 });
                 QuotaRule {

@@ -276,7 +276,7 @@ impl Services {
                     allow: false,
                     code: rule.error.code,
                     status: rule.error.status,
-                    msg: Some(rule.error.msg.clone()),
+                    msg: Some(rule.error.msg.to_owned()),
                     credential: kind,
                 }
             } else {
