@@ -38,12 +38,13 @@ fn allowed_calls_are_decided_and_counted_and_denied_calls_refused_without_alloca
     let s = snapshot();
     let counter = MemoryCounter::new();
     let authorization = format!("KakaoAK {KEY}");
-    let query = Query {
+    let search = Query {
         method: "GET",
         path: "/v2/local/search/keyword.json?query=coffee",
         authorization: Some(&authorization),
         ..Query::default()
     };
+    let query = search;
     // The first call creates the app's counters and activity tallies.
     let first = decide_and_count(&s, &query, &counter, NOW, true, CounterFailure::Closed);
     assert!(first.allow, "{first:?}");
@@ -117,12 +118,7 @@ fn allowed_calls_are_decided_and_counted_and_denied_calls_refused_without_alloca
     if let Some(app) = s.app(AppId(1)) {
         app.meter.lock().restore(u32::try_from(rule).unwrap_or(u32::MAX), day.start, 1_000_000);
     }
-    let query = Query {
-        method: "GET",
-        path: "/v2/local/search/keyword.json?query=coffee",
-        authorization: Some(&authorization),
-        ..Query::default()
-    };
+    let query = search;
     let first = decide_and_count(&s, &query, &counter, NOW, true, CounterFailure::Closed);
     assert_eq!(
         (first.code, first.quota.as_ref().map(|q| q.rule)),
