@@ -198,8 +198,8 @@ pub fn run(args: ServeArgs, known: &[String]) -> anyhow::Result<ExitCode> {
             }
         };
         let mut state = AppState::starting("connecting to the store");
-        state.redis_url = args.redis_url.clone();
-        state.catalog_path = args.engine.catalog.clone();
+        state.redis_url = args.redis_url.as_deref().map(Arc::from);
+        state.catalog_path = args.engine.catalog.as_deref().map(Arc::from);
         state.request_timeout = Duration::from_secs(args.request_timeout.max(1));
         tokio::spawn(watch_catalog(state.clone(), Duration::from_secs(args.catalog_watch)));
         tracing::info!("listening on http://{addr}; getting ready");

@@ -4,6 +4,7 @@
 //! body and the response streamed; a denied call gets the Kakao status and body. Responses of APIs
 //! with guarded fields (`/v2/user/me`) are read, filtered and re-sent.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -58,7 +59,7 @@ impl Upstreams {
     }
 }
 
-#[derive(Clone)]
+/// Shared by every call (behind one `Arc`: axum clones the state per call).
 struct Gateway {
     state: AppState,
     upstreams: Upstreams,
@@ -77,7 +78,7 @@ pub fn gateway_router(state: AppState, upstreams: Upstreams, timeout: Duration) 
     // A request goes out as soon as it is written, as from nginx (`tcp_nodelay on`).
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-    Router::new().fallback(proxy).with_state(Gateway { state, upstreams, client, timeout })
+    Router::new().fallback(proxy).with_state(Arc::new(Gateway { state, upstreams, client, timeout }))
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -97,7 +98,7 @@ fn strip(headers: &mut HeaderMap) {
     }
 }
 
-async fn proxy(State(g): State<Gateway>, req: Request) -> Response {
+async fn proxy(State(g): State<Arc<Gateway>>, req: Request) -> Response {
     match handle(g, req).await {
         Ok(r) | Err(r) => r,
     }
@@ -107,7 +108,7 @@ fn gateway_error(status: StatusCode, msg: String) -> Response {
     (status, axum::Json(serde_json::json!({"msg": msg, "code": -1}))).into_response()
 }
 
-async fn handle(g: Gateway, req: Request) -> Result<Response, Response> {
+async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     let services = g.state.services().map_err(IntoResponse::into_response)?;
     let (mut parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();

@@ -47,11 +47,11 @@ pub struct AppState {
     /// Why the node is not ready yet, while `services` is unset.
     starting: Arc<Mutex<String>>,
     /// `redis://…` when configured: part of readiness.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Arc<str>>,
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
     /// The catalog file `POST /v1/catalog/reload` reads (none: the built-in catalog).
-    pub catalog_path: Option<std::path::PathBuf>,
+    pub catalog_path: Option<Arc<std::path::Path>>,
     /// Failed sign-ins by address.
     pub(crate) throttle: Arc<throttle::SignInThrottle>,
     /// The longest a management or decision request may take, body included (then 408).

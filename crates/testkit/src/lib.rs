@@ -221,7 +221,7 @@ impl TestApp {
             Err(e) => unreachable!("{e}"),
         };
         let mut state = AppState::new(services.clone());
-        state.catalog_path = Some(dir.0.join("catalog.toml"));
+        state.catalog_path = Some(dir.0.join("catalog.toml").into());
         let server = tokio::spawn(async move {
             let _ = permgate_server::serve(listener, state, std::future::pending()).await;
         });
