@@ -632,11 +632,11 @@ pub fn decide_and_count(
         match counter.in_memory() {
             // One lock for the app's counters and its activity.
             Some(memory) => {
-                let mut meter = app.meter.lock();
-                let mut admit = |charges: &[Charge<'_>]| Ok(memory.admit_metered(&mut meter, charges, !consume));
+                let mut state = app.meter.lock();
+                let mut admit = |charges: &[Charge<'_>]| Ok(memory.admit_metered(&mut state, charges, !consume));
                 let counted = count(snapshot, app, api, &mut d, query, &mut admit, now, consume, on_failure);
                 if d.allow && consume {
-                    note_activity(&mut meter, app, api, &d, &counted, now);
+                    note_activity(&mut state, app, api, &d, &counted, now);
                 }
             }
             // A shared counter may wait on the network: the meter is not held meanwhile.
@@ -652,8 +652,9 @@ pub fn decide_and_count(
     d
 }
 
-/// Notes an admitted call in its app's meter: the call, the quota rules it was counted against,
-/// and the permissions it exercised.
+/// Notes an admitted call in its app's meter (whose lock the caller holds, as `meter`): the call,
+/// the quota rules it was counted against, and the permissions it exercised; and marks the meter
+/// for the savers.
 fn note_activity(
     meter: &mut crate::meter::MeterState,
     app: &AppEntry,
@@ -674,6 +675,7 @@ fn note_activity(
             meter.exercise(u32::try_from(p).unwrap_or(u32::MAX), now.0);
         }
     }
+    app.meter.mark(crate::meter::pending::ALL);
 }
 
 /// The quota rules an admitted call was counted against (by catalog index).

@@ -6,6 +6,7 @@ use super::{Access, Actor, AppView, Services};
 use crate::audit::NewAuditEvent;
 use crate::catalog::QuotaPeriod;
 use crate::error::{ServiceError, ServiceResult};
+use crate::meter::pending;
 use crate::model::{AppId, AppStatus};
 use crate::ports::ActivityRow;
 use crate::quota::window;
@@ -20,7 +21,7 @@ impl Services {
             let snapshot = self.snapshot.read();
             let catalog = snapshot.catalog();
             for a in snapshot.apps() {
-                let meter = a.meter.lock();
+                let Some(meter) = a.meter.pending(pending::USAGE) else { continue };
                 for u in meter.used.iter().filter(|u| u.at > u.saved) {
                     if let Some(permission) =
                         usize::try_from(u.permission).ok().and_then(|p| catalog.permissions.get(p))
@@ -34,7 +35,10 @@ impl Services {
         if rows.is_empty() {
             return Ok(0);
         }
-        self.store.save_grant_usage(&rows)?;
+        if let Err(e) = self.store.save_grant_usage(&rows) {
+            self.mark_again(marks.iter().map(|(app, _, _)| *app), pending::USAGE);
+            return Err(e.into());
+        }
         let snapshot = self.snapshot.read();
         for (app, p, at) in marks {
             if let Some(a) = snapshot.app(app)
@@ -58,7 +62,7 @@ impl Services {
             let mut seen = Vec::new();
             let mut rows = Vec::new();
             for a in snapshot.apps() {
-                let meter = a.meter.lock();
+                let Some(meter) = a.meter.pending(pending::ACTIVITY) else { continue };
                 if !meter.unsaved() {
                     continue;
                 }
@@ -80,7 +84,10 @@ impl Services {
         if rows.is_empty() {
             return Ok(0);
         }
-        self.store.record_activity(&rows, day_start)?;
+        if let Err(e) = self.store.record_activity(&rows, day_start) {
+            self.mark_again(seen.iter().map(|(app, ..)| *app), pending::ACTIVITY);
+            return Err(e.into());
+        }
         let snapshot = self.snapshot.read();
         for (id, last, total, by_rule) in &seen {
             if let Some(app) = snapshot.app(*id) {
@@ -95,6 +102,17 @@ impl Services {
             }
         }
         Ok(seen.len())
+    }
+
+    /// Marks the meters of `apps` for the saver of `bits` again: what it read of them was not
+    /// stored.
+    fn mark_again(&self, apps: impl Iterator<Item = AppId>, bits: u8) {
+        let snapshot = self.snapshot.read();
+        for app in apps {
+            if let Some(a) = snapshot.app(app) {
+                a.meter.mark(bits);
+            }
+        }
     }
 
     /// Suspends every active app not called for `idle_secs` (on any node: the store holds every

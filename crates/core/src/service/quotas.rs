@@ -168,8 +168,9 @@ impl Services {
             r => catalog.quota_rules.get(usize::try_from(r).ok()?).map(|q| q.period),
         };
         for app in snapshot.apps() {
+            let Some(mut state) = app.meter.pending(crate::meter::pending::COUNTERS) else { continue };
             let scope = app.id.0.cast_unsigned();
-            dirty.extend(app.meter.lock().drain_dirty().filter_map(|(rule, window_start, count)| {
+            dirty.extend(state.drain_dirty().filter_map(|(rule, window_start, count)| {
                 let end = window(period(rule)?, Timestamp(window_start), catalog.utc_offset).end;
                 Some((CounterKey { rule, scope, window_start }, count, end))
             }));
