@@ -75,7 +75,8 @@ pub struct AppEntry {
     pub held: Vec<Held>,
     /// For a test app, its original's grants (empty otherwise): it holds both.
     pub inherited: Vec<Held>,
-    pub paid: Option<PaidEntry>,
+    /// Boxed: few apps have paid usage, and every entry would carry its room.
+    pub paid: Option<Box<PaidEntry>>,
     /// Where its keys are indexed, to unindex exactly them.
     lookups: Vec<Lookup>,
 }
@@ -467,11 +468,11 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
     }
     let keys =
         record.keys.iter().map(|k| KeyEntry { id: k.id, kind: k.kind, platforms: k.platforms.clone() }).collect();
-    let paid = record.paid.as_ref().map(|p| PaidEntry {
+    let paid = record.paid.as_ref().map(|p| Box::new(PaidEntry {
         rules: p.rules.iter().filter_map(|r| catalog.quota_rule_index(r)).collect(),
         daily_cap: p.daily_cap,
         monthly_cap: p.monthly_cap,
-    });
+    }));
     let lookups = record
         .keys
         .iter()
