@@ -468,11 +468,13 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
     }
     let keys =
         record.keys.iter().map(|k| KeyEntry { id: k.id, kind: k.kind, platforms: k.platforms.clone() }).collect();
-    let paid = record.paid.as_ref().map(|p| Box::new(PaidEntry {
-        rules: p.rules.iter().filter_map(|r| catalog.quota_rule_index(r)).collect(),
-        daily_cap: p.daily_cap,
-        monthly_cap: p.monthly_cap,
-    }));
+    let paid = record.paid.as_ref().map(|p| {
+        Box::new(PaidEntry {
+            rules: p.rules.iter().filter_map(|r| catalog.quota_rule_index(r)).collect(),
+            daily_cap: p.daily_cap,
+            monthly_cap: p.monthly_cap,
+        })
+    });
     let lookups = record
         .keys
         .iter()
