@@ -192,6 +192,14 @@ impl MeterState {
         r.dirty = true;
     }
 
+    /// Marks the app's own counter for `rule` changed again (its save failed), if it still
+    /// counts in the window starting at `window_start` (a later window is marked already).
+    pub fn mark_dirty(&mut self, rule: u32, window_start: i64) {
+        if let Some(r) = self.rules.iter_mut().find(|r| r.rule == rule && r.window_start == window_start) {
+            r.dirty = true;
+        }
+    }
+
     /// Loads a saved count of the app's own counter (at start), keeping the larger one.
     pub fn restore(&mut self, rule: u32, window_start: i64, count: u64) {
         let r = self.rule_mut(rule);
@@ -256,6 +264,10 @@ mod tests {
         assert_eq!(m.count(0, 200), 1);
         assert_eq!(m.drain_dirty().collect::<Vec<_>>(), vec![(0, 200, 1)]);
         assert_eq!(m.drain_dirty().count(), 0, "drained once");
+        m.mark_dirty(0, 100);
+        assert_eq!(m.drain_dirty().count(), 0, "an ended window is not saved again");
+        m.mark_dirty(0, 200);
+        assert_eq!(m.drain_dirty().collect::<Vec<_>>(), vec![(0, 200, 1)], "a failed save is tried again");
     }
 
     #[test]

@@ -240,6 +240,16 @@ impl MemoryCounter {
         out
     }
 
+    /// Lists `keys` as changed again (their save failed); keys no longer counted are skipped.
+    pub fn mark_dirty(&self, keys: impl IntoIterator<Item = CounterKey>) {
+        let mut cells = self.lock();
+        for key in keys {
+            if let Some(window_end) = cells.map.get(&key).map(|c| c.window_end) {
+                cells.mark(key, window_end);
+            }
+        }
+    }
+
     /// Forgets counters whose window ended before `now`.
     pub fn sweep(&self, now: Timestamp) {
         let mut cells = self.lock();
@@ -451,6 +461,16 @@ mod tests {
         }
         assert_eq!(admitted.load(std::sync::atomic::Ordering::Relaxed), 2500);
         assert_eq!(c.count(&charge(0, 0).key, "r"), Ok(2500));
+    }
+
+    #[test]
+    fn counters_whose_save_failed_drain_again() {
+        let c = MemoryCounter::new();
+        let ch = [charge(0, 10)];
+        let _ = c.admit(&ch, false);
+        assert_eq!(c.drain_dirty(), vec![(ch[0].key, 1, 100)]);
+        c.mark_dirty([ch[0].key, charge(7, 1).key]);
+        assert_eq!(c.drain_dirty(), vec![(ch[0].key, 1, 100)], "again, and only what is counted");
     }
 
     #[test]

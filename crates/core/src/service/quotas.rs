@@ -159,6 +159,9 @@ impl Services {
     pub fn save_counters(&self) -> ServiceResult<usize> {
         let Some(memory) = &self.memory else { return Ok(0) };
         let mut dirty = memory.drain_dirty();
+        // Where the shared map's counters end and the apps' own begin, to mark them again if the
+        // store refuses them.
+        let shared = dirty.len();
         let snapshot = self.snapshot.read();
         let catalog = snapshot.catalog();
         // A meter keeps a window's start; its end follows from the rule's period.
@@ -197,7 +200,20 @@ impl Services {
         if saved.is_empty() {
             return Ok(0);
         }
-        self.store.save_counters(&saved)?;
+        if let Err(e) = self.store.save_counters(&saved) {
+            // Not saved: changed since the last save still, so the next round tries them again
+            // (an idle counter would otherwise keep its older saved count until it changes).
+            let (in_map, own) = dirty.split_at(shared.min(dirty.len()));
+            memory.mark_dirty(in_map.iter().map(|(key, _, _)| *key));
+            let snapshot = self.snapshot.read();
+            for (key, _, _) in own {
+                if let Some(app) = snapshot.app(AppId(key.scope.cast_signed())) {
+                    app.meter.lock().mark_dirty(key.rule, key.window_start);
+                    app.meter.mark(crate::meter::pending::COUNTERS);
+                }
+            }
+            return Err(e.into());
+        }
         Ok(saved.len())
     }
 
