@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use crate::catalog::{Api, ApiStatus, QuotaPeriod, QuotaScope, WithoutPermission};
+use crate::catalog::{Api, ApiStatus, QuotaScope, WithoutPermission};
 use crate::credential::{self, Credential, NativeOrigin};
 use crate::decision_log::LoggedCall;
 use crate::model::{AppId, AppStatus, KeyId, KeyKind};
@@ -633,7 +633,7 @@ pub fn decide_and_count(
             // One lock for the app's counters and its activity.
             Some(memory) => {
                 let mut state = app.meter.lock();
-                let mut admit = |charges: &[Charge<'_>]| Ok(memory.admit_metered(&mut state, charges, !consume));
+                let mut admit = |charges: &[Charge<'_>]| Ok(memory.admit_metered(Some(&mut state), charges, !consume));
                 let counted = count(snapshot, app, api, &mut d, query, &mut admit, now, consume, on_failure);
                 if d.allow && consume {
                     note_activity(&mut state, app, api, &d, &counted, now);
@@ -660,12 +660,12 @@ fn note_activity(
     app: &AppEntry,
     api: &Api,
     d: &Decision,
-    counted: &[usize],
+    counted: &[u32],
     now: Timestamp,
 ) {
     meter.touch(now.0);
     for &rule in counted {
-        meter.count_rule(u32::try_from(rule).unwrap_or(u32::MAX - 2));
+        meter.count_rule(rule);
     }
     // `resolve` checked every permission: an unrestricted call that no shadow let through held
     // them all; only the others need asking again which ones.
@@ -679,7 +679,7 @@ fn note_activity(
 }
 
 /// The quota rules an admitted call was counted against (by catalog index).
-type Counted = SmallVec<usize, 4>;
+type Counted = SmallVec<u32, 4>;
 
 /// Counts an allowed call against its API's quota rules through `admit` (a counter's
 /// [`QuotaCounter::admit`]); returns the rules it was counted against when it was admitted and
@@ -782,8 +782,8 @@ fn count(
                 });
                 if consume {
                     alerts(d, catalog, &charges, &remaining);
-                    for rule in charges.iter().filter_map(Charge::rule_index) {
-                        counted.push(rule);
+                    for c in charges.iter().filter(|c| c.rule_index().is_some()) {
+                        counted.push(c.key.rule);
                     }
                 }
                 return counted;
@@ -799,10 +799,8 @@ fn count(
                         .as_vec()
                         .retain(|q| q.rule_index().is_none_or(|r| r != ri && !catalog.quota_rules[r].all_apis));
                     if !paid {
-                        for (pseudo, period, cap) in [
-                            (PAID_DAY, QuotaPeriod::Day, pe.daily_cap),
-                            (PAID_MONTH, QuotaPeriod::Month, pe.monthly_cap),
-                        ] {
+                        for (pseudo, cap) in [(PAID_DAY, pe.daily_cap), (PAID_MONTH, pe.monthly_cap)] {
+                            let Some((rule_id, period)) = quota::counter_rule(catalog, pseudo) else { continue };
                             let window = quota::window(period, now, offset);
                             charges.push(Charge {
                                 key: CounterKey {
@@ -810,7 +808,7 @@ fn count(
                                     scope: app.id.0.cast_unsigned(),
                                     window_start: window.start,
                                 },
-                                rule_id: paid_id(pseudo),
+                                rule_id,
                                 limit: cap,
                                 window_end: window.end,
                                 own: true,
@@ -882,10 +880,6 @@ fn note(d: &mut Decision, explain: bool, text: impl FnOnce() -> String) {
     if explain {
         d.reasons.push(text());
     }
-}
-
-fn paid_id(pseudo: u32) -> &'static str {
-    if pseudo == PAID_DAY { "paid_daily_cap" } else { "paid_monthly_cap" }
 }
 
 /// Records the 80 % and 100 % crossings of app-wide rules; each is crossed by exactly one call

@@ -14,6 +14,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::quota::{renumber, renumber_rule};
 use crate::small::SmallVec;
 
 /// What a saver may find to save in a meter, one bit per saver.
@@ -75,17 +76,10 @@ impl Meter {
     /// new index (`None` when it is gone; the paid caps keep theirs), likewise `permission_map`.
     pub fn renumbered(&self, rule_map: &[Option<usize>], permission_map: &[Option<usize>]) -> Meter {
         let mut state = self.lock().clone();
-        let renumber = |map: &[Option<usize>], i: u32| -> Option<u32> {
-            let new = map.get(usize::try_from(i).ok()?).copied().flatten()?;
-            u32::try_from(new).ok()
-        };
         let rules: Vec<RuleMeter> = state
             .rules
             .iter()
-            .filter_map(|r| {
-                let rule = if r.rule >= crate::quota::PAID_DAY { Some(r.rule) } else { renumber(rule_map, r.rule) };
-                Some(RuleMeter { rule: rule?, ..*r })
-            })
+            .filter_map(|r| Some(RuleMeter { rule: renumber_rule(rule_map, r.rule)?, ..*r }))
             .collect();
         let used: Vec<Used> = state
             .used

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use crate::catalog::QuotaPeriod;
+use crate::catalog::{Catalog, QuotaPeriod, QuotaScope};
 use crate::meter::MeterState;
 use crate::time::Timestamp;
 
@@ -125,6 +125,40 @@ impl Charge<'_> {
 /// Pseudo-rules counting an app's paid calls against its daily and monthly caps.
 pub const PAID_DAY: u32 = u32::MAX - 1;
 pub const PAID_MONTH: u32 = u32::MAX;
+
+/// A counter's rule as it is saved and shared (its id) and how long its windows are: a catalog
+/// rule's, or a paid cap's.
+pub fn counter_rule(catalog: &Catalog, rule: u32) -> Option<(&'static str, QuotaPeriod)> {
+    match rule {
+        PAID_DAY => Some(("paid_daily_cap", QuotaPeriod::Day)),
+        PAID_MONTH => Some(("paid_monthly_cap", QuotaPeriod::Month)),
+        r => catalog.quota_rules.get(usize::try_from(r).ok()?).map(|q| (q.static_id, q.period)),
+    }
+}
+
+/// The rule of a counter saved under `id` (the inverse of [`counter_rule`]), and whether only one
+/// app counts against it (a rule per app, or a paid cap).
+pub fn counter_rule_by_id(catalog: &Catalog, id: &str) -> Option<(u32, bool)> {
+    match id {
+        "paid_daily_cap" => Some((PAID_DAY, true)),
+        "paid_monthly_cap" => Some((PAID_MONTH, true)),
+        id => {
+            let i = catalog.quota_rules.iter().position(|r| r.id == id)?;
+            Some((u32::try_from(i).ok()?, catalog.quota_rules[i].scope == QuotaScope::App))
+        }
+    }
+}
+
+/// Where old index `i` went in a catalog change (`map[i]`; `None` when it is gone).
+pub fn renumber(map: &[Option<usize>], i: u32) -> Option<u32> {
+    let new = map.get(usize::try_from(i).ok()?).copied().flatten()?;
+    u32::try_from(new).ok()
+}
+
+/// [`renumber`] for a counter's rule: the paid caps keep theirs.
+pub fn renumber_rule(rule_map: &[Option<usize>], rule: u32) -> Option<u32> {
+    if rule >= PAID_DAY { Some(rule) } else { renumber(rule_map, rule) }
+}
 
 /// One counter a call must fit into.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -261,18 +295,45 @@ impl MemoryCounter {
     /// Follows a catalog change: counters of rule `i` move to `rule_map[i]`, those of rules that
     /// are gone are dropped; the paid caps stay.
     pub fn renumber(&self, rule_map: &[Option<usize>]) {
-        let map = |rule: u32| -> Option<u32> {
-            if rule >= PAID_DAY {
-                return Some(rule);
-            }
-            let new = rule_map.get(usize::try_from(rule).ok()?).copied().flatten()?;
-            u32::try_from(new).ok()
-        };
+        let map = |rule: u32| renumber_rule(rule_map, rule);
         let mut cells = self.lock();
         let old = std::mem::take(&mut *cells);
         cells.map =
             old.map.into_iter().filter_map(|(k, c)| Some((CounterKey { rule: map(k.rule)?, ..k }, c))).collect();
         cells.dirty = old.dirty.into_iter().filter_map(|k| Some(CounterKey { rule: map(k.rule)?, ..k })).collect();
+    }
+
+    /// [`QuotaCounter::admit`], with the meter of the calling app when the caller holds it: the
+    /// app's own charges are then counted there, the others (per developer, user, recipient) in
+    /// the shared map, whose lock is taken only when there are such charges. Without a meter,
+    /// every charge is counted in the map. All or nothing across both.
+    pub fn admit_metered(
+        &self,
+        mut meter: Option<&mut MeterState>,
+        charges: &[Charge<'_>],
+        dry_run: bool,
+    ) -> Admission {
+        let mut cells = None;
+        let mut remaining = Remaining::new();
+        for (index, c) in charges.iter().enumerate() {
+            let used = match meter.as_deref() {
+                Some(m) if c.own => m.count(c.key.rule, c.key.window_start),
+                _ => cells.get_or_insert_with(|| self.lock()).map.get(&c.key).map_or(0, |cell| cell.count),
+            };
+            if used >= c.limit {
+                return Admission::Exhausted { index };
+            }
+            remaining.push(c.limit - used - 1);
+        }
+        if !dry_run {
+            for c in charges {
+                match meter.as_deref_mut() {
+                    Some(m) if c.own => m.charge(c.key.rule, c.key.window_start),
+                    _ => cells.get_or_insert_with(|| self.lock()).mark(c.key, c.window_end).count += 1,
+                }
+            }
+        }
+        Admission::Admitted { remaining }
     }
 
     pub fn len(&self) -> usize {
@@ -284,58 +345,13 @@ impl MemoryCounter {
     }
 }
 
-impl MemoryCounter {
-    /// [`QuotaCounter::admit`] for one app whose meter the caller holds: its own charges are
-    /// counted there, the others (per developer, user, recipient) in the shared map, whose lock is
-    /// taken only when there are such charges. All or nothing across both.
-    pub fn admit_metered(&self, meter: &mut MeterState, charges: &[Charge<'_>], dry_run: bool) -> Admission {
-        let mut cells = None;
-        let mut remaining = Remaining::new();
-        for (index, c) in charges.iter().enumerate() {
-            let used = if c.own {
-                meter.count(c.key.rule, c.key.window_start)
-            } else {
-                cells.get_or_insert_with(|| self.lock()).map.get(&c.key).map_or(0, |cell| cell.count)
-            };
-            if used >= c.limit {
-                return Admission::Exhausted { index };
-            }
-            remaining.push(c.limit - used - 1);
-        }
-        if !dry_run {
-            for c in charges {
-                if c.own {
-                    meter.charge(c.key.rule, c.key.window_start);
-                } else {
-                    cells.get_or_insert_with(|| self.lock()).mark(c.key, c.window_end).count += 1;
-                }
-            }
-        }
-        Admission::Admitted { remaining }
-    }
-}
-
 impl QuotaCounter for MemoryCounter {
     fn in_memory(&self) -> Option<&MemoryCounter> {
         Some(self)
     }
 
     fn admit(&self, charges: &[Charge<'_>], dry_run: bool) -> Result<Admission, CounterError> {
-        let mut cells = self.lock();
-        let mut remaining = Remaining::new();
-        for (index, c) in charges.iter().enumerate() {
-            let used = cells.map.get(&c.key).map_or(0, |cell| cell.count);
-            if used >= c.limit {
-                return Ok(Admission::Exhausted { index });
-            }
-            remaining.push(c.limit - used - 1);
-        }
-        if !dry_run {
-            for c in charges {
-                cells.mark(c.key, c.window_end).count += 1;
-            }
-        }
-        Ok(Admission::Admitted { remaining })
+        Ok(self.admit_metered(None, charges, dry_run))
     }
 
     fn count(&self, key: &CounterKey, _rule_id: &str) -> Result<u64, CounterError> {

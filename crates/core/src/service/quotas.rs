@@ -7,7 +7,7 @@ use crate::audit::NewAuditEvent;
 use crate::catalog::{QuotaPeriod, QuotaScope};
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AppId, PaidUsage};
-use crate::quota::{CounterKey, PAID_DAY, PAID_MONTH, window};
+use crate::quota::{CounterKey, PAID_DAY, PAID_MONTH, counter_rule, counter_rule_by_id, window};
 use crate::time::Timestamp;
 
 /// One app-wide rule's state in its current window.
@@ -104,19 +104,14 @@ impl Services {
             Some(settings) => {
                 let day = window(QuotaPeriod::Day, now, offset);
                 let month = window(QuotaPeriod::Month, now, offset);
-                let scope = app.0.cast_unsigned();
+                let used = |rule: u32, window_start: i64| {
+                    let id = counter_rule(catalog, rule).map_or("", |(id, _)| id);
+                    count(CounterKey { rule, scope: app.0.cast_unsigned(), window_start }, id, true)
+                };
                 Some(PaidState {
                     settings: settings.clone(),
-                    used_today: count(
-                        CounterKey { rule: PAID_DAY, scope, window_start: day.start },
-                        "paid_daily_cap",
-                        true,
-                    )?,
-                    used_this_month: count(
-                        CounterKey { rule: PAID_MONTH, scope, window_start: month.start },
-                        "paid_monthly_cap",
-                        true,
-                    )?,
+                    used_today: used(PAID_DAY, day.start)?,
+                    used_this_month: used(PAID_MONTH, month.start)?,
                 })
             }
         };
@@ -164,30 +159,21 @@ impl Services {
         let shared = dirty.len();
         let snapshot = self.snapshot.read();
         let catalog = snapshot.catalog();
-        // A meter keeps a window's start; its end follows from the rule's period.
-        let period = |rule: u32| match rule {
-            PAID_DAY => Some(QuotaPeriod::Day),
-            PAID_MONTH => Some(QuotaPeriod::Month),
-            r => catalog.quota_rules.get(usize::try_from(r).ok()?).map(|q| q.period),
-        };
         for app in snapshot.apps() {
             let Some(mut state) = app.meter.pending(crate::meter::pending::COUNTERS) else { continue };
             let scope = app.id.0.cast_unsigned();
+            // A meter keeps a window's start; its end follows from the rule's period.
             dirty.extend(state.drain_dirty().filter_map(|(rule, window_start, count)| {
-                let end = window(period(rule)?, Timestamp(window_start), catalog.utc_offset).end;
+                let (_, period) = counter_rule(catalog, rule)?;
+                let end = window(period, Timestamp(window_start), catalog.utc_offset).end;
                 Some((CounterKey { rule, scope, window_start }, count, end))
             }));
         }
         let saved: Vec<crate::ports::SavedCounter> = dirty
             .iter()
             .filter_map(|(key, count, window_end)| {
-                let rule_id = match key.rule {
-                    PAID_DAY => "paid_daily_cap".to_owned(),
-                    PAID_MONTH => "paid_monthly_cap".to_owned(),
-                    r => catalog.quota_rules.get(usize::try_from(r).ok()?)?.id.clone(),
-                };
                 Some(crate::ports::SavedCounter {
-                    rule_id,
+                    rule_id: counter_rule(catalog, key.rule)?.0.to_owned(),
                     scope: key.scope,
                     window_start: key.window_start,
                     window_end: *window_end,
@@ -227,15 +213,7 @@ impl Services {
         let mut shared: Vec<(CounterKey, u64, i64)> = Vec::new();
         let mut n = 0;
         for c in &saved {
-            let (rule, own) = match c.rule_id.as_str() {
-                "paid_daily_cap" => (PAID_DAY, true),
-                "paid_monthly_cap" => (PAID_MONTH, true),
-                id => {
-                    let Some(i) = catalog.quota_rules.iter().position(|r| r.id == id) else { continue };
-                    let Ok(rule) = u32::try_from(i) else { continue };
-                    (rule, catalog.quota_rules[i].scope == QuotaScope::App)
-                }
-            };
+            let Some((rule, own)) = counter_rule_by_id(catalog, &c.rule_id) else { continue };
             if own {
                 // An app that no longer exists has nothing to count.
                 let Some(app) = snapshot.app(AppId(c.scope.cast_signed())) else { continue };
