@@ -68,12 +68,7 @@ fn allowed_calls_are_decided_and_counted_and_denied_calls_refused_without_alloca
 
     // One test, not two: the counts are the whole process's, so nothing may run beside them.
     // A REST-key API that needs `biz_app`, which the app does not hold.
-    let query = Query {
-        method: "GET",
-        path: "/v1/talkchannel/target_user_file",
-        authorization: Some(&authorization),
-        ..Query::default()
-    };
+    let query = Query { path: "/v1/talkchannel/target_user_file", ..search };
     let first = decide(&s, &query, NOW);
     assert_eq!((first.code, first.permission), (-5, Some("biz_app")), "{first:?}");
     assert_eq!(first.error_body()["request_url"], "/v1/apps/1/permission-requests");
