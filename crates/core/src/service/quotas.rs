@@ -68,7 +68,7 @@ impl Services {
         let offset = catalog.utc_offset;
         let catalog_zone = catalog.time_zone.clone();
         // Counting in memory, the app's own counters are in its meter.
-        let count = |key: CounterKey, rule_id: &str, own: bool| match &self.memory {
+        let count = |key: CounterKey, rule_id: &str, own: bool| match self.counter.in_memory() {
             Some(_) if own => Ok(entry.meter.lock().count(key.rule, key.window_start)),
             _ => self.counter.count(&key, rule_id).map_err(|e| ServiceError::Internal(e.to_string())),
         };
