@@ -19,20 +19,39 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            let text = e.body_text();
-            if text.contains("length limit") {
-                ApiError::invalid(format!("the body is larger than {} bytes", crate::MAX_JSON_BODY))
-            } else {
-                ApiError::invalid(format!("could not read the body: {text}"))
-            }
-        })?;
+        let BodyBytes(bytes) = BodyBytes::from_request(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
+/// A body's bytes, within the router's body limit.
+pub struct BodyBytes(pub Bytes);
+
+impl FromRequest<AppState> for BodyBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state).await.map(BodyBytes).map_err(|e| unreadable_body(&e.body_text()))
+    }
+}
+
+/// A body that could not be read: too large (`length limit` in the reader's error), or the
+/// reader's own error.
+pub fn unreadable_body(error: &str) -> ApiError {
+    if error.contains("length limit") {
+        ApiError::invalid(format!("the body is larger than {} bytes", crate::MAX_JSON_BODY))
+    } else {
+        ApiError::invalid(format!("could not read the body: {error}"))
+    }
+}
+
 /// Parses JSON, describing what is wrong and where.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    // A good body is read once, without tracking where the reader is; a bad one is read again
+    // to say where.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid("the body is empty; send a JSON object"));
     }

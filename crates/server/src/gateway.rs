@@ -20,8 +20,8 @@ use hyper_util::rt::TokioExecutor;
 use permgate_core::response;
 use permgate_core::route::Method;
 
+use crate::AppState;
 use crate::error::ApiError;
-use crate::{AppState, Call};
 
 /// Upstreams by path prefix; the longest matching prefix wins.
 #[derive(Debug, Clone)]
@@ -112,7 +112,6 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     let services = g.state.services().map_err(IntoResponse::into_response)?;
     let (mut parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
 
     // Message APIs count per recipient: read the body to find them.
     let recipient_field = Method::parse(parts.method.as_str()).and_then(|m| {
@@ -129,17 +128,18 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
         }
     };
 
-    let call = Call {
-        method: parts.method.as_str().to_owned(),
-        path: path_and_query.clone(),
+    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let query = permgate_core::Query {
+        method: parts.method.as_str(),
+        path: &path_and_query,
         authorization: header("authorization"),
         origin: header("origin"),
         ka: header("ka"),
-        recipients,
-        consume: true,
+        recipients: &recipients,
         explain: false,
     };
-    let decision = g.state.decide(call).await.map_err(IntoResponse::into_response)?;
+    let decision = g.state.decide(&query, true).await.map_err(IntoResponse::into_response)?;
     if !decision.allow {
         let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::FORBIDDEN);
         let mut r = (status, axum::Json(decision.error_body())).into_response();

@@ -137,63 +137,86 @@ impl AppState {
     }
 }
 
-/// One call as a gateway saw it, owned so that deciding can move to a blocking thread.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Call {
-    pub method: String,
-    pub path: String,
-    pub authorization: Option<String>,
-    pub origin: Option<String>,
-    pub ka: Option<String>,
-    pub recipients: Vec<String>,
-    pub consume: bool,
-    pub explain: bool,
+/// A query's strings owned, so that deciding can move to a blocking thread.
+struct OwnedQuery {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    origin: Option<String>,
+    ka: Option<String>,
+    recipients: Vec<String>,
+    explain: bool,
 }
 
-impl AppState {
-    /// Decides and counts one call. With a shared counter (which may wait on Redis) this runs on
-    /// the blocking pool; counting in memory never blocks and runs in place, borrowing the
-    /// services (no clone of their handles per call). Quota alerts the call raised are queued for
-    /// the saver.
-    pub(crate) async fn decide(&self, call: Call) -> Result<permgate_core::Decision, ApiError> {
-        let services = self.services()?;
-        if services.memory.is_some() {
-            return Ok(decide_now(services, &self.metrics, &call));
+impl OwnedQuery {
+    fn new(q: &permgate_core::Query<'_>) -> Self {
+        OwnedQuery {
+            method: q.method.to_owned(),
+            path: q.path.to_owned(),
+            authorization: q.authorization.map(str::to_owned),
+            origin: q.origin.map(str::to_owned),
+            ka: q.ka.map(str::to_owned),
+            recipients: q.recipients.iter().map(|r| (*r).to_owned()).collect(),
+            explain: q.explain,
         }
-        let (services, metrics) = (services.clone(), self.metrics.clone());
-        tokio::task::spawn_blocking(move || decide_now(&services, &metrics, &call))
-            .await
-            .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))
     }
 }
 
-fn decide_now(services: &Services, metrics: &Metrics, call: &Call) -> permgate_core::Decision {
+impl AppState {
+    /// Decides and counts one call. Counting in memory never blocks: the call is decided in
+    /// place, borrowing the caller's strings and the services (nothing is copied per call). A
+    /// shared counter may wait on Redis, so then the call's strings are copied to the blocking
+    /// pool. Quota alerts the call raised are queued for the saver.
+    pub(crate) async fn decide(
+        &self,
+        query: &permgate_core::Query<'_>,
+        consume: bool,
+    ) -> Result<permgate_core::Decision, ApiError> {
+        let services = self.services()?;
+        if services.memory.is_some() {
+            return Ok(decide_now(services, &self.metrics, query, consume));
+        }
+        let (services, metrics, owned) = (services.clone(), self.metrics.clone(), OwnedQuery::new(query));
+        tokio::task::spawn_blocking(move || {
+            let recipients: Vec<&str> = owned.recipients.iter().map(String::as_str).collect();
+            let query = permgate_core::Query {
+                method: &owned.method,
+                path: &owned.path,
+                authorization: owned.authorization.as_deref(),
+                origin: owned.origin.as_deref(),
+                ka: owned.ka.as_deref(),
+                recipients: &recipients,
+                explain: owned.explain,
+            };
+            decide_now(&services, &metrics, &query, consume)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))
+    }
+}
+
+fn decide_now(
+    services: &Services,
+    metrics: &Metrics,
+    query: &permgate_core::Query<'_>,
+    consume: bool,
+) -> permgate_core::Decision {
     let started = std::time::Instant::now();
     let now = services.clock.now();
-    let recipients: Vec<&str> = call.recipients.iter().map(String::as_str).collect();
-    let query = permgate_core::Query {
-        method: &call.method,
-        path: &call.path,
-        authorization: call.authorization.as_deref(),
-        origin: call.origin.as_deref(),
-        ka: call.ka.as_deref(),
-        recipients: &recipients,
-        explain: call.explain,
-    };
     let mut decision = {
         let snapshot = services.snapshot.read();
         permgate_core::decision::decide_and_count(
             &snapshot,
-            &query,
+            query,
             services.counter.as_ref(),
             now,
-            call.consume,
+            consume,
             services.on_counter_failure,
         )
     };
-    metrics.record(&decision, started.elapsed(), call.consume);
-    if call.consume {
-        services.decision_log.note(&decision, &call.method, &call.path, now);
+    metrics.record(&decision, started.elapsed(), consume);
+    if consume {
+        services.decision_log.note(&decision, query.method, query.path, now);
     }
     if !decision.alerts.is_empty() {
         services.alerts.lock().unwrap_or_else(PoisonError::into_inner).append(&mut decision.alerts);
@@ -228,17 +251,22 @@ async fn time_limit(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
     let limit = state.request_timeout;
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            -2,
-            format!("the request took longer than {} s (PERMGATE_REQUEST_TIMEOUT)", limit.as_secs()),
-        )
-        .into_response(),
+        Err(_) => timed_out(limit),
     }
+}
+
+/// The answer to a request that took longer than `limit`.
+pub(crate) fn timed_out(limit: std::time::Duration) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::new(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        -2,
+        format!("the request took longer than {} s (PERMGATE_REQUEST_TIMEOUT)", limit.as_secs()),
+    )
+    .into_response()
 }
 
 /// The largest JSON body the management API and `/v1/check` accept.
@@ -313,12 +341,26 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// `POST /v1/check`, which gateways call per request, is answered before the router (see
+/// [`handlers::check`]); everything else goes through [`router`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_router(listener, router(state), shutdown).await
+    type Answer = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>,
+    >;
+    let router = router(state.clone());
+    let state = Arc::new(state);
+    let handle = move |req: axum::http::Request<hyper::body::Incoming>| -> Answer {
+        if req.method() == axum::http::Method::POST && req.uri().path() == "/v1/check" {
+            Box::pin(handlers::check::direct(state.clone(), req))
+        } else {
+            Box::pin(tower_service::Service::call(&mut router.clone(), req))
+        }
+    };
+    serve_with(listener, handle, shutdown).await
 }
 
 /// How long a client may take to send a request's headers (slow clients are cut off).
@@ -328,15 +370,28 @@ pub const MAX_HEADERS: usize = 100;
 /// How long in-flight requests may take to finish once shutting down.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Serves any of permgate's routers (the API, the gateway) the same way: HTTP/1.1 with
-/// keep-alive, a [`HEADER_READ_TIMEOUT`] against slow clients, at most [`MAX_HEADERS`] headers,
-/// the peer's address for the handlers, and on `shutdown` no new connections while in-flight
-/// requests finish (for at most [`DRAIN_TIMEOUT`]).
+/// Serves a router (the gateway's) the way [`serve`] serves the API.
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, move |req| tower_service::Service::call(&mut router.clone(), req), shutdown).await
+}
+
+/// Serves every connection the same way: HTTP/1.1 with keep-alive, a [`HEADER_READ_TIMEOUT`]
+/// against slow clients, at most [`MAX_HEADERS`] headers, the peer's address for the handlers, and
+/// on `shutdown` no new connections while in-flight requests finish (for at most
+/// [`DRAIN_TIMEOUT`]).
+async fn serve_with<F, A>(
+    listener: tokio::net::TcpListener,
+    handle: F,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    F: Fn(axum::http::Request<hyper::body::Incoming>) -> A + Clone + Send + Sync + 'static,
+    A: std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send + 'static,
+{
     use hyper_util::rt::{TokioIo, TokioTimer};
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -355,10 +410,10 @@ pub async fn serve_router(
             },
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let handle = handle.clone();
         let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            tower_service::Service::call(&mut router.clone(), req)
+            handle(req)
         });
         let mut stopped = stopped.clone();
         connections.spawn(async move {

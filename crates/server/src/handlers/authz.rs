@@ -10,14 +10,16 @@
 //! `X-Permgate-Code`, `X-Permgate-Status`, `X-Permgate-Msg` and `X-Permgate-Body` (the JSON
 //! body, ASCII-escaped) so that a gateway which replaces the body (nginx) can send it back. The call is counted against its quotas.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
+use crate::AppState;
 use crate::error::ApiError;
-use crate::{AppState, Call};
-use permgate_core::decision::Decision;
+use permgate_core::decision::{Decision, Query};
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
@@ -31,37 +33,31 @@ pub async fn authz(
 ) -> Result<Response, ApiError> {
     let original_method = header(&headers, "x-original-method")
         .or_else(|| header(&headers, "x-forwarded-method"))
-        .unwrap_or(method.as_str())
-        .to_owned();
-    let original_uri = match header(&headers, "x-original-uri").or_else(|| header(&headers, "x-forwarded-uri")) {
-        Some(u) => u.to_owned(),
-        None => {
-            let rest = uri.path().strip_prefix("/v1/authz").unwrap_or("");
-            let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-            format!("{rest}{query}")
-        }
-    };
+        .unwrap_or(method.as_str());
+    let original_uri: Cow<'_, str> =
+        match header(&headers, "x-original-uri").or_else(|| header(&headers, "x-forwarded-uri")) {
+            Some(u) => Cow::Borrowed(u),
+            None => {
+                let rest = uri.path().strip_prefix("/v1/authz").unwrap_or("");
+                let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+                Cow::Owned(format!("{rest}{query}"))
+            }
+        };
     if !original_uri.starts_with('/') {
         return Err(ApiError::invalid(
             "no original call: send X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the path after /v1/authz (Envoy)",
         ));
     }
-    let (authorization, origin, ka) = (
-        header(&headers, "authorization").map(str::to_owned),
-        header(&headers, "origin").map(str::to_owned),
-        header(&headers, "ka").map(str::to_owned),
-    );
-    let call = Call {
+    let query = Query {
         method: original_method,
-        path: original_uri,
-        authorization,
-        origin,
-        ka,
-        recipients: Vec::new(),
-        consume: true,
+        path: &original_uri,
+        authorization: header(&headers, "authorization"),
+        origin: header(&headers, "origin"),
+        ka: header(&headers, "ka"),
+        recipients: &[],
         explain: false,
     };
-    let decision = state.decide(call).await?;
+    let decision = state.decide(&query, true).await?;
     Ok(respond(&decision))
 }
 

@@ -86,3 +86,59 @@ both_backends! {
         assert!(d["msg"].as_str().is_some_and(|m| m.contains("expired")), "{d}");
     }
 }
+
+/// The API server answers `POST /v1/check` before its router (the route gateways call per
+/// request skips routing and middleware); the router's own route must give the same answers.
+async fn through_the_router(t: &TestApp, body: String) -> (StatusCode, Option<String>, Value) {
+    use tower_service::Service;
+    let mut router = permgate_server::router(permgate_server::AppState::new(t.services.clone()));
+    let request = axum::http::Request::post("/v1/check").body(axum::body::Body::from(body));
+    let request = request.unwrap_or_else(|e| unreachable!("{e}"));
+    let response = router.call(request).await.unwrap_or_else(|e| match e {});
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::IM_A_TEAPOT);
+    let kind = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
+    (status, kind, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+both_backends! {
+    async fn the_direct_answer_and_the_routers_agree(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Shop").await;
+        let rest = key_of(&app, "rest_api");
+        let call = |path: &str, auth: &str| {
+            json!({"method": "GET", "path": path, "headers": {"Authorization": auth}, "consume": false}).to_string()
+        };
+        let bodies = [
+            call("/v2/local/search/keyword.json", &format!("KakaoAK {rest}")),
+            call("/v1/api/talk/profile", &format!("KakaoAK {rest}")),
+            call("/v1/api/talkchannel/channels", &format!("KakaoAK {rest}")),
+            call("/v2/local/search/keyword.json", "KakaoAK nope"),
+            r#"{"method":"GET","path":"\/v2\/local\/search\/keyword.json","headers":{"ka":"sdk\u0020"}}"#.to_owned(),
+            "{\"method\": \"GET\"".to_owned(),
+            String::new(),
+            r#"{"method":"GET","path":"/x","headers":{"authorization":5}}"#.to_owned(),
+            r#"{"method":"","path":"/x"}"#.to_owned(),
+            r#"{"method":"GET","path":"x"}"#.to_owned(),
+            r#"{"method":"GET","path":"/x","extra":1}"#.to_owned(),
+            format!("{{\"method\":\"GET\",\"path\":\"/{}\"}}", "a".repeat(permgate_server::MAX_JSON_BODY)),
+        ];
+        for body in bodies {
+            let direct = t.client.post(format!("{}/v1/check", t.base)).body(body.clone()).send().await;
+            let direct = direct.unwrap_or_else(|e| unreachable!("{e}"));
+            let (status, kind) = (direct.status(), direct.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned));
+            let mut direct = (status, kind, direct.json::<Value>().await.unwrap_or(Value::Null));
+            let mut routed = through_the_router(&t, body.clone()).await;
+            // Each error answer has a trace id of its own.
+            for answer in [&mut direct, &mut routed] {
+                if let Some(o) = answer.2.as_object_mut() {
+                    o.remove("trace_id");
+                }
+            }
+            let shown = body.get(..120).unwrap_or(&body);
+            let short = |answer: &(StatusCode, Option<String>, Value)| format!("{answer:?}").chars().take(300).collect::<String>();
+            assert!(direct.2.is_object(), "{shown}: {}", short(&direct));
+            assert!(direct == routed, "{shown}: direct {} but routed {}", short(&direct), short(&routed));
+        }
+    }
+}
