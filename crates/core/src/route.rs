@@ -20,6 +20,10 @@ impl Method {
 
     /// Parses a method name, case-insensitively; `HEAD` is answered like `GET`.
     pub fn parse(text: &str) -> Option<Method> {
+        // Nearly every call: one compare instead of the case-insensitive ones.
+        if text == "GET" {
+            return Some(Method::Get);
+        }
         let m = match text.len() {
             3 if text.eq_ignore_ascii_case("GET") => Method::Get,
             3 if text.eq_ignore_ascii_case("PUT") => Method::Put,
