@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// Seed an empty database with a demo developer, reviewer, app, requests and traffic.
     #[arg(long, env = "PERMGATE_DEMO")]
     demo: bool,
+    /// A secret gateways must send in `X-Permgate-Secret` to `/v1/check` and `/v1/authz` (401,
+    /// -401 without it); unset, whoever reaches the node may ask for decisions.
+    #[arg(long, env = "PERMGATE_DECISION_SECRET", hide_env_values = true)]
+    decision_secret: Option<String>,
     /// Seconds a management or decision request may take, its body included (then 408).
     #[arg(long, env = "PERMGATE_REQUEST_TIMEOUT", default_value_t = 60)]
     request_timeout: u64,
@@ -201,6 +205,7 @@ pub fn run(args: ServeArgs, known: &[String]) -> anyhow::Result<ExitCode> {
         state.redis_url = args.redis_url.as_deref().map(Arc::from);
         state.catalog_path = args.engine.catalog.as_deref().map(Arc::from);
         state.request_timeout = Duration::from_secs(args.request_timeout.max(1));
+        state.decision_secret = args.decision_secret.as_deref().filter(|s| !s.is_empty()).map(Arc::from);
         tokio::spawn(watch_catalog(state.clone(), Duration::from_secs(args.catalog_watch)));
         tracing::info!("listening on http://{addr}; getting ready");
         let stop = Arc::new(AtomicBool::new(false));

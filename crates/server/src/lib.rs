@@ -56,7 +56,13 @@ pub struct AppState {
     pub(crate) throttle: Arc<throttle::SignInThrottle>,
     /// The longest a management or decision request may take, body included (then 408).
     pub request_timeout: std::time::Duration,
+    /// The secret gateways present in [`SECRET_HEADER`] to `/v1/check` and `/v1/authz`
+    /// (`PERMGATE_DECISION_SECRET`); none: whoever reaches the node may ask.
+    pub decision_secret: Option<Arc<str>>,
 }
+
+/// The header carrying the decision API's shared secret.
+pub const SECRET_HEADER: &str = "x-permgate-secret";
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,6 +88,7 @@ impl AppState {
             catalog_path: None,
             throttle: Arc::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            decision_secret: None,
         }
     }
 
@@ -121,6 +128,24 @@ impl AppState {
             self.throttle.failed(ip);
         }
         signed_in
+    }
+
+    /// Whether a call to the decision API (`/v1/check`, `/v1/authz`) may be answered: always,
+    /// unless a shared secret is configured, which it must then carry in [`SECRET_HEADER`].
+    pub(crate) fn admit_gateway(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        let Some(secret) = &self.decision_secret else { return Ok(()) };
+        let presented = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if permgate_core::secret::hashes_equal(presented, secret) {
+            return Ok(());
+        }
+        let what = if presented.is_empty() { "needs" } else { "did not get" };
+        Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            -401,
+            format!(
+                "this node's decision API {what} its shared secret in X-Permgate-Secret (PERMGATE_DECISION_SECRET)"
+            ),
+        ))
     }
 
     /// Runs a blocking service call off the async workers.

@@ -35,8 +35,11 @@ enum Auth {
     None,
     /// An account token (`Authorization: Bearer …`) or the console's session cookie.
     Account,
-    /// The app's credential, as the platform's API would receive it.
+    /// The app's credential, as the platform's API would receive it (forward auth), and the
+    /// decision secret when the node has one.
     AppKey,
+    /// A gateway: anyone, or only holders of the decision secret when the node has one.
+    Gateway,
 }
 
 /// One operation, as the document lists it.
@@ -165,7 +168,7 @@ fn string() -> Value {
 
 /// Every operation the router serves, in the router's order.
 fn operations(s: &mut Schemas) -> Vec<Op> {
-    use Auth::{AppKey, None};
+    use Auth::{AppKey, Gateway, None};
     let app = s.out::<AppView>();
     let key = s.out::<KeyView>();
     let account = s.out::<Account>();
@@ -230,7 +233,7 @@ fn operations(s: &mut Schemas) -> Vec<Op> {
             .auth(None)
             .answers(200, "The OpenAPI 3.1 document.", json!({"type": "object", "required": ["openapi", "paths"]})),
         Op::new("post", "/v1/check", "check", "decisions", "Decides a call: permissions, restrictions and quota.")
-            .auth(None)
+            .auth(Gateway)
             .json_body(s.inp::<CheckRequest>())
             .answers_with(
                 200,
@@ -580,7 +583,8 @@ pub fn document() -> Value {
         operation["security"] = match op.auth {
             Auth::None => json!([]),
             Auth::Account => json!([{"accountToken": []}, {"consoleSession": []}]),
-            Auth::AppKey => json!([{"appKey": []}]),
+            Auth::AppKey => json!([{"appKey": []}, {"appKey": [], "decisionSecret": []}]),
+            Auth::Gateway => json!([{}, {"decisionSecret": []}]),
         };
         let entry = paths.entry(op.path).or_insert_with(|| json!({}));
         entry[op.method] = operation;
@@ -624,6 +628,7 @@ pub fn document() -> Value {
                 "accountToken": {"type": "http", "scheme": "bearer", "description": "An account token, as `permgate accounts create` or POST /v1/accounts printed it."},
                 "consoleSession": {"type": "apiKey", "in": "cookie", "name": crate::console::COOKIE},
                 "appKey": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "`KakaoAK <admin key>`, `Bearer <user token>`, or the KA header with a JavaScript key and Origin."},
+                "decisionSecret": {"type": "apiKey", "in": "header", "name": "X-Permgate-Secret", "description": "Needed by `/v1/check` and `/v1/authz` only when the node sets PERMGATE_DECISION_SECRET (then 401, -401 without it)."},
             },
         },
     })

@@ -31,6 +31,7 @@ pub async fn authz(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    state.admit_gateway(&headers)?;
     let original_method = header(&headers, "x-original-method")
         .or_else(|| header(&headers, "x-forwarded-method"))
         .unwrap_or(method.as_str());

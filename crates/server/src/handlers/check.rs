@@ -13,6 +13,7 @@ use std::convert::Infallible;
 use std::fmt;
 
 use axum::body::Bytes;
+use axum::extract::FromRequest;
 use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
@@ -116,9 +117,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for CallHeaders<'a> {
     }
 }
 
-/// The router's route.
-pub async fn check(State(state): State<AppState>, BodyBytes(body): BodyBytes) -> Response {
-    check_body(&state, &body).await
+/// The router's route: the secret is checked before the body is read, as [`direct`] does.
+pub async fn check(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    if let Err(e) = state.admit_gateway(request.headers()) {
+        return e.into_response();
+    }
+    match BodyBytes::from_request(request, &state).await {
+        Ok(BodyBytes(body)) => check_body(&state, &body).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The API server's direct answer to `POST /v1/check`, before the router: the body limit and the
@@ -127,6 +134,9 @@ pub(crate) async fn direct(
     state: std::sync::Arc<AppState>,
     req: axum::http::Request<hyper::body::Incoming>,
 ) -> Result<Response, Infallible> {
+    if let Err(e) = state.admit_gateway(req.headers()) {
+        return Ok(e.into_response());
+    }
     let limit = state.request_timeout;
     let answer = async {
         match Limited::new(req.into_body(), crate::MAX_JSON_BODY).collect().await {

@@ -142,3 +142,45 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    async fn with_a_decision_secret_only_gateways_holding_it_get_answers(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Shop").await;
+        let rest = format!("KakaoAK {}", key_of(&app, "rest_api"));
+        let mut state = permgate_server::AppState::new(t.services.clone());
+        state.decision_secret = Some("s3cret-for-gateways".into());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| unreachable!("{e}"));
+        let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| unreachable!("{e}")));
+        let router = permgate_server::router(state.clone());
+        tokio::spawn(permgate_server::serve(listener, state, std::future::pending()));
+
+        let body = json!({"method": "GET", "path": "/v2/local/search/keyword.json", "headers": {"authorization": rest}, "consume": false});
+        for secret in [None, Some("wrong"), Some("s3cret-for-gateways")] {
+            let mut check = t.client.post(format!("{base}/v1/check")).json(&body);
+            let mut authz = t.client.get(format!("{base}/v1/authz"))
+                .header("x-original-method", "GET").header("x-original-uri", "/v2/local/search/keyword.json")
+                .header("authorization", &rest);
+            let mut routed = axum::http::Request::post("/v1/check");
+            if let Some(s) = secret {
+                check = check.header("x-permgate-secret", s);
+                authz = authz.header("x-permgate-secret", s);
+                routed = routed.header("x-permgate-secret", s);
+            }
+            let check = check.send().await.unwrap_or_else(|e| unreachable!("{e}"));
+            let authz = authz.send().await.unwrap_or_else(|e| unreachable!("{e}"));
+            let routed = routed.body(axum::body::Body::from(body.to_string())).unwrap_or_else(|e| unreachable!("{e}"));
+            let routed = tower_service::Service::call(&mut router.clone(), routed).await.unwrap_or_else(|e| match e {});
+            let statuses = (check.status().as_u16(), authz.status().as_u16(), routed.status().as_u16());
+            let answer: Value = check.json().await.unwrap_or_default();
+            if secret == Some("s3cret-for-gateways") {
+                assert_eq!(statuses, (200, 200, 200), "{answer}");
+                assert_eq!(answer["allow"], true, "{answer}");
+            } else {
+                assert_eq!(statuses, (401, 401, 401), "{secret:?}: {answer}");
+                assert_eq!(answer["code"], -401, "{answer}");
+                assert!(answer["msg"].as_str().is_some_and(|m| m.contains("X-Permgate-Secret")), "{answer}");
+            }
+        }
+    }
+}
