@@ -52,6 +52,25 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
     hex_digest(&Sha256::digest(bytes))
 }
 
+/// SHA-256 of a secret, as bytes: [`hash`] without the hex text (nothing allocated).
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A [`hash`]'s hex text back as bytes; `None` unless it is 64 hex digits.
+pub fn digest_from_hex(hash: &str) -> Option<[u8; 32]> {
+    let bytes = hash.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nibble = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
 pub fn hashes_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
@@ -88,6 +107,18 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hash_read_back_is_the_digest_and_nothing_else_reads() {
+        for secret in ["", "admin-key-1", "한글 키"] {
+            assert_eq!(digest_from_hex(&hash(secret)), Some(digest(secret)), "{secret:?}");
+        }
+        let good = hash("x");
+        for bad in [&good[..62], &format!("{}zz", &good[..62]), &format!("+{}", &good[1..]), ""] {
+            assert_eq!(digest_from_hex(bad), None, "{bad:?}");
+        }
+        assert_eq!(digest_from_hex(&good.to_uppercase()), Some(digest("x")), "hex digits in either case");
+    }
 
     #[test]
     fn keys_look_like_kakao_keys_and_differ() -> Result<(), RandomError> {

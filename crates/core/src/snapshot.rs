@@ -86,7 +86,8 @@ pub struct AppEntry {
 enum Lookup {
     Hex(u128),
     Text(Box<str>),
-    Secret(Box<str>),
+    /// The SHA-256 of a secret key (admin keys are stored hashed).
+    Secret([u8; 32]),
 }
 
 /// A Kakao-style key (32 lowercase hex digits) as a number: indexed without a string compare.
@@ -292,7 +293,7 @@ pub struct Snapshot {
     /// Other non-secret keys by their value.
     pub(crate) keys: FastMap<Box<str>, KeyRef>,
     /// Secret (admin) keys by their SHA-256 hash.
-    pub(crate) secret_keys: FastMap<Box<str>, KeyRef>,
+    pub(crate) secret_keys: FastMap<[u8; 32], KeyRef>,
     /// Test apps by their original, to follow an original's change.
     tests_of: FastMap<AppId, Vec<AppId>>,
     /// Increases with every patch; shown in `/healthz` and useful to tell nodes apart.
@@ -389,7 +390,7 @@ impl Snapshot {
                 match lookup {
                     Lookup::Hex(n) => self.hex_keys.insert(*n, r),
                     Lookup::Text(t) => drop(self.keys.insert(t.clone(), r)),
-                    Lookup::Secret(h) => drop(self.secret_keys.insert(h.clone(), r)),
+                    Lookup::Secret(h) => drop(self.secret_keys.insert(*h, r)),
                 }
             }
             // A test app holds what its original holds: follow the original's change.
@@ -437,7 +438,8 @@ impl Snapshot {
         };
         let r = match found {
             Some(r) => r,
-            None => *self.secret_keys.get(secret::hash(presented).as_str())?,
+            // Hashed into a buffer on the stack: an unknown key's -401 allocates nothing.
+            None => *self.secret_keys.get(&secret::digest(presented))?,
         };
         let app = self.apps.slot(r.slot)?;
         Some((app, r.key, r.kind))
@@ -483,7 +485,8 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
                 Some(n) => Lookup::Hex(n),
                 None => Lookup::Text(value.as_str().into()),
             },
-            _ => Lookup::Secret(k.hash.as_str().into()),
+            // The store writes `secret::hash`'s 64 hex digits; anything else matches no key.
+            _ => Lookup::Secret(secret::digest_from_hex(&k.hash).unwrap_or_default()),
         })
         .collect();
     AppEntry {
