@@ -17,8 +17,7 @@ use permgate_core::service::BootstrapOutcome;
 use permgate_core::service::Services;
 use permgate_quota_redis::RedisCounter;
 use permgate_server::{
-    AppState, Delivery, Upstreams, gateway_router, serve, serve_router as axum_serve, spawn_change_sync,
-    spawn_delivery, spawn_saver,
+    AppState, Delivery, Upstreams, serve, serve_gateway, spawn_change_sync, spawn_delivery, spawn_saver,
 };
 
 use crate::wiring;
@@ -231,9 +230,8 @@ pub fn run(args: ServeArgs, known: &[String]) -> anyhow::Result<ExitCode> {
         let gateway_task = match gateway {
             None => None,
             Some((gw, upstreams)) => {
-                let router = gateway_router(state.clone(), upstreams, upstream_timeout);
-                let shutdown = until_stopped(stopped.clone());
-                Some(tokio::spawn(async move { axum_serve(gw, router, shutdown).await }))
+                let (state, shutdown) = (state.clone(), until_stopped(stopped.clone()));
+                Some(tokio::spawn(serve_gateway(gw, state, upstreams, upstream_timeout, shutdown)))
             }
         };
         serve(listener, state, until_stopped(stopped)).await.context("serving HTTP")?;

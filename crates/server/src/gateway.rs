@@ -7,10 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use axum::extract::Request;
+use axum::http::header::{
+    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    RETRY_AFTER, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -59,7 +61,7 @@ impl Upstreams {
     }
 }
 
-/// Shared by every call (behind one `Arc`: axum clones the state per call).
+/// Shared by every call (behind one `Arc`).
 struct Gateway {
     state: AppState,
     upstreams: Upstreams,
@@ -71,36 +73,51 @@ struct Gateway {
 /// read to filter guarded fields.
 const MAX_BUFFERED: usize = 10 * 1024 * 1024;
 
-/// The gateway's router: every path is proxied.
-pub fn gateway_router(state: AppState, upstreams: Upstreams, timeout: Duration) -> Router {
+/// Serves the gateway on `listener` until `shutdown` completes (as [`crate::serve`] serves the
+/// API): every request on every path is proxied, handed straight to the proxy (no router).
+pub async fn serve_gateway(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    upstreams: Upstreams,
+    timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(timeout));
     // A request goes out as soon as it is written, as from nginx (`tcp_nodelay on`).
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-    Router::new().fallback(proxy).with_state(Arc::new(Gateway { state, upstreams, client, timeout }))
+    let g = Arc::new(Gateway { state, upstreams, client, timeout });
+    let proxy = move |req: axum::http::Request<hyper::body::Incoming>| {
+        let g = g.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(match handle(g, req.map(Body::new)).await {
+                Ok(r) | Err(r) => r,
+            })
+        }
+    };
+    crate::serve_with(listener, proxy, shutdown).await
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
+/// Drops the hop-by-hop headers. One pass over the (few) headers a call has finds whether there
+/// is any: most calls have none, and each removal by name costs a lookup.
 fn strip(headers: &mut HeaderMap) {
-    for h in HOP_BY_HOP {
-        headers.remove(h);
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
     }
-}
-
-async fn proxy(State(g): State<Arc<Gateway>>, req: Request) -> Response {
-    match handle(g, req).await {
-        Ok(r) | Err(r) => r,
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
     }
 }
 
@@ -129,13 +146,13 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     };
 
     let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let header = |name: &HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let query = permgate_core::Query {
         method: parts.method.as_str(),
         path: &path_and_query,
-        authorization: header("authorization"),
-        origin: header("origin"),
-        ka: header("ka"),
+        authorization: header(&AUTHORIZATION),
+        origin: header(&ORIGIN),
+        ka: header(&HeaderName::from_static("ka")),
         recipients: &recipients,
         explain: false,
     };
@@ -286,6 +303,35 @@ mod tests {
         assert_eq!(uri("http://api:9000/", "/v2/x").ok().as_deref(), Some("http://api:9000/v2/x"));
         assert_eq!(uri("http://api:9000/base/", "/v2/x?q").ok().as_deref(), Some("http://api:9000/base/v2/x?q"));
         assert!(uri("http://api:9000", "/bad path").is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_and_the_rest_kept() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("KakaoAK k"));
+        headers.insert("x-other", HeaderValue::from_static("1"));
+        let untouched = headers.clone();
+        strip(&mut headers);
+        assert_eq!(headers, untouched, "no hop-by-hop header: nothing changes");
+        for name in [
+            "Connection",
+            "keep-alive",
+            "Proxy-Authenticate",
+            "proxy-authorization",
+            "TE",
+            "trailer",
+            "transfer-encoding",
+            "Upgrade",
+        ] {
+            let mut with = untouched.clone();
+            with.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap_or_else(|e| unreachable!("{e}")),
+                HeaderValue::from_static("x"),
+            );
+            with.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+            strip(&mut with);
+            assert_eq!(with, untouched, "{name}");
+        }
     }
 
     #[test]

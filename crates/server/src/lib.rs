@@ -31,7 +31,7 @@ use permgate_core::service::Services;
 
 pub use delivery::{Delivery, deliver_due, signature, spawn_delivery};
 pub use error::ApiError;
-pub use gateway::{Upstreams, gateway_router};
+pub use gateway::{Upstreams, serve_gateway};
 pub use handlers::catalog::reload_from_file;
 pub use metrics::Metrics;
 pub use saver::spawn_saver;
@@ -395,20 +395,11 @@ pub const MAX_HEADERS: usize = 100;
 /// How long in-flight requests may take to finish once shutting down.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Serves a router (the gateway's) the way [`serve`] serves the API.
-pub async fn serve_router(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with(listener, move |req| tower_service::Service::call(&mut router.clone(), req), shutdown).await
-}
-
 /// Serves every connection the same way: HTTP/1.1 with keep-alive, a [`HEADER_READ_TIMEOUT`]
 /// against slow clients, at most [`MAX_HEADERS`] headers, the peer's address for the handlers, and
 /// on `shutdown` no new connections while in-flight requests finish (for at most
 /// [`DRAIN_TIMEOUT`]).
-async fn serve_with<F, A>(
+pub(crate) async fn serve_with<F, A>(
     listener: tokio::net::TcpListener,
     handle: F,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

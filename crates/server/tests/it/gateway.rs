@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
-use permgate_server::{AppState, Upstreams, gateway_router};
+use permgate_server::{AppState, Upstreams, serve_gateway};
 use permgate_testkit::{TestApp, both_backends, key_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -42,12 +42,10 @@ async fn upstream(name: &'static str) -> std::net::SocketAddr {
 
 async fn gateway(t: &TestApp, upstreams: &str, timeout: Duration) -> String {
     let upstreams = Upstreams::parse(upstreams).unwrap_or_else(|e| unreachable!("{e}"));
-    let router = gateway_router(AppState::new(t.services.clone()), upstreams, timeout);
+    let state = AppState::new(t.services.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| unreachable!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| unreachable!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    tokio::spawn(serve_gateway(listener, state, upstreams, timeout, std::future::pending()));
     format!("http://{addr}")
 }
 
