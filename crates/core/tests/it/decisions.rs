@@ -363,3 +363,41 @@ fn a_missing_consent_names_the_scopes_to_ask_for() {
         serde_json::json!({"msg": "the user has not agreed to a scope this API needs", "code": -402, "required_scopes": ["friends"]})
     );
 }
+
+#[test]
+fn an_allowed_counted_call_explains_every_check_it_passed() {
+    let snapshot = world();
+    let counter = permgate_core::quota::MemoryCounter::new();
+    let q = Query {
+        method: "GET",
+        path: "/v2/local/search/keyword.json?query=coffee",
+        authorization: Some("KakaoAK rest-plain"),
+        explain: true,
+        ..Query::default()
+    };
+    for (consume, counted) in [(false, " (not counted)"), (true, "")] {
+        let d = permgate_core::decision::decide_and_count(
+            &snapshot,
+            &q,
+            &counter,
+            NOW,
+            consume,
+            permgate_core::decision::CounterFailure::Closed,
+        );
+        assert_eq!(
+            d.reasons,
+            [
+                "route: GET /v2/local/search/keyword.json is api `local_search_keyword` of product `local`",
+                "credential: rest_api key #1 of app 1",
+                "app status: active",
+                "product `local`: activated",
+                "consent items: none needed",
+                &format!("quota: within 2 rule(s){counted}"),
+            ]
+        );
+    }
+    let token = mint_user_token(SECRET.as_bytes(), AppId(1), "u1", &[], NOW.plus_seconds(60)).unwrap_or_default();
+    let auth = format!("Bearer {token}");
+    let d = decide(&snapshot, &Query { authorization: Some(&auth), path: "/v1/api/talk/profile", ..q }, NOW);
+    assert_eq!(d.reasons.get(1).map(String::as_str), Some("credential: user token of `u1` for app 1"), "{d:?}");
+}
