@@ -342,19 +342,16 @@ fn resolve<'s>(
         }
     }
 
-    match api.status {
-        ApiStatus::Active => {}
-        ApiStatus::Maintenance => {
-            let msg = format!("API `{}` is under maintenance", api.id);
-            if !verdict.shadowed(false, 400, code::MAINTENANCE, &msg, None) {
-                return verdict.deny(400, code::MAINTENANCE, msg);
-            }
-        }
-        ApiStatus::Terminated => {
-            let msg = format!("API `{}` is terminated", api.id);
-            if !verdict.shadowed(false, 400, code::TERMINATED, &msg, None) {
-                return verdict.deny(400, code::TERMINATED, msg);
-            }
+    // The message was written (interned) with the catalog: this deny allocates nothing.
+    let closed = match api.status {
+        ApiStatus::Active => None,
+        ApiStatus::Maintenance => Some(code::MAINTENANCE),
+        ApiStatus::Terminated => Some(code::TERMINATED),
+    };
+    if let Some(code) = closed {
+        let msg = api.closed.unwrap_or("this API is closed");
+        if !verdict.shadowed(false, 400, code, msg, None) {
+            return verdict.deny(400, code, msg);
         }
     }
 

@@ -1,12 +1,12 @@
 //! The hot path allocates nothing: once an app's counters exist, deciding and counting an allowed
 //! call with an app key makes no heap allocation, and neither does denying one for a missing
-//! permission (-5), for a missing, unknown or wrong kind of credential (-401) or for a used-up
-//! quota (-10). A test binary of its own, because it counts the process's allocations
+//! permission (-5), for a missing, unknown or wrong kind of credential (-401), for an API under
+//! maintenance or terminated (-7, -9) or for a used-up quota (-10). A test binary of its own, because it counts the process's allocations
 //! (stats_alloc) and must run alone.
 
 use std::sync::Arc;
 
-use permgate_core::catalog::Catalog;
+use permgate_core::catalog::{Catalog, DEFAULT_CATALOG};
 use permgate_core::credential::TokenVerifier;
 use permgate_core::decision::{CounterFailure, Query, decide, decide_and_count};
 use permgate_core::model::*;
@@ -21,8 +21,12 @@ static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 const NOW: Timestamp = Timestamp(1_795_824_000);
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
+/// The built-in catalog with one API terminated and one under maintenance (-9, -7).
 fn snapshot() -> Snapshot {
-    let catalog = Catalog::builtin().unwrap_or_else(|e| unreachable!("{e}"));
+    let text = DEFAULT_CATALOG
+        .replacen("id = \"local_transcoord\"", "id = \"local_transcoord\"\nstatus = \"terminated\"", 1)
+        .replacen("id = \"local_coord2regioncode\"", "id = \"local_coord2regioncode\"\nstatus = \"maintenance\"", 1);
+    let catalog = Catalog::parse("alloc test", &text).unwrap_or_else(|e| unreachable!("{e}"));
     let mut record = AppRecord::active(AppId(1), NOW);
     record.keys.push(Key::issued(KeyId(1), KeyKind::RestApi, KEY, Platforms::default(), NOW));
     let params = serde_json::json!({"limit": 1_000_000, "rule": "local_keyword_search_daily"});
@@ -108,6 +112,26 @@ fn allowed_calls_are_decided_and_counted_and_denied_calls_refused_without_alloca
     }
     let refused = region.change();
     assert_eq!(refused.allocations, 0, "a -401 for a missing or unknown credential allocated: {refused:?}");
+
+    // An API under maintenance (-7) and a terminated one (-9): their messages were written with
+    // the catalog.
+    let closed = [
+        ("/v2/local/geo/coord2regioncode.json", -7, "API `local_coord2regioncode` is under maintenance"),
+        ("/v2/local/geo/transcoord.json", -9, "API `local_transcoord` is terminated"),
+    ];
+    for (path, _, msg) in closed {
+        assert_eq!(decide(&s, &Query { path, ..search }, NOW).msg.as_deref(), Some(msg));
+    }
+    let region = Region::new(GLOBAL);
+    for (path, code, _) in closed {
+        let query = Query { path, ..search };
+        for _ in 0..500 {
+            let d = decide(&s, &query, NOW);
+            assert_eq!(d.code, code, "{d:?}");
+        }
+    }
+    let closed = region.change();
+    assert_eq!(closed.allocations, 0, "a -7 or -9 allocated: {closed:?}");
 
     // The day's keyword searches used up (the app's raised limit of 1,000,000 reached): -10.
     let catalog = s.catalog().clone();

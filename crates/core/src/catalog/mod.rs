@@ -276,6 +276,10 @@ pub struct Api {
     /// so that refusing one allocates nothing.
     #[serde(skip)]
     pub refusals: Vec<(KeyKind, &'static str)>,
+    /// The -7 or -9 message when the API is under maintenance or terminated, interned for the
+    /// same reason.
+    #[serde(skip)]
+    pub closed: Option<&'static str>,
 }
 
 impl Api {
@@ -754,6 +758,15 @@ impl Validator<'_> {
             apis.push(Api {
                 static_id: crate::intern::intern(a.id.get_ref()),
                 refusals: refusals(a.id.get_ref(), a.key_kinds.get_ref()),
+                closed: match a.status {
+                    ApiStatus::Active => None,
+                    ApiStatus::Maintenance => {
+                        Some(crate::intern::intern(&format!("API `{}` is under maintenance", a.id.get_ref())))
+                    }
+                    ApiStatus::Terminated => {
+                        Some(crate::intern::intern(&format!("API `{}` is terminated", a.id.get_ref())))
+                    }
+                },
                 id: a.id.into_inner(),
                 name: a.name,
                 product: a.product.into_inner(),
