@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use crate::catalog::{Api, ApiStatus, QuotaScope, WithoutPermission};
+use crate::catalog::{Api, QuotaScope, WithoutPermission};
 use crate::credential::{self, Credential, NativeOrigin};
 use crate::decision_log::LoggedCall;
 use crate::model::{AppId, AppStatus, KeyId, KeyKind};
@@ -326,10 +326,8 @@ fn resolve<'s>(
     verdict.user = caller.user;
     verdict.kind = Some(caller.kind);
     verdict.key = caller.key;
-    if !caller.scopes.is_empty() {
-        // Only user tokens carry scopes; an empty clone still cost ~50 instructions per call.
-        verdict.scopes.clone_from(&caller.scopes);
-    }
+    // Held once, by the verdict: a deny and the allowed decision both take them from there.
+    verdict.scopes = caller.scopes;
 
     if app.owner_blocked {
         return verdict.deny(403, code::BLOCKED, "the app's owner account is blocked");
@@ -342,17 +340,11 @@ fn resolve<'s>(
         }
     }
 
-    // The message was written (interned) with the catalog: this deny allocates nothing.
-    let closed = match api.status {
-        ApiStatus::Active => None,
-        ApiStatus::Maintenance => Some(code::MAINTENANCE),
-        ApiStatus::Terminated => Some(code::TERMINATED),
-    };
-    if let Some(code) = closed {
-        let msg = api.closed.unwrap_or("this API is closed");
-        if !verdict.shadowed(false, 400, code, msg, None) {
-            return verdict.deny(400, code, msg);
-        }
+    // The deny was written (its message interned) with the catalog: it allocates nothing.
+    if let Some((code, msg)) = api.closed
+        && !verdict.shadowed(false, 400, code, msg, None)
+    {
+        return verdict.deny(400, code, msg);
     }
 
     let mut restriction = None;
@@ -434,7 +426,7 @@ fn resolve<'s>(
 
     // -402: a user token must carry the user's consent to every scope the API needs.
     if caller.kind == KeyKind::UserToken {
-        let missing: Vec<String> = api.consent_items.iter().filter(|c| !caller.scopes.contains(c)).cloned().collect();
+        let missing: Vec<String> = api.consent_items.iter().filter(|c| !verdict.scopes.contains(c)).cloned().collect();
         if !missing.is_empty() {
             verdict.reasons.add(|| format!("user consent: missing {}", missing.join(", ")));
             const MSG: &str = "the user has not agreed to a scope this API needs";
@@ -461,7 +453,7 @@ fn resolve<'s>(
         user: verdict.user,
         key_id: caller.key,
         key_kind: Some(caller.kind),
-        consented: caller.scopes,
+        consented: verdict.scopes,
         required_scopes: Vec::new(),
         quota: None,
         retry_after: None,

@@ -160,8 +160,8 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     if !decision.allow {
         let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::FORBIDDEN);
         let mut r = (status, axum::Json(decision.error_body())).into_response();
-        if let Some(s) = decision.retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
-            r.headers_mut().insert(RETRY_AFTER, s);
+        if let Some(seconds) = decision.retry_after {
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         return Ok(r);
     }

@@ -276,10 +276,10 @@ pub struct Api {
     /// so that refusing one allocates nothing.
     #[serde(skip)]
     pub refusals: Vec<(KeyKind, &'static str)>,
-    /// The -7 or -9 message when the API is under maintenance or terminated, interned for the
-    /// same reason.
+    /// The deny of a call while the API is under maintenance (-7) or terminated (-9): its code
+    /// and message, interned for the same reason; `None` while it is active.
     #[serde(skip)]
-    pub closed: Option<&'static str>,
+    pub closed: Option<(i32, &'static str)>,
 }
 
 impl Api {
@@ -287,6 +287,17 @@ impl Api {
     pub fn refusal(&self, kind: KeyKind) -> Option<&'static str> {
         self.refusals.iter().find(|(k, _)| *k == kind).map(|(_, msg)| *msg)
     }
+}
+
+/// The deny of a call to API `id` in `status`, if it is closed (see [`Api::closed`]).
+fn closed(id: &str, status: ApiStatus) -> Option<(i32, &'static str)> {
+    use crate::decision::code::{MAINTENANCE, TERMINATED};
+    let (code, state) = match status {
+        ApiStatus::Active => return None,
+        ApiStatus::Maintenance => (MAINTENANCE, "is under maintenance"),
+        ApiStatus::Terminated => (TERMINATED, "is terminated"),
+    };
+    Some((code, crate::intern::intern(&format!("API `{id}` {state}"))))
 }
 
 /// The -401 messages of an API that accepts `accepted` (see [`Api::refusal`]).
@@ -758,15 +769,7 @@ impl Validator<'_> {
             apis.push(Api {
                 static_id: crate::intern::intern(a.id.get_ref()),
                 refusals: refusals(a.id.get_ref(), a.key_kinds.get_ref()),
-                closed: match a.status {
-                    ApiStatus::Active => None,
-                    ApiStatus::Maintenance => {
-                        Some(crate::intern::intern(&format!("API `{}` is under maintenance", a.id.get_ref())))
-                    }
-                    ApiStatus::Terminated => {
-                        Some(crate::intern::intern(&format!("API `{}` is terminated", a.id.get_ref())))
-                    }
-                },
+                closed: closed(a.id.get_ref(), a.status),
                 id: a.id.into_inner(),
                 name: a.name,
                 product: a.product.into_inner(),

@@ -180,10 +180,8 @@ pub(crate) async fn check_body(state: &AppState, body: &[u8]) -> Response {
     let mut response =
         (StatusCode::OK, [(CONTENT_TYPE, HeaderValue::from_static("application/json"))], Bytes::from(json))
             .into_response();
-    if let Some(seconds) = decision.retry_after
-        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
-    {
-        response.headers_mut().insert(RETRY_AFTER, value);
+    if let Some(seconds) = decision.retry_after {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
