@@ -63,7 +63,9 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, A
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "the body is not valid JSON",
             _ => "the body does not have the expected fields",
         };
-        if path == "." || path.is_empty() {
+        // serde_path_to_error says `.` for the top level and `?` where it lost track (at the end of
+        // the input): no place worth naming.
+        if path == "." || path == "?" || path.is_empty() {
             ApiError::invalid(format!("{what}: {e}"))
         } else {
             ApiError::invalid(format!("{what}: `{path}`: {e}"))

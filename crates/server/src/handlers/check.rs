@@ -203,6 +203,12 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_off_body_is_named_without_a_place() {
+        let e = parse_json::<CheckRequest<'_>>(br#"{"method": "GET""#).err().map(|e| e.msg);
+        assert_eq!(e.as_deref(), Some("the body is not valid JSON: EOF while parsing an object at line 1 column 16"));
+    }
+
+    #[test]
     fn header_values_must_be_strings() {
         let e = parse_json::<CheckRequest<'_>>(br#"{"method":"GET","path":"/","headers":{"x-other":1}}"#)
             .err()
