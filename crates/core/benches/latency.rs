@@ -23,6 +23,14 @@ fn main() {
     let overhead = timer_overhead();
     println!("timer overhead {overhead} ns (taken off each call); {calls} calls per case");
     for &apps in sizes {
+        // The machine's floor for this size: a decision reads at least one line of state of the
+        // app it is about (its key's entry), which, over this many apps, is seldom in cache.
+        let bytes = usize::try_from(apps).unwrap_or(0) * PER_APP;
+        println!(
+            "{apps} apps: one dependent read at random in {} MiB (the decision state's size): {:.1} ns",
+            bytes >> 20,
+            dependent_read_ns(bytes)
+        );
         let records = records(apps);
         let built = Instant::now();
         let s = snapshot(records);
@@ -73,6 +81,43 @@ fn time_each(
         assert!(right, "a wrong answer to {} {}", q.method, q.path);
     }
     samples
+}
+
+/// Bytes of state a decision may read per app: its entry in the snapshot and its key's two slots
+/// in the half-full key table.
+const PER_APP: usize = std::mem::size_of::<permgate_core::snapshot::AppEntry>() + 2 * 32;
+
+/// The mean time of one read whose address depends on the read before, over `bytes` of memory
+/// visited one cache line at a time in a random cycle (what no prefetcher can guess): the cost of
+/// a cache miss at that working-set size on this machine.
+fn dependent_read_ns(bytes: usize) -> f64 {
+    const LINE: usize = 8; // u64s per 64-byte line
+    let lines = (bytes / 64).max(2);
+    // A random cyclic order of the lines (Sattolo's shuffle), from a fixed xorshift seed.
+    let mut order: Vec<usize> = (0..lines).collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in (1..lines).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % i as u64) as usize);
+    }
+    let mut next = vec![0u64; lines * LINE];
+    for (i, &line) in order.iter().enumerate() {
+        next[line * LINE] = (order[(i + 1) % lines] * LINE) as u64;
+    }
+    drop(order);
+    let mut at = 0usize;
+    for _ in 0..lines.min(1 << 20) {
+        at = next[at] as usize; // warm the page tables as a running server's would be
+    }
+    let reads = 4_000_000;
+    let t = Instant::now();
+    for _ in 0..reads {
+        at = next[at] as usize;
+    }
+    black_box(at);
+    t.elapsed().as_nanos() as f64 / f64::from(reads)
 }
 
 /// The median cost of timing nothing.

@@ -92,35 +92,42 @@ enum Lookup {
 }
 
 /// A Kakao-style key (32 lowercase hex digits) as a number: indexed without a string compare.
-/// Reads eight digits at a time (every decision parses one key, so a digit-by-digit loop showed).
+/// Reads eight digits at a time and checks all 32 with one branch (every decision parses one key,
+/// so a digit-by-digit loop showed, and so did a branch per word).
 fn hex128(text: &str) -> Option<u128> {
     let bytes: &[u8; 32] = text.as_bytes().try_into().ok()?;
-    let mut n: u128 = 0;
-    for chunk in bytes.chunks_exact(8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        n = (n << 32) | u128::from(hex8(u64::from_le_bytes(word))?);
-    }
-    Some(n)
-}
-
-/// Eight lowercase hex digits (the first in the lowest byte) as a number, all in one word.
-fn hex8(x: u64) -> Option<u32> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // With every byte below 0x80, adding stays within each byte: a byte's high bit then says
-    // whether it is at least `lo`, or above `hi`.
-    let within = |lo: u64, hi: u64| x.wrapping_add(ONES * (0x80 - lo)) & !x.wrapping_add(ONES * (0x7f - hi)) & HIGH;
-    if x & HIGH != 0 || (within(0x30, 0x39) | within(0x61, 0x66)) != HIGH {
+    let (words, _) = bytes.as_chunks::<8>();
+    let [a, b, c, d] = [0, 1, 2, 3].map(|i| words.get(i).map_or(u64::MAX, |w| u64::from_le_bytes(*w)));
+    if (not_hex(a) | not_hex(b) | not_hex(c) | not_hex(d)) != 0 {
         return None;
     }
+    // Two words' digits per swap: the first digit ends up highest.
+    let high = (u64::from(packed(a)) | (u64::from(packed(b)) << 32)).swap_bytes();
+    let low = (u64::from(packed(c)) | (u64::from(packed(d)) << 32)).swap_bytes();
+    Some((u128::from(high) << 64) | u128::from(low))
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Non-zero unless all eight bytes of `x` are lowercase hex digits.
+fn not_hex(x: u64) -> u64 {
+    // With every byte below 0x80, adding stays within each byte: a byte's high bit then says
+    // whether it is at least `lo`, or above `hi`. (A byte from 0x80 is flagged by `x & HIGH`,
+    // whatever its carries did to the rest.)
+    let within = |lo: u64, hi: u64| x.wrapping_add(ONES * (0x80 - lo)) & !x.wrapping_add(ONES * (0x7f - hi)) & HIGH;
+    (x & HIGH) | (HIGH ^ (within(0x30, 0x39) | within(0x61, 0x66)))
+}
+
+/// Eight lowercase hex digits (the first in the lowest byte; checked by [`not_hex`]) as four
+/// bytes, the first digit's in the lowest.
+fn packed(x: u64) -> u32 {
     // '0'..='9' are 0x30..=0x39 and 'a'..='f' 0x61..=0x66: the low nibble, plus 9 for a letter.
     let digits = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
-    // Pairs of digits into bytes, then the four bytes together, the first digit highest.
+    // Pairs of digits into bytes, then the four bytes together.
     let pairs = ((digits & 0x0f00_0f00_0f00_0f00) >> 8) | ((digits & 0x000f_000f_000f_000f) << 4);
     let quads = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
-    let packed = (quads | (quads >> 16)) as u32;
-    Some(packed.swap_bytes())
+    (quads | (quads >> 16)) as u32
 }
 
 /// The apps, each in a slot of one vector (a key points at its app's slot), with an index by id.
@@ -627,6 +634,9 @@ mod bitset_tests {
         assert_eq!(hex128(&"F".repeat(32)), None, "upper case is another key");
         assert_eq!(hex128(&"0".repeat(31)), None);
         assert_eq!(hex128(&"g".repeat(32)), None);
+        // 32 bytes with one of them past ASCII (whose sums carry into the next byte).
+        assert_eq!(hex128(&format!("{}\u{e9}", "0".repeat(30))), None);
+        assert_eq!(hex128(&format!("\u{e9}{}", "f".repeat(30))), None);
     }
 
     #[test]
