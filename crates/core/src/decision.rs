@@ -907,8 +907,10 @@ fn alerts(d: &mut Decision, catalog: &crate::catalog::Catalog, charges: &[Charge
         if !app_wide || c.limit == 0 {
             continue;
         }
-        let used = c.limit - left;
-        let eighty = (c.limit * 8).div_ceil(10);
+        // A shared counter's `remaining` is its node's estimate: never trusted to stay below the
+        // limit. 80 % rounded up, without overflow for any limit: ⌈4L/5⌉ = L − ⌊L/5⌋.
+        let used = c.limit.saturating_sub(*left);
+        let eighty = c.limit - c.limit / 5;
         let percent = if *left == 0 {
             100
         } else if used == eighty {

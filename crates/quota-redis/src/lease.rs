@@ -18,13 +18,29 @@ pub fn lease_size(limit: u64, handed_out_seen: u64) -> u64 {
     (limit.saturating_sub(handed_out_seen) / LEASE_DIVISOR).clamp(1, MAX_LEASE)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Lease {
-    /// Units leased to this node and not yet spent.
+    /// The id of the rule the units were leased for (its Redis key names it). A counter is keyed
+    /// here by the rule's index in the catalog, and a catalog reload can give that index to
+    /// another rule: units of one rule must never be spent on another.
+    rule_id: Box<str>,
+    /// Units leased to this node and not yet spent (all of them counted in Redis's value).
     available: u64,
     /// The counter's value in Redis (units handed out to every node) when last seen.
     handed_out_seen: u64,
     window_end: i64,
+}
+
+impl Lease {
+    /// Notes Redis's count (before any units this exchange granted). Counts only grow; one below
+    /// what was seen before means Redis lost its data (a restart without persistence, a flush, a
+    /// failover to a replica behind): this node's unspent units are no longer counted there, so
+    /// they are dropped rather than spent on top of a count that starts over.
+    fn see(&mut self, handed_out: u64) {
+        if handed_out < self.handed_out_seen {
+            self.available = 0;
+        }
+    }
 }
 
 /// What to do with one charge, from local knowledge alone.
@@ -54,6 +70,20 @@ impl Default for Leases {
 }
 
 impl Leases {
+    /// `key`'s lease, if it was leased for `rule_id`. A lease of another rule under the same key
+    /// (the catalog was reloaded and renumbered its rules) is dropped: its units stay counted in
+    /// Redis against their own rule, as a stopped node's do.
+    fn lease_mut(&mut self, key: &CounterKey, rule_id: &str) -> Option<&mut Lease> {
+        if self.map.get(key).is_some_and(|l| *l.rule_id != *rule_id) {
+            self.map.remove(key);
+        }
+        self.map.get_mut(key)
+    }
+
+    fn lease(&self, key: &CounterKey, rule_id: &str) -> Option<&Lease> {
+        self.map.get(key).filter(|l| *l.rule_id == *rule_id)
+    }
+
     /// Notes a window start being charged, dropping the leases of windows that ended before it.
     pub fn observe(&mut self, window_start: i64) {
         if window_start > self.horizon {
@@ -63,8 +93,8 @@ impl Leases {
     }
 
     /// Takes one local unit for `key` if there is one; otherwise says what to do.
-    pub fn take(&mut self, key: &CounterKey, limit: u64) -> Local {
-        let Some(lease) = self.map.get_mut(key) else { return Local::Refill(lease_size(limit, 0)) };
+    pub fn take(&mut self, key: &CounterKey, rule_id: &str, limit: u64) -> Local {
+        let Some(lease) = self.lease_mut(key, rule_id) else { return Local::Refill(lease_size(limit, 0)) };
         // A lease carved above the limit (the limit was lowered in the window) is not spent.
         if lease.available > 0 && lease.handed_out_seen <= limit {
             lease.available -= 1;
@@ -76,36 +106,49 @@ impl Leases {
         }
     }
 
-    /// Returns a unit taken by [`Leases::take`] for a call that was then denied.
-    pub fn give_back(&mut self, key: &CounterKey) {
-        if let Some(lease) = self.map.get_mut(key) {
+    /// Returns a unit taken by [`Leases::take`] (for `rule_id`) for a call that was then denied.
+    pub fn give_back(&mut self, key: &CounterKey, rule_id: &str) {
+        if let Some(lease) = self.lease_mut(key, rule_id) {
             lease.available += 1;
         }
     }
 
-    /// Records a lease of `granted` units; Redis's count is now `handed_out`.
-    pub fn grant(&mut self, key: CounterKey, window_end: i64, granted: u64, handed_out: u64) {
-        let lease = self.map.entry(key).or_insert(Lease { available: 0, handed_out_seen: 0, window_end });
+    /// Records a lease of `granted` units of `rule_id`'s counter; Redis's count is now
+    /// `handed_out`.
+    pub fn grant(&mut self, key: CounterKey, rule_id: &str, window_end: i64, granted: u64, handed_out: u64) {
+        let lease = match self.lease_mut(&key, rule_id) {
+            Some(lease) => lease,
+            None => self.map.entry(key).or_insert(Lease {
+                rule_id: rule_id.into(),
+                available: 0,
+                handed_out_seen: 0,
+                window_end,
+            }),
+        };
+        lease.see(handed_out.saturating_sub(granted));
         lease.available += granted;
         lease.handed_out_seen = handed_out;
     }
 
-    /// Records Redis's count read without leasing (a dry run or `count`).
-    pub fn seen(&mut self, key: &CounterKey, handed_out: u64) {
-        if let Some(lease) = self.map.get_mut(key) {
+    /// Records Redis's count of `rule_id`'s counter read without leasing (a dry run or `count`).
+    pub fn seen(&mut self, key: &CounterKey, rule_id: &str, handed_out: u64) {
+        if let Some(lease) = self.lease_mut(key, rule_id) {
+            lease.see(handed_out);
             lease.handed_out_seen = handed_out;
         }
     }
 
-    /// Units leased to this node and not yet spent.
-    pub fn available(&self, key: &CounterKey) -> u64 {
-        self.map.get(key).map_or(0, |l| l.available)
+    /// Units of `rule_id` leased to this node and not yet spent.
+    pub fn available(&self, key: &CounterKey, rule_id: &str) -> u64 {
+        self.lease(key, rule_id).map_or(0, |l| l.available)
     }
 
     /// The best local knowledge of what is left: the units nobody has leased when Redis was last
-    /// read, plus this node's unspent ones. Other nodes' unspent units count as used.
-    pub fn remaining(&self, key: &CounterKey, limit: u64) -> u64 {
-        self.map.get(key).map_or(limit, |l| limit.saturating_sub(l.handed_out_seen).saturating_add(l.available))
+    /// read, plus this node's unspent ones (never more than the limit). Other nodes' unspent
+    /// units count as used.
+    pub fn remaining(&self, key: &CounterKey, rule_id: &str, limit: u64) -> u64 {
+        self.lease(key, rule_id)
+            .map_or(limit, |l| limit.saturating_sub(l.handed_out_seen).saturating_add(l.available).min(limit))
     }
 
     #[cfg(test)]
@@ -118,8 +161,49 @@ impl Leases {
 mod tests {
     use super::*;
 
+    /// The rule the tests' counter (rule index 0) belongs to.
+    const R: &str = "talk_daily";
+
     fn key(window_start: i64) -> CounterKey {
         CounterKey { rule: 0, scope: 7, window_start }
+    }
+
+    #[test]
+    fn units_leased_for_one_rule_are_never_spent_on_another_rule_at_the_same_index() {
+        // A catalog reload removed `talk_daily`, and `map_daily` is rule 0 now.
+        let mut l = Leases::default();
+        l.grant(key(0), R, 60, 50, 50);
+        assert_eq!(l.available(&key(0), "map_daily"), 0);
+        assert_eq!(l.remaining(&key(0), "map_daily", 100), 100, "nothing known of map_daily");
+        assert_eq!(l.take(&key(0), "map_daily", 100), Local::Refill(6), "asked of Redis, not taken from talk_daily's");
+        l.grant(key(0), "map_daily", 60, 1, 99);
+        assert_eq!(l.take(&key(0), "map_daily", 100), Local::Took);
+        assert_eq!(l.take(&key(0), "map_daily", 100), Local::Refill(1));
+        assert_eq!(l.available(&key(0), R), 0, "talk_daily's lease is gone, not revived");
+        assert_eq!(l.take(&key(0), R, 100), Local::Refill(6));
+    }
+
+    #[test]
+    fn a_redis_that_lost_its_count_takes_this_nodes_unspent_units_with_it() {
+        let mut l = Leases::default();
+        l.grant(key(0), R, 60, 5, 6);
+        // Redis restarted empty: a dry run reads 0.
+        l.seen(&key(0), R, 0);
+        assert_eq!(l.available(&key(0), R), 0, "the units are no longer counted in Redis");
+        assert!(l.remaining(&key(0), R, 100) <= 100);
+        assert_eq!(l.take(&key(0), R, 100), Local::Refill(6));
+        // The same seen in a lease's reply: 3 granted, the count 3 (it was 6).
+        let mut l = Leases::default();
+        l.grant(key(0), R, 60, 5, 6);
+        l.grant(key(0), R, 60, 3, 3);
+        assert_eq!(l.available(&key(0), R), 3);
+        assert_eq!(l.remaining(&key(0), R, 100), 100, "97 nobody holds and this node's 3");
+        // Counts that grow keep the units.
+        let mut l = Leases::default();
+        l.grant(key(0), R, 60, 5, 6);
+        l.seen(&key(0), R, 9);
+        l.grant(key(0), R, 60, 2, 11);
+        assert_eq!(l.available(&key(0), R), 7);
     }
 
     #[test]
@@ -135,52 +219,52 @@ mod tests {
     #[test]
     fn a_new_counter_asks_for_a_lease_sized_by_its_limit() {
         let mut l = Leases::default();
-        assert_eq!(l.take(&key(0), 1000), Local::Refill(62));
-        assert_eq!(l.remaining(&key(0), 1000), 1000);
+        assert_eq!(l.take(&key(0), R, 1000), Local::Refill(62));
+        assert_eq!(l.remaining(&key(0), R, 1000), 1000);
     }
 
     #[test]
     fn granted_units_are_spent_locally_then_a_smaller_lease_is_asked_for() {
         let mut l = Leases::default();
-        l.grant(key(0), 60, 2, 900);
-        assert_eq!(l.take(&key(0), 1000), Local::Took);
-        assert_eq!(l.remaining(&key(0), 1000), 101);
-        assert_eq!(l.take(&key(0), 1000), Local::Took);
-        assert_eq!(l.take(&key(0), 1000), Local::Refill(6));
-        assert_eq!(l.available(&key(0)), 0);
+        l.grant(key(0), R, 60, 2, 900);
+        assert_eq!(l.take(&key(0), R, 1000), Local::Took);
+        assert_eq!(l.remaining(&key(0), R, 1000), 101);
+        assert_eq!(l.take(&key(0), R, 1000), Local::Took);
+        assert_eq!(l.take(&key(0), R, 1000), Local::Refill(6));
+        assert_eq!(l.available(&key(0), R), 0);
     }
 
     #[test]
     fn a_counter_seen_at_its_limit_is_exhausted_without_asking() {
         let mut l = Leases::default();
-        l.grant(key(0), 60, 1, 10);
-        assert_eq!(l.take(&key(0), 10), Local::Took, "the last unit was leased to this node");
-        assert_eq!(l.take(&key(0), 10), Local::Exhausted);
-        assert_eq!(l.take(&key(0), 11), Local::Refill(1), "a raised limit is asked about");
-        l.give_back(&key(0));
-        assert_eq!(l.take(&key(0), 9), Local::Exhausted, "a lease above a lowered limit is not spent");
+        l.grant(key(0), R, 60, 1, 10);
+        assert_eq!(l.take(&key(0), R, 10), Local::Took, "the last unit was leased to this node");
+        assert_eq!(l.take(&key(0), R, 10), Local::Exhausted);
+        assert_eq!(l.take(&key(0), R, 11), Local::Refill(1), "a raised limit is asked about");
+        l.give_back(&key(0), R);
+        assert_eq!(l.take(&key(0), R, 9), Local::Exhausted, "a lease above a lowered limit is not spent");
     }
 
     #[test]
     fn leases_of_ended_windows_are_dropped_when_a_later_window_is_charged() {
         let mut l = Leases::default();
         l.observe(0);
-        l.grant(key(0), 60, 5, 5);
+        l.grant(key(0), R, 60, 5, 5);
         l.observe(30);
-        assert_eq!(l.available(&key(0)), 5, "still inside [0, 60)");
+        assert_eq!(l.available(&key(0), R), 5, "still inside [0, 60)");
         l.observe(60);
         assert_eq!(l.len(), 0);
         l.observe(0);
-        assert_eq!(l.take(&key(0), 10), Local::Refill(1), "an old window starts over from Redis");
+        assert_eq!(l.take(&key(0), R, 10), Local::Refill(1), "an old window starts over from Redis");
     }
 
     #[test]
     fn reads_update_what_was_seen_but_only_of_leased_counters() {
         let mut l = Leases::default();
-        l.seen(&key(0), 4);
+        l.seen(&key(0), R, 4);
         assert_eq!(l.len(), 0);
-        l.grant(key(0), 60, 3, 3);
-        l.seen(&key(0), 8);
-        assert_eq!(l.remaining(&key(0), 10), 5);
+        l.grant(key(0), R, 60, 3, 3);
+        l.seen(&key(0), R, 8);
+        assert_eq!(l.remaining(&key(0), R, 10), 5);
     }
 }

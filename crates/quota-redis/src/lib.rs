@@ -43,7 +43,11 @@
 //! - Once this node has seen a counter at its limit, it denies that counter without asking Redis
 //!   again in that window, since handed-out units only grow (unless the limit is raised).
 //! - One Redis (or a primary with replicas), not Redis Cluster: a dry run reads all its charges
-//!   with one `MGET`. A Redis that loses its data mid-window starts those counters over.
+//!   with one `MGET`. A Redis that loses its data mid-window starts those counters over; a node
+//!   that reads a count lower than it saw before drops the units it holds of it (they are no
+//!   longer counted there), so `remaining` never exceeds the limit.
+//! - Leases are kept per rule *id*: a catalog reload that gives a rule's index to another rule
+//!   (one removed or reordered) never lets units leased for one rule admit calls of the other.
 //!
 //! # Failures
 //! Every Redis exchange is bounded by a timeout (1 s by default, for connecting, reading and
@@ -51,6 +55,8 @@
 //! nothing spent for that call; the next call reconnects. After a failed connection attempt,
 //! calls within one timeout of it fail at once rather than each waiting out its own attempt
 //! behind the counter's lock (a call otherwise waits for the call ahead of it, itself bounded).
+//! The same holds after an exchange that timed out on an open connection (a Redis that accepts
+//! connections but does not answer, such as one paused or busy with a script).
 //! Whether a call is then admitted (fail open) or denied (fail closed) is the caller's policy,
 //! not this crate's.
 
@@ -136,14 +142,15 @@ impl RedisCounter {
         for c in charges {
             leases.observe(c.key.window_start);
         }
-        let mut taken: Vec<CounterKey> = Vec::with_capacity(charges.len());
+        let mut taken: Vec<&Charge<'_>> = Vec::with_capacity(charges.len());
         // Units taken for this call go back to the lease book if a later charge does not fit:
         // they are leased, not spent.
-        let give_back = |leases: &mut Leases, taken: &[CounterKey]| taken.iter().for_each(|k| leases.give_back(k));
+        let give_back =
+            |leases: &mut Leases, taken: &[&Charge<'_>]| taken.iter().for_each(|c| leases.give_back(&c.key, c.rule_id));
         for (index, c) in charges.iter().enumerate() {
-            let want = match leases.take(&c.key, c.limit) {
+            let want = match leases.take(&c.key, c.rule_id, c.limit) {
                 Local::Took => {
-                    taken.push(c.key);
+                    taken.push(c);
                     continue;
                 }
                 Local::Exhausted => {
@@ -158,16 +165,16 @@ impl RedisCounter {
                     return Err(e);
                 }
                 Ok((granted, handed_out)) => {
-                    leases.grant(c.key, c.window_end, granted, handed_out);
-                    if granted == 0 || leases.take(&c.key, c.limit) != Local::Took {
+                    leases.grant(c.key, c.rule_id, c.window_end, granted, handed_out);
+                    if granted == 0 || leases.take(&c.key, c.rule_id, c.limit) != Local::Took {
                         give_back(leases, &taken);
                         return Ok(Admission::Exhausted { index });
                     }
-                    taken.push(c.key);
+                    taken.push(c);
                 }
             }
         }
-        let remaining = charges.iter().map(|c| leases.remaining(&c.key, c.limit)).collect();
+        let remaining = charges.iter().map(|c| leases.remaining(&c.key, c.rule_id, c.limit)).collect();
         self.admissions.fetch_add(1, Ordering::Relaxed);
         Ok(Admission::Admitted { remaining })
     }
@@ -178,14 +185,14 @@ impl RedisCounter {
         let State { link, leases } = &mut *guard;
         let handed_out = if charges.is_empty() { Vec::new() } else { link.handed_out(&self.round_trips, &keys)? };
         for (c, &h) in charges.iter().zip(&handed_out) {
-            leases.seen(&c.key, h);
+            leases.seen(&c.key, c.rule_id, h);
         }
         // What the call would take from each counter: one unit per charge naming it.
         let uses = |upto: usize, key: &CounterKey| charges[..upto].iter().filter(|c| c.key == *key).count() as u64;
         let mut remaining = permgate_core::quota::Remaining::new();
         for (index, (c, &h)) in charges.iter().zip(&handed_out).enumerate() {
             // Nobody's units plus this node's own; none if the counter is already past the limit.
-            let left = if h > c.limit { 0 } else { c.limit - h + leases.available(&c.key) };
+            let left = if h > c.limit { 0 } else { c.limit - h + leases.available(&c.key, c.rule_id) };
             if uses(index + 1, &c.key) > left {
                 return Ok(Admission::Exhausted { index });
             }
@@ -206,7 +213,7 @@ impl QuotaCounter for RedisCounter {
         let mut guard = self.lock();
         let State { link, leases } = &mut *guard;
         let handed_out = link.handed_out(&self.round_trips, &[name])?.first().copied().unwrap_or(0);
-        leases.seen(key, handed_out);
-        Ok(handed_out.saturating_sub(leases.available(key)))
+        leases.seen(key, rule_id, handed_out);
+        Ok(handed_out.saturating_sub(leases.available(key, rule_id)))
     }
 }

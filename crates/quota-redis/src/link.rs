@@ -71,8 +71,9 @@ pub struct Link {
     /// the time left, one after the other, so the timeout is split between them.
     connect_timeout: Duration,
     conn: Option<Connection>,
-    /// When a connection last failed to open, and why: calls within one timeout of it fail at
-    /// once instead of each waiting out its own attempt behind the counter's lock.
+    /// When a connection last failed to open or an exchange timed out, and why: calls within one
+    /// timeout of it fail at once instead of each waiting out its own attempt behind the
+    /// counter's lock.
     failed: Option<(Instant, String)>,
     script_hash: String,
 }
@@ -129,7 +130,13 @@ impl Link {
             Ok(value) => Ok(value),
             Err(e) => {
                 self.conn = None;
-                Err(CounterError(format!("Redis at {}: {what} failed: {}", self.shown, describe(&e))))
+                let why = format!("Redis at {}: {what} failed: {}", self.shown, describe(&e));
+                // A Redis that stopped answering would make each call queued behind this one wait
+                // out its own timeout: they fail at once for one timeout, as after a failed connect.
+                if e.is_timeout() {
+                    self.failed = Some((Instant::now(), why.clone()));
+                }
+                Err(CounterError(why))
             }
         }
     }

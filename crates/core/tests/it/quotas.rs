@@ -291,6 +291,34 @@ fn alerts_fire_once_at_80_and_100_percent_of_app_wide_rules() {
     assert_eq!(alerts, vec![("monthly".to_owned(), 80), ("monthly".to_owned(), 100)]);
 }
 
+/// A shared counter's answer is its node's estimate: one that says more is left than the limit
+/// (a Redis that lost its count did that) is no reason to fail the call, and a limit near
+/// `u64::MAX` (a grant may raise a limit to any number) no reason to overflow.
+struct Estimate(u64);
+
+impl QuotaCounter for Estimate {
+    fn admit(&self, charges: &[Charge<'_>], _: bool) -> Result<Admission, CounterError> {
+        Ok(Admission::Admitted { remaining: charges.iter().map(|_| self.0).collect() })
+    }
+    fn count(&self, _: &CounterKey, _: &str) -> Result<u64, CounterError> {
+        Ok(0)
+    }
+}
+
+#[test]
+fn alerts_survive_a_counter_that_reports_more_left_than_the_limit_and_any_limit() {
+    let q = Query { method: "GET", path: "/search", authorization: Some("KakaoAK rest"), ..Query::default() };
+    for (limit, left, alerts) in
+        [(10, 14, 0), (u64::MAX, u64::MAX - 1, 0), (u64::MAX, u64::MAX / 5, 1), (u64::MAX, 0, 1)]
+    {
+        let s = world(vec![boost(limit, None)], None);
+        let d = decide_and_count(&s, &q, &Estimate(left), LATE, true, CounterFailure::Closed);
+        assert!(d.allow, "{limit} {left}: {d:?}");
+        let boosted: Vec<u8> = d.alerts.iter().filter(|a| a.limit == limit).map(|a| a.percent).collect();
+        assert_eq!(boosted.len(), alerts, "{limit} {left}: {:?}", d.alerts);
+    }
+}
+
 struct Broken;
 
 impl QuotaCounter for Broken {

@@ -77,6 +77,41 @@ fn a_call_denied_by_one_charge_consumes_nothing_from_the_others() -> TestResult 
 }
 
 #[test]
+fn units_leased_for_a_rule_never_admit_calls_of_the_rule_a_reload_gives_its_index() -> TestResult {
+    let Some(mut space) = Space::new()? else { return Ok(()) };
+    let node = space.node()?;
+    let start = unix_now() - 10;
+    let talk = charge(0, "talk_daily", 1000, start);
+    assert!(admitted(&node.admit(&[talk], false)?));
+    assert_eq!(space.handed_out(&talk)?, Some(62), "a lease of 62 units, one spent");
+    // A catalog reload removed a rule before it: rule 0 is now `map_daily`, whose limit the
+    // other nodes have used up.
+    let map = charge(0, "map_daily", 1000, start);
+    redis::cmd("SET").arg(space.key(&map)).arg(1000).query::<()>(&mut space.admin)?;
+    assert_eq!(node.admit(&[map], false)?, Admission::Exhausted { index: 0 }, "talk_daily's units are not map_daily's");
+    assert_eq!(node.admit(&[map], true)?, Admission::Exhausted { index: 0 });
+    assert_eq!(node.count(&map.key, map.rule_id)?, 1000);
+    assert_eq!(space.handed_out(&talk)?, Some(62));
+    space.clean()
+}
+
+#[test]
+fn a_redis_that_lost_its_counts_never_makes_remaining_exceed_the_limit() -> TestResult {
+    let Some(mut space) = Space::new()? else { return Ok(()) };
+    let node = space.node()?;
+    let c = charge(0, "calls", 100, unix_now() - 10);
+    assert_eq!(node.admit(&[c], false)?, Admission::Admitted { remaining: vec![99].into() });
+    assert_eq!(space.handed_out(&c)?, Some(6), "a lease of 6 units, one spent");
+    // Redis restarts without its data (or is flushed): the count starts over.
+    space.delete_keys()?;
+    assert_eq!(node.admit(&[c], true)?, Admission::Admitted { remaining: vec![99].into() });
+    let Admission::Admitted { remaining } = node.admit(&[c], false)? else { unreachable!("far from the limit") };
+    assert!(remaining.iter().all(|&r| r < 100), "remaining {remaining:?} of a limit of 100");
+    assert_eq!(space.handed_out(&c)?, Some(6), "the units held before were dropped; a new lease was taken");
+    space.clean()
+}
+
+#[test]
 fn far_from_the_limit_a_call_costs_at_most_a_twentieth_of_a_round_trip() -> TestResult {
     let Some(space) = Space::new()? else { return Ok(()) };
     let node = space.node()?;
