@@ -765,7 +765,7 @@ fn count(
                 }
                 return counted;
             }
-            Ok(Admission::Admitted { remaining }) => {
+            Ok(Admission::Admitted { remaining, passed }) => {
                 let tightest = remaining.iter().enumerate().min_by_key(|(_, r)| **r).map_or(0, |(i, _)| i);
                 let c = &charges[tightest];
                 d.quota = Some(QuotaState {
@@ -785,7 +785,7 @@ fn count(
                     ])
                 });
                 if consume {
-                    alerts(d, catalog, &charges, &remaining);
+                    alerts(d, catalog, &charges, &passed);
                     for c in charges.iter().filter(|c| c.rule_index().is_some()) {
                         counted.push(c.key.rule);
                     }
@@ -896,28 +896,18 @@ fn note(d: &mut Decision, explain: bool, text: impl FnOnce() -> String) {
     }
 }
 
-/// Records the 80 % and 100 % crossings of app-wide rules; each is crossed by exactly one call
-/// when counting is exact.
-fn alerts(d: &mut Decision, catalog: &crate::catalog::Catalog, charges: &[Charge<'_>], remaining: &[u64]) {
+/// Records the 80 % and 100 % crossings of app-wide rules that the counter says this call made
+/// (each crossing is reported to exactly one call, in memory or across nodes).
+fn alerts(d: &mut Decision, catalog: &crate::catalog::Catalog, charges: &[Charge<'_>], passed: &quota::Passed) {
     let Some(app_id) = d.app_id else { return };
-    for (c, left) in charges.iter().zip(remaining) {
+    for &(index, percent) in passed.iter() {
+        let Some(c) = usize::try_from(index).ok().and_then(|i| charges.get(i)) else { continue };
         let app_wide = c
             .rule_index()
             .is_none_or(|r| matches!(catalog.quota_rules[r].scope, QuotaScope::App | QuotaScope::Developer));
-        if !app_wide || c.limit == 0 {
+        if !app_wide {
             continue;
         }
-        // A shared counter's `remaining` is its node's estimate: never trusted to stay below the
-        // limit. 80 % rounded up, without overflow for any limit: ⌈4L/5⌉ = L − ⌊L/5⌋.
-        let used = c.limit.saturating_sub(*left);
-        let eighty = c.limit - c.limit / 5;
-        let percent = if *left == 0 {
-            100
-        } else if used == eighty {
-            80
-        } else {
-            continue;
-        };
         d.alerts.push(QuotaAlert {
             app_id,
             rule: c.rule_id.to_owned(),

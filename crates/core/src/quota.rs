@@ -176,12 +176,28 @@ pub struct Charge<'a> {
 /// What each charge of an admitted call has left, inline for the usual handful.
 pub type Remaining = crate::small::SmallVec<u64, 4>;
 
+/// The alert thresholds of a charge's limit that an admitted call carried its counter past, as
+/// (charge index, percent: 80 or 100). The counter reports them, since it alone sees a count
+/// cross: each threshold of a counter's window is reported once, to one call, on whichever node.
+pub type Passed = crate::small::SmallVec<(u32, u8), 2>;
+
+/// The thresholds a counter of `limit` passes going from `before` to `after`: 80 % (rounded up:
+/// ⌈4L/5⌉ = L − ⌊L/5⌋, which cannot overflow) and 100 %, in that order. Where the two are the
+/// same count (limits below 5), only 100 % is passed.
+pub fn thresholds_passed(limit: u64, before: u64, after: u64) -> impl Iterator<Item = u8> {
+    let eighty = limit - limit / 5;
+    [(eighty, 80), (limit, 100)]
+        .into_iter()
+        .filter(move |&(at, percent)| limit > 0 && before < at && at <= after && !(percent == 80 && at == limit))
+        .map(|(_, percent)| percent)
+}
+
 /// What a counter answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
     /// Every charge fitted; what is left in each after this call (or, for a dry run, what would
-    /// be left had it counted).
-    Admitted { remaining: Remaining },
+    /// be left had it counted), and the alert thresholds this call passed (none for a dry run).
+    Admitted { remaining: Remaining, passed: Passed },
     /// `index` is the first charge that did not fit; nothing was consumed.
     Exhausted { index: usize },
 }
@@ -315,6 +331,7 @@ impl MemoryCounter {
     ) -> Admission {
         let mut cells = None;
         let mut remaining = Remaining::new();
+        let mut passed = Passed::new();
         for (index, c) in charges.iter().enumerate() {
             let used = match meter.as_deref() {
                 Some(m) if c.own => m.count(c.key.rule, c.key.window_start),
@@ -324,6 +341,11 @@ impl MemoryCounter {
                 return Admission::Exhausted { index };
             }
             remaining.push(c.limit - used - 1);
+            if !dry_run {
+                // Counting is exact: this call alone takes the count from `used` to `used + 1`.
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                thresholds_passed(c.limit, used, used + 1).for_each(|percent| passed.push((index, percent)));
+            }
         }
         if !dry_run {
             for c in charges {
@@ -333,7 +355,7 @@ impl MemoryCounter {
                 }
             }
         }
-        Admission::Admitted { remaining }
+        Admission::Admitted { remaining, passed }
     }
 
     pub fn len(&self) -> usize {
@@ -439,10 +461,32 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_are_passed_once_each_by_the_count_that_reaches_them() {
+        let passed = |limit, before, after| thresholds_passed(limit, before, after).collect::<Vec<u8>>();
+        assert_eq!(passed(10, 7, 8), vec![80]);
+        assert_eq!(passed(10, 8, 9), Vec::<u8>::new());
+        assert_eq!(passed(10, 9, 10), vec![100]);
+        assert_eq!(passed(11, 8, 9), vec![80], "⌈8.8⌉ = 9");
+        assert_eq!(passed(1000, 700, 1000), vec![80, 100], "a lease can pass both");
+        assert_eq!(passed(4, 3, 4), vec![100], "80 % of 4 is 4: only 100 % is passed");
+        assert_eq!(passed(0, 0, 1), Vec::<u8>::new(), "a limit of 0 has no thresholds");
+        assert_eq!(passed(u64::MAX, 0, u64::MAX - u64::MAX / 5), vec![80], "no overflow");
+        assert_eq!(passed(u64::MAX, u64::MAX - 1, u64::MAX), vec![100]);
+        // Exactly one count of each window passes each threshold.
+        for limit in 1..200u64 {
+            let all: Vec<u8> = (0..limit).flat_map(|used| thresholds_passed(limit, used, used + 1)).collect();
+            assert_eq!(all, if limit < 5 { vec![100] } else { vec![80, 100] }, "{limit}");
+        }
+    }
+
+    #[test]
     fn admission_is_all_or_nothing() {
         let c = MemoryCounter::new();
         let charges = [charge(0, 5), charge(1, 1)];
-        assert_eq!(c.admit(&charges, false), Ok(Admission::Admitted { remaining: vec![4, 0].into() }));
+        assert_eq!(
+            c.admit(&charges, false),
+            Ok(Admission::Admitted { remaining: vec![4, 0].into(), passed: vec![(1, 100)].into() })
+        );
         assert_eq!(c.admit(&charges, false), Ok(Admission::Exhausted { index: 1 }));
         assert_eq!(c.count(&charges[0].key, "r"), Ok(1), "the denied call consumed nothing");
     }
@@ -451,7 +495,10 @@ mod tests {
     fn a_dry_run_reports_without_counting() {
         let c = MemoryCounter::new();
         let charges = [charge(0, 2)];
-        assert_eq!(c.admit(&charges, true), Ok(Admission::Admitted { remaining: vec![1].into() }));
+        assert_eq!(
+            c.admit(&charges, true),
+            Ok(Admission::Admitted { remaining: vec![1].into(), passed: Passed::new() })
+        );
         assert_eq!(c.count(&charges[0].key, "r"), Ok(0));
         assert!(c.drain_dirty().is_empty());
     }

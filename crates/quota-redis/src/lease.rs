@@ -29,7 +29,13 @@ struct Lease {
     /// The counter's value in Redis (units handed out to every node) when last seen.
     handed_out_seen: u64,
     window_end: i64,
+    /// Alert thresholds (bit 1: 80 %, bit 2: 100 %) that a lease of this node carried Redis's
+    /// count past, not yet reported to an admitted call.
+    passed: u8,
 }
+
+/// The bit of `passed` for each threshold.
+const THRESHOLDS: [(u8, u8); 2] = [(1, 80), (2, 100)];
 
 impl Lease {
     /// Notes Redis's count (before any units this exchange granted). Counts only grow; one below
@@ -113,9 +119,19 @@ impl Leases {
         }
     }
 
-    /// Records a lease of `granted` units of `rule_id`'s counter; Redis's count is now
-    /// `handed_out`.
-    pub fn grant(&mut self, key: CounterKey, rule_id: &str, window_end: i64, granted: u64, handed_out: u64) {
+    /// Records a lease of `granted` units of `rule_id`'s counter (of `limit`); Redis's count is
+    /// now `handed_out`. Redis hands units out atomically, so the lease that takes its count past
+    /// an alert threshold is the only one that does, on any node: that threshold is noted here,
+    /// to be reported with the next admitted call ([`Leases::take_passed`]).
+    pub fn grant(
+        &mut self,
+        key: CounterKey,
+        rule_id: &str,
+        window_end: i64,
+        limit: u64,
+        granted: u64,
+        handed_out: u64,
+    ) {
         let lease = match self.lease_mut(&key, rule_id) {
             Some(lease) => lease,
             None => self.map.entry(key).or_insert(Lease {
@@ -123,11 +139,23 @@ impl Leases {
                 available: 0,
                 handed_out_seen: 0,
                 window_end,
+                passed: 0,
             }),
         };
-        lease.see(handed_out.saturating_sub(granted));
+        let before = handed_out.saturating_sub(granted);
+        lease.see(before);
         lease.available += granted;
         lease.handed_out_seen = handed_out;
+        for percent in permgate_core::quota::thresholds_passed(limit, before, handed_out) {
+            lease.passed |= THRESHOLDS.iter().find(|&&(_, p)| p == percent).map_or(0, |&(bit, _)| bit);
+        }
+    }
+
+    /// The alert thresholds (percent) that this node's leases of `rule_id`'s counter passed and
+    /// that no call was told of yet; each is told once.
+    pub fn take_passed(&mut self, key: &CounterKey, rule_id: &str) -> impl Iterator<Item = u8> + use<> {
+        let bits = self.lease_mut(key, rule_id).map_or(0, |l| std::mem::take(&mut l.passed));
+        THRESHOLDS.into_iter().filter(move |&(bit, _)| bits & bit != 0).map(|(_, percent)| percent)
     }
 
     /// Records Redis's count of `rule_id`'s counter read without leasing (a dry run or `count`).
@@ -172,11 +200,11 @@ mod tests {
     fn units_leased_for_one_rule_are_never_spent_on_another_rule_at_the_same_index() {
         // A catalog reload removed `talk_daily`, and `map_daily` is rule 0 now.
         let mut l = Leases::default();
-        l.grant(key(0), R, 60, 50, 50);
+        l.grant(key(0), R, 60, 1000, 50, 50);
         assert_eq!(l.available(&key(0), "map_daily"), 0);
         assert_eq!(l.remaining(&key(0), "map_daily", 100), 100, "nothing known of map_daily");
         assert_eq!(l.take(&key(0), "map_daily", 100), Local::Refill(6), "asked of Redis, not taken from talk_daily's");
-        l.grant(key(0), "map_daily", 60, 1, 99);
+        l.grant(key(0), "map_daily", 60, 1000, 1, 99);
         assert_eq!(l.take(&key(0), "map_daily", 100), Local::Took);
         assert_eq!(l.take(&key(0), "map_daily", 100), Local::Refill(1));
         assert_eq!(l.available(&key(0), R), 0, "talk_daily's lease is gone, not revived");
@@ -184,9 +212,23 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_that_passes_a_threshold_reports_it_once() {
+        let mut l = Leases::default();
+        l.grant(key(0), R, 60, 100, 6, 78);
+        assert_eq!(l.take_passed(&key(0), R).collect::<Vec<_>>(), Vec::<u8>::new(), "72 → 78 of 100");
+        l.grant(key(0), R, 60, 100, 3, 81);
+        assert_eq!(l.take_passed(&key(0), R).collect::<Vec<_>>(), vec![80]);
+        assert_eq!(l.take_passed(&key(0), R).collect::<Vec<_>>(), Vec::<u8>::new(), "told once");
+        l.grant(key(0), R, 60, 100, 19, 100);
+        assert_eq!(l.take_passed(&key(0), "map_daily").collect::<Vec<_>>(), Vec::<u8>::new(), "another rule's");
+        l.grant(key(0), R, 60, 10, 10, 10);
+        assert_eq!(l.take_passed(&key(0), R).collect::<Vec<_>>(), vec![80, 100], "one lease passed both");
+    }
+
+    #[test]
     fn a_redis_that_lost_its_count_takes_this_nodes_unspent_units_with_it() {
         let mut l = Leases::default();
-        l.grant(key(0), R, 60, 5, 6);
+        l.grant(key(0), R, 60, 1000, 5, 6);
         // Redis restarted empty: a dry run reads 0.
         l.seen(&key(0), R, 0);
         assert_eq!(l.available(&key(0), R), 0, "the units are no longer counted in Redis");
@@ -194,15 +236,15 @@ mod tests {
         assert_eq!(l.take(&key(0), R, 100), Local::Refill(6));
         // The same seen in a lease's reply: 3 granted, the count 3 (it was 6).
         let mut l = Leases::default();
-        l.grant(key(0), R, 60, 5, 6);
-        l.grant(key(0), R, 60, 3, 3);
+        l.grant(key(0), R, 60, 1000, 5, 6);
+        l.grant(key(0), R, 60, 1000, 3, 3);
         assert_eq!(l.available(&key(0), R), 3);
         assert_eq!(l.remaining(&key(0), R, 100), 100, "97 nobody holds and this node's 3");
         // Counts that grow keep the units.
         let mut l = Leases::default();
-        l.grant(key(0), R, 60, 5, 6);
+        l.grant(key(0), R, 60, 1000, 5, 6);
         l.seen(&key(0), R, 9);
-        l.grant(key(0), R, 60, 2, 11);
+        l.grant(key(0), R, 60, 1000, 2, 11);
         assert_eq!(l.available(&key(0), R), 7);
     }
 
@@ -226,7 +268,7 @@ mod tests {
     #[test]
     fn granted_units_are_spent_locally_then_a_smaller_lease_is_asked_for() {
         let mut l = Leases::default();
-        l.grant(key(0), R, 60, 2, 900);
+        l.grant(key(0), R, 60, 1000, 2, 900);
         assert_eq!(l.take(&key(0), R, 1000), Local::Took);
         assert_eq!(l.remaining(&key(0), R, 1000), 101);
         assert_eq!(l.take(&key(0), R, 1000), Local::Took);
@@ -237,7 +279,7 @@ mod tests {
     #[test]
     fn a_counter_seen_at_its_limit_is_exhausted_without_asking() {
         let mut l = Leases::default();
-        l.grant(key(0), R, 60, 1, 10);
+        l.grant(key(0), R, 60, 1000, 1, 10);
         assert_eq!(l.take(&key(0), R, 10), Local::Took, "the last unit was leased to this node");
         assert_eq!(l.take(&key(0), R, 10), Local::Exhausted);
         assert_eq!(l.take(&key(0), R, 11), Local::Refill(1), "a raised limit is asked about");
@@ -249,7 +291,7 @@ mod tests {
     fn leases_of_ended_windows_are_dropped_when_a_later_window_is_charged() {
         let mut l = Leases::default();
         l.observe(0);
-        l.grant(key(0), R, 60, 5, 5);
+        l.grant(key(0), R, 60, 1000, 5, 5);
         l.observe(30);
         assert_eq!(l.available(&key(0), R), 5, "still inside [0, 60)");
         l.observe(60);
@@ -263,7 +305,7 @@ mod tests {
         let mut l = Leases::default();
         l.seen(&key(0), R, 4);
         assert_eq!(l.len(), 0);
-        l.grant(key(0), R, 60, 3, 3);
+        l.grant(key(0), R, 60, 1000, 3, 3);
         l.seen(&key(0), R, 8);
         assert_eq!(l.remaining(&key(0), R, 10), 5);
     }

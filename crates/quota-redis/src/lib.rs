@@ -40,6 +40,10 @@
 //! - `remaining` in an [`Admission::Admitted`] is this node's best knowledge: the units nobody had
 //!   leased when it last read Redis, plus its own unspent units. `count` is Redis's value minus
 //!   this node's unspent units: both count other nodes' unspent units as used.
+//! - **Alerts (80 % and 100 % of an app-wide rule) are sent once per threshold and window**, by
+//!   the node whose lease took Redis's count past the threshold, with its next admitted call of
+//!   that counter. A threshold is passed when the units *handed out* reach it, so an alert can
+//!   come up to one lease (at most 1/16 of what was left) before the calls that spend them.
 //! - Once this node has seen a counter at its limit, it denies that counter without asking Redis
 //!   again in that window, since handed-out units only grow (unless the limit is raised).
 //! - One Redis (or a primary with replicas), not Redis Cluster: a dry run reads all its charges
@@ -67,7 +71,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use permgate_core::quota::{Admission, Charge, CounterError, CounterKey, QuotaCounter};
+use permgate_core::quota::{Admission, Charge, CounterError, CounterKey, Passed, QuotaCounter};
 
 use crate::lease::{Leases, Local};
 use crate::link::{Link, key_name};
@@ -165,7 +169,7 @@ impl RedisCounter {
                     return Err(e);
                 }
                 Ok((granted, handed_out)) => {
-                    leases.grant(c.key, c.rule_id, c.window_end, granted, handed_out);
+                    leases.grant(c.key, c.rule_id, c.window_end, c.limit, granted, handed_out);
                     if granted == 0 || leases.take(&c.key, c.rule_id, c.limit) != Local::Took {
                         give_back(leases, &taken);
                         return Ok(Admission::Exhausted { index });
@@ -175,8 +179,13 @@ impl RedisCounter {
             }
         }
         let remaining = charges.iter().map(|c| leases.remaining(&c.key, c.rule_id, c.limit)).collect();
+        let mut passed = Passed::new();
+        for (index, c) in charges.iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            leases.take_passed(&c.key, c.rule_id).for_each(|percent| passed.push((index, percent)));
+        }
         self.admissions.fetch_add(1, Ordering::Relaxed);
-        Ok(Admission::Admitted { remaining })
+        Ok(Admission::Admitted { remaining, passed })
     }
 
     fn peek(&self, charges: &[Charge<'_>]) -> Result<Admission, CounterError> {
@@ -198,7 +207,7 @@ impl RedisCounter {
             }
             remaining.push(left.saturating_sub(uses(charges.len(), &c.key)));
         }
-        Ok(Admission::Admitted { remaining })
+        Ok(Admission::Admitted { remaining, passed: Passed::new() })
     }
 }
 

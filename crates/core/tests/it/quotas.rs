@@ -291,14 +291,14 @@ fn alerts_fire_once_at_80_and_100_percent_of_app_wide_rules() {
     assert_eq!(alerts, vec![("monthly".to_owned(), 80), ("monthly".to_owned(), 100)]);
 }
 
-/// A shared counter's answer is its node's estimate: one that says more is left than the limit
-/// (a Redis that lost its count did that) is no reason to fail the call, and a limit near
-/// `u64::MAX` (a grant may raise a limit to any number) no reason to overflow.
-struct Estimate(u64);
+/// A shared counter's answer is its node's estimate, and it reports which thresholds a call
+/// passed: alerts come from that report alone, whatever `remaining` says (here more than the
+/// limit, as a Redis that lost its count could make it), and for any limit.
+struct Estimate(u64, Vec<(u32, u8)>);
 
 impl QuotaCounter for Estimate {
     fn admit(&self, charges: &[Charge<'_>], _: bool) -> Result<Admission, CounterError> {
-        Ok(Admission::Admitted { remaining: charges.iter().map(|_| self.0).collect() })
+        Ok(Admission::Admitted { remaining: charges.iter().map(|_| self.0).collect(), passed: self.1.clone().into() })
     }
     fn count(&self, _: &CounterKey, _: &str) -> Result<u64, CounterError> {
         Ok(0)
@@ -306,16 +306,23 @@ impl QuotaCounter for Estimate {
 }
 
 #[test]
-fn alerts_survive_a_counter_that_reports_more_left_than_the_limit_and_any_limit() {
+fn alerts_are_the_thresholds_the_counter_says_a_call_passed() {
     let q = Query { method: "GET", path: "/search", authorization: Some("KakaoAK rest"), ..Query::default() };
-    for (limit, left, alerts) in
-        [(10, 14, 0), (u64::MAX, u64::MAX - 1, 0), (u64::MAX, u64::MAX / 5, 1), (u64::MAX, 0, 1)]
-    {
+    // `/search` is charged `daily` (raised to `limit` by the boost), then `monthly` (5).
+    for limit in [10, u64::MAX] {
         let s = world(vec![boost(limit, None)], None);
-        let d = decide_and_count(&s, &q, &Estimate(left), LATE, true, CounterFailure::Closed);
-        assert!(d.allow, "{limit} {left}: {d:?}");
-        let boosted: Vec<u8> = d.alerts.iter().filter(|a| a.limit == limit).map(|a| a.percent).collect();
-        assert_eq!(boosted.len(), alerts, "{limit} {left}: {:?}", d.alerts);
+        for (left, passed, expected) in [
+            (limit.saturating_add(4), vec![], vec![]),
+            (0, vec![], vec![]),
+            (limit / 5, vec![(0, 80)], vec![("daily", limit, 80)]),
+            (0, vec![(1, 100)], vec![("monthly", 5, 100)]),
+            (0, vec![(0, 100), (1, 80)], vec![("daily", limit, 100), ("monthly", 5, 80)]),
+        ] {
+            let d = decide_and_count(&s, &q, &Estimate(left, passed), LATE, true, CounterFailure::Closed);
+            assert!(d.allow, "{limit} {left}: {d:?}");
+            let alerts: Vec<(&str, u64, u8)> = d.alerts.iter().map(|a| (a.rule.as_str(), a.limit, a.percent)).collect();
+            assert_eq!(alerts, expected, "{limit} {left}");
+        }
     }
 }
 
