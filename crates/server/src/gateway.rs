@@ -2,7 +2,9 @@
 //! (and counted) by the same engine as `/v1/check`; an allowed call goes to the upstream its path
 //! prefix names, with `X-Permgate-App-Id`, `X-Permgate-Restriction` and `X-Permgate-User`, its
 //! body and the response streamed; a denied call gets the Kakao status and body. Responses of APIs
-//! with guarded fields (`/v2/user/me`) are read, filtered and re-sent.
+//! with guarded fields (`/v2/user/me`) are asked for unencoded and whole (no `Range`), read,
+//! filtered and re-sent; one that cannot be read as JSON is not passed on (502), since its fields
+//! could not be filtered. A call with `Authorization`, `Origin` or `KA` twice is refused (400).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +12,12 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::header::{
-    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
-    RETRY_AFTER, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, HOST, IF_RANGE, ORIGIN,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RANGE, RETRY_AFTER, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -99,6 +101,8 @@ pub async fn serve_gateway(
     crate::serve_with(listener, proxy, shutdown).await
 }
 
+static KA: HeaderName = HeaderName::from_static("ka");
+
 static HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -125,46 +129,75 @@ fn gateway_error(status: StatusCode, msg: String) -> Response {
     (status, axum::Json(serde_json::json!({"msg": msg, "code": -1}))).into_response()
 }
 
+/// A denied call's answer: the Kakao status and body, and `Retry-After` on a quota deny.
+fn denial(decision: &permgate_core::decision::Decision) -> Response {
+    let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::FORBIDDEN);
+    let mut r = (status, axum::Json(decision.error_body())).into_response();
+    if let Some(seconds) = decision.retry_after {
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    r
+}
+
 async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     let services = g.state.services().map_err(IntoResponse::into_response)?;
     let (mut parts, body) = req.into_parts();
+    if let Some(name) = crate::handlers::authz::credential_twice(&parts.headers) {
+        return Err(ApiError::invalid(format!(
+            "the {name} header is sent more than once: a call is decided on one credential"
+        ))
+        .into_response());
+    }
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let header = |name: &HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let (authorization, origin, ka) = (header(&AUTHORIZATION), header(&ORIGIN), header(&KA));
+    let query = |recipients| permgate_core::Query {
+        method: parts.method.as_str(),
+        path: &path_and_query,
+        authorization,
+        origin,
+        ka,
+        recipients,
+        explain: false,
+    };
 
-    // Message APIs count per recipient: read the body to find them.
+    // Message APIs count per recipient: read the body to find them, once the call is known to be
+    // allowed (uncounted: a denied caller makes the gateway read nothing), within the time limit.
     let recipient_field = Method::parse(parts.method.as_str()).and_then(|m| {
         services.snapshot.read().catalog().route(m, &path_and_query).and_then(|a| a.recipient_from.clone())
     });
     let (body, recipients) = match recipient_field {
         None => (body, Vec::new()),
         Some(field) => {
-            let bytes = axum::body::to_bytes(body, MAX_BUFFERED).await.map_err(|_| {
-                ApiError::invalid(format!("the body is larger than {MAX_BUFFERED} bytes")).into_response()
-            })?;
+            let first = g.state.decide(&query(&[]), false).await.map_err(IntoResponse::into_response)?;
+            if !first.allow {
+                return Ok(denial(&first));
+            }
+            let bytes = tokio::time::timeout(g.timeout, axum::body::to_bytes(body, MAX_BUFFERED))
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        -2,
+                        format!("the body did not arrive within {:?}", g.timeout),
+                    )
+                    .into_response()
+                })?
+                .map_err(|_| {
+                    ApiError::invalid(format!("the body is larger than {MAX_BUFFERED} bytes")).into_response()
+                })?;
             let recipients = recipients_in(&bytes, &field);
             (Body::from(bytes), recipients)
         }
     };
 
     let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
-    let header = |name: &HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let query = permgate_core::Query {
-        method: parts.method.as_str(),
-        path: &path_and_query,
-        authorization: header(&AUTHORIZATION),
-        origin: header(&ORIGIN),
-        ka: header(&HeaderName::from_static("ka")),
-        recipients: &recipients,
-        explain: false,
-    };
-    let decision = g.state.decide(&query, true).await.map_err(IntoResponse::into_response)?;
+    let decision = g.state.decide(&query(&recipients), true).await.map_err(IntoResponse::into_response)?;
     if !decision.allow {
-        let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::FORBIDDEN);
-        let mut r = (status, axum::Json(decision.error_body())).into_response();
-        if let Some(seconds) = decision.retry_after {
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        return Ok(r);
+        return Ok(denial(&decision));
     }
+    // Guarded fields are filtered from the whole, unencoded response.
+    let guarded = response::guards_fields(&services.snapshot.read(), &decision);
 
     let Some(base) = g.upstreams.pick(parts.uri.path()) else {
         return Err(gateway_error(StatusCode::BAD_GATEWAY, format!("no upstream serves {}", parts.uri.path())));
@@ -188,6 +221,11 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     set("x-permgate-restriction", decision.restriction.map(|r| r.as_str().to_owned()));
     set("x-permgate-would-deny", decision.would_deny.as_ref().map(|w| format!("{} {}", w.code, w.shadow)));
     set("x-permgate-user", decision.user.clone());
+    if guarded {
+        parts.headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        parts.headers.remove(RANGE);
+        parts.headers.remove(IF_RANGE);
+    }
     parts.uri = target;
     let upstream_req = axum::http::Request::from_parts(parts, body);
     let response = match tokio::time::timeout(g.timeout, g.client.request(upstream_req)).await {
@@ -203,22 +241,36 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     let (mut head, incoming) = response.into_parts();
     strip(&mut head.headers);
 
-    let filter = head.status.is_success()
-        && head.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.contains("json"))
-        && response::guards_fields(&services.snapshot.read(), &decision);
-    if !filter {
+    if !(guarded && head.status.is_success()) {
         return Ok(Response::from_parts(head, Body::new(incoming)));
     }
-    let bytes: Bytes = tokio::time::timeout(g.timeout, incoming.collect())
+    // Fails closed: a guarded answer that permgate cannot read is not passed on unfiltered.
+    if let Some(encoding) =
+        head.headers.get(CONTENT_ENCODING).filter(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(gateway_error(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "the upstream's answer to an API with guarded fields is encoded ({}) although asked for identity: it cannot be filtered",
+                String::from_utf8_lossy(encoding.as_bytes())
+            ),
+        ));
+    }
+    let bytes: Bytes = tokio::time::timeout(g.timeout, Limited::new(incoming, MAX_BUFFERED).collect())
         .await
         .map_err(|_| {
             gateway_error(StatusCode::GATEWAY_TIMEOUT, "the upstream's response did not finish in time".into())
         })?
         .map_err(|e| gateway_error(StatusCode::BAD_GATEWAY, format!("reading the upstream's response: {e}")))?
         .to_bytes();
+    if bytes.is_empty() {
+        return Ok(Response::from_parts(head, Body::empty()));
+    }
     let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        // Not JSON after all: nothing to filter, pass it on as it came.
-        return Ok(Response::from_parts(head, Body::from(bytes)));
+        return Err(gateway_error(
+            StatusCode::BAD_GATEWAY,
+            "the upstream's answer to an API with guarded fields is not JSON: it cannot be filtered".into(),
+        ));
     };
     response::filter(&services.snapshot.read(), &decision, services.clock.now(), &mut json);
     let out = json.to_string();

@@ -5,8 +5,13 @@
 //! - Envoy `ext_authz` (HTTP, `path_prefix: /v1/authz`): the original method, and the original
 //!   path after the prefix.
 //!
-//! Allowed: 200 with `X-Permgate-App-Id` (and `X-Permgate-Restriction`, `X-Permgate-User`) for the
-//! gateway to pass upstream. Denied: the Kakao status and `{"msg", "code"}` body, with
+//! Refused (400, -2) when a call is named both ways (`X-Original-*` and `X-Forwarded-*`: one set
+//! came from the caller, since a proxy sends one), or when `Authorization`, `Origin` or `KA` comes
+//! more than once (one call is decided on one credential, and an upstream might read the other).
+//!
+//! Allowed: 200 with `X-Permgate-App-Id`, `X-Permgate-Restriction`, `X-Permgate-User` and
+//! `X-Permgate-Would-Deny` for the gateway to pass upstream, each present (empty when it does not
+//! apply), so that a proxy copying them replaces any a caller sent. Denied: the Kakao status and `{"msg", "code"}` body, with
 //! `X-Permgate-Code`, `X-Permgate-Status`, `X-Permgate-Msg` and `X-Permgate-Body` (the JSON
 //! body, ASCII-escaped) so that a gateway which replaces the body (nginx) can send it back. The call is counted against its quotas.
 
@@ -32,6 +37,7 @@ pub async fn authz(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.admit_gateway(&headers)?;
+    refuse_ambiguity(&headers)?;
     let original_method = header(&headers, "x-original-method")
         .or_else(|| header(&headers, "x-forwarded-method"))
         .unwrap_or(method.as_str());
@@ -62,6 +68,30 @@ pub async fn authz(
     Ok(respond(&decision))
 }
 
+/// Refuses a call named twice, or with a credential header given twice (see the module's notes).
+fn refuse_ambiguity(headers: &HeaderMap) -> Result<(), ApiError> {
+    let has = |name: &str| headers.contains_key(name);
+    if (has("x-original-method") || has("x-original-uri")) && (has("x-forwarded-method") || has("x-forwarded-uri")) {
+        return Err(ApiError::invalid(
+            "the call is named twice, by X-Original-Method/X-Original-URI and by X-Forwarded-Method/X-Forwarded-Uri: \
+             a proxy sends one set, so the other came from the caller; have the proxy pass only its own \
+             (Traefik: authRequestHeaders)",
+        ));
+    }
+    if let Some(name) = credential_twice(headers) {
+        return Err(ApiError::invalid(format!(
+            "the {name} header is sent more than once: a call is decided on one credential"
+        )));
+    }
+    Ok(())
+}
+
+/// The credential header (`authorization`, `origin` or `ka`) given more than once, if any: a call
+/// is decided on one value, and an upstream might read the other.
+pub(crate) fn credential_twice(headers: &HeaderMap) -> Option<&'static str> {
+    ["authorization", "origin", "ka"].into_iter().find(|name| headers.get_all(*name).iter().nth(1).is_some())
+}
+
 /// Text made safe for a header value: non-ASCII and control characters become JSON `\\uXXXX`
 /// escapes, which keeps a JSON body valid.
 fn ascii(text: &str) -> String {
@@ -85,15 +115,12 @@ fn respond(d: &Decision) -> Response {
         headers.push(("x-permgate-app-id", app.to_string()));
     }
     let mut response = if d.allow {
-        if let Some(w) = &d.would_deny {
-            headers.push(("x-permgate-would-deny", format!("{} {}", w.code, w.shadow)));
-        }
-        if let Some(r) = d.restriction {
-            headers.push(("x-permgate-restriction", r.as_str().to_owned()));
-        }
-        if let Some(user) = &d.user {
-            headers.push(("x-permgate-user", user.clone()));
-        }
+        // Each one present, empty when it does not apply: Envoy copies only what the answer has,
+        // and a caller's own `X-Permgate-User` must not reach the upstream as if permgate said so.
+        let would_deny = d.would_deny.as_ref().map(|w| format!("{} {}", w.code, w.shadow));
+        headers.push(("x-permgate-would-deny", would_deny.unwrap_or_default()));
+        headers.push(("x-permgate-restriction", d.restriction.map(|r| r.as_str().to_owned()).unwrap_or_default()));
+        headers.push(("x-permgate-user", ascii(d.user.as_deref().unwrap_or_default())));
         StatusCode::OK.into_response()
     } else {
         headers.push(("x-permgate-code", d.code.to_string()));

@@ -47,6 +47,43 @@ both_backends! {
 }
 
 both_backends! {
+    async fn a_call_named_twice_or_a_credential_sent_twice_is_refused(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Shop").await;
+        let key = format!("KakaoAK {}", key_of(&app, "rest_api"));
+        // Behind Traefik (which passes the caller's headers on), a caller adding nginx's headers
+        // would have another call decided than the one Traefik forwards.
+        let both = [
+            ("x-forwarded-method", "POST".to_owned()),
+            ("x-forwarded-uri", "/v1/api/talk/friends/message/default/send".to_owned()),
+            ("x-original-method", "GET".to_owned()),
+            ("x-original-uri", LOCAL.to_owned()),
+            ("authorization", key.clone()),
+        ];
+        let (status, _, body) = authz(&t, Method::GET, "/v1/authz", &both).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{body}");
+        assert!(body["msg"].as_str().is_some_and(|m| m.contains("named twice")), "{body}");
+
+        let mut req = t.client.get(format!("{}/v1/authz", t.base))
+            .header("x-original-method", "GET")
+            .header("x-original-uri", LOCAL);
+        req = req.header("authorization", key.clone()).header("authorization", "Bearer another-apps-user-token");
+        let resp = req.send().await.unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let body: Value = resp.json().await.unwrap_or_default();
+        assert!(body["msg"].as_str().is_some_and(|m| m.contains("authorization header is sent more than once")), "{body}");
+
+        // Allowed: every header permgate passes upstream is there, empty when it does not apply.
+        let nginx = [("x-original-method", "GET".to_owned()), ("x-original-uri", LOCAL.to_owned()), ("authorization", key)];
+        let (status, headers, _) = authz(&t, Method::GET, "/v1/authz", &nginx).await;
+        assert_eq!(status, StatusCode::OK);
+        for name in ["x-permgate-user", "x-permgate-restriction", "x-permgate-would-deny"] {
+            assert_eq!(h(&headers, name), Some(""), "{name}");
+        }
+    }
+}
+
+both_backends! {
     async fn denials_carry_the_kakao_status_body_and_headers(t) {
         let (_, dev) = t.account("dev", "developer").await;
         let app = t.app(&dev, "Ads").await;

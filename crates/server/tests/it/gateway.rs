@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
+use axum::response::IntoResponse;
 use permgate_server::{AppState, Upstreams, serve_gateway};
 use permgate_testkit::{TestApp, both_backends, key_of};
 use reqwest::StatusCode;
@@ -14,14 +15,22 @@ use serde_json::{Value, json};
 async fn upstream(name: &'static str) -> std::net::SocketAddr {
     let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
         let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        if uri.path() == "/v2/user/me" && headers.contains_key("x-test-gzip") {
+            return ([("content-type", "application/json"), ("content-encoding", "gzip")], "\u{1f}\u{8b}not-really").into_response();
+        }
+        if uri.path() == "/v2/user/me" && headers.contains_key("x-test-text") {
+            return ([("content-type", "text/plain")], "email: ryan@kakao.example").into_response();
+        }
         if uri.path() == "/v2/user/me" {
             return axum::Json(json!({
+                "seen_accept_encoding": get("accept-encoding"), "seen_range": get("range"),
                 "id": 42, "account_id": 7, "talk_user_id": 9,
                 "kakao_account": {
                     "profile_nickname_needs_agreement": false, "profile": {"nickname": "Ryan"},
                     "email_needs_agreement": false, "email": "ryan@kakao.example", "is_email_valid": true
                 }
-            }));
+            }))
+            .into_response();
         }
         if headers.contains_key("x-test-slow") {
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -31,6 +40,7 @@ async fn upstream(name: &'static str) -> std::net::SocketAddr {
             "app_id": get("x-permgate-app-id"), "restriction": get("x-permgate-restriction"), "user": get("x-permgate-user"),
             "body": String::from_utf8_lossy(&body),
         }))
+        .into_response()
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| unreachable!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| unreachable!("{e}"));
@@ -135,6 +145,80 @@ both_backends! {
         let (_, _, body) = send(&t, me()).await;
         assert_eq!(body["account_id"], 7, "{body}");
         assert!(body.get("talk_user_id").is_none());
+    }
+}
+
+both_backends! {
+    async fn a_guarded_answer_is_asked_for_whole_and_unencoded_and_never_passed_on_unread(t) {
+        let main = upstream("main").await;
+        let gw = gateway(&t, &format!("http://{main}"), Duration::from_secs(5)).await;
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Login").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        t.put(&format!("/v1/apps/{id}/products/kakao_login"), &dev, json!({"activated": true})).await;
+        t.consent(id, &dev, &["profile_nickname"]).await;
+        let user = format!("Bearer {}", t.user_token(id, "u1", "profile_nickname"));
+        let me = || t.client.get(format!("{gw}/v2/user/me")).header("authorization", &user);
+
+        // The caller asks for gzip and a part; the upstream is asked for neither.
+        let (status, _, body) = send(&t, me().header("accept-encoding", "gzip").header("range", "bytes=0-20")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!((body["seen_accept_encoding"].as_str(), body["seen_range"].as_str()), (Some("identity"), Some("")));
+        assert!(body["kakao_account"].get("email").is_none(), "{body}");
+        // An upstream that encodes anyway, or answers with what is not JSON: nothing of it is
+        // passed on, since its personal fields could not be filtered.
+        let (status, _, body) = send(&t, me().header("x-test-gzip", "1")).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::BAD_GATEWAY, Some(-1)), "{body}");
+        assert!(body["msg"].as_str().is_some_and(|m| m.contains("encoded (gzip)")), "{body}");
+        let (status, _, body) = send(&t, me().header("x-test-text", "1")).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::BAD_GATEWAY, Some(-1)), "{body}");
+        assert!(body.to_string().find("ryan@").is_none(), "{body}");
+    }
+}
+
+/// Sends `head` (a request head announcing a body that never comes) straight to the gateway:
+/// the status it answers with and how long that took.
+async fn status_without_the_body(gw: &str, head: String) -> (u16, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        tokio::net::TcpStream::connect(gw.trim_start_matches("http://")).await.unwrap_or_else(|e| unreachable!("{e}"));
+    stream.write_all(head.as_bytes()).await.unwrap_or_else(|e| unreachable!("{e}"));
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| unreachable!("no answer within 5 s"))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let text = String::from_utf8_lossy(&buf[..n]);
+    (text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), started.elapsed())
+}
+
+both_backends! {
+    async fn a_message_body_is_read_only_for_an_allowed_call_and_only_for_so_long(t) {
+        let main = upstream("main").await;
+        let timeout = Duration::from_millis(300);
+        let gw = gateway(&t, &format!("http://{main}"), timeout).await;
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Shop").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        t.consent(id, &dev, &["friends", "talk_message"]).await;
+        let user = format!("Bearer {}", t.user_token(id, "u1", "friends talk_message"));
+        let head = |auth: &str| format!(
+            "POST /v1/api/talk/friends/message/default/send HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 1000000\r\n{auth}\r\n"
+        );
+        // Without a credential the call is denied before its body is waited for.
+        let (status, took) = status_without_the_body(&gw, head("")).await;
+        assert_eq!(status, 401);
+        assert!(took < timeout, "took {took:?}");
+        // An allowed call whose body does not come is answered when the time limit passes.
+        let (status, took) = status_without_the_body(&gw, head(&format!("authorization: {user}\r\n"))).await;
+        assert_eq!(status, 408);
+        assert!(took >= timeout && took < timeout * 6, "took {took:?}");
+
+        // Two credentials: refused, whichever the upstream would have read.
+        let (status, _, body) = send(&t, t.client.get(format!("{gw}/v2/local/search/keyword.json"))
+            .header("authorization", &user).header("authorization", format!("KakaoAK {}", key_of(&app, "rest_api")))).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{body}");
     }
 }
 

@@ -33,7 +33,8 @@ async fn upstream() -> std::net::SocketAddr {
     let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
         let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         axum::Json(
-            json!({"upstream": true, "app_id": get("x-permgate-app-id"), "restriction": get("x-permgate-restriction")}),
+            json!({"upstream": true, "app_id": get("x-permgate-app-id"), "restriction": get("x-permgate-restriction"),
+                "user": get("x-permgate-user"), "would_deny": get("x-permgate-would-deny")}),
         )
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| unreachable!("{e}"));
@@ -109,6 +110,28 @@ async fn nginx_auth_request_passes_allowed_calls_and_answers_denials_like_kakao(
     let (status, _, body) =
         read(get("/v1/api/talk/friends", &user).await.unwrap_or_else(|e| unreachable!("{e}"))).await;
     assert_eq!((status, body["restriction"].as_str()), (StatusCode::OK, Some("members_only")), "{body}");
+    assert_eq!(body["user"].as_str(), Some("u1"), "{body}");
+
+    // permgate's headers reach the upstream from permgate only: a caller's own are replaced.
+    let forged = t
+        .client
+        .get(format!("http://127.0.0.1:{port}/v2/local/search/keyword.json?query=coffee"))
+        .header("authorization", rest.clone())
+        .header("x-permgate-user", "someone-else")
+        .header("x-permgate-restriction", "none")
+        .header("x-permgate-would-deny", "0 forged")
+        .header("x-permgate-app-id", "1")
+        .send()
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let (status, _, body) = read(forged).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["user"].as_str(), body["restriction"].as_str(), body["would_deny"].as_str()),
+        (Some(""), Some(""), Some("")),
+        "{body}"
+    );
+    assert_eq!(body["app_id"].as_str(), Some(id.to_string().as_str()));
 
     let (status, _, body) =
         read(get("/openapi/v4/adAccounts/pages", &user).await.unwrap_or_else(|e| unreachable!("{e}"))).await;
