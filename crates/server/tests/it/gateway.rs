@@ -120,16 +120,22 @@ both_backends! {
     }
 }
 
+/// A gateway in front of the test upstream, and an app with Kakao Login whose user consented to
+/// their nickname only: the gateway's URL, the app's id and the user's `Authorization`.
+async fn login_gateway(t: &TestApp) -> (String, i64, String) {
+    let main = upstream("main").await;
+    let gw = gateway(t, &format!("http://{main}"), Duration::from_secs(5)).await;
+    let (_, dev) = t.account("dev", "developer").await;
+    let app = t.app(&dev, "Login").await;
+    let id = app["id"].as_i64().unwrap_or_default();
+    t.put(&format!("/v1/apps/{id}/products/kakao_login"), &dev, json!({"activated": true})).await;
+    t.consent(id, &dev, &["profile_nickname"]).await;
+    (gw, id, format!("Bearer {}", t.user_token(id, "u1", "profile_nickname")))
+}
+
 both_backends! {
     async fn user_info_is_filtered_by_consent_and_response_permissions(t) {
-        let main = upstream("main").await;
-        let gw = gateway(&t, &format!("http://{main}"), Duration::from_secs(5)).await;
-        let (_, dev) = t.account("dev", "developer").await;
-        let app = t.app(&dev, "Login").await;
-        let id = app["id"].as_i64().unwrap_or_default();
-        t.put(&format!("/v1/apps/{id}/products/kakao_login"), &dev, json!({"activated": true})).await;
-        t.consent(id, &dev, &["profile_nickname"]).await;
-        let user = format!("Bearer {}", t.user_token(id, "u1", "profile_nickname"));
+        let (gw, id, user) = login_gateway(&t).await;
         let me = || t.client.get(format!("{gw}/v2/user/me")).header("authorization", &user);
 
         let (status, _, body) = send(&t, me()).await;
@@ -150,14 +156,7 @@ both_backends! {
 
 both_backends! {
     async fn a_guarded_answer_is_asked_for_whole_and_unencoded_and_never_passed_on_unread(t) {
-        let main = upstream("main").await;
-        let gw = gateway(&t, &format!("http://{main}"), Duration::from_secs(5)).await;
-        let (_, dev) = t.account("dev", "developer").await;
-        let app = t.app(&dev, "Login").await;
-        let id = app["id"].as_i64().unwrap_or_default();
-        t.put(&format!("/v1/apps/{id}/products/kakao_login"), &dev, json!({"activated": true})).await;
-        t.consent(id, &dev, &["profile_nickname"]).await;
-        let user = format!("Bearer {}", t.user_token(id, "u1", "profile_nickname"));
+        let (gw, _, user) = login_gateway(&t).await;
         let me = || t.client.get(format!("{gw}/v2/user/me")).header("authorization", &user);
 
         // The caller asks for gzip and a part; the upstream is asked for neither.
