@@ -143,9 +143,15 @@ impl Services {
         let log = self.store.recent_decisions(KEEP)?;
         let records = self.store.app_records()?;
         let now = self.clock.now();
-        let current = self.snapshot.read();
-        let catalog_diff = diff(current.catalog(), &new);
-        let candidate = Snapshot::build(Arc::new(new), current.verifier.clone(), records.iter().cloned());
+        // Both sides are built from the same records, without holding the snapshot: a read guard
+        // held through two builds and the replay would stall every decision behind the next write.
+        let (catalog, verifier) = {
+            let s = self.snapshot.read();
+            (s.catalog().clone(), s.verifier.clone())
+        };
+        let catalog_diff = diff(&catalog, &new);
+        let current = Snapshot::build(catalog, verifier.clone(), records.iter().cloned());
+        let candidate = Snapshot::build(Arc::new(new), verifier, records.iter().cloned());
         let mut changed = Vec::new();
         for (done, call) in log.iter().enumerate() {
             let before = outcome(&replay(&current, call, now));
@@ -180,6 +186,7 @@ impl Services {
     /// not saved yet, and records the change with its diff (`source` says where it came from).
     /// A catalog equal to the one in force changes nothing and records nothing.
     pub fn reload_catalog(&self, new: Catalog, source: &str, actor: Option<&Actor>) -> ServiceResult<Reloaded> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (old, verifier) = {
             let s = self.snapshot.read();
             (s.catalog().clone(), s.verifier.clone())

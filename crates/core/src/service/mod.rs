@@ -96,6 +96,10 @@ pub struct Services {
     pub notify: NotifySettings,
     /// Calls decided since the decision log was last saved.
     pub decision_log: Arc<crate::decision_log::DecisionLog>,
+    /// Held for the whole of a catalog reload: two at once (the file watcher and the API) would
+    /// each map the quota rules from the catalog they started from, and the second would renumber
+    /// the counts of the first's catalog again.
+    pub(crate) reloading: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -118,6 +122,7 @@ impl Services {
             alerts: Arc::new(Mutex::new(Vec::new())),
             notify: NotifySettings::default(),
             decision_log: Arc::default(),
+            reloading: Arc::default(),
         }
     }
 

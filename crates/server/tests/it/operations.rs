@@ -170,8 +170,9 @@ both_backends! {
     }
 }
 
-#[tokio::test]
-async fn a_reload_that_renumbers_quota_rules_keeps_every_count() {
+/// A node whose catalog limits Local keyword search to 3 calls a day, and the REST key of an app
+/// that has made 2 of them.
+async fn two_calls_of_a_limit_of_three() -> (TestApp, String) {
     let catalog = Catalog::parse("t.toml", &keyword_limit(DEFAULT_CATALOG, 3)).unwrap_or_else(|e| unreachable!("{e}"));
     let t = TestApp::spawn_with(catalog).await;
     let (_, dev) = t.account("dev", "developer").await;
@@ -180,12 +181,22 @@ async fn a_reload_that_renumbers_quota_rules_keeps_every_count() {
     for _ in 0..2 {
         assert_eq!(t.check("GET", LOCAL, &key).await["allow"], true);
     }
-    // A new rule first: every other rule's index moves by one.
-    let text = keyword_limit(DEFAULT_CATALOG, 3).replacen(
+    (t, key)
+}
+
+/// That catalog with a new quota rule first: every other rule's index moves by one.
+fn a_rule_first() -> String {
+    keyword_limit(DEFAULT_CATALOG, 3).replacen(
         "[[quota_rules]]\nid = \"api_monthly_total\"",
         "[[quota_rules]]\nid = \"a_new_rule\"\nname = \"A new rule\"\nperiod = \"day\"\nscope = \"app\"\nlimit = 5\n\n[[quota_rules]]\nid = \"api_monthly_total\"",
         1,
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_reload_that_renumbers_quota_rules_keeps_every_count() {
+    let (t, key) = two_calls_of_a_limit_of_three().await;
+    let text = a_rule_first();
     std::fs::write(t.catalog_file(), text).unwrap_or_else(|e| unreachable!("{e}"));
     let (status, body) = t.post("/v1/catalog/reload", &t.admin, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -194,4 +205,32 @@ async fn a_reload_that_renumbers_quota_rules_keeps_every_count() {
     assert_eq!((third["allow"].as_bool(), third["quota"]["remaining"].as_u64()), (Some(true), Some(0)), "{third}");
     let fourth = t.check("GET", LOCAL, &key).await;
     assert_eq!(fourth["code"], -10, "the two calls before the reload still count: {fourth}");
+}
+
+/// The file watcher and `POST /v1/catalog/reload` may put the same new catalog in force at once:
+/// one of them changes it, the other finds it in force already, and the counts are renumbered
+/// once (twice, each count moved one rule further and a spent quota was handed out again).
+#[tokio::test]
+async fn two_reloads_at_once_change_the_catalog_once_and_keep_every_count() {
+    let (t, key) = two_calls_of_a_limit_of_three().await;
+    let text = a_rule_first();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let reloads: Vec<_> = (0..2)
+        .map(|_| {
+            let (services, text, start) = (t.services.clone(), text.clone(), start.clone());
+            std::thread::spawn(move || {
+                let new = Catalog::parse("t.toml", &text).unwrap_or_else(|e| unreachable!("{e}"));
+                start.wait();
+                services.reload_catalog(new, "test", None).map(|r| r.changed)
+            })
+        })
+        .collect();
+    let changed: Vec<bool> = reloads
+        .into_iter()
+        .map(|r| r.join().unwrap_or_else(|_| unreachable!("a reload panicked")).unwrap_or_else(|e| unreachable!("{e}")))
+        .collect();
+    assert_eq!(changed.iter().filter(|c| **c).count(), 1, "{changed:?}");
+    let third = t.check("GET", LOCAL, &key).await;
+    assert_eq!((third["allow"].as_bool(), third["quota"]["remaining"].as_u64()), (Some(true), Some(0)), "{third}");
+    assert_eq!(t.check("GET", LOCAL, &key).await["code"], -10);
 }
