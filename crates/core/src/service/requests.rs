@@ -542,6 +542,15 @@ impl Services {
         input: &ActOnRequest,
         now: Timestamp,
     ) -> ServiceResult<NewGrant> {
+        // What the app had when it applied may be gone (Biz removed, a channel disconnected, a
+        // prerequisite permission revoked): a grant now would hold what its prerequisites no
+        // longer allow. The reviewer can hold or reject the request instead.
+        self.check_prerequisites(record, permission).map_err(|e| match e {
+            ServiceError::Internal(_) => e,
+            e => {
+                ServiceError::Conflict(format!("request {} cannot be approved now: {e}; hold or reject it", request.id))
+            }
+        })?;
         if let Some(at) = input.expires_at
             && at <= now
         {

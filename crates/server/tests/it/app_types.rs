@@ -86,6 +86,29 @@ both_backends! {
 }
 
 both_backends! {
+    async fn a_request_whose_prerequisite_went_away_is_not_approved(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let (_, rev) = t.account("rev", "reviewer").await;
+        let app = id_of(&t.app(&dev, "Ads").await);
+        t.post(&format!("/v1/apps/{app}/eligibility"), &dev, json!({})).await;
+        assert_eq!(biz(&t, app, &dev, "120-81-47521").await.0, StatusCode::OK);
+        let form = [("permission", "kakao_moment"), ("service_url", "https://x.example.com"), ("reason", "an ad agency")];
+        let (status, request) = t.apply(app, &dev, &form, Some(("c.pdf", b"%PDF-1.4".to_vec()))).await;
+        assert_eq!(status, StatusCode::CREATED, "{request}");
+        let id = id_of(&request);
+        // Biz is removed while the request waits: Moment needs it.
+        let (status, removed) = t.delete(&format!("/v1/apps/{app}/business"), &t.admin, Some(json!({"reason": "identity check failed"}))).await;
+        assert_eq!(status, StatusCode::OK, "{removed}");
+        t.act(id, &rev, json!({"action": "start_review"})).await;
+        expect(t.act(id, &rev, json!({"action": "approve"})).await, StatusCode::CONFLICT, -409, "needs a Biz app");
+        let user = format!("Bearer {}", t.user_token(app, "u1", ""));
+        assert_eq!(t.check("GET", MOMENT, &user).await["code"], -5, "nothing was granted");
+        let (_, r) = t.get(&format!("/v1/permission-requests/{id}"), &rev).await;
+        assert_eq!(r["state"], "in_review", "still the reviewer's to hold or reject: {r}");
+    }
+}
+
+both_backends! {
     async fn a_test_app_holds_what_its_original_holds_for_members_only(t) {
         let (reader_id, reader) = t.account("reader", "developer").await;
         let (_, dev) = t.account("dev", "developer").await;
