@@ -593,7 +593,8 @@ impl AppStore for PostgresStore {
     fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<bool> {
         self.write(audit, |tx| {
             let n = tx.execute(
-                "UPDATE apps SET status_before_block = CASE WHEN $1 = 'blocked' THEN status END, status = $1
+                "UPDATE apps SET status_before_block = CASE WHEN $1 = 'blocked' THEN \
+                       CASE WHEN status = 'blocked' THEN status_before_block ELSE status END END, status = $1
                  WHERE id = $2",
                 &[&status.as_str(), &app.0],
             )?;

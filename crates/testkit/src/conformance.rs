@@ -420,6 +420,13 @@ fn blocking_marks_the_owners_apps_changed(store: &dyn Store) -> Result<(), Store
     let b_now = store.app_record(b)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
     assert_eq!((b_now.owner_blocked, b_now.app.status), (false, AppStatus::Blocked));
     assert!(!store.set_app_status(permgate_core::model::AppId(b.0 + 999), AppStatus::Active, &audit("x"))?);
+    // Blocked twice (two admins at once): the status before the first block is kept, so that
+    // unblocking restores it rather than `blocked`.
+    store.set_app_status(a, AppStatus::Suspended, &audit("app.suspend").app(a))?;
+    store.set_app_status(a, AppStatus::Blocked, &audit("app.block").app(a))?;
+    store.set_app_status(a, AppStatus::Blocked, &audit("app.block").app(a))?;
+    let a_now = store.app_record(a)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
+    assert_eq!((a_now.app.status, a_now.app.status_before_block), (AppStatus::Blocked, Some(AppStatus::Suspended)));
     Ok(())
 }
 
