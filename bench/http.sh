@@ -7,10 +7,11 @@
 #   4. GET through nginx with auth_request to permgate, to the same upstream;
 # then the ratios the targets are stated in. The upstream is nginx answering `return 200` on its
 # own port. Each path is first checked to allow the call once (the decision API by its body), and
-# every run expects only 2xx answers: a non-2xx answer is a wrong decision and fails the script. Needs wrk, nginx, curl and jq; builds what it runs. Usage: bench/http.sh [seconds per run]
+# every run expects only 2xx answers: a non-2xx answer is a wrong decision and fails the script. Needs wrk, nginx, curl and jq; builds what it runs. Usage: bench/http.sh [seconds per run] [rounds, 3 by default]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
+ROUNDS=${2:-3}
 W=$(mktemp -d)
 # Stop what this run started and wait for it to be gone, so that the next run finds its ports free.
 stop() {
@@ -68,28 +69,40 @@ for url in http://$GW http://$NGX_AUTH; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: KakaoAK $KEY" $url/v2/local/search/keyword.json)
   [ "$code" = 200 ] || { echo "$url answered $code to an allowed call" >&2; exit 1; }
 done
-# One run: prints wrk's summary, remembers requests/s, and fails on any non-2xx answer.
+# One run: prints wrk's summary, remembers requests/s and p99 (by name and round), and fails on
+# any non-2xx answer.
 declare -A RPS P99
 run() {
-  local name=$1; shift
-  echo "== $name"
+  local name=$1 round=$2; shift 2
+  echo "== $name (round $round)"
   wrk -t2 -c64 -d${SECS}s --latency "$@" > $W/wrk.out
   grep -E "Requests/sec|Non-2xx|^ +(50|99)%" $W/wrk.out || true
   if grep -q "Non-2xx" $W/wrk.out; then echo "wrong answers in '$name'" >&2; exit 1; fi
-  RPS[$name]=$(awk '/Requests\/sec/ {print $2}' $W/wrk.out)
-  P99[$name]=$(awk '$1 == "99%" {print $2}' $W/wrk.out)
+  RPS[$name,$round]=$(awk '/Requests\/sec/ {print $2}' $W/wrk.out)
+  P99[$name,$round]=$(awk '$1 == "99%" {print $2}' $W/wrk.out)
 }
-run hello -H "Authorization: KakaoAK $KEY" http://$HELLO/v2/local/search/keyword.json
-run check -s $W/check.lua http://$PG/v1/check
-run nginx_plain http://$NGX_PLAIN/v2/local/search/keyword.json
-run gateway -H "Authorization: KakaoAK $KEY" http://$GW/v2/local/search/keyword.json
-run nginx_auth -H "Authorization: KakaoAK $KEY" http://$NGX_AUTH/v2/local/search/keyword.json
+# The five runs, ROUNDS times over: this VM's speed drifts within minutes, so each ratio is taken
+# within a round (runs seconds apart) and the summary gives every round's and their median.
+for round in $(seq $ROUNDS); do
+  run hello $round -H "Authorization: KakaoAK $KEY" http://$HELLO/v2/local/search/keyword.json
+  run check $round -s $W/check.lua http://$PG/v1/check
+  run nginx_plain $round http://$NGX_PLAIN/v2/local/search/keyword.json
+  run gateway $round -H "Authorization: KakaoAK $KEY" http://$GW/v2/local/search/keyword.json
+  run nginx_auth $round -H "Authorization: KakaoAK $KEY" http://$NGX_AUTH/v2/local/search/keyword.json
+done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "== summary (requests/s; ratios within this run)"
-echo "hello-world hyper server      ${RPS[hello]}"
-echo "decision API (POST /v1/check) ${RPS[check]}  = $(ratio ${RPS[check]} ${RPS[hello]}) x hello-world; target >= 100000/s"
+median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+echo "== summary (requests/s; each ratio within one round)"
+printf '%-6s %10s %10s %10s %10s %10s  %-22s %-18s %s\n' round hello check nginx gateway nginx+auth "check/hello (p99s)" gateway/nginx gateway/nginx+auth
+declare -a R_CHECK R_PLAIN R_AUTH
+for round in $(seq $ROUNDS); do
+  h=${RPS[hello,$round]} c=${RPS[check,$round]} n=${RPS[nginx_plain,$round]} g=${RPS[gateway,$round]} a=${RPS[nginx_auth,$round]}
+  R_CHECK+=("$(ratio $c $h)"); R_PLAIN+=("$(ratio $g $n)"); R_AUTH+=("$(ratio $g $a)")
+  printf '%-6s %10s %10s %10s %10s %10s  %-22s %-18s %s\n' $round $h $c $n $g $a \
+    "${R_CHECK[-1]} (${P99[check,$round]}/${P99[hello,$round]})" "${R_PLAIN[-1]}" "${R_AUTH[-1]}"
+done
+echo "median ratios over $ROUNDS rounds: decision API $(echo ${R_CHECK[*]} | median) x hello-world," \
+  "gateway $(echo ${R_PLAIN[*]} | median) x nginx plain (target >= 1), $(echo ${R_AUTH[*]} | median) x nginx + auth_request (target >= 1.8)"
+echo "decision API targets: >= 100000/s; p99 < 1 ms at 64 connections (hello-world's own p99 is in the round's line;"
 # Little's law: 64 connections each waiting for its answer at R answers/s wait 64/R s on average.
-echo "p99 at 64 connections: decision API ${P99[check]}, hello-world ${P99[hello]} (target < 1 ms; at 100,000/s the mean alone is 0.64 ms)"
-echo "nginx plain reverse proxy     ${RPS[nginx_plain]}"
-echo "permgate gateway              ${RPS[gateway]}  = $(ratio ${RPS[gateway]} ${RPS[nginx_plain]}) x nginx plain (target >= 1), $(ratio ${RPS[gateway]} ${RPS[nginx_auth]}) x nginx + auth_request (target >= 1.8)"
-echo "nginx + auth_request          ${RPS[nginx_auth]}"
+echo "  at 100,000/s the mean wait alone is 64 / 100,000 s = 0.64 ms)"
