@@ -120,6 +120,9 @@ pub enum GrantsCommand {
         permission: String,
         #[arg(long)]
         reason: String,
+        /// The key a grant made for one key is bound to (the app-wide grant without it).
+        #[arg(long)]
+        key: Option<i64>,
     },
 }
 
@@ -367,9 +370,9 @@ pub fn grants(ctx: &Ctx, command: GrantsCommand) -> anyhow::Result<ExitCode> {
                 .collect();
             emit(ctx.json, &run, &["APP", "PERMISSION", "DONE"], rows)
         }
-        GrantsCommand::Revoke { app, permission, reason } => {
-            let held =
-                s.revoke_permission(&actor, AppId(app), &permission, RevokePermission { reason }).map_err(err)?;
+        GrantsCommand::Revoke { app, permission, reason, key } => {
+            let input = RevokePermission { reason, key_id: key.map(permgate_core::model::KeyId) };
+            let held = s.revoke_permission(&actor, AppId(app), &permission, input).map_err(err)?;
             report(ctx.json, &held, || format!("revoked `{}` from app {app}", held.permission))
         }
     }

@@ -191,11 +191,14 @@ pub trait QuotaStore {
 
 pub trait GrantStore {
     fn insert_grant(&self, grant: &NewGrant, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Grant>;
-    /// Revokes the app-wide grant of `permission`; returns it, or `None` if none was held.
+    /// Revokes the app's grant of `permission` bound to `key` (the app-wide one when `None`);
+    /// returns it, or `None` if none was held, and then writes nothing (no audit event either).
+    #[expect(clippy::too_many_arguments, reason = "one revocation's whole record; a struct would only rename these")]
     fn revoke_grant(
         &self,
         app: AppId,
         permission: &str,
+        key: Option<KeyId>,
         by: AccountId,
         reason: &str,
         now: Timestamp,

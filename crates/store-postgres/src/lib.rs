@@ -771,27 +771,34 @@ impl GrantStore for PostgresStore {
         &self,
         app: AppId,
         permission: &str,
+        key: Option<KeyId>,
         by: AccountId,
         reason: &str,
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<Grant>> {
-        self.write(audit, |tx| {
+        let key = key.map(|k| k.0);
+        self.transaction_or_rollback(WRITE_LOCK, |tx| {
             let held = tx
                 .query_opt(
                     &format!(
                         "SELECT {GRANT_COLUMNS} FROM grants
-                         WHERE app_id = $1 AND permission = $2 AND key_id IS NULL AND revoked_at IS NULL
+                         WHERE app_id = $1 AND permission = $2 AND key_id IS NOT DISTINCT FROM $3 AND revoked_at IS NULL
                          ORDER BY id DESC LIMIT 1"
                     ),
-                    &[&app.0, &permission],
+                    &[&app.0, &permission, &key],
                 )?
                 .map(|r| grant_row(&r))
                 .transpose()?;
-            if held.is_some() {
-                workflow::revoke_grants(tx, app, &[permission.to_owned()], by, reason, now)?;
-            }
-            Ok(held)
+            // Nothing held: nothing written, not even the audit event.
+            let Some(held) = held else { return Ok((None, false)) };
+            tx.execute(
+                "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3
+                 WHERE app_id = $4 AND permission = $5 AND key_id IS NOT DISTINCT FROM $6 AND revoked_at IS NULL",
+                &[&now.0, &by.0, &reason, &app.0, &permission, &key],
+            )?;
+            self.append_audit(tx, audit)?;
+            Ok((Some(held), true))
         })
     }
 }

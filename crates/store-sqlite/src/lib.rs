@@ -648,25 +648,31 @@ impl GrantStore for SqliteStore {
         &self,
         app: AppId,
         permission: &str,
+        key: Option<KeyId>,
         by: AccountId,
         reason: &str,
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<Grant>> {
-        self.write(audit, |tx| {
+        let key = key.map(|k| k.0);
+        self.write_if(audit, |tx| {
             let held = tx
                 .query_row(
-                    &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS NULL AND revoked_at IS NULL ORDER BY id DESC LIMIT 1"),
-                    params![app.0, permission],
+                    &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS ?3 AND revoked_at IS NULL ORDER BY id DESC LIMIT 1"),
+                    params![app.0, permission, key],
                     grant_row,
                 )
                 .optional()
                 .map_err(backend)?
                 .transpose()?;
-            if held.is_some() {
-                workflow::revoke_grants(tx, app, &[permission.to_owned()], by, reason, now)?;
-            }
-            Ok(held)
+            let Some(held) = held else { return Ok(None) };
+            tx.execute(
+                "UPDATE grants SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3
+                 WHERE app_id = ?4 AND permission = ?5 AND key_id IS ?6 AND revoked_at IS NULL",
+                params![now.0, by.0, reason, app.0, permission, key],
+            )
+            .map_err(backend)?;
+            Ok(Some(held))
         })
     }
 }

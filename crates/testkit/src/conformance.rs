@@ -252,10 +252,10 @@ fn grants_are_inserted_and_revoked(store: &dyn Store) -> Result<(), StoreError> 
     let record = store.app_record(id)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
     assert_eq!(record.grants, vec![stored.clone()]);
     assert_eq!(stored.params, serde_json::json!({"limit": 5}));
-    let revoked = store.revoke_grant(id, "kakao_moment", owner, "done", AT, &audit("grant.revoke"))?;
+    let revoked = store.revoke_grant(id, "kakao_moment", None, owner, "done", AT, &audit("grant.revoke"))?;
     assert_eq!(revoked.map(|g| g.id), Some(stored.id));
     assert!(store.app_record(id)?.is_some_and(|r| r.grants.is_empty()));
-    assert!(store.revoke_grant(id, "kakao_moment", owner, "again", AT, &audit("grant.revoke"))?.is_none());
+    assert!(store.revoke_grant(id, "kakao_moment", None, owner, "again", AT, &audit("grant.revoke"))?.is_none());
     Ok(())
 }
 
@@ -276,6 +276,15 @@ fn deleting_a_key_revokes_grants_bound_to_it(store: &dyn Store) -> Result<(), St
         params: serde_json::json!({}),
         reason: "legacy".into(),
     };
+    let bound = store.insert_grant(&grant, AT, &audit("grant.create"))?;
+    // Revoking it: not as the app-wide grant (nothing is written then, not even an event), but
+    // as the grant of its key.
+    let head = last_event(store)?;
+    assert!(store.revoke_grant(id, "multi_app", None, owner, "no", AT, &audit("grant.revoke"))?.is_none());
+    assert_eq!(last_event(store)?, head, "no audit event for a revocation that revoked nothing");
+    let revoked = store.revoke_grant(id, "multi_app", Some(key_id), owner, "ended", AT, &audit("grant.revoke"))?;
+    assert_eq!(revoked.map(|g| g.id), Some(bound.id));
+    assert!(store.app_record(id)?.is_some_and(|r| r.grants.is_empty()));
     store.insert_grant(&grant, AT, &audit("grant.create"))?;
     assert!(store.delete_key(id, key_id, &audit("key.delete"))?);
     let record = store.app_record(id)?.ok_or_else(|| StoreError::NotFound("app".into()))?;

@@ -31,6 +31,10 @@ pub struct GrantPermission {
 #[serde(deny_unknown_fields)]
 pub struct RevokePermission {
     pub reason: String,
+    /// The key the grant is bound to, for a grant made for one key; the app-wide grant when
+    /// absent.
+    #[serde(default)]
+    pub key_id: Option<KeyId>,
 }
 
 /// A permission an app holds, as `GET /v1/apps/{id}/permissions` shows it.
@@ -199,18 +203,20 @@ impl Services {
         let record = self.app_for(actor, app, Access::Read)?;
         let reason = required_text("reason", &input.reason, 1000)?;
         let now = self.clock.now();
-        let held = record.grants.iter().find(|g| g.permission == permission && g.key_id.is_none());
-        let Some(held) = held else {
-            return Err(ServiceError::NotFound(format!("app {app} does not hold `{permission}`")));
+        let held = record.grants.iter().find(|g| g.permission == permission && g.key_id == input.key_id);
+        let not_held = || match input.key_id {
+            None => ServiceError::NotFound(format!("app {app} does not hold `{permission}` app-wide")),
+            Some(key) => ServiceError::NotFound(format!("app {app} does not hold `{permission}` for key #{key}")),
         };
+        let Some(held) = held else { return Err(not_held()) };
         let audit = NewAuditEvent::new(now, Some(actor.account.id), "grant.revoke", format!("permission:{permission}"))
             .app(app)
             .before(HeldPermission::from(held))
             .after(serde_json::json!({"revoked_at": now, "reason": reason}));
         let revoked = self
             .store
-            .revoke_grant(app, permission, actor.account.id, &reason, now, &audit)?
-            .ok_or_else(|| ServiceError::NotFound(format!("app {app} does not hold `{permission}`")))?;
+            .revoke_grant(app, permission, input.key_id, actor.account.id, &reason, now, &audit)?
+            .ok_or_else(not_held)?;
         self.refresh(app)?;
         Ok(HeldPermission::from(&revoked))
     }

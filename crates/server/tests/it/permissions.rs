@@ -146,6 +146,26 @@ both_backends! {
 }
 
 both_backends! {
+    async fn a_grant_made_for_one_key_is_revoked_by_naming_the_key(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Ads").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let key = app["keys"]["rest_api"][0]["id"].as_i64().unwrap_or_default();
+        let grant = json!({"permission": "kakao_moment", "reason": "one key", "key_id": key});
+        let (status, body) = t.post(&format!("/v1/apps/{id}/permissions"), &t.admin, grant).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let path = format!("/v1/apps/{id}/permissions/kakao_moment");
+        let (status, body) = t.delete(&path, &t.admin, Some(json!({"reason": "done"}))).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::NOT_FOUND, Some(-404)), "{body}");
+        assert!(body["msg"].as_str().is_some_and(|m| m.contains("app-wide")), "{body}");
+        let (status, body) = t.delete(&path, &t.admin, Some(json!({"reason": "done", "key_id": key}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, held) = t.get(&format!("/v1/apps/{id}/permissions"), &dev).await;
+        assert!(held["permissions"].as_array().is_some_and(|p| p.iter().all(|g| g["permission"] != "kakao_moment")), "{held}");
+    }
+}
+
+both_backends! {
     async fn every_change_is_an_audit_event_on_an_intact_chain(t) {
         let (_, dev) = t.account("dev", "developer").await;
         let app = t.app(&dev, "Ads").await;
