@@ -149,6 +149,12 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
         .into_response());
     }
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    if let Some(segment) = unsafe_segment(parts.uri.path()) {
+        return Err(ApiError::invalid(format!(
+            "the path segment `{segment}` is refused: a dot segment or an encoded `/`, `\\` or `.` could reach another path upstream than the one decided"
+        ))
+        .into_response());
+    }
     let header = |name: &HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let (authorization, origin, ka) = (header(&AUTHORIZATION), header(&ORIGIN), header(&KA));
     let query = |recipients| permgate_core::Query {
@@ -278,6 +284,20 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     Ok(Response::from_parts(head, Body::from(out)))
 }
 
+/// A path segment the gateway will not forward: `.` or `..` (an upstream resolving them would
+/// serve another path than the one decided, e.g. `/openapi/v4/campaigns/../../../v1/...` through a
+/// parameter), or one holding an encoded `/`, `\` or `.` (`%2F`, `%5C`, `%2E`: an upstream that
+/// decodes before resolving would do the same).
+fn unsafe_segment(path: &str) -> Option<&str> {
+    // Nearly every path has neither a `%` nor a `/.`: one pass, no allocation.
+    if !path.bytes().any(|b| b == b'%') && !path.contains("/.") {
+        return None;
+    }
+    let encoded =
+        |w: &[u8]| w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'f' | b'e') | (b'5', b'c'));
+    path.split('/').find(|seg| *seg == "." || *seg == ".." || seg.as_bytes().windows(3).any(encoded))
+}
+
 /// Where a call goes: the upstream's scheme and authority, its path (if any) before the call's
 /// path and query. The parsed parts are reused; only the path is parsed again.
 fn upstream_uri(base: &Uri, path_and_query: &str) -> Result<Uri, axum::http::Error> {
@@ -344,6 +364,18 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dot_segments_and_encoded_separators_are_refused_and_nothing_else() {
+        for bad in
+            ["/a/../b", "/a/./b", "/..", "/openapi/v4/campaigns/..%2F..%2Fv1", "/a/%2e%2e/b", "/a/x%5Cy", "/a/%2E"]
+        {
+            assert!(super::unsafe_segment(bad).is_some(), "{bad}");
+        }
+        for good in ["/v2/local/search/keyword.json", "/a/b.c/d", "/a/...x", "/", "/a/%20b", "/v1/api/talk/friends"] {
+            assert_eq!(super::unsafe_segment(good), None, "{good}");
+        }
+    }
+
     use super::*;
 
     #[test]

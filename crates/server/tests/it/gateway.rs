@@ -214,6 +214,13 @@ both_backends! {
         assert_eq!(status, 408);
         assert!(took >= timeout && took < timeout * 6, "took {took:?}");
 
+        // A dot segment, or an encoded separator, could reach another path upstream than the one
+        // decided: refused before anything is forwarded.
+        let escape = format!("GET /openapi/v4/campaigns/..%2F..%2F..%2Fv1%2Fapi%2Ftalk%2Ffriends HTTP/1.1\r\nhost: x\r\nauthorization: {user}\r\n\r\n");
+        assert_eq!(status_without_the_body(&gw, escape).await.0, 400);
+        let dots = format!("GET /v2/local/search/../../../v1/api/talk/friends HTTP/1.1\r\nhost: x\r\nauthorization: {user}\r\n\r\n");
+        assert_eq!(status_without_the_body(&gw, dots).await.0, 400);
+
         // Two credentials: refused, whichever the upstream would have read.
         let (status, _, body) = send(&t, t.client.get(format!("{gw}/v2/local/search/keyword.json"))
             .header("authorization", &user).header("authorization", format!("KakaoAK {}", key_of(&app, "rest_api")))).await;
