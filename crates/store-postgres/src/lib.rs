@@ -269,6 +269,23 @@ impl PostgresStore {
         (result, true)
     }
 
+    /// [`PostgresStore::write`] for a change that may find nothing to change (`f` says whether it
+    /// changed anything): then nothing is committed, not even `audit`, as when two callers make
+    /// the same change at once and the second finds it done.
+    fn write_changed(
+        &self,
+        audit: &NewAuditEvent,
+        f: impl FnOnce(&mut Transaction<'_>) -> Tried<bool>,
+    ) -> StoreResult<bool> {
+        self.transaction_or_rollback(WRITE_LOCK, |tx| {
+            let changed = f(tx)?;
+            if changed {
+                self.append_audit(tx, audit)?;
+            }
+            Ok((changed, changed))
+        })
+    }
+
     /// A write: `f`, then `audit` appended to the chain, in one transaction under the write lock.
     fn write<T>(&self, audit: &NewAuditEvent, f: impl FnOnce(&mut Transaction<'_>) -> Tried<T>) -> StoreResult<T> {
         self.transaction(WRITE_LOCK, |tx| {
@@ -526,7 +543,7 @@ impl AppStore for PostgresStore {
     }
 
     fn remove_member(&self, app: AppId, account: AccountId, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        self.write_changed(audit, |tx| {
             let n = tx.execute(
                 "DELETE FROM app_members WHERE app_id = $1 AND account_id = $2 AND role <> 'owner'",
                 &[&app.0, &account.0],
@@ -540,7 +557,7 @@ impl AppStore for PostgresStore {
     }
 
     fn replace_key_secret(&self, app: AppId, key: KeyId, new: &NewKey, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        self.write_changed(audit, |tx| {
             let n = tx.execute(
                 "UPDATE app_keys SET value = $1, hash = $2, hint = $3 WHERE id = $4 AND app_id = $5",
                 &[&new.value, &new.hash, &new.hint, &key.0, &app.0],
@@ -550,7 +567,7 @@ impl AppStore for PostgresStore {
     }
 
     fn delete_key(&self, app: AppId, key: KeyId, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        self.write_changed(audit, |tx| {
             let n = tx.execute("DELETE FROM app_keys WHERE id = $1 AND app_id = $2", &[&key.0, &app.0])?;
             // A permission bound to the key (multi_app) dies with it and cannot come back.
             tx.execute(
@@ -570,7 +587,7 @@ impl AppStore for PostgresStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<bool> {
         let json = serde_json::to_value(platforms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.write(audit, |tx| {
+        self.write_changed(audit, |tx| {
             let n = tx.execute(
                 "UPDATE app_keys SET platforms = $1 WHERE id = $2 AND app_id = $3",
                 &[&json, &key.0, &app.0],
@@ -591,7 +608,7 @@ impl AppStore for PostgresStore {
     }
 
     fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        self.write_changed(audit, |tx| {
             let n = tx.execute(
                 "UPDATE apps SET status_before_block = CASE WHEN $1 = 'blocked' THEN \
                        CASE WHEN status = 'blocked' THEN status_before_block ELSE status END END, status = $1

@@ -140,6 +140,17 @@ impl SqliteStore {
         Ok(Some(out))
     }
 
+    /// [`SqliteStore::write`] for a change that may find nothing to change (`f` says whether it
+    /// changed anything): then nothing is committed, not even `audit`, as when two callers make
+    /// the same change at once and the second finds it done.
+    fn write_changed(
+        &self,
+        audit: &NewAuditEvent,
+        f: impl FnOnce(&Transaction<'_>) -> StoreResult<bool>,
+    ) -> StoreResult<bool> {
+        Ok(self.write_if(audit, |tx| Ok(f(tx)?.then_some(())))?.is_some())
+    }
+
     /// Runs `f` in a transaction that also appends `audit`; commits only if both succeed.
     fn write<T>(&self, audit: &NewAuditEvent, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.conn();
@@ -396,7 +407,7 @@ impl AppStore for SqliteStore {
     }
 
     fn remove_member(&self, app: AppId, account: AccountId, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        self.write_changed(audit, |tx| {
             let n = tx
                 .execute(
                     "DELETE FROM app_members WHERE app_id = ?1 AND account_id = ?2 AND role <> 'owner'",
@@ -412,7 +423,7 @@ impl AppStore for SqliteStore {
     }
 
     fn replace_key_secret(&self, app: AppId, key: KeyId, new: &NewKey, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        self.write_changed(audit, |tx| {
             let n = tx
                 .execute(
                     "UPDATE app_keys SET value = ?1, hash = ?2, hint = ?3 WHERE id = ?4 AND app_id = ?5",
@@ -424,7 +435,7 @@ impl AppStore for SqliteStore {
     }
 
     fn delete_key(&self, app: AppId, key: KeyId, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        self.write_changed(audit, |tx| {
             let n = tx
                 .execute("DELETE FROM app_keys WHERE id = ?1 AND app_id = ?2", params![key.0, app.0])
                 .map_err(backend)?;
@@ -447,7 +458,7 @@ impl AppStore for SqliteStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<bool> {
         let json = serde_json::to_string(platforms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.write(audit, |tx| {
+        self.write_changed(audit, |tx| {
             let n = tx
                 .execute(
                     "UPDATE app_keys SET platforms = ?1 WHERE id = ?2 AND app_id = ?3",
@@ -471,7 +482,7 @@ impl AppStore for SqliteStore {
     }
 
     fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        self.write_changed(audit, |tx| {
             let n = tx
                 .execute(
                     "UPDATE apps SET status_before_block = CASE WHEN ?1 = 'blocked' THEN \

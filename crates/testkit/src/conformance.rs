@@ -289,7 +289,12 @@ fn deleting_a_key_revokes_grants_bound_to_it(store: &dyn Store) -> Result<(), St
     assert!(store.delete_key(id, key_id, &audit("key.delete"))?);
     let record = store.app_record(id)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
     assert!(record.keys.is_empty() && record.grants.is_empty(), "{record:?}");
+    let head = last_event(store)?;
     assert!(!store.delete_key(id, key_id, &audit("key.delete"))?);
+    assert!(!store.replace_key_secret(id, key_id, &key(KeyKind::NativeApp, "native-2"), &audit("key.rotate"))?);
+    assert!(!store.set_key_platforms(id, key_id, &Platforms::default(), &audit("key.platforms"))?);
+    assert!(!store.remove_member(id, owner, &audit("member.remove"))?, "an owner is not removed");
+    assert_eq!(last_event(store)?, head, "no audit event for a change that changed nothing");
     Ok(())
 }
 
@@ -428,7 +433,9 @@ fn blocking_marks_the_owners_apps_changed(store: &dyn Store) -> Result<(), Store
     store.set_account_blocked(owner, false, &audit("account.unblock"))?;
     let b_now = store.app_record(b)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
     assert_eq!((b_now.owner_blocked, b_now.app.status), (false, AppStatus::Blocked));
+    let head = last_event(store)?;
     assert!(!store.set_app_status(permgate_core::model::AppId(b.0 + 999), AppStatus::Active, &audit("x"))?);
+    assert_eq!(last_event(store)?, head, "no audit event for an app that does not exist");
     // Blocked twice (two admins at once): the status before the first block is kept, so that
     // unblocking restores it rather than `blocked`.
     store.set_app_status(a, AppStatus::Suspended, &audit("app.suspend").app(a))?;
