@@ -142,12 +142,7 @@ fn denial(decision: &permgate_core::decision::Decision) -> Response {
 async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     let services = g.state.services().map_err(IntoResponse::into_response)?;
     let (mut parts, body) = req.into_parts();
-    if let Some(name) = crate::handlers::authz::credential_twice(&parts.headers) {
-        return Err(ApiError::invalid(format!(
-            "the {name} header is sent more than once: a call is decided on one credential"
-        ))
-        .into_response());
-    }
+    crate::handlers::authz::refuse_credential_twice(&parts.headers).map_err(IntoResponse::into_response)?;
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     if let Some(segment) = unsafe_segment(parts.uri.path()) {
         return Err(ApiError::invalid(format!(
@@ -168,14 +163,16 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     };
 
     // Message APIs count per recipient: read the body to find them, once the call is known to be
-    // allowed (uncounted: a denied caller makes the gateway read nothing), within the time limit.
+    // allowed (a denied caller makes the gateway read nothing), within the time limit. That first
+    // look is the pure decision: it neither counts quota (a shared counter's round trip) nor shows
+    // in the metrics; the counted decision below does both, once.
     let recipient_field = Method::parse(parts.method.as_str()).and_then(|m| {
         services.snapshot.read().catalog().route(m, &path_and_query).and_then(|a| a.recipient_from.clone())
     });
     let (body, recipients) = match recipient_field {
         None => (body, Vec::new()),
         Some(field) => {
-            let first = g.state.decide(&query(&[]), false).await.map_err(IntoResponse::into_response)?;
+            let first = permgate_core::decide(&services.snapshot.read(), &query(&[]), services.clock.now());
             if !first.allow {
                 return Ok(denial(&first));
             }
@@ -364,19 +361,19 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn dot_segments_and_encoded_separators_are_refused_and_nothing_else() {
         for bad in
             ["/a/../b", "/a/./b", "/..", "/openapi/v4/campaigns/..%2F..%2Fv1", "/a/%2e%2e/b", "/a/x%5Cy", "/a/%2E"]
         {
-            assert!(super::unsafe_segment(bad).is_some(), "{bad}");
+            assert!(unsafe_segment(bad).is_some(), "{bad}");
         }
         for good in ["/v2/local/search/keyword.json", "/a/b.c/d", "/a/...x", "/", "/a/%20b", "/v1/api/talk/friends"] {
-            assert_eq!(super::unsafe_segment(good), None, "{good}");
+            assert_eq!(unsafe_segment(good), None, "{good}");
         }
     }
-
-    use super::*;
 
     #[test]
     fn a_call_goes_to_the_upstream_with_its_path_and_query() {

@@ -78,18 +78,19 @@ fn refuse_ambiguity(headers: &HeaderMap) -> Result<(), ApiError> {
              (Traefik: authRequestHeaders)",
         ));
     }
-    if let Some(name) = credential_twice(headers) {
-        return Err(ApiError::invalid(format!(
-            "the {name} header is sent more than once: a call is decided on one credential"
-        )));
-    }
-    Ok(())
+    refuse_credential_twice(headers)
 }
 
-/// The credential header (`authorization`, `origin` or `ka`) given more than once, if any: a call
-/// is decided on one value, and an upstream might read the other.
-pub(crate) fn credential_twice(headers: &HeaderMap) -> Option<&'static str> {
-    ["authorization", "origin", "ka"].into_iter().find(|name| headers.get_all(*name).iter().nth(1).is_some())
+/// Refuses a call with a credential header (`Authorization`, `Origin` or `KA`) given more than
+/// once: it is decided on one value, and an upstream might read the other. The gateway refuses
+/// the same.
+pub(crate) fn refuse_credential_twice(headers: &HeaderMap) -> Result<(), ApiError> {
+    match ["authorization", "origin", "ka"].into_iter().find(|name| headers.get_all(*name).iter().nth(1).is_some()) {
+        Some(name) => Err(ApiError::invalid(format!(
+            "the {name} header is sent more than once: a call is decided on one credential"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Text made safe for a header value: non-ASCII and control characters become JSON `\\uXXXX`
