@@ -4,6 +4,7 @@
 //! charge) needs none either.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use permgate_core::quota::CounterKey;
 
@@ -80,10 +81,14 @@ impl Leases {
     /// (the catalog was reloaded and renumbered its rules) is dropped: its units stay counted in
     /// Redis against their own rule, as a stopped node's do.
     fn lease_mut(&mut self, key: &CounterKey, rule_id: &str) -> Option<&mut Lease> {
-        if self.map.get(key).is_some_and(|l| *l.rule_id != *rule_id) {
-            self.map.remove(key);
+        match self.map.entry(*key) {
+            Entry::Occupied(e) if *e.get().rule_id == *rule_id => Some(e.into_mut()),
+            Entry::Occupied(e) => {
+                e.remove();
+                None
+            }
+            Entry::Vacant(_) => None,
         }
-        self.map.get_mut(key)
     }
 
     fn lease(&self, key: &CounterKey, rule_id: &str) -> Option<&Lease> {
@@ -132,15 +137,15 @@ impl Leases {
         granted: u64,
         handed_out: u64,
     ) {
-        let lease = match self.lease_mut(&key, rule_id) {
-            Some(lease) => lease,
-            None => self.map.entry(key).or_insert(Lease {
-                rule_id: rule_id.into(),
-                available: 0,
-                handed_out_seen: 0,
-                window_end,
-                passed: 0,
-            }),
+        let fresh = || Lease { rule_id: rule_id.into(), available: 0, handed_out_seen: 0, window_end, passed: 0 };
+        let lease = match self.map.entry(key) {
+            Entry::Occupied(e) if *e.get().rule_id == *rule_id => e.into_mut(),
+            // Another rule's lease under this index (see `lease_mut`): replaced.
+            Entry::Occupied(mut e) => {
+                e.insert(fresh());
+                e.into_mut()
+            }
+            Entry::Vacant(e) => e.insert(fresh()),
         };
         let before = handed_out.saturating_sub(granted);
         lease.see(before);
