@@ -277,12 +277,22 @@ impl PostgresStore {
         audit: &NewAuditEvent,
         f: impl FnOnce(&mut Transaction<'_>) -> Tried<bool>,
     ) -> StoreResult<bool> {
-        self.transaction_or_rollback(WRITE_LOCK, |tx| {
-            let changed = f(tx)?;
-            if changed {
+        Ok(self.write_if(audit, |tx| Ok(f(tx)?.then_some(())))?.is_some())
+    }
+
+    /// A write that may find nothing to do: `f` returns `None` for that, and then nothing is
+    /// committed, not even `audit` (as [`PostgresStore::write`] otherwise).
+    fn write_if<T>(
+        &self,
+        audit: &NewAuditEvent,
+        f: impl FnOnce(&mut Transaction<'_>) -> Tried<Option<T>>,
+    ) -> StoreResult<Option<T>> {
+        self.transaction_or_rollback(WRITE_LOCK, |tx| match f(tx)? {
+            Some(out) => {
                 self.append_audit(tx, audit)?;
+                Ok((Some(out), true))
             }
-            Ok((changed, changed))
+            None => Ok((None, false)),
         })
     }
 
@@ -795,7 +805,7 @@ impl GrantStore for PostgresStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<Grant>> {
         let key = key.map(|k| k.0);
-        self.transaction_or_rollback(WRITE_LOCK, |tx| {
+        self.write_if(audit, |tx| {
             let held = tx
                 .query_opt(
                     &format!(
@@ -807,15 +817,13 @@ impl GrantStore for PostgresStore {
                 )?
                 .map(|r| grant_row(&r))
                 .transpose()?;
-            // Nothing held: nothing written, not even the audit event.
-            let Some(held) = held else { return Ok((None, false)) };
+            let Some(held) = held else { return Ok(None) };
             tx.execute(
                 "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3
                  WHERE app_id = $4 AND permission = $5 AND key_id IS NOT DISTINCT FROM $6 AND revoked_at IS NULL",
                 &[&now.0, &by.0, &reason, &app.0, &permission, &key],
             )?;
-            self.append_audit(tx, audit)?;
-            Ok((Some(held), true))
+            Ok(Some(held))
         })
     }
 }
