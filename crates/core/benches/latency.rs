@@ -56,6 +56,8 @@ fn main() {
             |q| decide_and_count(&s, q, &counter, NOW, true, CounterFailure::Closed).allow,
         );
         report(apps, "decide + count (in memory), allowed", samples, overhead);
+        let samples = find_and_count_floor(apps, calls);
+        report(apps, "floor of decide + count: find the key's app, add one to its counter", samples, overhead);
     }
 }
 
@@ -118,6 +120,70 @@ fn dependent_read_ns(bytes: usize) -> f64 {
     }
     black_box(at);
     t.elapsed().as_nanos() as f64 / f64::from(reads)
+}
+
+/// The least any decide + count must do, timed per call as the cases above are: find the
+/// app of a key (already a number: no parsing) in an open-addressing table as large as the
+/// snapshot's, then add one to a counter in that app's entry (an array of entries the size of
+/// [`permgate_core::snapshot::AppEntry`]). The second read's address comes from the first, so
+/// their misses cannot overlap. No route, no check, no window, no lock: a floor no implementation
+/// of the whole decision can go below on this machine.
+fn find_and_count_floor(apps: i64, calls: usize) -> Vec<u128> {
+    #[derive(Clone, Copy, Default)]
+    #[repr(C, align(32))]
+    struct Slot {
+        key: u128,
+        app: u32,
+        used: bool,
+    }
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    struct App {
+        count: u64,
+        window: i64,
+        _rest: [u8; std::mem::size_of::<permgate_core::snapshot::AppEntry>() - 16],
+    }
+    let n = usize::try_from(apps).unwrap_or(1);
+    let mask = (2 * n).next_power_of_two() - 1;
+    let home = |key: u128| {
+        let mixed = ((key as u64) ^ ((key >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> 32) as usize & mask
+    };
+    // Keys as random as issued ones (xorshift), each pointing at its app.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let keys: Vec<u128> = (0..n).map(|_| (u128::from(next()) << 64) | u128::from(next())).collect();
+    let mut table = vec![Slot::default(); mask + 1];
+    for (app, &key) in keys.iter().enumerate() {
+        let mut i = home(key);
+        while table[i].used {
+            i = (i + 1) & mask;
+        }
+        table[i] = Slot { key, app: app as u32, used: true };
+    }
+    let mut entries = vec![App { count: 0, window: 0, _rest: [0; _] }; n];
+    let mut samples = Vec::with_capacity(calls);
+    for c in 0..calls {
+        let key = black_box(keys[c.wrapping_mul(7919) % n]);
+        let t = Instant::now();
+        let mut i = home(key);
+        while table[i].key != key {
+            i = (i + 1) & mask;
+        }
+        let e = &mut entries[table[i].app as usize];
+        if e.window != NOW.0 {
+            (e.window, e.count) = (NOW.0, 0);
+        }
+        e.count += 1;
+        samples.push(t.elapsed().as_nanos());
+    }
+    black_box(&entries);
+    samples
 }
 
 /// The median cost of timing nothing.
