@@ -207,8 +207,10 @@ impl Services {
         )
         .before(serde_json::json!({"version": old.version}))
         .after(serde_json::json!({"version": version, "source": source, "diff": &catalog_diff}));
-        // Writes made while the new snapshot is built are applied to it afterwards.
-        let since = self.store.latest_change()?;
+        // No app is patched from the store while the new snapshot is built from it: a write
+        // made meanwhile is patched into the new snapshot once it is in place (by its own
+        // refresh, or by the change sync for another node's), so none can be lost in the swap.
+        let in_order = self.patching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut fresh = Snapshot::build(Arc::new(new), verifier, self.store.app_records()?);
         self.store.record_event(&event)?;
         self.snapshot.patch(|current| {
@@ -218,7 +220,7 @@ impl Services {
             }
             std::mem::swap(current, &mut fresh);
         });
-        self.apply_changes(since)?;
+        drop(in_order);
         Ok(Reloaded { version, changed: true, diff: catalog_diff })
     }
 }

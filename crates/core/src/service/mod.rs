@@ -100,6 +100,11 @@ pub struct Services {
     /// each map the quota rules from the catalog they started from, and the second would renumber
     /// the counts of the first's catalog again.
     pub(crate) reloading: Arc<Mutex<()>>,
+    /// Held from reading an app from the store until its entry is patched into the snapshot (by
+    /// a write's refresh, the change sync, and a catalog reload from reading every app until the
+    /// new snapshot is in place): patches then go in the order of their reads, and an older copy
+    /// of an app can never replace a newer one (a revoke undone until the app next changed).
+    pub(crate) patching: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -123,6 +128,7 @@ impl Services {
             notify: NotifySettings::default(),
             decision_log: Arc::default(),
             reloading: Arc::default(),
+            patching: Arc::default(),
         }
     }
 
@@ -200,6 +206,7 @@ impl Services {
 
     /// Re-reads one app and patches it into the snapshot.
     fn refresh(&self, id: AppId) -> ServiceResult<AppRecord> {
+        let _in_order = self.patching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let record = self
             .store
             .app_record(id)?

@@ -9,6 +9,7 @@ impl Services {
     /// and returns the newest change applied. Reapplying a change is harmless: the snapshot then
     /// holds the app as the store has it.
     pub fn apply_changes(&self, since: i64) -> ServiceResult<i64> {
+        let _in_order = self.patching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (newest, apps) = self.store.changes_since(since)?;
         for id in apps {
             match self.store.app_record(id)? {

@@ -185,3 +185,92 @@ both_backends! {
         assert_eq!(verify_chain(&events), Ok(()));
     }
 }
+
+// Writes to one app from several threads at once: each write re-reads the app and patches it
+// into the snapshot. Patches must land in the order of their reads, or an older copy of the app
+// replaces a newer one and a revoked permission is enforced as held (or a granted one as not)
+// until the app next changes. After every round the snapshot must agree with the store.
+both_backends! {
+    async fn concurrent_writes_to_one_app_leave_the_snapshot_as_the_store_has_it(t) {
+        concurrent_writes(t).await;
+    }
+}
+
+async fn concurrent_writes(t: permgate_testkit::TestApp) {
+    use permgate_core::model::AppId;
+
+    let (_, dev) = t.account("dev", "developer").await;
+    let id = AppId(t.app(&dev, "Ads").await["id"].as_i64().unwrap_or_default());
+    let (services, token) = (t.services.clone(), t.admin.clone());
+    // Store calls block: off the test's runtime (PostgreSQL's client refuses to block on it).
+    permgate_testkit::blocking(move || race(services, &token, id)).await;
+}
+
+fn race(services: permgate_core::service::Services, token: &str, id: permgate_core::model::AppId) {
+    use permgate_core::service::{GrantPermission, RevokePermission};
+    let admin = services.authenticate(Some(token)).unwrap_or_else(|e| unreachable!("{e}"));
+    const PERMISSIONS: [&str; 8] = [
+        "kakao_moment",
+        "talk_calendar",
+        "manual_signup",
+        "service_terms_upgrade",
+        "account_id_response",
+        "talk_user_id_response",
+        "personal_info_consent_items",
+        "kakao_map_activation",
+    ];
+    const ROUNDS: usize = 100;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(PERMISSIONS.len() + 1));
+    let done = std::sync::Arc::new(std::sync::Barrier::new(PERMISSIONS.len() + 1));
+    let writers: Vec<_> = PERMISSIONS
+        .iter()
+        .map(|&p| {
+            let (services, admin, start, done) = (services.clone(), admin.clone(), start.clone(), done.clone());
+            std::thread::spawn(move || {
+                // A failed write is kept, not panicked on: the others would wait at the barrier.
+                let mut failed = Vec::new();
+                for round in 0..ROUNDS {
+                    start.wait();
+                    let written = if round % 2 == 0 {
+                        let grant = GrantPermission {
+                            permission: p.into(),
+                            reason: "test".into(),
+                            expires_at: None,
+                            params: None,
+                            key_id: None,
+                        };
+                        services.grant_permission(&admin, id, grant).map(|_| ())
+                    } else {
+                        let revoke = RevokePermission { reason: "test".into(), key_id: None };
+                        services.revoke_permission(&admin, id, p, revoke).map(|_| ())
+                    };
+                    if let Err(e) = written {
+                        failed.push(format!("round {round}, {p}: {e}"));
+                    }
+                    done.wait();
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut stale = Vec::new();
+    for round in 0..ROUNDS {
+        start.wait();
+        done.wait();
+        let record = services.store.app_record(id).ok().flatten().unwrap_or_else(|| unreachable!("app {id}"));
+        let now = services.clock.now();
+        let snapshot = services.snapshot.read();
+        let entry = snapshot.app(id).unwrap_or_else(|| unreachable!("app {id} in the snapshot"));
+        for p in PERMISSIONS {
+            let stored = record.grants.iter().any(|g| g.permission == p && g.is_active(now));
+            let index = snapshot.catalog().permission_index(p).unwrap_or(usize::MAX);
+            if entry.holds(index, None, now) != stored {
+                stale.push(format!("round {round}: `{p}` held {} in the store, {} in the snapshot", stored, !stored));
+            }
+        }
+    }
+    let failed: Vec<String> =
+        writers.into_iter().flat_map(|w| w.join().unwrap_or_else(|_| unreachable!("a writer panicked"))).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(stale.is_empty(), "{} stale patches: {:?}", stale.len(), &stale[..stale.len().min(5)]);
+}
