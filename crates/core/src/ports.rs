@@ -256,7 +256,10 @@ pub trait WorkflowStore {
         grant: Option<&NewGrant>,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
-    /// Disconnects a channel, revoking the grants of `revoke`; false if it was not connected.
+    /// Disconnects a channel; false (and nothing written, not even `audit`) if it was not
+    /// connected. When it was the app's last channel (counted in the same transaction, so two
+    /// disconnected at once cannot both see another left) the grants of `revoke` are revoked.
+    /// The audit event's `after` is set to `{"revoked": [...]}`, the permissions revoked.
     fn disconnect_channel(
         &self,
         app: AppId,

@@ -287,9 +287,18 @@ impl PostgresStore {
         audit: &NewAuditEvent,
         f: impl FnOnce(&mut Transaction<'_>) -> Tried<Option<T>>,
     ) -> StoreResult<Option<T>> {
+        self.write_if_audit(|tx| Ok(f(tx)?.map(|out| (out, audit.clone()))))
+    }
+
+    /// [`PostgresStore::write_if`] for a write whose audit event says what the transaction found
+    /// (`f` returns it with its result).
+    fn write_if_audit<T>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Tried<Option<(T, NewAuditEvent)>>,
+    ) -> StoreResult<Option<T>> {
         self.transaction_or_rollback(WRITE_LOCK, |tx| match f(tx)? {
-            Some(out) => {
-                self.append_audit(tx, audit)?;
+            Some((out, audit)) => {
+                self.append_audit(tx, &audit)?;
                 Ok((Some(out), true))
             }
             None => Ok((None, false)),

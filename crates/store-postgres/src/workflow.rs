@@ -156,14 +156,18 @@ impl WorkflowStore for PostgresStore {
         reason: &str,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        let disconnected = self.write_if_audit(|tx| {
             let n =
                 tx.execute("DELETE FROM app_channels WHERE app_id = $1 AND channel_id = $2", &[&app.0, &channel])?;
-            if n > 0 {
-                revoke_grants(tx, app, revoke, by, reason, audit.at)?;
+            if n == 0 {
+                return Ok(None);
             }
-            Ok(n > 0)
-        })
+            let left: i64 =
+                tx.query_one("SELECT count(*) FROM app_channels WHERE app_id = $1", &[&app.0])?.try_get(0)?;
+            let revoked = if left == 0 { revoke_grants(tx, app, revoke, by, reason, audit.at)? } else { Vec::new() };
+            Ok(Some(((), audit.clone().after(serde_json::json!({ "revoked": revoked })))))
+        })?;
+        Ok(disconnected.is_some())
     }
 
     fn set_consent_item(

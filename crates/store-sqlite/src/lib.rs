@@ -132,10 +132,19 @@ impl SqliteStore {
         audit: &NewAuditEvent,
         f: impl FnOnce(&Transaction<'_>) -> StoreResult<Option<T>>,
     ) -> StoreResult<Option<T>> {
+        self.write_if_audit(|tx| Ok(f(tx)?.map(|out| (out, audit.clone()))))
+    }
+
+    /// [`SqliteStore::write_if`] for a write whose audit event says what the transaction found
+    /// (`f` returns it with its result).
+    fn write_if_audit<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> StoreResult<Option<(T, NewAuditEvent)>>,
+    ) -> StoreResult<Option<T>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
-        let Some(out) = f(&tx)? else { return Ok(None) };
-        append_audit(&tx, audit)?;
+        let Some((out, audit)) = f(&tx)? else { return Ok(None) };
+        append_audit(&tx, &audit)?;
         tx.commit().map_err(backend)?;
         Ok(Some(out))
     }

@@ -6,7 +6,7 @@ use permgate_core::audit::{NewAuditEvent, verify_chain};
 use permgate_core::decision_log::LoggedCall;
 use permgate_core::model::{
     AccountId, AppId, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, KeyKind, MemberRole, Platforms,
-    Role,
+    Role, TalkChannel,
 };
 use permgate_core::notify::{Channel, DeliveryState, NewMessage};
 use permgate_core::ports::{NewAccount, NewApp, NewGrant, NewKey, Store, StoreError};
@@ -81,7 +81,61 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("the_audit_head_is_the_newest_event", the_audit_head_is_the_newest_event),
     ("the_decision_log_sums_calls_and_keeps_the_newest", the_decision_log_sums_calls_and_keeps_the_newest),
     ("grant_notices_are_sent_once_and_may_revoke", grant_notices_are_sent_once_and_may_revoke),
+    (
+        "disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing",
+        disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing,
+    ),
 ];
+
+/// The store, not its caller, decides whether a disconnected channel was the app's last (two
+/// disconnected at once each saw the other left), and its audit event names what it revoked.
+fn disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing(
+    store: &dyn Store,
+) -> Result<(), StoreError> {
+    let owner = account(store, "owner", Role::Developer)?;
+    let id = app(store, owner, &[key(KeyKind::RestApi, "rest-1")])?;
+    let grant = NewGrant {
+        app_id: id,
+        permission: "connect_talk_channel".into(),
+        key_id: None,
+        source: GrantSource::Operator,
+        granted_by: Some(owner),
+        expires_at: None,
+        params: serde_json::json!({}),
+        reason: "channel connected".into(),
+    };
+    for channel in ["_a", "_b"] {
+        let talk = TalkChannel {
+            id: channel.into(),
+            name: "Shop".into(),
+            business_registration_number: "123-45-67890".into(),
+            business_channel: true,
+        };
+        store.upsert_channel(&talk, AT, &audit("channel.register"))?;
+    }
+    store.connect_channel(id, "_a", AT, Some(&grant), &audit("channel.connect").app(id))?;
+    store.connect_channel(id, "_b", AT, None, &audit("channel.connect").app(id))?;
+    let revoke = ["connect_talk_channel".to_owned(), "talk_message".to_owned()];
+    let held = |store: &dyn Store| -> Result<bool, StoreError> {
+        Ok(store.app_record(id)?.is_some_and(|r| r.grants.iter().any(|g| g.permission == "connect_talk_channel")))
+    };
+    let revoked_in_last_event = |store: &dyn Store| -> Result<serde_json::Value, StoreError> {
+        Ok(store.audit_events(None, usize::MAX)?.last().map(|e| e.event.after["revoked"].clone()).unwrap_or_default())
+    };
+
+    assert!(store.disconnect_channel(id, "_a", &revoke, owner, "gone", &audit("channel.disconnect").app(id))?);
+    assert!(held(store)?, "channel `_b` is still connected");
+    assert_eq!(revoked_in_last_event(store)?, serde_json::json!([]));
+
+    let head = store.audit_head()?;
+    assert!(!store.disconnect_channel(id, "_a", &revoke, owner, "again", &audit("channel.disconnect").app(id))?);
+    assert_eq!(store.audit_head()?, head, "a channel not connected: no audit event");
+
+    assert!(store.disconnect_channel(id, "_b", &revoke, owner, "gone", &audit("channel.disconnect").app(id))?);
+    assert!(!held(store)?, "the last channel went: its grant with it");
+    assert_eq!(revoked_in_last_event(store)?, serde_json::json!(["connect_talk_channel"]), "only what was held");
+    Ok(())
+}
 
 fn grant_notices_are_sent_once_and_may_revoke(store: &dyn Store) -> Result<(), StoreError> {
     let owner = account(store, "owner", Role::Developer)?;

@@ -333,8 +333,9 @@ impl Services {
         if !record.channels.iter().any(|c| c.channel_id == channel) {
             return Err(ServiceError::NotFound(format!("channel `{channel}` is not connected to app {app}")));
         }
-        let last = record.channels.len() == 1;
-        let revoke: Vec<String> = if last {
+        // Revoked only if no channel is left, which the store counts in its transaction: two
+        // channels disconnected at once each saw the other here, and neither revoked.
+        let revoke: Vec<String> = {
             let snapshot = self.snapshot.read();
             let mut r = vec![CHANNEL_PERMISSION.to_owned()];
             r.extend(
@@ -346,8 +347,6 @@ impl Services {
                     .map(|p| p.id.clone()),
             );
             r
-        } else {
-            Vec::new()
         };
         let audit = NewAuditEvent::new(
             self.clock.now(),
@@ -355,10 +354,11 @@ impl Services {
             "channel.disconnect",
             format!("channel:{channel}"),
         )
-        .app(app)
-        .after(serde_json::json!({"revoked": revoke}));
+        .app(app);
         let reason = format!("channel `{channel}` disconnected");
-        self.store.disconnect_channel(app, channel, &revoke, actor.account.id, &reason, &audit)?;
+        if !self.store.disconnect_channel(app, channel, &revoke, actor.account.id, &reason, &audit)? {
+            return Err(ServiceError::NotFound(format!("channel `{channel}` is not connected to app {app}")));
+        }
         self.refresh(app)
     }
 
