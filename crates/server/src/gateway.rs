@@ -12,8 +12,9 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, HOST, IF_RANGE, ORIGIN,
-    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RANGE, RETRY_AFTER, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    ACCEPT_ENCODING, ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, HOST,
+    IF_RANGE, ORIGIN, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RANGE, RETRY_AFTER, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -114,13 +115,21 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     UPGRADE,
 ];
 
-/// Drops the hop-by-hop headers. One pass over the (few) headers a call has finds whether there
-/// is any: most calls have none, and each removal by name costs a lookup.
+/// Drops the hop-by-hop headers, and those `Connection` names as hop-by-hop (RFC 9110 7.6.1).
+/// One pass over the (few) headers a call has finds whether there is any: most calls have none,
+/// and each removal by name costs a lookup.
 fn strip(headers: &mut HeaderMap) {
     if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
         return;
     }
-    for h in &HOP_BY_HOP {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for h in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(h);
     }
 }
@@ -149,6 +158,9 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
             "the path segment `{segment}` is refused: a dot segment or an encoded `/`, `\\` or `.` could reach another path upstream than the one decided"
         ))
         .into_response());
+    }
+    if parts.method == axum::http::Method::OPTIONS && parts.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD) {
+        return preflight(&g, services, parts, body, &path_and_query).await;
     }
     let header = |name: &HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let (authorization, origin, ka) = (header(&AUTHORIZATION), header(&ORIGIN), header(&KA));
@@ -189,7 +201,7 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
                 .map_err(|_| {
                     ApiError::invalid(format!("the body is larger than {MAX_BUFFERED} bytes")).into_response()
                 })?;
-            let recipients = recipients_in(&bytes, &field);
+            let recipients = recipients_in(&bytes, &field).map_err(|msg| ApiError::invalid(msg).into_response())?;
             (Body::from(bytes), recipients)
         }
     };
@@ -201,48 +213,18 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     }
     // Guarded fields are filtered from the whole, unencoded response.
     let guarded = response::guards_fields(&services.snapshot.read(), &decision);
-
-    let Some(base) = g.upstreams.pick(parts.uri.path()) else {
-        return Err(gateway_error(StatusCode::BAD_GATEWAY, format!("no upstream serves {}", parts.uri.path())));
-    };
-    let target = upstream_uri(base, &path_and_query)
-        .map_err(|e| gateway_error(StatusCode::BAD_GATEWAY, format!("bad upstream URL: {e}")))?;
-    strip(&mut parts.headers);
-    parts.headers.remove(HOST);
-    // Callers must not be able to claim an identity: only permgate sets these.
-    let own: Vec<HeaderName> =
-        parts.headers.keys().filter(|k| k.as_str().starts_with("x-permgate-")).cloned().collect();
-    for k in own {
-        parts.headers.remove(k);
-    }
-    let mut set = |name: &'static str, value: Option<String>| {
-        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            parts.headers.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set("x-permgate-app-id", decision.app_id.map(|a| a.to_string()));
-    set("x-permgate-restriction", decision.restriction.map(|r| r.as_str().to_owned()));
-    set("x-permgate-would-deny", decision.would_deny.as_ref().map(|w| format!("{} {}", w.code, w.shadow)));
-    set("x-permgate-user", decision.user.clone());
     if guarded {
         parts.headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         parts.headers.remove(RANGE);
         parts.headers.remove(IF_RANGE);
     }
-    parts.uri = target;
-    let upstream_req = axum::http::Request::from_parts(parts, body);
-    let response = match tokio::time::timeout(g.timeout, g.client.request(upstream_req)).await {
-        Err(_) => {
-            return Err(gateway_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("the upstream did not answer within {:?}", g.timeout),
-            ));
-        }
-        Ok(Err(e)) => return Err(gateway_error(StatusCode::BAD_GATEWAY, format!("the upstream is unreachable: {e}"))),
-        Ok(Ok(r)) => r,
-    };
-    let (mut head, incoming) = response.into_parts();
-    strip(&mut head.headers);
+    let identity = [
+        ("x-permgate-app-id", decision.app_id.map(|a| a.to_string())),
+        ("x-permgate-restriction", decision.restriction.map(|r| r.as_str().to_owned())),
+        ("x-permgate-would-deny", decision.would_deny.as_ref().map(|w| format!("{} {}", w.code, w.shadow))),
+        ("x-permgate-user", decision.user.clone()),
+    ];
+    let (mut head, incoming) = forward(&g, parts, body, &path_and_query, identity).await?;
 
     if !(guarded && head.status.is_success()) {
         return Ok(Response::from_parts(head, Body::new(incoming)));
@@ -281,6 +263,77 @@ async fn handle(g: Arc<Gateway>, req: Request) -> Result<Response, Response> {
     Ok(Response::from_parts(head, Body::from(out)))
 }
 
+/// Sends a call upstream with permgate's `X-Permgate-*` headers set to `identity` (a caller's
+/// own are dropped: only permgate sets them), and hands back the answer's head, without its
+/// hop-by-hop headers, and body.
+async fn forward(
+    g: &Gateway,
+    mut parts: axum::http::request::Parts,
+    body: Body,
+    path_and_query: &str,
+    identity: [(&'static str, Option<String>); 4],
+) -> Result<(axum::http::response::Parts, hyper::body::Incoming), Response> {
+    let Some(base) = g.upstreams.pick(parts.uri.path()) else {
+        return Err(gateway_error(StatusCode::BAD_GATEWAY, format!("no upstream serves {}", parts.uri.path())));
+    };
+    let target = upstream_uri(base, path_and_query)
+        .map_err(|e| gateway_error(StatusCode::BAD_GATEWAY, format!("bad upstream URL: {e}")))?;
+    strip(&mut parts.headers);
+    parts.headers.remove(HOST);
+    let own: Vec<HeaderName> =
+        parts.headers.keys().filter(|k| k.as_str().starts_with("x-permgate-")).cloned().collect();
+    for k in own {
+        parts.headers.remove(k);
+    }
+    for (name, value) in identity {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            parts.headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    parts.uri = target;
+    let upstream_req = axum::http::Request::from_parts(parts, body);
+    let response = match tokio::time::timeout(g.timeout, g.client.request(upstream_req)).await {
+        Err(_) => {
+            return Err(gateway_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("the upstream did not answer within {:?}", g.timeout),
+            ));
+        }
+        Ok(Err(e)) => return Err(gateway_error(StatusCode::BAD_GATEWAY, format!("the upstream is unreachable: {e}"))),
+        Ok(Ok(r)) => r,
+    };
+    let (mut head, incoming) = response.into_parts();
+    strip(&mut head.headers);
+    Ok((head, incoming))
+}
+
+/// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`): a browser asks, without
+/// any credential, whether a call from a web page's origin may be made. The upstream answers
+/// with its own CORS policy; the call itself, with the JavaScript key and its `Origin`, is
+/// decided when it comes. Only a preflight for an API the catalog knows is passed on.
+async fn preflight(
+    g: &Gateway,
+    services: &permgate_core::service::Services,
+    parts: axum::http::request::Parts,
+    body: Body,
+    path_and_query: &str,
+) -> Result<Response, Response> {
+    let requested = parts.headers.get(ACCESS_CONTROL_REQUEST_METHOD).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let known =
+        Method::parse(requested).is_some_and(|m| services.snapshot.read().catalog().route(m, path_and_query).is_some());
+    if !known {
+        let path = permgate_core::route::without_query(path_and_query);
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            permgate_core::decision::code::NO_SUCH_API,
+            format!("a preflight for no known API: no API matches {requested} {path}"),
+        )
+        .into_response());
+    }
+    let (head, incoming) = forward(g, parts, body, path_and_query, Default::default()).await?;
+    Ok(Response::from_parts(head, Body::new(incoming)))
+}
+
 /// A path segment the gateway will not forward: `.` or `..` (an upstream resolving them would
 /// serve another path than the one decided, e.g. `/openapi/v4/campaigns/../../../v1/...` through a
 /// parameter), or one holding an encoded `/`, `\` or `.` (`%2F`, `%5C`, `%2E`: an upstream that
@@ -311,26 +364,38 @@ fn upstream_uri(base: &Uri, path_and_query: &str) -> Result<Uri, axum::http::Err
 }
 
 /// The recipients a message names in `field`: a JSON body's array, or a form field holding a
-/// JSON array string (`receiver_uuids=["a","b"]`).
-fn recipients_in(body: &[u8], field: &str) -> Vec<String> {
-    let parse_list = |v: &serde_json::Value| -> Vec<String> {
-        match v {
-            serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
-            serde_json::Value::String(s) => serde_json::from_str::<Vec<String>>(s).unwrap_or_default(),
-            _ => Vec::new(),
-        }
+/// JSON array string (`receiver_uuids=["a","b"]`). A message whose recipients cannot be told
+/// exactly (the field missing, empty, given twice in a form, or not a list of strings) is refused:
+/// counted as naming nobody, it would pass the per-recipient quotas uncharged, and Kakao refuses
+/// it too (-2).
+fn recipients_in(body: &[u8], field: &str) -> Result<Vec<String>, String> {
+    let unreadable = || format!("`{field}` must be a non-empty JSON array of strings");
+    let list = |v: &serde_json::Value| -> Result<Vec<String>, String> {
+        let items: Vec<String> = match v {
+            serde_json::Value::Array(items) => {
+                items.iter().map(|i| i.as_str().map(str::to_owned)).collect::<Option<_>>().ok_or_else(unreadable)?
+            }
+            serde_json::Value::String(s) => serde_json::from_str(s).map_err(|_| unreadable())?,
+            _ => return Err(unreadable()),
+        };
+        if items.is_empty() { Err(unreadable()) } else { Ok(items) }
     };
     if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(body) {
-        return o.get(field).map(parse_list).unwrap_or_default();
+        return o
+            .get(field)
+            .ok_or_else(|| format!("the message names no recipients: `{field}` is missing"))
+            .and_then(list);
     }
-    let text = String::from_utf8_lossy(body);
-    for pair in text.split('&') {
+    let text = std::str::from_utf8(body).map_err(|_| "the message body is neither JSON nor a UTF-8 form".to_owned())?;
+    let mut found = text.split('&').filter_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if percent_decode(k) == field {
-            return serde_json::from_str::<Vec<String>>(&percent_decode(v)).unwrap_or_default();
-        }
+        (percent_decode(k) == field).then(|| percent_decode(v))
+    });
+    let value = found.next().ok_or_else(|| format!("the message names no recipients: `{field}` is missing"))?;
+    if found.next().is_some() {
+        return Err(format!("`{field}` is given twice: which recipients the message goes to is ambiguous"));
     }
-    Vec::new()
+    list(&serde_json::Value::String(value))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -413,6 +478,13 @@ mod tests {
             strip(&mut with);
             assert_eq!(with, untouched, "{name}");
         }
+        let mut named = untouched.clone();
+        named.append(CONNECTION, HeaderValue::from_static("close, X-Hop-One"));
+        named.append(CONNECTION, HeaderValue::from_static("x-hop-two"));
+        named.insert("x-hop-one", HeaderValue::from_static("1"));
+        named.insert("x-hop-two", HeaderValue::from_static("2"));
+        strip(&mut named);
+        assert_eq!(named, untouched, "the headers `Connection` names go with it");
     }
 
     #[test]
@@ -428,11 +500,24 @@ mod tests {
 
     #[test]
     fn recipients_come_from_json_or_form_bodies() {
-        assert_eq!(recipients_in(br#"{"receiver_uuids": ["a", "b"]}"#, "receiver_uuids"), vec!["a", "b"]);
-        assert_eq!(recipients_in(br#"{"receiver_uuids": "[\"a\"]"}"#, "receiver_uuids"), vec!["a"]);
+        let found = |body: &[u8]| recipients_in(body, "receiver_uuids");
+        assert_eq!(found(br#"{"receiver_uuids": ["a", "b"]}"#), Ok(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(found(br#"{"receiver_uuids": "[\"a\"]"}"#), Ok(vec!["a".to_owned()]));
         let form = b"template_id=1&receiver_uuids=%5B%22x%22%2C%22y%22%5D";
-        assert_eq!(recipients_in(form, "receiver_uuids"), vec!["x", "y"]);
-        assert!(recipients_in(b"receiver_uuids=oops%", "receiver_uuids").is_empty());
-        assert!(recipients_in(b"", "receiver_uuids").is_empty());
+        assert_eq!(found(form), Ok(vec!["x".to_owned(), "y".to_owned()]));
+    }
+
+    #[test]
+    fn a_message_whose_recipients_are_unclear_is_refused() {
+        let refused = |body: &[u8]| recipients_in(body, "receiver_uuids").err().unwrap_or_default();
+        assert!(refused(b"").contains("missing"));
+        assert!(refused(b"template_id=1").contains("missing"));
+        assert!(refused(br#"{"template_id": 1}"#).contains("missing"));
+        assert!(refused(b"receiver_uuids=oops%").contains("array of strings"));
+        assert!(refused(b"receiver_uuids=%5B%5D").contains("array of strings"), "an empty list");
+        assert!(refused(br#"{"receiver_uuids": [1, 2]}"#).contains("array of strings"));
+        assert!(refused(br#"{"receiver_uuids": "a"}"#).contains("array of strings"));
+        let twice = b"receiver_uuids=%5B%22x%22%5D&receiver_uuids=%5B%22y%22%2C%22z%22%5D";
+        assert!(refused(twice).contains("twice"));
     }
 }

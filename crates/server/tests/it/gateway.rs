@@ -38,7 +38,7 @@ async fn upstream(name: &'static str) -> std::net::SocketAddr {
         axum::Json(json!({
             "upstream": name, "method": method.as_str(), "uri": uri.to_string(),
             "app_id": get("x-permgate-app-id"), "restriction": get("x-permgate-restriction"), "user": get("x-permgate-user"),
-            "body": String::from_utf8_lossy(&body),
+            "body": String::from_utf8_lossy(&body), "hop": get("x-hop"),
         }))
         .into_response()
     });
@@ -101,6 +101,47 @@ both_backends! {
 
         let (status, _, body) = send(&t, t.client.get(format!("{gw}/v2/local/search/keyword.json"))).await;
         assert_eq!((status, body["code"].as_i64()), (StatusCode::UNAUTHORIZED, Some(-401)));
+    }
+}
+
+both_backends! {
+    async fn preflights_pass_to_the_upstream_and_hop_headers_and_unclear_recipients_do_not(t) {
+        let main = upstream("main").await;
+        let gw = gateway(&t, &format!("http://{main}"), Duration::from_secs(5)).await;
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Shop").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let rest = format!("KakaoAK {}", key_of(&app, "rest_api"));
+
+        // A browser's CORS preflight carries no credential: the upstream answers it.
+        let preflight = |path: &str, method: &str| {
+            t.client.request(Method::OPTIONS, format!("{gw}{path}"))
+                .header("origin", "https://shop.example").header("access-control-request-method", method)
+        };
+        let (status, _, body) = send(&t, preflight("/v2/local/search/keyword.json", "GET")).await;
+        assert_eq!((status, body["method"].as_str(), body["app_id"].as_str()), (StatusCode::OK, Some("OPTIONS"), Some("")), "{body}");
+        let (status, _, body) = send(&t, preflight("/v2/nothing/here", "GET")).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::NOT_FOUND, Some(-404)), "{body}");
+        let (status, _, body) = send(&t, t.client.request(Method::OPTIONS, format!("{gw}/v2/local/search/keyword.json"))).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "an OPTIONS call that is no preflight: {body}");
+
+        // Headers that `Connection` names are for one hop only.
+        let (status, _, body) = send(&t, t.client.get(format!("{gw}/v2/local/search/keyword.json"))
+            .header("authorization", &rest).header("connection", "x-hop").header("x-hop", "secret")).await;
+        assert_eq!((status, body["hop"].as_str()), (StatusCode::OK, Some("")), "{body}");
+
+        // A message whose recipients cannot be told exactly is not sent uncharged.
+        t.consent(id, &dev, &["friends", "talk_message"]).await;
+        let user = format!("Bearer {}", t.user_token(id, "u1", "friends talk_message"));
+        let message = |form: &'static str| {
+            t.client.post(format!("{gw}/v1/api/talk/friends/message/default/send")).header("authorization", &user)
+                .header("content-type", "application/x-www-form-urlencoded").body(form)
+        };
+        let (status, _, body) = send(&t, message("template_id=1&receiver_uuids=%5B%22a%22%5D&receiver_uuids=%5B%22b%22%5D")).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{body}");
+        assert!(body["msg"].as_str().is_some_and(|m| m.contains("twice")), "{body}");
+        let (status, _, body) = send(&t, message("template_id=1")).await;
+        assert_eq!((status, body["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{body}");
     }
 }
 
