@@ -49,6 +49,19 @@ impl NewAuditEvent {
         self
     }
 
+    /// A copy whose `after.revoked` names `revoked`: what a store's transaction found to revoke,
+    /// which the caller could only guess before it ran.
+    pub fn revoking(&self, revoked: &[String]) -> Self {
+        let mut event = self.clone();
+        if !event.after.is_object() {
+            event.after = serde_json::json!({});
+        }
+        if let Some(after) = event.after.as_object_mut() {
+            after.insert("revoked".into(), revoked.into());
+        }
+        event
+    }
+
     pub fn after(mut self, value: impl Serialize) -> Self {
         self.after = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
         self

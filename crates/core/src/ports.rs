@@ -232,7 +232,9 @@ pub trait WorkflowStore {
     ) -> StoreResult<()>;
     /// Removes the app's business information, revokes the grants of `revoke` (Biz and what
     /// needed it) and unsets the consent items of `unset`, with `messages`; returns the
-    /// permissions actually revoked.
+    /// permissions actually revoked, which the audit event's `after.revoked` is set to. `None`,
+    /// and nothing written, when there was neither business information nor a grant to revoke
+    /// (removed already, e.g. by a second click).
     #[expect(clippy::too_many_arguments, reason = "one write: what to revoke, unset and notify, and why")]
     fn remove_business(
         &self,
@@ -243,7 +245,7 @@ pub trait WorkflowStore {
         reason: &str,
         messages: &[NewMessage],
         audit: &NewAuditEvent,
-    ) -> StoreResult<Vec<String>>;
+    ) -> StoreResult<Option<Vec<String>>>;
     /// Adds or replaces a channel of the registry.
     fn upsert_channel(&self, channel: &TalkChannel, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<()>;
     fn channels(&self) -> StoreResult<Vec<TalkChannel>>;
@@ -259,7 +261,7 @@ pub trait WorkflowStore {
     /// Disconnects a channel; false (and nothing written, not even `audit`) if it was not
     /// connected. When it was the app's last channel (counted in the same transaction, so two
     /// disconnected at once cannot both see another left) the grants of `revoke` are revoked.
-    /// The audit event's `after` is set to `{"revoked": [...]}`, the permissions revoked.
+    /// The audit event's `after.revoked` is set to the permissions revoked.
     fn disconnect_channel(
         &self,
         app: AppId,

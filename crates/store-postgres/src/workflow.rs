@@ -30,7 +30,8 @@ const ONE_OPEN: &str = "permission_requests_one_open";
 
 impl WorkflowStore for PostgresStore {
     fn agree_eligibility(&self, app: AppId, by: AccountId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        // Two agreeing at once: the one whose row is not stored writes no event either.
+        self.write_changed(audit, |tx| {
             let n = tx.execute(
                 "INSERT INTO app_eligibility (app_id, agreed_by, agreed_at) VALUES ($1, $2, $3)
                  ON CONFLICT (app_id) DO NOTHING",
@@ -79,17 +80,21 @@ impl WorkflowStore for PostgresStore {
         reason: &str,
         messages: &[NewMessage],
         audit: &NewAuditEvent,
-    ) -> StoreResult<Vec<String>> {
-        self.write(audit, |tx| {
-            tx.execute("DELETE FROM app_business WHERE app_id = $1", &[&app.0])?;
+    ) -> StoreResult<Option<Vec<String>>> {
+        self.write_if_audit(|tx| {
+            let deleted = tx.execute("DELETE FROM app_business WHERE app_id = $1", &[&app.0])?;
             let revoked = revoke_grants(tx, app, revoke, by, reason, audit.at)?;
+            if deleted == 0 && revoked.is_empty() {
+                return Ok(None);
+            }
             for scope in unset {
                 tx.execute("DELETE FROM app_consent_items WHERE app_id = $1 AND scope = $2", &[&app.0, scope])?;
             }
             for m in messages {
                 insert_message(tx, m, audit.at)?;
             }
-            Ok(revoked)
+            let audit = audit.revoking(&revoked);
+            Ok(Some((revoked, audit)))
         })
     }
 
@@ -165,7 +170,7 @@ impl WorkflowStore for PostgresStore {
             let left: i64 =
                 tx.query_one("SELECT count(*) FROM app_channels WHERE app_id = $1", &[&app.0])?.try_get(0)?;
             let revoked = if left == 0 { revoke_grants(tx, app, revoke, by, reason, audit.at)? } else { Vec::new() };
-            Ok(Some(((), audit.clone().after(serde_json::json!({ "revoked": revoked })))))
+            Ok(Some(((), audit.revoking(&revoked))))
         })?;
         Ok(disconnected.is_some())
     }

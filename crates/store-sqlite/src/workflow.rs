@@ -20,7 +20,8 @@ const REQUEST_ID: &str = "{request_id}";
 
 impl WorkflowStore for SqliteStore {
     fn agree_eligibility(&self, app: AppId, by: AccountId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write(audit, |tx| {
+        // Two agreeing at once: the one whose row is not stored writes no event either.
+        self.write_changed(audit, |tx| {
             let n = tx
                 .execute(
                     "INSERT INTO app_eligibility (app_id, agreed_by, agreed_at) VALUES (?1, ?2, ?3)
@@ -72,10 +73,13 @@ impl WorkflowStore for SqliteStore {
         reason: &str,
         messages: &[NewMessage],
         audit: &NewAuditEvent,
-    ) -> StoreResult<Vec<String>> {
-        self.write(audit, |tx| {
-            tx.execute("DELETE FROM app_business WHERE app_id = ?1", [app.0]).map_err(backend)?;
+    ) -> StoreResult<Option<Vec<String>>> {
+        self.write_if_audit(|tx| {
+            let deleted = tx.execute("DELETE FROM app_business WHERE app_id = ?1", [app.0]).map_err(backend)?;
             let revoked = revoke_grants(tx, app, revoke, by, reason, audit.at)?;
+            if deleted == 0 && revoked.is_empty() {
+                return Ok(None);
+            }
             for scope in unset {
                 tx.execute("DELETE FROM app_consent_items WHERE app_id = ?1 AND scope = ?2", params![app.0, scope])
                     .map_err(backend)?;
@@ -83,7 +87,8 @@ impl WorkflowStore for SqliteStore {
             for m in messages {
                 insert_message(tx, m, audit.at)?;
             }
-            Ok(revoked)
+            let audit = audit.revoking(&revoked);
+            Ok(Some((revoked, audit)))
         })
     }
 
@@ -167,7 +172,7 @@ impl WorkflowStore for SqliteStore {
                 .query_row("SELECT count(*) FROM app_channels WHERE app_id = ?1", params![app.0], |r| r.get(0))
                 .map_err(backend)?;
             let revoked = if left == 0 { revoke_grants(tx, app, revoke, by, reason, audit.at)? } else { Vec::new() };
-            Ok(Some(((), audit.clone().after(serde_json::json!({ "revoked": revoked })))))
+            Ok(Some(((), audit.revoking(&revoked))))
         })?;
         Ok(disconnected.is_some())
     }

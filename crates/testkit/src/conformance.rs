@@ -643,10 +643,12 @@ fn workflow_settings_are_kept_in_the_app_record(store: &dyn Store) -> Result<(),
     let before = store.latest_change()?;
 
     assert!(store.agree_eligibility(app_id, dana, AT, &settings("app.eligibility"))?);
+    let head = store.audit_head()?;
     assert!(
         !store.agree_eligibility(app_id, dana, Timestamp(AT.0 + 5), &settings("app.eligibility"))?,
         "agreeing twice keeps the first agreement"
     );
+    assert_eq!(store.audit_head()?, head, "and records no second agreement");
 
     let business = Business {
         kind: permgate_core::model::BizKind::Corporate,
@@ -700,6 +702,20 @@ fn workflow_settings_are_kept_in_the_app_record(store: &dyn Store) -> Result<(),
     assert_eq!(store.changes_since(before)?.1, vec![app_id], "the settings are changes of their app");
     assert_eq!(last_action(store)?, Some(("app.consent".into(), format!("app:{app_id}"), Some(app_id))));
     assert_eq!(store.audit_head()?, last_event(store)?);
+
+    // Removing Biz: the event names what was revoked; a second removal finds nothing and writes
+    // nothing (no event, no message).
+    let revoke = ["biz_app".to_owned(), "kakao_moment".to_owned()];
+    let remove = |reason: &str| {
+        let audit = settings("business.remove").after(serde_json::json!({"revoked": revoke, "reason": reason}));
+        store.remove_business(app_id, &revoke, &[], dana, reason, &[message(app_id, "dana@example.com")], &audit)
+    };
+    assert_eq!(remove("gone")?, Some(vec!["biz_app".to_owned()]));
+    let last = store.audit_events(None, usize::MAX)?.pop().map(|e| e.event.after);
+    assert_eq!(last, Some(serde_json::json!({"revoked": ["biz_app"], "reason": "gone"})), "what was held, not asked");
+    let (head, sent) = (store.audit_head()?, store.messages(Some(app_id), 10)?.len());
+    assert_eq!(remove("again")?, None);
+    assert_eq!((store.audit_head()?, store.messages(Some(app_id), 10)?.len()), (head, sent));
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Access, Actor, AppView, Services, required_text};
+use super::{Access, Actor, AppView, Services, prose_text};
 use crate::audit::NewAuditEvent;
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AccountId, AppId, AppStatus};
@@ -36,7 +36,7 @@ impl Services {
             return Err(ServiceError::Forbidden("only an admin may block or unblock apps".into()));
         }
         let record = self.app_for(actor, app, Access::Read)?;
-        let reason = required_text("reason", &input.reason, 1000)?;
+        let reason = prose_text("reason", &input.reason, 1000)?;
         let (from, to) = match (record.app.status, blocked) {
             (AppStatus::Blocked, true) => return Err(ServiceError::Conflict(format!("app {app} is blocked already"))),
             // Unblocking restores exactly what was there (e.g. a suspension stays).
@@ -71,7 +71,7 @@ impl Services {
         if account == actor.account.id {
             return Err(ServiceError::Conflict("you cannot block your own account".into()));
         }
-        let reason = required_text("reason", &input.reason, 1000)?;
+        let reason = prose_text("reason", &input.reason, 1000)?;
         let current = self
             .store
             .account(account)?

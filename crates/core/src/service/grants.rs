@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Access, Actor, Services, required_text};
+use super::{Access, Actor, Services, prose_text};
 use crate::audit::NewAuditEvent;
 use crate::catalog::{ObtainedBy, Permission};
 use crate::error::{ServiceError, ServiceResult};
@@ -110,7 +110,7 @@ impl Services {
             return Err(ServiceError::Forbidden("only an admin may grant permissions by hand".into()));
         }
         let record = self.app_for(actor, app, Access::Read)?;
-        let reason = required_text("reason", &input.reason, 1000)?;
+        let reason = prose_text("reason", &input.reason, 1000)?;
         let now = self.clock.now();
         let permission = {
             let snapshot = self.snapshot.read();
@@ -201,7 +201,7 @@ impl Services {
             return Err(ServiceError::Forbidden("only a reviewer or an admin may revoke permissions".into()));
         }
         let record = self.app_for(actor, app, Access::Read)?;
-        let reason = required_text("reason", &input.reason, 1000)?;
+        let reason = prose_text("reason", &input.reason, 1000)?;
         let now = self.clock.now();
         let held = record.grants.iter().find(|g| g.permission == permission && g.key_id == input.key_id);
         let not_held = || match input.key_id {

@@ -216,8 +216,19 @@ impl Services {
     }
 }
 
-/// Rejects blank or oversized text fields with a message naming the field.
+/// Rejects blank or oversized text fields, and control characters, with a message naming the
+/// field: for one-line values (names, ids, URLs).
 fn required_text(field: &str, value: &str, max: usize) -> ServiceResult<String> {
+    checked_text(field, value, max, false)
+}
+
+/// [`required_text`] for prose (reasons, comments, usage scenarios, typed into a text area):
+/// line breaks and tabs are kept, `\r\n` as `\n`; other control characters are refused.
+fn prose_text(field: &str, value: &str, max: usize) -> ServiceResult<String> {
+    checked_text(field, &value.replace("\r\n", "\n"), max, true)
+}
+
+fn checked_text(field: &str, value: &str, max: usize, multiline: bool) -> ServiceResult<String> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(ServiceError::Invalid(format!("`{field}` must not be empty")));
@@ -225,7 +236,8 @@ fn required_text(field: &str, value: &str, max: usize) -> ServiceResult<String> 
     if trimmed.chars().count() > max {
         return Err(ServiceError::Invalid(format!("`{field}` must be at most {max} characters")));
     }
-    if trimmed.chars().any(char::is_control) {
+    let allowed = |c: char| multiline && matches!(c, '\n' | '\t');
+    if trimmed.chars().any(|c| c.is_control() && !allowed(c)) {
         return Err(ServiceError::Invalid(format!("`{field}` must not contain control characters")));
     }
     Ok(trimmed.to_owned())
@@ -242,6 +254,18 @@ mod tests {
         assert_eq!(err.as_deref(), Some("`name` must not be empty"));
         assert!(required_text("name", "abcdefghijk", 10).is_err());
         assert!(required_text("name", "a\u{0}b", 10).is_err());
+        assert!(required_text("name", "a\nb", 10).is_err(), "a name is one line");
+    }
+
+    #[test]
+    fn prose_keeps_line_breaks_and_tabs_and_refuses_other_control_characters() {
+        assert_eq!(
+            prose_text("reason", " first line\r\nsecond\tline\n", 100).ok().as_deref(),
+            Some("first line\nsecond\tline")
+        );
+        assert!(prose_text("reason", "a\u{0}b", 100).is_err());
+        assert!(prose_text("reason", "a\u{1b}[31mb", 100).is_err(), "no terminal escapes");
+        assert!(prose_text("reason", "\r\n\t", 100).is_err(), "blank");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::lifecycle::{Holding, RENEW_WITHIN_DAYS};
-use super::{Access, Actor, Services, required_text};
+use super::{Access, Actor, Services, prose_text, required_text};
 use crate::audit::NewAuditEvent;
 use crate::catalog::{ObtainedBy, Permission, ReviewDecisionKind};
 use crate::error::{ServiceError, ServiceResult};
@@ -158,10 +158,10 @@ impl Services {
         }
         let (requested_limit, requested_rule) = self.requested_quota(&permission, &input)?;
         let url = service_url(&input.service_url)?;
-        let reason = required_text("reason", &input.reason, 4000)?;
+        let reason = prose_text("reason", &input.reason, 4000)?;
         let usage_scenario = match input.usage_scenario.as_deref().map(str::trim) {
             None | Some("") => String::new(),
-            Some(text) => required_text("usage_scenario", text, 4000)?,
+            Some(text) => prose_text("usage_scenario", text, 4000)?,
         };
         let evidence = match input.evidence {
             Some(upload) => Some(evidence(upload)?),
@@ -432,11 +432,11 @@ impl Services {
                 let kind =
                     if action == RequestAction::Hold { ReviewDecisionKind::Hold } else { ReviewDecisionKind::Reject };
                 let (code, text) = self.reason_code(input.reason_code.as_deref(), kind)?;
-                required_text("comment", comment, 4000).map_err(|_| {
-                    ServiceError::Invalid(format!(
+                if comment.is_empty() {
+                    return Err(ServiceError::Invalid(format!(
                         "`comment`: {action} needs a note to the applicant besides the reason code"
-                    ))
-                })?;
+                    )));
+                }
                 (Some(code), Some(text))
             }
             _ => {
@@ -448,11 +448,11 @@ impl Services {
                 (None, None)
             }
         };
-        if action == RequestAction::Supplement {
-            required_text("comment", comment, 4000)
-                .map_err(|_| ServiceError::Invalid("`comment`: say what was supplemented, for the reviewer".into()))?;
-        } else if !comment.is_empty() {
-            required_text("comment", comment, 4000)?;
+        if action == RequestAction::Supplement && comment.is_empty() {
+            return Err(ServiceError::Invalid("`comment`: say what was supplemented, for the reviewer".into()));
+        }
+        if !comment.is_empty() {
+            prose_text("comment", comment, 4000)?;
         }
         if action != RequestAction::Approve && (input.expires_at.is_some() || input.granted_limit.is_some()) {
             return Err(ServiceError::Invalid(format!(
@@ -542,6 +542,14 @@ impl Services {
         input: &ActOnRequest,
         now: Timestamp,
     ) -> ServiceResult<NewGrant> {
+        // Retired while the request was open: existing grants keep working, new ones are refused
+        // (as a new request or an operator grant would be).
+        if permission.retired {
+            return Err(ServiceError::Conflict(format!(
+                "request {} cannot be approved: `{}` was retired since it was made; reject it, or the applicant withdraws it",
+                request.id, permission.id
+            )));
+        }
         // What the app had when it applied may be gone (Biz removed, a channel disconnected, a
         // prerequisite permission revoked): a grant now would hold what its prerequisites no
         // longer allow. The reviewer can hold or reject the request instead.

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Access, Actor, Services, required_text};
+use super::{Access, Actor, Services, prose_text, required_text};
 use crate::audit::NewAuditEvent;
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{
@@ -205,7 +205,7 @@ impl Services {
             return Err(ServiceError::Forbidden("only an admin may remove an app's Biz status".into()));
         }
         let record = self.app_for(actor, app, Access::Read)?;
-        let reason = required_text("reason", &input.reason, 1000)?;
+        let reason = prose_text("reason", &input.reason, 1000)?;
         if record.business.is_none() && !self.holds_now(&record, "biz_app") {
             return Err(ServiceError::Conflict(format!("app {app} is not a Biz app")));
         }
@@ -240,7 +240,13 @@ impl Services {
             .app(app)
             .before(&record.business)
             .after(serde_json::json!({"revoked": held, "consent_items_unset": unset, "reason": reason}));
-        let revoked = self.store.remove_business(app, &revoke, &unset, actor.account.id, &reason, &messages, &audit)?;
+        let Some(revoked) =
+            self.store.remove_business(app, &revoke, &unset, actor.account.id, &reason, &messages, &audit)?
+        else {
+            return Err(ServiceError::Conflict(format!(
+                "app {app} is not a Biz app (its Biz status was removed already)"
+            )));
+        };
         self.refresh(app)?;
         Ok(revoked)
     }
@@ -382,7 +388,7 @@ impl Services {
             .consent_item(scope)
             .cloned()
             .ok_or_else(|| ServiceError::NotFound(format!("the catalog has no consent item `{scope}`")))?;
-        let purpose = required_text("purpose", &input.purpose, 500)?;
+        let purpose = prose_text("purpose", &input.purpose, 500)?;
         if item.requires_biz && !self.holds_now(&record, "biz_app") {
             return Err(ServiceError::Forbidden(format!(
                 "the consent item `{scope}` can be set only on a Biz app: register business information first (PUT /v1/apps/{app}/business)"

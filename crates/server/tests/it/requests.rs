@@ -250,3 +250,31 @@ both_backends! {
         assert_eq!(t.check("GET", CALENDARS, &user).await["restriction"], "members_only");
     }
 }
+
+both_backends! {
+    async fn a_request_for_a_permission_retired_while_in_review_cannot_be_approved(t) {
+        let (app, dev) = ready_app(&t, &["talk_calendar"]).await;
+        let (_, rev) = t.account("rev", "reviewer").await;
+        // A reason typed into the console's text area, with its line breaks.
+        let mut form = calendar_form();
+        form[2] = ("reason", "Users add our events\r\nto their Talk Calendar");
+        let (status, req) = t.apply(app, &dev, &form, Some(("screen.png", TINY_PNG.to_vec()))).await;
+        assert_eq!(status, StatusCode::CREATED, "{req}");
+        let id = id_of(&req);
+        t.act(id, &rev, json!({"action": "start_review"})).await;
+
+        let retired = permgate_core::catalog::DEFAULT_CATALOG
+            .replacen("[[permissions]]\nid = \"talk_calendar\"\n", "[[permissions]]\nid = \"talk_calendar\"\nretired = true\n", 1);
+        std::fs::write(t.catalog_file(), retired).unwrap_or_else(|e| unreachable!("{e}"));
+        let (status, body) = t.post("/v1/catalog/reload", &t.admin, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        let (status, r) = t.act(id, &rev, json!({"action": "approve", "comment": "OK"})).await;
+        assert_eq!((status, r["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{r}");
+        assert!(r["msg"].as_str().is_some_and(|m| m.contains("retired")), "{r}");
+        let (_, held) = t.get(&format!("/v1/apps/{app}/permissions"), &dev).await;
+        assert_eq!(held["permissions"].as_array().map(Vec::len), Some(0), "{held}");
+        let (status, r) = t.act(id, &rev, json!({"action": "reject", "reason_code": "policy_violation", "comment": "The permission is retired.\nApply for its successor."})).await;
+        assert_eq!((status, r["state"].as_str()), (StatusCode::OK, Some("rejected")), "{r}");
+    }
+}
