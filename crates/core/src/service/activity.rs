@@ -208,7 +208,7 @@ fn mark_usage_saved(snapshot: &Snapshot, read_under: &Arc<Catalog>, marks: &[Usa
 
 /// Quota rule `rule` of catalog `then` in catalog `now`: the same number unless the catalog was
 /// reloaded (paid usage's two pseudo-rules, past the catalog's rules, keep theirs).
-fn rule_now(then: &Arc<Catalog>, now: &Arc<Catalog>, rule: u32) -> Option<u32> {
+pub(super) fn rule_now(then: &Arc<Catalog>, now: &Arc<Catalog>, rule: u32) -> Option<u32> {
     if Arc::ptr_eq(then, now) {
         return Some(rule);
     }

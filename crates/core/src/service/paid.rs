@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::{Access, Actor, Services};
 use crate::audit::NewAuditEvent;
+use crate::catalog::QuotaScope;
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AppId, PaidUsage};
 
@@ -35,8 +36,17 @@ impl Services {
                     let snapshot = self.snapshot.read();
                     let catalog = snapshot.catalog();
                     for r in &p.rules {
-                        if catalog.quota_rule(r).is_none() {
+                        let Some(rule) = catalog.quota_rule(r) else {
                             return Err(ServiceError::Invalid(format!("`rules`: the catalog has no quota rule `{r}`")));
+                        };
+                        // Paid usage buys more of an app's own free quota (KAKAO.md 3.6); the
+                        // anti-spam limits per user, recipient or pair and the monthly total of
+                        // all APIs are not for sale.
+                        let payable = rule.scope == QuotaScope::App && !rule.all_apis;
+                        if !payable {
+                            return Err(ServiceError::Invalid(format!(
+                                "`rules`: `{r}` cannot continue as paid usage: only an app's own quota of some APIs can (not a limit per developer, user, recipient or sender-recipient pair, nor the monthly total of all APIs)"
+                            )));
                         }
                     }
                 }

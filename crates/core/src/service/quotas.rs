@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::activity::rule_now;
 use super::{Access, Actor, Services};
 use crate::audit::NewAuditEvent;
 use crate::catalog::{QuotaPeriod, QuotaScope};
@@ -140,11 +141,17 @@ impl Services {
     /// Records waiting quota alerts as audit events (`quota.alert`); returns how many.
     pub fn flush_alerts(&self) -> ServiceResult<usize> {
         let alerts = std::mem::take(&mut *self.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        for a in &alerts {
+        for (i, a) in alerts.iter().enumerate() {
             let event = NewAuditEvent::new(self.clock.now(), None, "quota.alert", format!("quota:{}", a.rule))
                 .app(a.app_id)
                 .after(a);
-            self.store.record_event(&event)?;
+            if let Err(e) = self.store.record_event(&event) {
+                // Each threshold is passed once a window: an alert dropped here never comes back.
+                // This one and the rest go back to the front of the queue for the next round.
+                let mut queue = self.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                queue.splice(0..0, alerts[i..].iter().cloned());
+                return Err(e.into());
+            }
         }
         Ok(alerts.len())
     }
@@ -153,12 +160,15 @@ impl Services {
     /// shared map's and each app's own; then forgets the shared map's ended windows.
     pub fn save_counters(&self) -> ServiceResult<usize> {
         let Some(memory) = &self.memory else { return Ok(0) };
+        // Read under the snapshot's guard: a catalog reload renumbers the counters under its
+        // write lock, and keys drained before it would be named with the new catalog's rules.
+        let snapshot = self.snapshot.read();
+        let read_under = snapshot.catalog().clone();
+        let catalog = &read_under;
         let mut dirty = memory.drain_dirty();
         // Where the shared map's counters end and the apps' own begin, to mark them again if the
         // store refuses them.
         let shared = dirty.len();
-        let snapshot = self.snapshot.read();
-        let catalog = snapshot.catalog();
         for app in snapshot.apps() {
             let Some(mut state) = app.meter.pending(crate::meter::pending::COUNTERS) else { continue };
             let scope = app.id.0.cast_unsigned();
@@ -189,10 +199,13 @@ impl Services {
         if let Err(e) = self.store.save_counters(&saved) {
             // Not saved: changed since the last save still, so the next round tries them again
             // (an idle counter would otherwise keep its older saved count until it changes).
-            let (in_map, own) = dirty.split_at(shared.min(dirty.len()));
-            memory.mark_dirty(in_map.iter().map(|(key, _, _)| *key));
+            // A reload since the read may have renumbered the rules: each is found again by id.
             let snapshot = self.snapshot.read();
-            for (key, _, _) in own {
+            let now = snapshot.catalog();
+            let again = |key: &CounterKey| Some(CounterKey { rule: rule_now(&read_under, now, key.rule)?, ..*key });
+            let (in_map, own) = dirty.split_at(shared.min(dirty.len()));
+            memory.mark_dirty(in_map.iter().filter_map(|(key, _, _)| again(key)));
+            for key in own.iter().filter_map(|(key, _, _)| again(key)) {
                 if let Some(app) = snapshot.app(AppId(key.scope.cast_signed())) {
                     app.meter.lock().mark_dirty(key.rule, key.window_start);
                     app.meter.mark(crate::meter::pending::COUNTERS);

@@ -156,17 +156,25 @@ fn call(s: &Snapshot, c: &dyn QuotaCounter, path: &str, now: Timestamp) -> Decis
 }
 
 fn send(s: &Snapshot, c: &dyn QuotaCounter, user: &str, to: &str, now: Timestamp) -> Decision {
+    send_to(s, c, user, &[to], now)
+}
+
+fn send_to(s: &Snapshot, c: &dyn QuotaCounter, user: &str, recipients: &[&str], now: Timestamp) -> Decision {
     let token = mint_user_token(SECRET, AppId(1), user, &[], Timestamp(now.0 + 600)).unwrap_or_default();
     let auth = format!("Bearer {token}");
-    let recipients = [to];
-    let q = Query {
-        method: "POST",
-        path: "/send",
-        authorization: Some(&auth),
-        recipients: &recipients,
-        ..Query::default()
-    };
+    let q = Query { method: "POST", path: "/send", authorization: Some(&auth), recipients, ..Query::default() };
     decide_and_count(s, &q, c, now, true, CounterFailure::Closed)
+}
+
+/// A recipient named several times in one message is one recipient: checked and counted once
+/// (each name was checked against the count before the call and then counted, past the limit).
+#[test]
+fn a_recipient_named_twice_in_one_message_counts_once() {
+    let (s, c) = (world(vec![], None), MemoryCounter::new());
+    assert!(send_to(&s, &c, "u1", &["r1", "r1", "r1"], LATE).allow);
+    assert_eq!(send(&s, &c, "u1", "r1", LATE).code, -536, "the pair's one message a day is spent");
+    assert!(send(&s, &c, "u2", "r1", LATE).allow, "the recipient's second message of two");
+    assert_eq!(send_to(&s, &c, "u3", &["r2", "r1", "r2"], LATE).code, -533, "r1 has had its two");
 }
 
 #[test]

@@ -89,6 +89,8 @@ both_backends! {
             (json!({"rules": ["nope"], "daily_cap": 1, "monthly_cap": 5}), "no quota rule"),
             (json!({"rules": [], "daily_cap": 1, "monthly_cap": 5}), "at least one"),
             (json!({"rules": ["moment_ad_account_create_per_second"], "daily_cap": 9, "monthly_cap": 5}), "daily cap"),
+            (json!({"rules": ["talk_message_pair_daily"], "daily_cap": 1, "monthly_cap": 5}), "cannot continue as paid"),
+            (json!({"rules": ["api_monthly_total"], "daily_cap": 1, "monthly_cap": 5}), "cannot continue as paid"),
         ] {
             let (status, err) = t.put(&paid, &dev, body).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
