@@ -135,7 +135,10 @@ pub trait AppStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
     fn set_product(&self, app: AppId, product: &str, activated: bool, audit: &NewAuditEvent) -> StoreResult<()>;
-    /// Sets an app's status (active, blocked, suspended); false if there is no such app.
+    /// Sets an app's status (active, blocked, suspended); false if there is no such app. Back
+    /// to active from another status (an unblock), the idle clock starts again at the event's
+    /// time (`last_active_at`): a blocked app could not be called, and would otherwise be
+    /// suspended for inactivity at once.
     fn set_app_status(&self, app: AppId, status: crate::model::AppStatus, audit: &NewAuditEvent) -> StoreResult<bool>;
     /// Records when apps were last called (keeping the later time) and adds their new calls to
     /// the day starting at `day_start`; not a change of state, so neither audited nor sent to

@@ -630,9 +630,11 @@ impl AppStore for PostgresStore {
         self.write_changed(audit, |tx| {
             let n = tx.execute(
                 "UPDATE apps SET status_before_block = CASE WHEN $1 = 'blocked' THEN \
-                       CASE WHEN status = 'blocked' THEN status_before_block ELSE status END END, status = $1
+                       CASE WHEN status = 'blocked' THEN status_before_block ELSE status END END, status = $1,
+                       last_active_at = CASE WHEN $1 = 'active' AND status <> 'active'
+                         THEN GREATEST(COALESCE(last_active_at, 0), $3) ELSE last_active_at END
                  WHERE id = $2",
-                &[&status.as_str(), &app.0],
+                &[&status.as_str(), &app.0, &audit.at.0],
             )?;
             Ok(n > 0)
         })

@@ -495,9 +495,11 @@ impl AppStore for SqliteStore {
             let n = tx
                 .execute(
                     "UPDATE apps SET status_before_block = CASE WHEN ?1 = 'blocked' THEN \
-                       CASE WHEN status = 'blocked' THEN status_before_block ELSE status END END, status = ?1
+                       CASE WHEN status = 'blocked' THEN status_before_block ELSE status END END, status = ?1,
+                       last_active_at = CASE WHEN ?1 = 'active' AND status <> 'active'
+                         THEN max(coalesce(last_active_at, 0), ?3) ELSE last_active_at END
                      WHERE id = ?2",
-                    params![status.as_str(), app.0],
+                    params![status.as_str(), app.0, audit.at.0],
                 )
                 .map_err(backend)?;
             Ok(n > 0)

@@ -5,8 +5,8 @@
 use permgate_core::audit::{NewAuditEvent, verify_chain};
 use permgate_core::decision_log::LoggedCall;
 use permgate_core::model::{
-    AccountId, AppId, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, KeyKind, MemberRole, Platforms,
-    Role, TalkChannel,
+    AccountId, AppId, AppStatus, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, KeyKind, MemberRole,
+    Platforms, Role, TalkChannel,
 };
 use permgate_core::notify::{Channel, DeliveryState, NewMessage};
 use permgate_core::ports::{NewAccount, NewApp, NewGrant, NewKey, Store, StoreError};
@@ -85,7 +85,25 @@ pub const CHECKS: &[(&str, Check)] = &[
         "disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing",
         disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing,
     ),
+    ("an_unblocked_app_is_not_idle_from_its_blocked_time", an_unblocked_app_is_not_idle_from_its_blocked_time),
 ];
+
+/// A blocked app cannot be called: once unblocked, its idle time starts again, or the next idle
+/// check would suspend it at once for the days it spent blocked.
+fn an_unblocked_app_is_not_idle_from_its_blocked_time(store: &dyn Store) -> Result<(), StoreError> {
+    let owner = account(store, "owner", Role::Developer)?;
+    let id = app(store, owner, &[])?;
+    let later = Timestamp(AT.0 + 40 * 86_400);
+    let cutoff = Timestamp(later.0 - 30 * 86_400);
+    assert_eq!(store.idle_apps(cutoff)?, vec![id], "created and never called");
+    assert!(store.set_app_status(id, AppStatus::Blocked, &audit("app.block").app(id))?);
+    assert_eq!(store.idle_apps(cutoff)?, Vec::<AppId>::new(), "blocked, not idle");
+    let unblock = NewAuditEvent::new(later, Some(AccountId(1)), "app.unblock", "test".into()).app(id);
+    assert!(store.set_app_status(id, AppStatus::Active, &unblock)?);
+    assert_eq!(store.idle_apps(cutoff)?, Vec::<AppId>::new(), "its idle time starts at the unblock");
+    assert_eq!(store.idle_apps(Timestamp(later.0 + 1))?, vec![id], "and runs from there");
+    Ok(())
+}
 
 /// The store, not its caller, decides whether a disconnected channel was the app's last (two
 /// disconnected at once each saw the other left), and its audit event names what it revoked.
@@ -474,7 +492,6 @@ fn quota_counters_are_saved_as_the_larger_count_and_expire(store: &dyn Store) ->
 }
 
 fn blocking_marks_the_owners_apps_changed(store: &dyn Store) -> Result<(), StoreError> {
-    use permgate_core::model::AppStatus;
     let owner = account(store, "owner", Role::Developer)?;
     let a = app(store, owner, &[])?;
     let b = app(store, owner, &[])?;
