@@ -219,6 +219,19 @@ pub trait AuditStore {
     fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
 }
 
+/// What must still hold when an approval's grant is written. The service checks it on the app
+/// as it read it; the store checks it again in the transaction that writes the grant, so that a
+/// prerequisite removed meanwhile (Biz, the last channel) cannot leave a grant nothing revokes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements {
+    /// Permissions the app must hold app-wide, unexpired (Biz is `biz_app`).
+    pub permissions: Vec<String>,
+    /// At least one Kakao Talk Channel connected.
+    pub channel_connected: bool,
+    /// Consent items set on the app.
+    pub consent_items: Vec<String>,
+}
+
 /// App settings that the review workflow checks, and the workflow itself. Each call writes its
 /// rows, its audit event and its notifications in one transaction.
 pub trait WorkflowStore {
@@ -294,11 +307,13 @@ pub trait WorkflowStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<PermissionRequest>;
     /// Moves a request from `t.from` to `t.event.to`, with the grant an approval creates; `None`
-    /// (and nothing written) if the request is no longer in `t.from`.
+    /// (and nothing written) if the request is no longer in `t.from`. The grant is written only
+    /// if its [`Requirements`] hold in the same transaction, else [`StoreError::Conflict`] naming
+    /// the one that does not (and nothing is written).
     fn transition_request(
         &self,
         t: &Transition,
-        grant: Option<&NewGrant>,
+        grant: Option<(&NewGrant, &Requirements)>,
         messages: &[NewMessage],
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<PermissionRequest>>;

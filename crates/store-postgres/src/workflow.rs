@@ -11,7 +11,7 @@ use permgate_core::model::{
     AccountId, AppId, AppRecord, Business, ConnectedChannel, ConsentSetting, Eligibility, TalkChannel,
 };
 use permgate_core::notify::{DeliveryState, NewMessage, OutboxMessage};
-use permgate_core::ports::{NewGrant, OutboxStore, StoreError, StoreResult, WorkflowStore};
+use permgate_core::ports::{NewGrant, OutboxStore, Requirements, StoreError, StoreResult, WorkflowStore};
 use permgate_core::time::Timestamp;
 use permgate_core::workflow::{
     EvidenceInfo, NewEvidence, NewRequest, PermissionRequest, RequestEvent, RequestFilter, Transition,
@@ -262,7 +262,7 @@ impl WorkflowStore for PostgresStore {
     fn transition_request(
         &self,
         t: &Transition,
-        grant: Option<&NewGrant>,
+        grant: Option<(&NewGrant, &Requirements)>,
         messages: &[NewMessage],
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<PermissionRequest>> {
@@ -276,7 +276,27 @@ impl WorkflowStore for PostgresStore {
                 return Ok((None, false));
             }
             insert_history(tx, t.request_id, &t.event)?;
-            if let Some(g) = grant {
+            if let Some((g, requires)) = grant {
+                // Under the write lock: a removal of Biz or of the last channel either committed
+                // before (and is seen here) or waits until this grant is in (and revokes it).
+                for p in &requires.permissions {
+                    let held: bool = tx.query_one(HOLDS, &[&g.app_id.0, p, &t.event.at.0])?.try_get(0)?;
+                    if !held {
+                        return Err(unmet_requirement(g, &format!("it no longer holds `{p}`")).into());
+                    }
+                }
+                if requires.channel_connected {
+                    let connected: bool = tx.query_one(HAS_CHANNEL, &[&g.app_id.0])?.try_get(0)?;
+                    if !connected {
+                        return Err(unmet_requirement(g, "it no longer has a Kakao Talk Channel connected").into());
+                    }
+                }
+                for c in &requires.consent_items {
+                    let set: bool = tx.query_one(HAS_CONSENT_ITEM, &[&g.app_id.0, c])?.try_get(0)?;
+                    if !set {
+                        return Err(unmet_requirement(g, &format!("the consent item `{c}` is no longer set")).into());
+                    }
+                }
                 let grant_id = insert_grant_row(tx, g, t.event.at)?;
                 tx.execute("UPDATE permission_requests SET grant_id = $1 WHERE id = $2", &[&grant_id, &t.request_id])?;
             }
@@ -640,4 +660,18 @@ pub(super) fn revoke_grants(
         }
     }
     Ok(revoked)
+}
+
+/// Whether app $1 holds permission $2 app-wide at $3.
+const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = $1 AND permission = $2 AND key_id IS NULL
+     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3))";
+const HAS_CHANNEL: &str = "SELECT EXISTS (SELECT 1 FROM app_channels WHERE app_id = $1)";
+const HAS_CONSENT_ITEM: &str = "SELECT EXISTS (SELECT 1 FROM app_consent_items WHERE app_id = $1 AND scope = $2)";
+
+/// An approval whose grant's requirement no longer holds.
+fn unmet_requirement(g: &NewGrant, why: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "`{}` cannot be granted to app {} now: {why}; hold or reject the request",
+        g.permission, g.app_id
+    ))
 }

@@ -5,7 +5,7 @@
 use permgate_core::audit::NewAuditEvent;
 use permgate_core::model::{AccountId, AppId, Business, ConnectedChannel, ConsentSetting, Eligibility, TalkChannel};
 use permgate_core::notify::{DeliveryState, NewMessage, OutboxMessage};
-use permgate_core::ports::{NewGrant, OutboxStore, StoreError, StoreResult, WorkflowStore};
+use permgate_core::ports::{NewGrant, OutboxStore, Requirements, StoreError, StoreResult, WorkflowStore};
 use permgate_core::time::Timestamp;
 use permgate_core::workflow::{
     EvidenceInfo, NewEvidence, NewRequest, PermissionRequest, RequestEvent, RequestFilter, Transition,
@@ -267,7 +267,7 @@ impl WorkflowStore for SqliteStore {
     fn transition_request(
         &self,
         t: &Transition,
-        grant: Option<&NewGrant>,
+        grant: Option<(&NewGrant, &Requirements)>,
         messages: &[NewMessage],
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<PermissionRequest>> {
@@ -282,7 +282,26 @@ impl WorkflowStore for SqliteStore {
                 return Ok(None);
             }
             insert_history(tx, t.request_id, &t.event)?;
-            if let Some(g) = grant {
+            if let Some((g, requires)) = grant {
+                // In the IMMEDIATE transaction: a removal of Biz or of the last channel either
+                // committed before (and is seen here) or waits until this grant is in (and
+                // revokes it).
+                let exists = |sql: &str, values: &[&dyn rusqlite::ToSql]| -> StoreResult<bool> {
+                    tx.query_row(sql, values, |r| r.get(0)).map_err(backend)
+                };
+                for p in &requires.permissions {
+                    if !exists(HOLDS, params![g.app_id.0, p, t.event.at.0])? {
+                        return Err(unmet_requirement(g, &format!("it no longer holds `{p}`")));
+                    }
+                }
+                if requires.channel_connected && !exists(HAS_CHANNEL, params![g.app_id.0])? {
+                    return Err(unmet_requirement(g, "it no longer has a Kakao Talk Channel connected"));
+                }
+                for c in &requires.consent_items {
+                    if !exists(HAS_CONSENT_ITEM, params![g.app_id.0, c])? {
+                        return Err(unmet_requirement(g, &format!("the consent item `{c}` is no longer set")));
+                    }
+                }
                 let grant_id = super::insert_grant_row(tx, g, t.event.at)?;
                 tx.execute(
                     "UPDATE permission_requests SET grant_id = ?1 WHERE id = ?2",
@@ -665,4 +684,18 @@ pub(super) fn load_settings(
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
     Ok((business, consent_items, eligibility, channels))
+}
+
+/// Whether app ?1 holds permission ?2 app-wide at ?3.
+const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS NULL
+     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?3))";
+const HAS_CHANNEL: &str = "SELECT EXISTS (SELECT 1 FROM app_channels WHERE app_id = ?1)";
+const HAS_CONSENT_ITEM: &str = "SELECT EXISTS (SELECT 1 FROM app_consent_items WHERE app_id = ?1 AND scope = ?2)";
+
+/// An approval whose grant's requirement no longer holds.
+fn unmet_requirement(g: &NewGrant, why: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "`{}` cannot be granted to app {} now: {why}; hold or reject the request",
+        g.permission, g.app_id
+    ))
 }

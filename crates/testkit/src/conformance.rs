@@ -9,7 +9,7 @@ use permgate_core::model::{
     Platforms, Role, TalkChannel,
 };
 use permgate_core::notify::{Channel, DeliveryState, NewMessage};
-use permgate_core::ports::{NewAccount, NewApp, NewGrant, NewKey, Store, StoreError};
+use permgate_core::ports::{NewAccount, NewApp, NewGrant, NewKey, Requirements, Store, StoreError};
 use permgate_core::secret;
 use permgate_core::time::Timestamp;
 use permgate_core::workflow::{NewEvidence, NewRequest, RequestEvent, RequestFilter, RequestState, Transition};
@@ -931,7 +931,7 @@ fn a_transition_applies_only_from_the_state_seen(store: &dyn Store) -> Result<()
     let before = footprint(store)?;
     let stale = store.transition_request(
         &review,
-        Some(&review_grant(a, "talk_message")),
+        Some((&review_grant(a, "talk_message"), &Requirements::default())),
         &[message(a, "dana@example.com")],
         &request_audit(a, "request.review"),
     )?;
@@ -952,8 +952,27 @@ fn a_transition_applies_only_from_the_state_seen(store: &dyn Store) -> Result<()
         },
     };
     let grant = NewGrant { reason: "approved".into(), ..review_grant(a, "talk_message") };
+    // Its prerequisites are checked again in the transaction: one gone since the service looked
+    // (Biz removed, the last channel disconnected) refuses the grant and writes nothing.
+    let unmet = [
+        (Requirements { permissions: vec!["biz_app".into()], ..Requirements::default() }, "`biz_app`"),
+        (Requirements { channel_connected: true, ..Requirements::default() }, "Channel"),
+        (Requirements { consent_items: vec!["friends".into()], ..Requirements::default() }, "`friends`"),
+    ];
+    for (requires, named) in &unmet {
+        match store.transition_request(&approve, Some((&grant, requires)), &[], &request_audit(a, "request.approve")) {
+            Err(StoreError::Conflict(m)) => assert!(m.contains(named), "{m}"),
+            other => unreachable!("{requires:?}: {other:?}"),
+        }
+        assert_eq!(footprint(store)?, before, "{requires:?}: nothing written");
+    }
     let done = store
-        .transition_request(&approve, Some(&grant), &[], &request_audit(a, "request.approve"))?
+        .transition_request(
+            &approve,
+            Some((&grant, &Requirements::default())),
+            &[],
+            &request_audit(a, "request.approve"),
+        )?
         .ok_or_else(|| not_found("the approval"))?;
     assert_eq!((done.state, done.updated_at), (RequestState::Approved, Timestamp(later.0 + 1)));
     let record = store.app_record(a)?.ok_or_else(|| not_found("app"))?;

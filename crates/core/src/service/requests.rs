@@ -12,7 +12,7 @@ use crate::catalog::{ObtainedBy, Permission, ReviewDecisionKind};
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AppId, AppRecord, GrantSource};
 use crate::notify::NewMessage;
-use crate::ports::NewGrant;
+use crate::ports::{NewGrant, Requirements};
 use crate::time::Timestamp;
 use crate::workflow::{
     EvidenceInfo, NewEvidence, NewRequest, PermissionRequest, RequestAction, RequestEvent, RequestFilter, RequestState,
@@ -321,12 +321,15 @@ impl Services {
             }));
         let messages = self.messages_for(record, permission, &id.to_string(), &event)?;
         let t = Transition { request_id: id, from: RequestState::Submitted, event };
-        match self.store.transition_request(&t, Some(&grant), &messages, &audit)? {
-            Some(updated) => {
+        let requires = requirements(permission);
+        match self.store.transition_request(&t, Some((&grant, &requires)), &messages, &audit) {
+            Ok(Some(updated)) => {
                 self.refresh(record.app.id)?;
                 Ok(updated)
             }
-            None => Ok(request),
+            // A prerequisite went since the check: the request waits for a reviewer.
+            Ok(None) | Err(crate::ports::StoreError::Conflict(_)) => Ok(request),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -492,7 +495,9 @@ impl Services {
             None => Vec::new(),
         };
         let t = Transition { request_id: id, from: request.state, event };
-        let updated = self.store.transition_request(&t, grant.as_ref(), &messages, &audit)?.ok_or_else(|| {
+        let requires = permission.as_ref().map(requirements).unwrap_or_default();
+        let grant = grant.as_ref().map(|g| (g, &requires));
+        let updated = self.store.transition_request(&t, grant, &messages, &audit)?.ok_or_else(|| {
             ServiceError::Conflict(format!("request {id} changed while you acted on it; reload it and try again"))
         })?;
         if grant.is_some() {
@@ -696,6 +701,17 @@ fn quota_params(limit: Option<u64>, rule: Option<&str>) -> serde_json::Value {
         (Some(limit), None) => serde_json::json!({"limit": limit}),
         _ => serde_json::json!({}),
     }
+}
+
+/// What the store checks again as it writes an approval's grant: the permission's prerequisites
+/// that another write can take away meanwhile.
+fn requirements(permission: &Permission) -> Requirements {
+    let pre = &permission.prerequisites;
+    let mut permissions = pre.permissions.clone();
+    if pre.biz_app {
+        permissions.insert(0, "biz_app".to_owned());
+    }
+    Requirements { permissions, channel_connected: pre.channel_connected, consent_items: pre.consent_items.clone() }
 }
 
 #[cfg(test)]
