@@ -232,6 +232,16 @@ pub struct Requirements {
     pub consent_items: Vec<String>,
 }
 
+impl Requirements {
+    /// The refusal of an approval whose grant's requirement (`why`) no longer holds.
+    pub fn unmet(grant: &NewGrant, why: &str) -> StoreError {
+        StoreError::Conflict(format!(
+            "`{}` cannot be granted to app {} now: {why}; hold or reject the request",
+            grant.permission, grant.app_id
+        ))
+    }
+}
+
 /// App settings that the review workflow checks, and the workflow itself. Each call writes its
 /// rows, its audit event and its notifications in one transaction.
 pub trait WorkflowStore {

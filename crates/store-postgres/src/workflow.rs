@@ -282,19 +282,19 @@ impl WorkflowStore for PostgresStore {
                 for p in &requires.permissions {
                     let held: bool = tx.query_one(HOLDS, &[&g.app_id.0, p, &t.event.at.0])?.try_get(0)?;
                     if !held {
-                        return Err(unmet_requirement(g, &format!("it no longer holds `{p}`")).into());
+                        return Err(Requirements::unmet(g, &format!("it no longer holds `{p}`")).into());
                     }
                 }
                 if requires.channel_connected {
                     let connected: bool = tx.query_one(HAS_CHANNEL, &[&g.app_id.0])?.try_get(0)?;
                     if !connected {
-                        return Err(unmet_requirement(g, "it no longer has a Kakao Talk Channel connected").into());
+                        return Err(Requirements::unmet(g, "it no longer has a Kakao Talk Channel connected").into());
                     }
                 }
                 for c in &requires.consent_items {
                     let set: bool = tx.query_one(HAS_CONSENT_ITEM, &[&g.app_id.0, c])?.try_get(0)?;
                     if !set {
-                        return Err(unmet_requirement(g, &format!("the consent item `{c}` is no longer set")).into());
+                        return Err(Requirements::unmet(g, &format!("the consent item `{c}` is no longer set")).into());
                     }
                 }
                 let grant_id = insert_grant_row(tx, g, t.event.at)?;
@@ -667,11 +667,3 @@ const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = $1 AND p
      AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3))";
 const HAS_CHANNEL: &str = "SELECT EXISTS (SELECT 1 FROM app_channels WHERE app_id = $1)";
 const HAS_CONSENT_ITEM: &str = "SELECT EXISTS (SELECT 1 FROM app_consent_items WHERE app_id = $1 AND scope = $2)";
-
-/// An approval whose grant's requirement no longer holds.
-fn unmet_requirement(g: &NewGrant, why: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "`{}` cannot be granted to app {} now: {why}; hold or reject the request",
-        g.permission, g.app_id
-    ))
-}

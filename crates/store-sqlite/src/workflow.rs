@@ -291,15 +291,15 @@ impl WorkflowStore for SqliteStore {
                 };
                 for p in &requires.permissions {
                     if !exists(HOLDS, params![g.app_id.0, p, t.event.at.0])? {
-                        return Err(unmet_requirement(g, &format!("it no longer holds `{p}`")));
+                        return Err(Requirements::unmet(g, &format!("it no longer holds `{p}`")));
                     }
                 }
                 if requires.channel_connected && !exists(HAS_CHANNEL, params![g.app_id.0])? {
-                    return Err(unmet_requirement(g, "it no longer has a Kakao Talk Channel connected"));
+                    return Err(Requirements::unmet(g, "it no longer has a Kakao Talk Channel connected"));
                 }
                 for c in &requires.consent_items {
                     if !exists(HAS_CONSENT_ITEM, params![g.app_id.0, c])? {
-                        return Err(unmet_requirement(g, &format!("the consent item `{c}` is no longer set")));
+                        return Err(Requirements::unmet(g, &format!("the consent item `{c}` is no longer set")));
                     }
                 }
                 let grant_id = super::insert_grant_row(tx, g, t.event.at)?;
@@ -691,11 +691,3 @@ const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = ?1 AND p
      AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?3))";
 const HAS_CHANNEL: &str = "SELECT EXISTS (SELECT 1 FROM app_channels WHERE app_id = ?1)";
 const HAS_CONSENT_ITEM: &str = "SELECT EXISTS (SELECT 1 FROM app_consent_items WHERE app_id = ?1 AND scope = ?2)";
-
-/// An approval whose grant's requirement no longer holds.
-fn unmet_requirement(g: &NewGrant, why: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "`{}` cannot be granted to app {} now: {why}; hold or reject the request",
-        g.permission, g.app_id
-    ))
-}
