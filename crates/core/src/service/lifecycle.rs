@@ -112,14 +112,38 @@ impl Services {
         let now = self.clock.now();
         let mut run = LifecycleRun::default();
         let catalog = self.snapshot.read().catalog().clone();
-        for state in self.store.live_grants()? {
+        let grants = self.store.live_grants()?;
+        // Expired grants need neither a reminder nor reaping, nor do those of the app's type or
+        // bound to one key.
+        let considered = |g: &crate::model::Grant| {
+            g.source != GrantSource::AppType && g.key_id.is_none() && g.expires_at.is_none_or(|e| e > now)
+        };
+        // An app may hold a permission by several grants (a renewal starts where the grant it
+        // renews ends): it is the newest that stands for the holding. The older one's end is no
+        // reason to remind (the app holds on), and its disuse no reason to revoke what the
+        // renewal just granted.
+        let end = |g: &crate::model::Grant| g.expires_at.map_or(i64::MAX, |e| e.0);
+        let mut newest: std::collections::HashMap<(AppId, &str), (&crate::model::Grant, i64)> = Default::default();
+        for g in grants.iter().map(|s| &s.grant).filter(|g| considered(g)) {
+            newest
+                .entry((g.app_id, g.permission.as_str()))
+                .and_modify(|(n, last_end)| {
+                    if (g.granted_at, g.id) > (n.granted_at, n.id) {
+                        *n = g;
+                    }
+                    *last_end = (*last_end).max(end(g));
+                })
+                .or_insert((g, end(g)));
+        }
+        let holding = |g: &crate::model::Grant| newest.get(&(g.app_id, g.permission.as_str())).copied();
+        for state in &grants {
             let g = &state.grant;
-            // Expired grants need neither a reminder nor reaping.
-            if g.source == GrantSource::AppType || g.key_id.is_some() || g.expires_at.is_some_and(|e| e <= now) {
+            if !considered(g) {
                 continue;
             }
             let sent = |kind: &str| state.notices.iter().any(|(k, _)| k == kind);
-            if let Some(end) = g.expires_at.filter(|e| *e > now) {
+            let last_to_end = holding(g).is_some_and(|(_, last_end)| last_end == end(g));
+            if let Some(end) = g.expires_at.filter(|e| *e > now && last_to_end) {
                 let left = (end.0 - now.0) / DAY;
                 let kind = if left < 7 {
                     (!sent("expiry_7")).then_some("expiry_7")
@@ -140,7 +164,10 @@ impl Services {
             if !catalog.apis.iter().any(|a| a.permission_idx.contains(&p)) {
                 continue;
             }
-            if let Some(outcome) = self.reap_step(&state, policy, now)? {
+            if holding(g).is_some_and(|(n, _)| n.id != g.id) {
+                continue;
+            }
+            if let Some(outcome) = self.reap_step(state, policy, now)? {
                 match outcome {
                     Reap::Warned => run.notified.push((g.app_id, g.permission.clone(), "unused".into())),
                     Reap::Revoked => run.reaped.push((g.app_id, g.permission.clone())),

@@ -166,6 +166,36 @@ async fn reminders_come_at_30_and_7_days_and_a_renewal_continues_from_the_end() 
     assert!(d["allow"] == true && d["restriction"].is_null(), "{d}");
 }
 
+/// Applies for the calendar permission and has the reviewer approve it.
+async fn approved(t: &TestApp, app: i64, dev: &str, reviewer: &str) {
+    let (status, request) = apply(t, app, dev).await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    let id = request["id"].as_i64().unwrap_or_default();
+    t.act(id, reviewer, json!({"action": "start_review"})).await;
+    let (status, body) = t.act(id, reviewer, json!({"action": "approve"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Renewed before its end, a grant is held on by the renewal: its end brings no reminder, and its
+/// disuse no warning (reaping it revoked the renewal with it).
+#[tokio::test]
+async fn a_renewed_grant_gets_no_reminder_and_no_unused_warning_of_its_own() {
+    let t = TestApp::spawn_with(calendar_with("default_duration_days = 90")).await;
+    let (_, reviewer) = t.account("rita", "reviewer").await;
+    let (app, dev) = ready_app(&t, "dev").await;
+    approved(&t, app, &dev, &reviewer).await;
+    t.clock.advance(61 * DAY); // 29 days left
+    assert_eq!(lifecycle(&t, None).await.notified.len(), 1, "the 30-day reminder");
+    approved(&t, app, &dev, &reviewer).await; // the renewal, from the first grant's end
+    assert_eq!(held(&t, app, &dev).await.len(), 2);
+
+    t.clock.advance(23 * DAY); // 6 days left on the first grant, 96 on the renewal
+    let policy = Some(ReapPolicy { unused_days: 30, warning_days: 14 });
+    let run = lifecycle(&t, policy).await;
+    assert!(run.notified.is_empty() && run.reaped.is_empty(), "{run:?}");
+    assert_eq!(held(&t, app, &dev).await.len(), 2);
+}
+
 #[tokio::test]
 async fn a_time_limited_quota_boost_reverts_by_itself() {
     let t = TestApp::spawn().await;
