@@ -755,6 +755,12 @@ fn count(
     if charges.is_empty() {
         return counted;
     }
+    // The counter reports the first charge that does not fit. A rule under paid usage goes
+    // first: used up, it takes the call on as paid usage, which the free totals of all APIs do
+    // not count, so a used-up total listed before it must not deny the call.
+    if let Some(pe) = &app.paid {
+        charges.sort_by_key(|c| !c.rule_index().is_some_and(|r| pe.rules.contains(&r)));
+    }
     let mut paid = false;
     // Each round either admits, denies, or moves one exhausted rule to paid usage.
     for _ in 0..=charges.len() {

@@ -267,10 +267,17 @@ impl Services {
             // Replaying does not count: an exhausted app-wide rule is applied here, as a call would.
             // A rule paid usage covers lets calls go on as paid.
             let paid = |q: usize| entry.paid.as_ref().is_some_and(|p| p.rules.contains(&q));
-            let exhausted =
-                api.quota_idx.iter().filter(|&&q| !paid(q)).map(|&q| &catalog.quota_rules[q]).find(|r| {
-                    !r.shadow && !api.shadow && usage.rules.iter().any(|u| u.rule == r.id && u.remaining == 0)
-                });
+            let used_up =
+                |q: usize| usage.rules.iter().any(|u| u.rule == catalog.quota_rules[q].id && u.remaining == 0);
+            // A call past a paid rule's free limit is paid usage, which the totals of all APIs
+            // do not count.
+            let goes_paid = api.quota_idx.iter().any(|&q| paid(q) && used_up(q));
+            let exhausted = api
+                .quota_idx
+                .iter()
+                .filter(|&&q| !(paid(q) || goes_paid && catalog.quota_rules[q].all_apis))
+                .find(|&&q| !catalog.quota_rules[q].shadow && !api.shadow && used_up(q))
+                .map(|&q| &catalog.quota_rules[q]);
             out.verdict = Some(if let (true, Some(rule)) = (d.allow, exhausted) {
                 Verdict {
                     allow: false,

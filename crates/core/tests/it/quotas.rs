@@ -288,6 +288,27 @@ fn paid_usage_continues_past_the_free_limit_until_the_cap() {
     assert_eq!(call(&s, &c, "/search", next_day).quota.map(|q| q.rule), Some("monthly"));
 }
 
+/// A paid rule's free limit and the monthly total of all APIs used up by the same call: paid
+/// usage takes the call on (paid calls are not counted in the total), whichever of the two
+/// rules the catalog lists first.
+#[test]
+fn paid_usage_passes_a_used_up_total_listed_before_its_rule() {
+    let daily =
+        "[[quota_rules]]\nid = \"daily\"\nname = \"Searches a day\"\nperiod = \"day\"\nscope = \"app\"\nlimit = 3\n";
+    let text = CATALOG.replacen(daily, "", 1).replacen("limit = 5\nall_apis = true", "limit = 3\nall_apis = true", 1);
+    let text =
+        text.replacen("[[quota_rules]]\nid = \"sender\"", &format!("{daily}\n[[quota_rules]]\nid = \"sender\""), 1);
+    let catalog = Catalog::parse("quota.toml", &text).unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(catalog.quota_rules.iter().take(2).map(|r| r.id.as_str()).collect::<Vec<_>>(), ["monthly", "daily"]);
+    let paid = PaidUsage { rules: vec!["daily".into()], daily_cap: 10, monthly_cap: 10 };
+    let s =
+        Snapshot::build(Arc::new(catalog), Arc::new(TokenVerifier::new(Some(SECRET))), [record(vec![], Some(paid))]);
+    let c = MemoryCounter::new();
+    let calls: Vec<(i32, bool)> =
+        (0..5).map(|_| call(&s, &c, "/search", LATE)).map(|d| (d.code, d.quota.is_some_and(|q| q.paid))).collect();
+    assert_eq!(calls, vec![(0, false), (0, false), (0, false), (0, true), (0, true)]);
+}
+
 #[test]
 fn alerts_fire_once_at_80_and_100_percent_of_app_wide_rules() {
     let (s, c) = (world(vec![boost(10, None)], None), MemoryCounter::new());
