@@ -56,12 +56,21 @@ impl Services {
                             .into(),
                     ));
                 }
+                // The stores keep caps as signed 64-bit numbers: a larger one would be kept as
+                // another number than the one answered.
+                if i64::try_from(p.monthly_cap).is_err() {
+                    return Err(ServiceError::Invalid(format!("`monthly_cap` must be at most {}", i64::MAX)));
+                }
                 let mut rules = p.rules;
                 rules.sort();
                 rules.dedup();
                 Some(PaidUsage { rules, daily_cap: p.daily_cap, monthly_cap: p.monthly_cap })
             }
         };
+        // The same setting again (a second click, a retried PUT) changes nothing and records nothing.
+        if paid == record.paid {
+            return Ok(paid);
+        }
         let audit =
             NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "paid_usage.set", format!("app:{app}"))
                 .app(app)

@@ -96,10 +96,16 @@ both_backends! {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
             assert!(err["msg"].as_str().is_some_and(|m| m.contains(needle)), "{err}");
         }
-        let (status, body) = t
-            .put(&paid, &dev, json!({"rules": ["moment_ad_account_create_per_second"], "daily_cap": 1, "monthly_cap": 5}))
-            .await;
+        let setting = json!({"rules": ["moment_ad_account_create_per_second"], "daily_cap": 1, "monthly_cap": 5});
+        let (status, body) = t.put(&paid, &dev, setting.clone()).await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, again) = t.put(&paid, &dev, setting).await;
+        assert_eq!((status, &again), (StatusCode::OK, &body), "the same setting again");
+        let (_, audit) = t.call(Method::GET, &format!("/v1/audit?app_id={id}"), Some(&t.admin), None).await;
+        let sets = audit["events"].as_array().into_iter().flatten().filter(|e| e["action"] == "paid_usage.set").count();
+        assert_eq!(sets, 1, "is recorded once");
+        let huge = json!({"rules": ["moment_ad_account_create_per_second"], "daily_cap": 1, "monthly_cap": u64::MAX});
+        assert_eq!(t.put(&paid, &dev, huge).await.0, StatusCode::BAD_REQUEST);
         let (_, _, d) = check(&t, call.clone()).await;
         assert_eq!((d["allow"].as_bool(), d["quota"]["paid"].as_bool()), (Some(true), Some(true)), "{d}");
         let (_, _, d) = check(&t, call.clone()).await;
