@@ -2,35 +2,29 @@
 //! saves it about once a second; an app that no node has seen called for the configured idle time
 //! is suspended (audited, its members notified), and its owner reactivates it.
 
-use std::sync::Arc;
-
 use super::{Access, Actor, AppView, Services};
 use crate::audit::NewAuditEvent;
-use crate::catalog::{Catalog, QuotaPeriod};
+use crate::catalog::QuotaPeriod;
 use crate::error::{ServiceError, ServiceResult};
 use crate::meter::pending;
 use crate::model::{AppId, AppStatus};
 use crate::ports::ActivityRow;
-use crate::quota::window;
+use crate::quota::{counter_rule, counter_rule_by_id, window};
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
 
 impl Services {
     /// Saves when each app last exercised each permission, where it changed since the last save.
     pub fn save_grant_usage(&self) -> ServiceResult<usize> {
-        let (read_under, rows, marks) = {
-            let snapshot = self.snapshot.read();
-            let (rows, marks) = unsaved_usage(&snapshot);
-            (snapshot.catalog().clone(), rows, marks)
-        };
+        let rows = unsaved_usage(&self.snapshot.read());
         if rows.is_empty() {
             return Ok(0);
         }
         if let Err(e) = self.store.save_grant_usage(&rows) {
-            self.mark_again(marks.iter().map(|(app, _, _)| *app), pending::USAGE);
+            self.mark_again(rows.iter().map(|(app, _, _)| *app), pending::USAGE);
             return Err(e.into());
         }
-        mark_usage_saved(&self.snapshot.read(), &read_under, &marks);
+        mark_usage_saved(&self.snapshot.read(), &rows);
         Ok(rows.len())
     }
 
@@ -38,11 +32,11 @@ impl Services {
     pub fn save_activity(&self) -> ServiceResult<usize> {
         // What is read here is what is marked saved below: counts added meanwhile wait for the
         // next round.
-        let (read_under, seen, rows, day_start) = {
+        let (seen, rows, day_start) = {
             let snapshot = self.snapshot.read();
             let day = window(QuotaPeriod::Day, self.clock.now(), snapshot.catalog().utc_offset).start;
             let (seen, rows) = unsaved_activity(&snapshot);
-            (snapshot.catalog().clone(), seen, rows, day)
+            (seen, rows, day)
         };
         if rows.is_empty() {
             return Ok(0);
@@ -51,7 +45,7 @@ impl Services {
             self.mark_again(seen.iter().map(|(app, ..)| *app), pending::ACTIVITY);
             return Err(e.into());
         }
-        mark_activity_saved(&self.snapshot.read(), &read_under, &seen);
+        mark_activity_saved(&self.snapshot.read(), &seen);
         Ok(seen.len())
     }
 
@@ -123,8 +117,9 @@ impl Services {
 }
 
 /// What an app read of its meter and saves: its last call, its calls, and its calls per quota
-/// rule (by the index in the catalog it was read under).
-type Seen = (AppId, i64, u64, Vec<(u32, u32)>);
+/// rule, named by id (as saved and shared): a catalog reload may renumber the rules before the
+/// read is marked saved.
+type Seen = (AppId, i64, u64, Vec<(&'static str, u32)>);
 
 /// The apps' activity not saved yet, as read (and to be marked saved) and as stored.
 fn unsaved_activity(snapshot: &Snapshot) -> (Vec<Seen>, Vec<ActivityRow>) {
@@ -137,14 +132,21 @@ fn unsaved_activity(snapshot: &Snapshot) -> (Vec<Seen>, Vec<ActivityRow>) {
             continue;
         }
         let (last, total) = (meter.last_call, meter.calls - meter.calls_saved);
-        let by_rule: Vec<(u32, u32)> =
-            meter.rules.iter().map(|r| (r.rule, r.unsaved_calls())).filter(|(_, n)| *n > 0).collect();
+        let by_rule: Vec<(&'static str, u32)> = meter
+            .rules
+            .iter()
+            .filter(|r| r.unsaved_calls() > 0)
+            .filter_map(|r| Some((counter_rule(catalog, r.rule)?.0, r.unsaved_calls())))
+            .collect();
         drop(meter);
         let mut calls = vec![(String::new(), total)];
-        calls.extend(by_rule.iter().filter_map(|(i, n)| {
-            let rule = catalog.quota_rules.get(usize::try_from(*i).ok()?)?;
-            Some((rule.id.clone(), u64::from(*n)))
-        }));
+        // The paid caps' counts are not usage of a rule of the catalog.
+        calls.extend(
+            by_rule
+                .iter()
+                .filter(|(id, _)| catalog.quota_rule(id).is_some())
+                .map(|(id, n)| ((*id).to_owned(), u64::from(*n))),
+        );
         calls.retain(|(_, n)| *n > 0);
         rows.push(ActivityRow { app: a.id, last_call: Timestamp(last), calls });
         seen.push((a.id, last, total, by_rule));
@@ -152,18 +154,18 @@ fn unsaved_activity(snapshot: &Snapshot) -> (Vec<Seen>, Vec<ActivityRow>) {
     (seen, rows)
 }
 
-/// Marks what `seen` read as saved, in the meters of `snapshot`. A catalog reload since the read
-/// (`read_under` is the catalog then) may have renumbered the rules: each is found again by id,
-/// or the saved calls would be marked on another rule, and this rule's saved again next time.
-fn mark_activity_saved(snapshot: &Snapshot, read_under: &Arc<Catalog>, seen: &[Seen]) {
-    let now = snapshot.catalog();
+/// Marks what `seen` read as saved, in the meters of `snapshot`, each rule found by its id in
+/// the catalog in force now (by the number it had when read, a reload in between would mark the
+/// calls on another rule, and this one's would be saved again).
+fn mark_activity_saved(snapshot: &Snapshot, seen: &[Seen]) {
+    let catalog = snapshot.catalog();
     for (id, last, total, by_rule) in seen {
         if let Some(app) = snapshot.app(*id) {
             let mut meter = app.meter.lock();
             meter.last_saved = meter.last_saved.max(*last);
             meter.calls_saved += total;
             for &(rule, n) in by_rule {
-                let Some(rule) = rule_now(read_under, now, rule) else { continue };
+                let Some((rule, _)) = counter_rule_by_id(catalog, rule) else { continue };
                 if let Some(r) = meter.rules.iter_mut().find(|r| r.rule == rule) {
                     r.calls_saved = r.calls_saved.wrapping_add(n);
                 }
@@ -172,64 +174,41 @@ fn mark_activity_saved(snapshot: &Snapshot, read_under: &Arc<Catalog>, seen: &[S
     }
 }
 
-/// An app's use of a permission (by index in the catalog it was read under) at a time.
-type UsageMark = (AppId, u32, i64);
-
-/// When each app last exercised each permission, where it changed since the last save: the rows
-/// to store, and what to mark saved (permissions by index in the snapshot's catalog).
-fn unsaved_usage(snapshot: &Snapshot) -> (Vec<(AppId, String, i64)>, Vec<UsageMark>) {
+/// When each app last exercised each permission, where it changed since the last save.
+fn unsaved_usage(snapshot: &Snapshot) -> Vec<(AppId, String, i64)> {
     let catalog = snapshot.catalog();
     let mut rows = Vec::new();
-    let mut marks = Vec::new();
     for a in snapshot.apps() {
         let Some(meter) = a.meter.pending(pending::USAGE) else { continue };
         for u in meter.used.iter().filter(|u| u.at > u.saved) {
             if let Some(permission) = usize::try_from(u.permission).ok().and_then(|p| catalog.permissions.get(p)) {
                 rows.push((a.id, permission.id.clone(), u.at));
-                marks.push((a.id, u.permission, u.at));
             }
         }
     }
-    (rows, marks)
+    rows
 }
 
-/// Marks the uses in `marks` saved, finding each permission again by id if the catalog changed.
-fn mark_usage_saved(snapshot: &Snapshot, read_under: &Arc<Catalog>, marks: &[UsageMark]) {
-    let now = snapshot.catalog();
-    for &(app, p, at) in marks {
-        let Some(p) = permission_now(read_under, now, p) else { continue };
-        if let Some(a) = snapshot.app(app)
+/// Marks the saved uses `rows` in the meters of `snapshot`, each permission found by its id in
+/// the catalog in force now (a reload may have renumbered them since the read).
+fn mark_usage_saved(snapshot: &Snapshot, rows: &[(AppId, String, i64)]) {
+    let catalog = snapshot.catalog();
+    for (app, permission, at) in rows {
+        let Some(p) = catalog.permission_index(permission).and_then(|p| u32::try_from(p).ok()) else { continue };
+        if let Some(a) = snapshot.app(*app)
             && let Some(u) = a.meter.lock().used.iter_mut().find(|u| u.permission == p)
         {
-            u.saved = u.saved.max(at);
+            u.saved = u.saved.max(*at);
         }
     }
-}
-
-/// Quota rule `rule` of catalog `then` in catalog `now`: the same number unless the catalog was
-/// reloaded (paid usage's two pseudo-rules, past the catalog's rules, keep theirs).
-pub(super) fn rule_now(then: &Arc<Catalog>, now: &Arc<Catalog>, rule: u32) -> Option<u32> {
-    if Arc::ptr_eq(then, now) {
-        return Some(rule);
-    }
-    match usize::try_from(rule).ok().and_then(|i| then.quota_rules.get(i)) {
-        Some(r) => now.quota_rules.iter().position(|n| n.id == r.id).and_then(|i| u32::try_from(i).ok()),
-        None => Some(rule),
-    }
-}
-
-/// Permission `p` of catalog `then` in catalog `now`.
-fn permission_now(then: &Arc<Catalog>, now: &Arc<Catalog>, p: u32) -> Option<u32> {
-    if Arc::ptr_eq(then, now) {
-        return Some(p);
-    }
-    let id = &then.permissions.get(usize::try_from(p).ok()?)?.id;
-    now.permissions.iter().position(|n| &n.id == id).and_then(|i| u32::try_from(i).ok())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::catalog::Catalog;
     use crate::catalog::DEFAULT_CATALOG;
     use crate::credential::TokenVerifier;
     use crate::decision::{CounterFailure, Query, decide_and_count};
@@ -281,8 +260,8 @@ mod tests {
             assert!(d.allow, "{} {:?}", q.path, d.msg);
         }
         let (seen, rows) = unsaved_activity(&before);
-        let (used, marks) = unsaved_usage(&before);
-        let used: Vec<&str> = used.iter().map(|(_, p, _)| p.as_str()).collect();
+        let usage = unsaved_usage(&before);
+        let used: Vec<&str> = usage.iter().map(|(_, p, _)| p.as_str()).collect();
         assert_eq!(used, ["biz_app", "connect_talk_channel"]);
         let calls: Vec<(&str, u64)> = rows[0].calls.iter().map(|(r, n)| (r.as_str(), *n)).collect();
         assert!(calls.contains(&("local_keyword_search_daily", 2)), "{calls:?}");
@@ -293,11 +272,11 @@ mod tests {
         let mut after = snapshot(&new);
         after.carry_over(&before, &rule_map);
 
-        mark_activity_saved(&after, &old, &seen);
+        mark_activity_saved(&after, &seen);
         let (_, again) = unsaved_activity(&after);
         assert!(again.is_empty(), "saved again: {again:?}");
-        mark_usage_saved(&after, &old, &marks);
-        let (again, _) = unsaved_usage(&after);
+        mark_usage_saved(&after, &usage);
+        let again = unsaved_usage(&after);
         assert!(again.is_empty(), "saved again: {again:?}");
     }
 }

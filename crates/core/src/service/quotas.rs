@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 
-use super::activity::rule_now;
 use super::{Access, Actor, Services};
 use crate::audit::NewAuditEvent;
 use crate::catalog::{QuotaPeriod, QuotaScope};
@@ -202,7 +201,10 @@ impl Services {
             // A reload since the read may have renumbered the rules: each is found again by id.
             let snapshot = self.snapshot.read();
             let now = snapshot.catalog();
-            let again = |key: &CounterKey| Some(CounterKey { rule: rule_now(&read_under, now, key.rule)?, ..*key });
+            let again = |key: &CounterKey| {
+                let (id, _) = counter_rule(&read_under, key.rule)?;
+                Some(CounterKey { rule: counter_rule_by_id(now, id)?.0, ..*key })
+            };
             let (in_map, own) = dirty.split_at(shared.min(dirty.len()));
             memory.mark_dirty(in_map.iter().filter_map(|(key, _, _)| again(key)));
             for key in own.iter().filter_map(|(key, _, _)| again(key)) {
