@@ -429,7 +429,11 @@ impl Services {
             (Err(_), RequestAction::Withdraw) => None,
             (Err(e), _) => return Err(e),
         };
-        let comment = input.comment.as_deref().map(str::trim).unwrap_or("");
+        // Checked and normalized once: what is stored is what was checked.
+        let comment = match input.comment.as_deref().map(str::trim) {
+            None | Some("") => String::new(),
+            Some(text) => prose_text("comment", text, 4000)?,
+        };
         let (reason_code, reason_text) = match action {
             RequestAction::Reject | RequestAction::Hold => {
                 let kind =
@@ -454,9 +458,6 @@ impl Services {
         if action == RequestAction::Supplement && comment.is_empty() {
             return Err(ServiceError::Invalid("`comment`: say what was supplemented, for the reviewer".into()));
         }
-        if !comment.is_empty() {
-            prose_text("comment", comment, 4000)?;
-        }
         if action != RequestAction::Approve && (input.expires_at.is_some() || input.granted_limit.is_some()) {
             return Err(ServiceError::Invalid(format!(
                 "`expires_at` and `granted_limit` go with approve, not {action}"
@@ -476,7 +477,7 @@ impl Services {
             to,
             reason_code,
             reason: reason_text,
-            comment: comment.to_owned(),
+            comment,
         };
         let audit = NewAuditEvent::new(
             now,
