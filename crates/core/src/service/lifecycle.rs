@@ -123,9 +123,10 @@ impl Services {
         // reason to remind (the app holds on), and its disuse no reason to revoke what the
         // renewal just granted.
         let end = |g: &crate::model::Grant| g.expires_at.map_or(i64::MAX, |e| e.0);
-        let mut newest: std::collections::HashMap<(AppId, &str), (&crate::model::Grant, i64)> = Default::default();
+        // Per app and permission: its newest grant, and the end of the last to end.
+        let mut standing: std::collections::HashMap<(AppId, &str), (&crate::model::Grant, i64)> = Default::default();
         for g in grants.iter().map(|s| &s.grant).filter(|g| considered(g)) {
-            newest
+            standing
                 .entry((g.app_id, g.permission.as_str()))
                 .and_modify(|(n, last_end)| {
                     if (g.granted_at, g.id) > (n.granted_at, n.id) {
@@ -135,14 +136,14 @@ impl Services {
                 })
                 .or_insert((g, end(g)));
         }
-        let holding = |g: &crate::model::Grant| newest.get(&(g.app_id, g.permission.as_str())).copied();
+        let standing_of = |g: &crate::model::Grant| standing.get(&(g.app_id, g.permission.as_str())).copied();
         for state in &grants {
             let g = &state.grant;
             if !considered(g) {
                 continue;
             }
             let sent = |kind: &str| state.notices.iter().any(|(k, _)| k == kind);
-            let last_to_end = holding(g).is_some_and(|(_, last_end)| last_end == end(g));
+            let last_to_end = standing_of(g).is_some_and(|(_, last_end)| last_end == end(g));
             if let Some(end) = g.expires_at.filter(|e| *e > now && last_to_end) {
                 let left = (end.0 - now.0) / DAY;
                 let kind = if left < 7 {
@@ -164,7 +165,7 @@ impl Services {
             if !catalog.apis.iter().any(|a| a.permission_idx.contains(&p)) {
                 continue;
             }
-            if holding(g).is_some_and(|(n, _)| n.id != g.id) {
+            if standing_of(g).is_some_and(|(newest, _)| newest.id != g.id) {
                 continue;
             }
             if let Some(outcome) = self.reap_step(state, policy, now)? {

@@ -336,8 +336,9 @@ impl Services {
     /// Disconnects a channel; with no channel left, the grants that needed one are revoked.
     pub fn disconnect_channel(&self, actor: &Actor, app: AppId, channel: &str) -> ServiceResult<AppRecord> {
         let record = self.app_for(actor, app, Access::Edit)?;
+        let not_connected = || ServiceError::NotFound(format!("channel `{channel}` is not connected to app {app}"));
         if !record.channels.iter().any(|c| c.channel_id == channel) {
-            return Err(ServiceError::NotFound(format!("channel `{channel}` is not connected to app {app}")));
+            return Err(not_connected());
         }
         // Revoked only if no channel is left, which the store counts in its transaction: two
         // channels disconnected at once each saw the other here, and neither revoked.
@@ -363,7 +364,7 @@ impl Services {
         .app(app);
         let reason = format!("channel `{channel}` disconnected");
         if !self.store.disconnect_channel(app, channel, &revoke, actor.account.id, &reason, &audit)? {
-            return Err(ServiceError::NotFound(format!("channel `{channel}` is not connected to app {app}")));
+            return Err(not_connected());
         }
         self.refresh(app)
     }
