@@ -635,9 +635,20 @@ pub fn decide_and_count(
         match counter.in_memory() {
             // One lock for the app's counters and its activity.
             Some(memory) => {
+                // The short path's limits are read before the lock: the lock's atomic
+                // instruction would otherwise wait for their line to arrive.
+                let per_app = (consume && !query.explain && app.paid.is_none())
+                    .then(|| PerApp::plan(snapshot.catalog(), app, api, now))
+                    .flatten();
                 let mut state = app.meter.lock();
-                let mut admit = |charges: &[Charge<'_>]| Ok(memory.admit_metered(Some(&mut state), charges, !consume));
-                let counted = count(snapshot, app, api, &mut d, query, &mut admit, now, consume, on_failure);
+                let short = per_app.is_some_and(|plan| plan.count(&mut state, snapshot.catalog(), app, api, &mut d));
+                let counted = if short {
+                    Counted::new()
+                } else {
+                    let mut admit =
+                        |charges: &[Charge<'_>]| Ok(memory.admit_metered(Some(&mut state), charges, !consume));
+                    count(snapshot, app, api, &mut d, query, &mut admit, now, consume, on_failure)
+                };
                 if d.allow && consume {
                     note_activity(&mut state, app, api, &d, &counted, now);
                 }
@@ -683,6 +694,86 @@ fn note_activity(
 
 /// The quota rules an admitted call was counted against (by catalog index).
 type Counted = SmallVec<u32, 4>;
+
+/// The most rules [`PerApp`] counts (an API's own rule and the monthly total are two).
+const PER_APP_RULES: usize = 4;
+
+/// [`count`] for the usual call, in memory and counted, with no explanation asked for, to an API
+/// whose every rule counts per app ([`Api::counted_per_app`]), by an app without paid usage: the
+/// rules' windows and the app's limits, then checked and counted in the app's meter with one
+/// search of the meter per rule and no charges built; each rule's calls are noted as well.
+#[derive(Clone, Copy)]
+struct PerApp {
+    rules: [(u64, quota::Window); PER_APP_RULES],
+}
+
+impl PerApp {
+    /// The windows and limits of `api`'s rules, if the short path takes the call.
+    fn plan(catalog: &crate::catalog::Catalog, app: &AppEntry, api: &Api, now: Timestamp) -> Option<PerApp> {
+        if !api.counted_per_app || api.quota_idx.len() > PER_APP_RULES {
+            return None;
+        }
+        let mut plan = PerApp { rules: [(0, quota::Window::default()); PER_APP_RULES] };
+        for (slot, &ri) in plan.rules.iter_mut().zip(&api.quota_idx) {
+            let rule = &catalog.quota_rules[ri];
+            *slot = (app.quota_limit(ri, rule.limit, now), quota::window(rule.period, now, catalog.utc_offset));
+        }
+        Some(plan)
+    }
+
+    /// Checks and counts the call in `meter` (the app's, which the caller holds). False, having
+    /// counted nothing, when a rule is used up: [`count`] then answers, with the deny or the
+    /// shadow or paid usage that follows.
+    fn count(
+        &self,
+        meter: &mut crate::meter::MeterState,
+        catalog: &crate::catalog::Catalog,
+        app: &AppEntry,
+        api: &Api,
+        d: &mut Decision,
+    ) -> bool {
+        let mut at = [(0usize, 0u64); PER_APP_RULES];
+        for ((at, &(limit, window)), &ri) in at.iter_mut().zip(&self.rules).zip(&api.quota_idx) {
+            let i = meter.position(u32::try_from(ri).unwrap_or(u32::MAX - 2));
+            let used = meter.rules[i].count_in(window.start);
+            if used >= limit {
+                return false;
+            }
+            *at = (i, used);
+        }
+        // The rule with the least left, the first of equals (as `count` picks it).
+        let mut tightest: Option<(usize, u64)> = None;
+        for (n, ((&(i, used), &(limit, window)), &ri)) in at.iter().zip(&self.rules).zip(&api.quota_idx).enumerate() {
+            let r = &mut meter.rules[i];
+            r.charge(window.start);
+            r.calls = r.calls.wrapping_add(1);
+            let remaining = limit - used - 1;
+            if tightest.is_none_or(|(_, least)| remaining < least) {
+                tightest = Some((n, remaining));
+            }
+            for percent in quota::thresholds_passed(limit, used, used + 1) {
+                d.alerts.push(QuotaAlert {
+                    app_id: app.id,
+                    rule: catalog.quota_rules[ri].id.clone(),
+                    percent,
+                    limit,
+                    reset_at: Timestamp(window.end),
+                });
+            }
+        }
+        if let Some((n, remaining)) = tightest {
+            let (limit, window) = self.rules[n];
+            d.quota = Some(QuotaState {
+                rule: catalog.quota_rules[api.quota_idx[n]].static_id,
+                limit,
+                remaining,
+                reset_at: Timestamp(window.end),
+                paid: false,
+            });
+        }
+        true
+    }
+}
 
 /// Counts an allowed call against its API's quota rules through `admit` (a counter's
 /// [`QuotaCounter::admit`]); returns the rules it was counted against when it was admitted and

@@ -137,6 +137,21 @@ impl Default for RuleMeter {
 }
 
 impl RuleMeter {
+    /// The app's own count in the window starting at `window_start`: see [`MeterState::count`].
+    pub fn count_in(&self, window_start: i64) -> u64 {
+        if self.window_start != NOT_COUNTING && window_start <= self.window_start { self.count } else { 0 }
+    }
+
+    /// Adds one to the app's own count in the window starting at `window_start`: see
+    /// [`MeterState::charge`].
+    pub fn charge(&mut self, window_start: i64) {
+        if window_start > self.window_start {
+            (self.window_start, self.count) = (window_start, 0);
+        }
+        self.count += 1;
+        self.dirty = true;
+    }
+
     /// Calls counted against the rule and not saved yet.
     pub fn unsaved_calls(&self) -> u32 {
         self.calls.wrapping_sub(self.calls_saved)
@@ -152,14 +167,19 @@ pub struct Used {
 }
 
 impl MeterState {
-    fn rule_mut(&mut self, rule: u32) -> &mut RuleMeter {
-        let at = match self.rules.iter().position(|r| r.rule == rule) {
+    /// Where `rule`'s meter is in `rules`, added (counting nothing yet) if the app has none.
+    pub fn position(&mut self, rule: u32) -> usize {
+        match self.rules.iter().position(|r| r.rule == rule) {
             Some(i) => i,
             None => {
                 self.rules.push(RuleMeter { rule, ..RuleMeter::default() });
                 self.rules.len() - 1
             }
-        };
+        }
+    }
+
+    fn rule_mut(&mut self, rule: u32) -> &mut RuleMeter {
+        let at = self.position(rule);
         &mut self.rules[at]
     }
 
@@ -168,22 +188,14 @@ impl MeterState {
     /// read the clock just before another call started the next window counts in that next one
     /// (so neither window can go past its limit, and no count is lost).
     pub fn count(&self, rule: u32, window_start: i64) -> u64 {
-        match self.rules.iter().find(|r| r.rule == rule) {
-            Some(r) if r.window_start != NOT_COUNTING && window_start <= r.window_start => r.count,
-            _ => 0,
-        }
+        self.rules.iter().find(|r| r.rule == rule).map_or(0, |r| r.count_in(window_start))
     }
 
     /// Adds one to the app's own counter for `rule` in the window starting at `window_start`:
     /// a later window starts again from zero; an earlier one counts in the present one (see
     /// [`MeterState::count`]).
     pub fn charge(&mut self, rule: u32, window_start: i64) {
-        let r = self.rule_mut(rule);
-        if window_start > r.window_start {
-            (r.window_start, r.count) = (window_start, 0);
-        }
-        r.count += 1;
-        r.dirty = true;
+        self.rule_mut(rule).charge(window_start);
     }
 
     /// Marks the app's own counter for `rule` changed again (its save failed), if it still

@@ -269,6 +269,10 @@ pub struct Api {
     /// `all_apis` ones), filled once the catalog is validated.
     #[serde(skip)]
     pub quota_idx: Vec<usize>,
+    /// Every rule in `quota_idx` counts per app and none (nor the API) is in shadow mode: an
+    /// app's call is then counted in its own meter alone, by the decision's short path.
+    #[serde(skip)]
+    pub counted_per_app: bool,
     /// `id`, interned: what a decision carries without allocating.
     #[serde(skip)]
     pub static_id: &'static str,
@@ -789,6 +793,7 @@ impl Validator<'_> {
                 consent_idx,
                 product_idx,
                 quota_idx: Vec::new(),
+                counted_per_app: false,
             });
         }
 
@@ -822,6 +827,8 @@ impl Validator<'_> {
 
         for api in &mut apis {
             api.quota_idx = quota_rules_vec_idx(&quota_rules, api);
+            api.counted_per_app = !api.shadow
+                && api.quota_idx.iter().all(|&r| quota_rules[r].scope == QuotaScope::App && !quota_rules[r].shadow);
         }
         Catalog {
             version: raw.version.into_inner(),

@@ -416,3 +416,45 @@ fn concurrent_calls_on_one_app_admit_exactly_the_limit_across_patches() {
     let next = call(&shared.read(), &counter, "/search", LATE);
     assert_eq!((next.code, next.quota.map(|q| (q.rule, q.remaining))), (-10, Some(("daily", 0))));
 }
+
+/// A call counted without an explanation takes the decision's short path (every rule of
+/// `/search` counts per app, and the app has no paid usage); with one, the general path. Both
+/// must answer and count alike, call for call: across a raised limit that expires, the 80 % and
+/// 100 % alerts, used-up rules (the short path hands those to the general one), Seoul midnight
+/// and the month's end; and, with the daily limit raised to the monthly one, rules with as much
+/// left as each other (the first is the one answered).
+#[test]
+fn the_short_counting_path_answers_and_counts_as_the_general_one() {
+    let expires = Timestamp(LATE.0 + 30);
+    for boost in [boost(4, Some(expires)), boost(5, None)] {
+        let worlds = [world(vec![boost.clone()], None), world(vec![boost], None)];
+        let counter = MemoryCounter::new();
+        // 2026-11-30 23:59:00 in Seoul: a minute before the month ends.
+        let month_end = Timestamp(LATE.0 + 2 * 86_400);
+        let times = [LATE, LATE, LATE, LATE, LATE, expires, Timestamp(LATE.0 + 60), Timestamp(LATE.0 + 61), month_end];
+        let mut answers: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+        for now in times.into_iter().chain([Timestamp(month_end.0 + 60); 3]) {
+            for (explain, (s, out)) in [false, true].into_iter().zip(worlds.iter().zip(&mut answers)) {
+                let q = Query {
+                    method: "GET",
+                    path: "/search",
+                    authorization: Some("KakaoAK rest"),
+                    explain,
+                    ..Query::default()
+                };
+                let d = decide_and_count(s, &q, &counter, now, true, CounterFailure::Closed);
+                let alerts: Vec<_> =
+                    d.alerts.iter().map(|a| (a.rule.as_str(), a.percent, a.limit, a.reset_at)).collect();
+                out.push(format!("{} {} {:?} {:?} {:?} {alerts:?}", d.allow, d.code, d.msg, d.quota, d.retry_after));
+            }
+        }
+        assert_eq!(answers[0], answers[1]);
+        let refusals = answers[0].iter().filter(|a| a.starts_with("false")).count();
+        assert_eq!(refusals, 4, "the calls past a limit were refused: {answers:?}");
+        let meters = worlds.each_ref().map(|s| {
+            let m = s.app(AppId(1)).map(|a| a.meter.lock().clone()).unwrap_or_default();
+            (m.rules.to_vec(), m.calls, m.last_call)
+        });
+        assert_eq!(meters[0], meters[1], "the same counts and activity in both meters");
+    }
+}
