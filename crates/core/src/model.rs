@@ -240,6 +240,18 @@ impl Key {
 }
 
 impl Grant {
+    /// The quota rule a grant of a permission that raises the rule named by each grant (such as
+    /// `increased_quota`) raises: its `params.rule`. `None` for other grants.
+    pub fn raised_rule(&self) -> Option<&str> {
+        self.params.get("rule").and_then(serde_json::Value::as_str)
+    }
+
+    /// Whether this grant and a grant or request raising `rule` hold the same thing: the same
+    /// permission is one holding, unless both name the quota rule they raise and the rules differ
+    /// (`increased_quota` may raise several of an app's rules, one grant each).
+    pub fn same_holding(&self, permission: &str, rule: Option<&str>) -> bool {
+        self.permission == permission && same_rule(self.raised_rule(), rule)
+    }
     /// A grant made by an operator, app-wide and without expiry.
     pub fn operator(app_id: AppId, permission: &str, params: serde_json::Value, granted_at: Timestamp) -> Grant {
         Grant {
@@ -400,4 +412,10 @@ impl AppRecord {
     pub fn member_role(&self, account: AccountId) -> Option<MemberRole> {
         self.members.iter().find(|m| m.account_id == account).map(|m| m.role)
     }
+}
+
+/// Whether two raised quota rules (of one permission) are the same holding: either names none
+/// (the permission raises one rule, or none), or both name the same.
+pub fn same_rule(a: Option<&str>, b: Option<&str>) -> bool {
+    a.is_none() || b.is_none() || a == b
 }

@@ -47,6 +47,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "app_types", include_str!("../migrations/0005_app_types.sql")),
     (6, "decision_log", include_str!("../migrations/0006_decision_log.sql")),
     (7, "grant_lifecycle", include_str!("../migrations/0007_grant_lifecycle.sql")),
+    (8, "quota_rule_requests", include_str!("../migrations/0008_quota_rule_requests.sql")),
 ];
 
 /// Connections one store opens at most (the LISTEN connection aside).

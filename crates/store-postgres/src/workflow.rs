@@ -25,7 +25,7 @@ use super::{Fail, PostgresStore, Tried, WRITE_LOCK, cap, insert_grant_row, parse
 /// store knows the request's id.
 const REQUEST_ID: &str = "{request_id}";
 
-/// The partial unique index that allows one open request per app and permission.
+/// The partial unique index that allows one open request per app, permission and quota rule.
 const ONE_OPEN: &str = "permission_requests_one_open";
 
 impl WorkflowStore for PostgresStore {

@@ -90,7 +90,7 @@ fn migrate_works_on_postgres_and_names_an_unreachable_server() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(run().contains("applied migration(s) 1, 2, 3, 4, 5, 6, 7;"));
+    assert!(run().contains("applied migration(s) 1, 2, 3, 4, 5, 6, 7, 8;"));
     assert!(run().contains("nothing to apply"));
 }
 

@@ -154,18 +154,27 @@ impl Services {
             }
             let rule = params.get("rule").map(|r| r.as_str().unwrap_or(""));
             self.raised_rule(&permission, rule, "params.rule")?;
+        } else if params.get("rule").is_some() {
+            return Err(ServiceError::Invalid(format!("`params.rule`: `{}` does not raise a quota", permission.id)));
         }
         if let Some(key) = input.key_id
             && !record.keys.iter().any(|k| k.id == key)
         {
             return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
         }
-        let already =
-            record.grants.iter().any(|g| g.permission == permission.id && g.key_id == input.key_id && g.is_active(now));
+        // A quota grant's rule (`params.rule`): only quota permissions carry one (checked above).
+        let rule = params.get("rule").and_then(serde_json::Value::as_str);
+        let already = record
+            .grants
+            .iter()
+            .any(|g| g.same_holding(&permission.id, rule) && g.key_id == input.key_id && g.is_active(now));
         if already {
+            let what = match rule {
+                Some(rule) => format!("`{}` for `{rule}`", permission.id),
+                None => format!("`{}`", permission.id),
+            };
             return Err(ServiceError::Conflict(format!(
-                "app {app} already holds `{}`; revoke it first to change its terms",
-                permission.id
+                "app {app} already holds {what}; revoke it first to change its terms"
             )));
         }
         let new = NewGrant {

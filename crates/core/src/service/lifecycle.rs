@@ -44,10 +44,11 @@ pub struct LifecycleRun {
 }
 
 impl Services {
-    /// How `record` holds `permission` app-wide at `now`.
-    pub(super) fn holding(&self, record: &AppRecord, permission: &str, now: Timestamp) -> Holding {
+    /// How `record` holds `permission` app-wide at `now`; for a permission that raises the quota
+    /// rule each grant names, the grants raising `rule` (see [`crate::model::Grant::same_holding`]).
+    pub(super) fn holding(&self, record: &AppRecord, permission: &str, rule: Option<&str>, now: Timestamp) -> Holding {
         let live =
-            record.grants.iter().filter(|g| g.permission == permission && g.key_id.is_none() && g.is_active(now));
+            record.grants.iter().filter(|g| g.same_holding(permission, rule) && g.key_id.is_none() && g.is_active(now));
         let mut holding = Holding::No;
         for g in live {
             holding = match (holding, g.expires_at) {
@@ -123,11 +124,13 @@ impl Services {
         // reason to remind (the app holds on), and its disuse no reason to revoke what the
         // renewal just granted.
         let end = |g: &crate::model::Grant| g.expires_at.map_or(i64::MAX, |e| e.0);
-        // Per app and permission: its newest grant, and the end of the last to end.
-        let mut standing: std::collections::HashMap<(AppId, &str), (&crate::model::Grant, i64)> = Default::default();
+        // Per app and permission (and quota rule raised, for a permission raising the rule each
+        // grant names): its newest grant, and the end of the last to end.
+        type Holding<'g> = (AppId, &'g str, Option<&'g str>);
+        let mut standing: std::collections::HashMap<Holding<'_>, (&crate::model::Grant, i64)> = Default::default();
         for g in grants.iter().map(|s| &s.grant).filter(|g| considered(g)) {
             standing
-                .entry((g.app_id, g.permission.as_str()))
+                .entry((g.app_id, g.permission.as_str(), g.raised_rule()))
                 .and_modify(|(n, last_end)| {
                     if (g.granted_at, g.id) > (n.granted_at, n.id) {
                         *n = g;
@@ -136,7 +139,8 @@ impl Services {
                 })
                 .or_insert((g, end(g)));
         }
-        let standing_of = |g: &crate::model::Grant| standing.get(&(g.app_id, g.permission.as_str())).copied();
+        let standing_of =
+            |g: &crate::model::Grant| standing.get(&(g.app_id, g.permission.as_str(), g.raised_rule())).copied();
         for state in &grants {
             let g = &state.grant;
             if !considered(g) {

@@ -10,7 +10,7 @@ use super::{Access, Actor, Services, prose_text, required_text};
 use crate::audit::NewAuditEvent;
 use crate::catalog::{ObtainedBy, Permission, ReviewDecisionKind};
 use crate::error::{ServiceError, ServiceResult};
-use crate::model::{AppId, AppRecord, GrantSource};
+use crate::model::{AppId, AppRecord, GrantSource, same_rule};
 use crate::notify::NewMessage;
 use crate::ports::{NewGrant, Requirements};
 use crate::time::Timestamp;
@@ -191,15 +191,15 @@ impl Services {
             )));
         }
         let now = self.clock.now();
-        let renewal = match self.holding(&record, &permission.id, now) {
+        let what = holding_name(&permission, requested_rule.as_deref());
+        let renewal = match self.holding(&record, &permission.id, requested_rule.as_deref(), now) {
             Holding::No => None,
             Holding::Forever => {
-                return Err(ServiceError::Conflict(format!("app {app} already holds `{}`", permission.id)));
+                return Err(ServiceError::Conflict(format!("app {app} already holds {what}")));
             }
             Holding::Until(end) if end.0 - now.0 > RENEW_WITHIN_DAYS * 86_400 => {
                 return Err(ServiceError::Conflict(format!(
-                    "app {app} holds `{}` until {}; it can be renewed from {RENEW_WITHIN_DAYS} days before then",
-                    permission.id,
+                    "app {app} holds {what} until {}; it can be renewed from {RENEW_WITHIN_DAYS} days before then",
                     end.to_rfc3339()
                 )));
             }
@@ -207,10 +207,14 @@ impl Services {
         };
         let open =
             self.store.requests(&RequestFilter { app_id: Some(app), limit: 1000, ..RequestFilter::default() })?;
-        if let Some(r) = open.iter().find(|r| r.permission == permission.id && r.state.is_open()) {
+        if let Some(r) = open.iter().find(|r| {
+            r.permission == permission.id
+                && r.state.is_open()
+                && same_rule(r.requested_rule.as_deref(), requested_rule.as_deref())
+        }) {
             return Err(ServiceError::Conflict(format!(
-                "app {app} already has an open request for `{}` (#{}, {}); withdraw it or wait for its decision",
-                permission.id, r.id, r.state
+                "app {app} already has an open request for {what} (#{}, {}); withdraw it or wait for its decision",
+                r.id, r.state
             )));
         }
 
@@ -287,7 +291,7 @@ impl Services {
     ) -> ServiceResult<PermissionRequest> {
         let now = self.clock.now();
         let id = request.id;
-        let from = self.holding(record, &permission.id, now);
+        let from = self.holding(record, &permission.id, request.requested_rule.as_deref(), now);
         let start = match from {
             Holding::Until(end) => end.max(now),
             _ => now,
@@ -581,13 +585,14 @@ impl Services {
             None
         };
         // A renewal continues from the end of the grant it renews.
-        let start = match self.holding(record, &permission.id, now) {
+        let start = match self.holding(record, &permission.id, request.requested_rule.as_deref(), now) {
             Holding::No => now,
             Holding::Until(end) if end.0 - now.0 <= RENEW_WITHIN_DAYS * 86_400 => end.max(now),
             Holding::Until(_) | Holding::Forever => {
                 return Err(ServiceError::Conflict(format!(
-                    "app {} already holds `{}` (granted since the request was made); reject or withdraw the request",
-                    record.app.id, permission.id
+                    "app {} already holds {} (granted since the request was made); reject or withdraw the request",
+                    record.app.id,
+                    holding_name(permission, request.requested_rule.as_deref())
                 )));
             }
         };
@@ -713,6 +718,15 @@ fn requirements(permission: &Permission) -> Requirements {
         permissions.insert(0, "biz_app".to_owned());
     }
     Requirements { permissions, channel_connected: pre.channel_connected, consent_items: pre.consent_items.clone() }
+}
+
+/// A holding as messages name it: the permission, and the quota rule it raises where each grant
+/// names its own (`increased_quota` for `local_keyword_search_daily`).
+fn holding_name(permission: &Permission, rule: Option<&str>) -> String {
+    match rule {
+        Some(rule) if permission.raises_quota_rules.len() != 1 => format!("`{}` for `{rule}`", permission.id),
+        _ => format!("`{}`", permission.id),
+    }
 }
 
 #[cfg(test)]

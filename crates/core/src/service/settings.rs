@@ -371,7 +371,7 @@ impl Services {
 
     /// Whether the app holds `permission` now (app-wide).
     pub(super) fn holds_now(&self, record: &AppRecord, permission: &str) -> bool {
-        self.holding(record, permission, self.clock.now()) != super::lifecycle::Holding::No
+        self.holding(record, permission, None, self.clock.now()) != super::lifecycle::Holding::No
     }
 
     pub fn set_consent_item(

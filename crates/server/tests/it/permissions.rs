@@ -118,6 +118,7 @@ both_backends! {
             (&t.admin, json!({"permission": "increased_quota", "reason": "r", "params": {"limit": 9}}), StatusCode::BAD_REQUEST, "params.rule"),
             (&t.admin, json!({"permission": "increased_quota", "reason": "r", "params": {"limit": 9, "rule": "nope"}}), StatusCode::BAD_REQUEST, "no quota rule `nope`"),
             (&t.admin, json!({"permission": "talk_share_quota", "reason": "r", "params": {"limit": 9, "rule": "talk_message_daily"}}), StatusCode::BAD_REQUEST, "raises only talk_share_daily"),
+            (&t.admin, json!({"permission": "kakao_moment", "reason": "r", "params": {"rule": "talk_message_daily"}}), StatusCode::BAD_REQUEST, "does not raise a quota"),
             (
                 &t.admin,
                 json!({"permission": "kakao_moment", "reason": "r", "params": [1]}),

@@ -278,3 +278,48 @@ both_backends! {
         assert_eq!((status, r["state"].as_str()), (StatusCode::OK, Some("rejected")), "{r}");
     }
 }
+
+both_backends! {
+    async fn increased_quota_raises_several_rules_one_request_and_grant_each(t) {
+        let (app, dev) = ready_app(&t, &[]).await;
+        let (_, rev) = t.account("rev", "reviewer").await;
+        let (status, biz) = t.put(&format!("/v1/apps/{app}/business"), &dev, json!({"business_registration_number": "1208147521", "company_name": "Ads Co"})).await;
+        assert_eq!(status, StatusCode::OK, "{biz}");
+        let requests = format!("/v1/apps/{app}/permission-requests");
+        let ask = |rule: &str, limit: u64| json!({"permission": "increased_quota", "service_url": "https://x.example.com",
+            "reason": "growth", "requested_limit": limit, "requested_rule": rule});
+        let (status, keyword) = t.post(&requests, &dev, ask("local_keyword_search_daily", 200_000)).await;
+        assert_eq!(status, StatusCode::CREATED, "{keyword}");
+        // One open request per rule: the same rule again is refused, another rule is a request of its own.
+        let (status, e) = t.post(&requests, &dev, ask("local_keyword_search_daily", 300_000)).await;
+        assert_eq!((status, e["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{e}");
+        assert!(e["msg"].as_str().is_some_and(|m| m.contains("`increased_quota` for `local_keyword_search_daily`")), "{e}");
+        let (status, category) = t.post(&requests, &dev, ask("local_category_search_daily", 150_000)).await;
+        assert_eq!(status, StatusCode::CREATED, "{category}");
+        for id in [id_of(&keyword), id_of(&category)] {
+            assert_eq!(t.act(id, &rev, json!({"action": "start_review"})).await.0, StatusCode::OK);
+            let (status, r) = t.act(id, &rev, json!({"action": "approve"})).await;
+            assert_eq!((status, r["state"].as_str()), (StatusCode::OK, Some("approved")), "{r}");
+        }
+        // Each rule is raised to its own limit, from the next call.
+        let (_, record) = t.get(&format!("/v1/apps/{app}"), &dev).await;
+        let key = format!("KakaoAK {}", permgate_testkit::key_of(&record, "rest_api"));
+        let keyword_call = t.check("GET", "/v2/local/search/keyword.json", &key).await;
+        assert_eq!(keyword_call["quota"]["limit"], 200_000, "{keyword_call}");
+        let category_call = t.check("GET", "/v2/local/search/category.json", &key).await;
+        assert_eq!(category_call["quota"]["limit"], 150_000, "{category_call}");
+        // Held for a rule, it is not asked for again (until renewal opens); an operator cannot grant it twice either.
+        let (status, e) = t.post(&requests, &dev, ask("local_category_search_daily", 300_000)).await;
+        assert_eq!((status, e["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{e}");
+        assert!(e["msg"].as_str().is_some_and(|m| m.contains("already holds `increased_quota` for `local_category_search_daily`")), "{e}");
+        let grant = json!({"permission": "increased_quota", "reason": "again", "params": {"rule": "local_keyword_search_daily", "limit": 5}});
+        let (status, e) = t.post(&format!("/v1/apps/{app}/permissions"), &t.admin, grant).await;
+        assert_eq!((status, e["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{e}");
+        let grant = json!({"permission": "increased_quota", "reason": "third rule", "params": {"rule": "local_transcoord_daily", "limit": 7}});
+        let (status, e) = t.post(&format!("/v1/apps/{app}/permissions"), &t.admin, grant).await;
+        assert_eq!(status, StatusCode::CREATED, "{e}");
+        let (_, held) = t.get(&format!("/v1/apps/{app}/permissions"), &dev).await;
+        let raised = held["permissions"].as_array().map_or(0, |p| p.iter().filter(|g| g["permission"] == "increased_quota").count());
+        assert_eq!(raised, 3, "{held}");
+    }
+}
