@@ -123,6 +123,10 @@ pub enum GrantsCommand {
         /// The key a grant made for one key is bound to (the app-wide grant without it).
         #[arg(long)]
         key: Option<i64>,
+        /// For `increased_quota` held for several quota rules: the rule whose grant to revoke
+        /// (every rule's without it).
+        #[arg(long)]
+        rule: Option<String>,
     },
 }
 
@@ -370,8 +374,8 @@ pub fn grants(ctx: &Ctx, command: GrantsCommand) -> anyhow::Result<ExitCode> {
                 .collect();
             emit(ctx.json, &run, &["APP", "PERMISSION", "DONE"], rows)
         }
-        GrantsCommand::Revoke { app, permission, reason, key } => {
-            let input = RevokePermission { reason, key_id: key.map(permgate_core::model::KeyId) };
+        GrantsCommand::Revoke { app, permission, reason, key, rule } => {
+            let input = RevokePermission { reason, key_id: key.map(permgate_core::model::KeyId), rule };
             let held = s.revoke_permission(&actor, AppId(app), &permission, input).map_err(err)?;
             report(ctx.json, &held, || format!("revoked `{}` from app {app}", held.permission))
         }

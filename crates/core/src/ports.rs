@@ -192,16 +192,24 @@ pub trait QuotaStore {
     fn load_counters(&self, now: Timestamp) -> StoreResult<Vec<SavedCounter>>;
 }
 
+/// Which of an app's grants a revocation means: those of `permission` bound to `key` (the
+/// app-wide ones when `None`) and, when `rule` is given, raising that quota rule (`params.rule`;
+/// `increased_quota` may be held for several).
+#[derive(Debug, Clone, Copy)]
+pub struct GrantOf<'a> {
+    pub permission: &'a str,
+    pub key: Option<KeyId>,
+    pub rule: Option<&'a str>,
+}
+
 pub trait GrantStore {
     fn insert_grant(&self, grant: &NewGrant, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Grant>;
-    /// Revokes the app's grant of `permission` bound to `key` (the app-wide one when `None`);
-    /// returns it, or `None` if none was held, and then writes nothing (no audit event either).
-    #[expect(clippy::too_many_arguments, reason = "one revocation's whole record; a struct would only rename these")]
+    /// Revokes the app's grants that `of` names; returns the newest, or `None` if none was held,
+    /// and then writes nothing (no audit event either).
     fn revoke_grant(
         &self,
         app: AppId,
-        permission: &str,
-        key: Option<KeyId>,
+        of: GrantOf<'_>,
         by: AccountId,
         reason: &str,
         now: Timestamp,

@@ -28,8 +28,8 @@ use permgate_core::model::{
     PaidUsage, Platforms,
 };
 use permgate_core::ports::{
-    AccountStore, ActivityRow, AppStore, AuditStore, ChangeFeed, GrantStore, MigrationStatus, NewAccount, NewApp,
-    NewGrant, NewKey, QuotaStore, SavedCounter, Store, StoreError, StoreResult,
+    AccountStore, ActivityRow, AppStore, AuditStore, ChangeFeed, GrantOf, GrantStore, MigrationStatus, NewAccount,
+    NewApp, NewGrant, NewKey, QuotaStore, SavedCounter, Store, StoreError, StoreResult,
 };
 use permgate_core::time::Timestamp;
 use postgres::error::SqlState;
@@ -809,31 +809,27 @@ impl GrantStore for PostgresStore {
     fn revoke_grant(
         &self,
         app: AppId,
-        permission: &str,
-        key: Option<KeyId>,
+        of: GrantOf<'_>,
         by: AccountId,
         reason: &str,
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<Grant>> {
-        let key = key.map(|k| k.0);
+        let (permission, key, rule) = (of.permission, of.key.map(|k| k.0), of.rule);
+        const OF: &str = "app_id = $1 AND permission = $2 AND key_id IS NOT DISTINCT FROM $3 AND revoked_at IS NULL
+                          AND ($4::TEXT IS NULL OR params->>'rule' = $4)";
         self.write_if(audit, |tx| {
             let held = tx
                 .query_opt(
-                    &format!(
-                        "SELECT {GRANT_COLUMNS} FROM grants
-                         WHERE app_id = $1 AND permission = $2 AND key_id IS NOT DISTINCT FROM $3 AND revoked_at IS NULL
-                         ORDER BY id DESC LIMIT 1"
-                    ),
-                    &[&app.0, &permission, &key],
+                    &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE {OF} ORDER BY id DESC LIMIT 1"),
+                    &[&app.0, &permission, &key, &rule],
                 )?
                 .map(|r| grant_row(&r))
                 .transpose()?;
             let Some(held) = held else { return Ok(None) };
             tx.execute(
-                "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3
-                 WHERE app_id = $4 AND permission = $5 AND key_id IS NOT DISTINCT FROM $6 AND revoked_at IS NULL",
-                &[&now.0, &by.0, &reason, &app.0, &permission, &key],
+                &format!("UPDATE grants SET revoked_at = $5, revoked_by = $6, revoke_reason = $7 WHERE {OF}"),
+                &[&app.0, &permission, &key, &rule, &now.0, &by.0, &reason],
             )?;
             Ok(Some(held))
         })

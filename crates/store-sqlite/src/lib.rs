@@ -18,8 +18,8 @@ use permgate_core::model::{
     PaidUsage, Platforms, Role,
 };
 use permgate_core::ports::{
-    AccountStore, ActivityRow, AppStore, AuditStore, ChangeFeed, GrantStore, MigrationStatus, NewAccount, NewApp,
-    NewGrant, NewKey, QuotaStore, SavedCounter, Store, StoreError, StoreResult,
+    AccountStore, ActivityRow, AppStore, AuditStore, ChangeFeed, GrantOf, GrantStore, MigrationStatus, NewAccount,
+    NewApp, NewGrant, NewKey, QuotaStore, SavedCounter, Store, StoreError, StoreResult,
 };
 use permgate_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -670,19 +670,20 @@ impl GrantStore for SqliteStore {
     fn revoke_grant(
         &self,
         app: AppId,
-        permission: &str,
-        key: Option<KeyId>,
+        of: GrantOf<'_>,
         by: AccountId,
         reason: &str,
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<Grant>> {
-        let key = key.map(|k| k.0);
+        let (permission, key, rule) = (of.permission, of.key.map(|k| k.0), of.rule);
+        const OF: &str = "app_id = ?1 AND permission = ?2 AND key_id IS ?3 AND revoked_at IS NULL
+                          AND (?4 IS NULL OR json_extract(params, '$.rule') = ?4)";
         self.write_if(audit, |tx| {
             let held = tx
                 .query_row(
-                    &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS ?3 AND revoked_at IS NULL ORDER BY id DESC LIMIT 1"),
-                    params![app.0, permission, key],
+                    &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE {OF} ORDER BY id DESC LIMIT 1"),
+                    params![app.0, permission, key, rule],
                     grant_row,
                 )
                 .optional()
@@ -690,9 +691,8 @@ impl GrantStore for SqliteStore {
                 .transpose()?;
             let Some(held) = held else { return Ok(None) };
             tx.execute(
-                "UPDATE grants SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3
-                 WHERE app_id = ?4 AND permission = ?5 AND key_id IS ?6 AND revoked_at IS NULL",
-                params![now.0, by.0, reason, app.0, permission, key],
+                &format!("UPDATE grants SET revoked_at = ?5, revoked_by = ?6, revoke_reason = ?7 WHERE {OF}"),
+                params![app.0, permission, key, rule, now.0, by.0, reason],
             )
             .map_err(backend)?;
             Ok(Some(held))

@@ -9,7 +9,7 @@ use permgate_core::model::{
     Platforms, Role, TalkChannel,
 };
 use permgate_core::notify::{Channel, DeliveryState, NewMessage};
-use permgate_core::ports::{NewAccount, NewApp, NewGrant, NewKey, Requirements, Store, StoreError};
+use permgate_core::ports::{GrantOf, NewAccount, NewApp, NewGrant, NewKey, Requirements, Store, StoreError};
 use permgate_core::secret;
 use permgate_core::time::Timestamp;
 use permgate_core::workflow::{NewEvidence, NewRequest, RequestEvent, RequestFilter, RequestState, Transition};
@@ -57,6 +57,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("a_failed_write_leaves_nothing_behind", a_failed_write_leaves_nothing_behind),
     ("grants_are_inserted_and_revoked", grants_are_inserted_and_revoked),
     ("deleting_a_key_revokes_grants_bound_to_it", deleting_a_key_revokes_grants_bound_to_it),
+    (
+        "a_revocation_naming_a_quota_rule_revokes_that_rules_grant_only",
+        a_revocation_naming_a_quota_rule_revokes_that_rules_grant_only,
+    ),
     ("keys_rotate_and_carry_platforms", keys_rotate_and_carry_platforms),
     ("members_and_products_are_kept", members_and_products_are_kept),
     ("every_write_extends_one_verifiable_audit_chain", every_write_extends_one_verifiable_audit_chain),
@@ -324,10 +328,59 @@ fn grants_are_inserted_and_revoked(store: &dyn Store) -> Result<(), StoreError> 
     let record = store.app_record(id)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
     assert_eq!(record.grants, vec![stored.clone()]);
     assert_eq!(stored.params, serde_json::json!({"limit": 5}));
-    let revoked = store.revoke_grant(id, "kakao_moment", None, owner, "done", AT, &audit("grant.revoke"))?;
+    let revoked = store.revoke_grant(
+        id,
+        GrantOf { permission: "kakao_moment", key: None, rule: None },
+        owner,
+        "done",
+        AT,
+        &audit("grant.revoke"),
+    )?;
     assert_eq!(revoked.map(|g| g.id), Some(stored.id));
     assert!(store.app_record(id)?.is_some_and(|r| r.grants.is_empty()));
-    assert!(store.revoke_grant(id, "kakao_moment", None, owner, "again", AT, &audit("grant.revoke"))?.is_none());
+    assert!(
+        store
+            .revoke_grant(
+                id,
+                GrantOf { permission: "kakao_moment", key: None, rule: None },
+                owner,
+                "again",
+                AT,
+                &audit("grant.revoke")
+            )?
+            .is_none()
+    );
+    Ok(())
+}
+
+fn a_revocation_naming_a_quota_rule_revokes_that_rules_grant_only(store: &dyn Store) -> Result<(), StoreError> {
+    let owner = account(store, "owner", Role::Developer)?;
+    let id = app(store, owner, &[])?;
+    let boost = |rule: &str| NewGrant {
+        app_id: id,
+        permission: "increased_quota".into(),
+        key_id: None,
+        source: GrantSource::Operator,
+        granted_by: Some(owner),
+        expires_at: None,
+        params: serde_json::json!({"limit": 9, "rule": rule}),
+        reason: "partner".into(),
+    };
+    let keyword = store.insert_grant(&boost("local_keyword_search_daily"), AT, &audit("grant.create"))?;
+    let category = store.insert_grant(&boost("local_category_search_daily"), AT, &audit("grant.create"))?;
+    let of = |rule| GrantOf { permission: "increased_quota", key: None, rule };
+    let head = last_event(store)?;
+    let none = store.revoke_grant(id, of(Some("local_transcoord_daily")), owner, "no", AT, &audit("grant.revoke"))?;
+    assert!(none.is_none(), "no grant raises that rule");
+    assert_eq!(last_event(store)?, head, "and nothing was written");
+    let revoked =
+        store.revoke_grant(id, of(Some("local_keyword_search_daily")), owner, "done", AT, &audit("grant.revoke"))?;
+    assert_eq!(revoked.map(|g| g.id), Some(keyword.id));
+    let left: Vec<i64> = store.app_record(id)?.map(|r| r.grants.iter().map(|g| g.id).collect()).unwrap_or_default();
+    assert_eq!(left, vec![category.id], "the other rule's grant stays");
+    let revoked = store.revoke_grant(id, of(None), owner, "all", AT, &audit("grant.revoke"))?;
+    assert_eq!(revoked.map(|g| g.id), Some(category.id));
+    assert!(store.app_record(id)?.is_some_and(|r| r.grants.is_empty()));
     Ok(())
 }
 
@@ -352,9 +405,27 @@ fn deleting_a_key_revokes_grants_bound_to_it(store: &dyn Store) -> Result<(), St
     // Revoking it: not as the app-wide grant (nothing is written then, not even an event), but
     // as the grant of its key.
     let head = last_event(store)?;
-    assert!(store.revoke_grant(id, "multi_app", None, owner, "no", AT, &audit("grant.revoke"))?.is_none());
+    assert!(
+        store
+            .revoke_grant(
+                id,
+                GrantOf { permission: "multi_app", key: None, rule: None },
+                owner,
+                "no",
+                AT,
+                &audit("grant.revoke")
+            )?
+            .is_none()
+    );
     assert_eq!(last_event(store)?, head, "no audit event for a revocation that revoked nothing");
-    let revoked = store.revoke_grant(id, "multi_app", Some(key_id), owner, "ended", AT, &audit("grant.revoke"))?;
+    let revoked = store.revoke_grant(
+        id,
+        GrantOf { permission: "multi_app", key: Some(key_id), rule: None },
+        owner,
+        "ended",
+        AT,
+        &audit("grant.revoke"),
+    )?;
     assert_eq!(revoked.map(|g| g.id), Some(bound.id));
     assert!(store.app_record(id)?.is_some_and(|r| r.grants.is_empty()));
     store.insert_grant(&grant, AT, &audit("grant.create"))?;

@@ -174,7 +174,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Revoke(p) => {
                 let m = &mut models[*p];
-                let input = RevokePermission { reason: "property test".into(), key_id: None };
+                let input = RevokePermission { reason: "property test".into(), key_id: None, rule: None };
                 match w.services.revoke_permission(&w.rev, w.app, PERMISSIONS[*p], input) {
                     Ok(_) => {
                         prop_assert!(!m.grants.is_empty(), "revoked a grant the model does not have");

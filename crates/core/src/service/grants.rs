@@ -8,7 +8,7 @@ use crate::audit::NewAuditEvent;
 use crate::catalog::{ObtainedBy, Permission};
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AccountId, AppId, Grant, GrantSource, KeyId};
-use crate::ports::NewGrant;
+use crate::ports::{GrantOf, NewGrant};
 use crate::time::Timestamp;
 
 /// `POST /v1/apps/{id}/permissions`
@@ -35,6 +35,10 @@ pub struct RevokePermission {
     /// absent.
     #[serde(default)]
     pub key_id: Option<KeyId>,
+    /// For a permission held for several quota rules (`increased_quota`): the rule whose grant to
+    /// revoke; every rule's when absent.
+    #[serde(default)]
+    pub rule: Option<String>,
 }
 
 /// A permission an app holds, as `GET /v1/apps/{id}/permissions` shows it.
@@ -212,10 +216,18 @@ impl Services {
         let record = self.app_for(actor, app, Access::Read)?;
         let reason = prose_text("reason", &input.reason, 1000)?;
         let now = self.clock.now();
-        let held = record.grants.iter().find(|g| g.permission == permission && g.key_id == input.key_id);
-        let not_held = || match input.key_id {
-            None => ServiceError::NotFound(format!("app {app} does not hold `{permission}` app-wide")),
-            Some(key) => ServiceError::NotFound(format!("app {app} does not hold `{permission}` for key #{key}")),
+        let rule = input.rule.as_deref();
+        // The newest first, as the store answers: the one the audit event shows.
+        let held = record.grants.iter().rev().find(|g| {
+            g.permission == permission && g.key_id == input.key_id && rule.is_none_or(|r| g.raised_rule() == Some(r))
+        });
+        let not_held = || {
+            let whose = match input.key_id {
+                None => "app-wide".to_owned(),
+                Some(key) => format!("for key #{key}"),
+            };
+            let rule = rule.map(|r| format!(" raising `{r}`")).unwrap_or_default();
+            ServiceError::NotFound(format!("app {app} does not hold `{permission}`{rule} {whose}"))
         };
         let Some(held) = held else { return Err(not_held()) };
         let audit = NewAuditEvent::new(now, Some(actor.account.id), "grant.revoke", format!("permission:{permission}"))
@@ -224,7 +236,7 @@ impl Services {
             .after(serde_json::json!({"revoked_at": now, "reason": reason}));
         let revoked = self
             .store
-            .revoke_grant(app, permission, input.key_id, actor.account.id, &reason, now, &audit)?
+            .revoke_grant(app, GrantOf { permission, key: input.key_id, rule }, actor.account.id, &reason, now, &audit)?
             .ok_or_else(not_held)?;
         self.refresh(app)?;
         Ok(HeldPermission::from(&revoked))

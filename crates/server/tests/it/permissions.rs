@@ -242,7 +242,7 @@ fn race(services: permgate_core::service::Services, token: &str, id: permgate_co
                         };
                         services.grant_permission(&admin, id, grant).map(|_| ())
                     } else {
-                        let revoke = RevokePermission { reason: "test".into(), key_id: None };
+                        let revoke = RevokePermission { reason: "test".into(), key_id: None, rule: None };
                         services.revoke_permission(&admin, id, p, revoke).map(|_| ())
                     };
                     if let Err(e) = written {

@@ -321,5 +321,13 @@ both_backends! {
         let (_, held) = t.get(&format!("/v1/apps/{app}/permissions"), &dev).await;
         let raised = held["permissions"].as_array().map_or(0, |p| p.iter().filter(|g| g["permission"] == "increased_quota").count());
         assert_eq!(raised, 3, "{held}");
+        // A revocation naming a rule takes back that rule's raise alone.
+        let revoke = format!("/v1/apps/{app}/permissions/increased_quota");
+        let (status, e) = t.delete(&revoke, &t.admin, Some(json!({"reason": "campaign over", "rule": "local_talk_nope"}))).await;
+        assert_eq!((status, e["code"].as_i64()), (StatusCode::NOT_FOUND, Some(-404)), "{e}");
+        let (status, gone) = t.delete(&revoke, &t.admin, Some(json!({"reason": "campaign over", "rule": "local_keyword_search_daily"}))).await;
+        assert_eq!(status, StatusCode::OK, "{gone}");
+        assert_eq!(t.check("GET", "/v2/local/search/keyword.json", &key).await["quota"]["limit"], 100_000);
+        assert_eq!(t.check("GET", "/v2/local/search/category.json", &key).await["quota"]["limit"], 150_000);
     }
 }
