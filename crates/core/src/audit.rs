@@ -62,6 +62,20 @@ impl NewAuditEvent {
         event
     }
 
+    /// A copy whose `after` names what went with the change ([`crate::ports::Cascade`]): the
+    /// permissions revoked (`also_revoked`) and the consent items unset (`consent_items_unset`).
+    pub fn losing(&self, revoked: &[String], unset: &[String]) -> Self {
+        let mut event = self.clone();
+        if !event.after.is_object() {
+            event.after = serde_json::json!({});
+        }
+        if let Some(after) = event.after.as_object_mut() {
+            after.insert("also_revoked".into(), revoked.into());
+            after.insert("consent_items_unset".into(), unset.into());
+        }
+        event
+    }
+
     pub fn after(mut self, value: impl Serialize) -> Self {
         self.after = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
         self

@@ -202,14 +202,36 @@ pub struct GrantOf<'a> {
     pub rule: Option<&'a str>,
 }
 
+/// What goes with a permission or a consent item an app no longer has (SPEC 4: the grants that
+/// depended on it are revoked, audited and notified): the app-wide grants of `revoke` and the
+/// consent items `unset` ([`crate::catalog::Catalog::lost_with`]), with `messages` saying so. A
+/// store applies it in the same transaction, once the app no longer holds the permission
+/// app-wide, and sends the messages only if something went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cascade<'a> {
+    pub revoke: &'a [String],
+    pub unset: &'a [String],
+    pub messages: &'a [NewMessage],
+}
+
+impl Cascade<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.revoke.is_empty() && self.unset.is_empty()
+    }
+}
+
 pub trait GrantStore {
     fn insert_grant(&self, grant: &NewGrant, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Grant>;
-    /// Revokes the app's grants that `of` names; returns the newest, or `None` if none was held,
-    /// and then writes nothing (no audit event either).
+    /// Revokes the app's grants that `of` names, and what goes with them if the app then holds
+    /// the permission app-wide no more (`cascade`; the audit event's `after` names what went:
+    /// [`NewAuditEvent::losing`]); returns the newest, or `None` if none was held, and then writes
+    /// nothing (no audit event either).
+    #[expect(clippy::too_many_arguments, reason = "one revocation's whole record; a struct would only rename these")]
     fn revoke_grant(
         &self,
         app: AppId,
         of: GrantOf<'_>,
+        cascade: Cascade<'_>,
         by: AccountId,
         reason: &str,
         now: Timestamp,
@@ -305,6 +327,17 @@ pub trait WorkflowStore {
         reason: &str,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
+    /// Unsets a consent item and what goes with it (`cascade`; the audit event's `after` names
+    /// what went: [`NewAuditEvent::losing`]) in one transaction; returns the permissions revoked,
+    /// or `None` if the item was not set, and then writes nothing.
+    fn unset_consent_item(
+        &self,
+        app: AppId,
+        scope: &str,
+        cascade: Cascade<'_>,
+        by: AccountId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Vec<String>>>;
     /// Sets (`Some`) or unsets a consent item on the app.
     fn set_consent_item(
         &self,

@@ -28,8 +28,8 @@ use permgate_core::model::{
     PaidUsage, Platforms,
 };
 use permgate_core::ports::{
-    AccountStore, ActivityRow, AppStore, AuditStore, ChangeFeed, GrantOf, GrantStore, MigrationStatus, NewAccount,
-    NewApp, NewGrant, NewKey, QuotaStore, SavedCounter, Store, StoreError, StoreResult,
+    AccountStore, ActivityRow, AppStore, AuditStore, Cascade, ChangeFeed, GrantOf, GrantStore, MigrationStatus,
+    NewAccount, NewApp, NewGrant, NewKey, QuotaStore, SavedCounter, Store, StoreError, StoreResult,
 };
 use permgate_core::time::Timestamp;
 use postgres::error::SqlState;
@@ -810,6 +810,7 @@ impl GrantStore for PostgresStore {
         &self,
         app: AppId,
         of: GrantOf<'_>,
+        cascade: Cascade<'_>,
         by: AccountId,
         reason: &str,
         now: Timestamp,
@@ -818,7 +819,7 @@ impl GrantStore for PostgresStore {
         let (permission, key, rule) = (of.permission, of.key.map(|k| k.0), of.rule);
         const OF: &str = "app_id = $1 AND permission = $2 AND key_id IS NOT DISTINCT FROM $3 AND revoked_at IS NULL
                           AND ($4::TEXT IS NULL OR params->>'rule' = $4)";
-        self.write_if(audit, |tx| {
+        self.write_if_audit(|tx| {
             let held = tx
                 .query_opt(
                     &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE {OF} ORDER BY id DESC LIMIT 1"),
@@ -831,7 +832,13 @@ impl GrantStore for PostgresStore {
                 &format!("UPDATE grants SET revoked_at = $5, revoked_by = $6, revoke_reason = $7 WHERE {OF}"),
                 &[&app.0, &permission, &key, &rule, &now.0, &by.0, &reason],
             )?;
-            Ok(Some(held))
+            let mut audit = audit.clone();
+            if of.key.is_none() && !cascade.is_empty() && !workflow::holds(tx, app, permission, now)? {
+                let reason = format!("`{permission}` revoked: {reason}");
+                let (revoked, unset) = workflow::lose(tx, app, cascade, by, &reason, now)?;
+                audit = audit.losing(&revoked, &unset);
+            }
+            Ok(Some((held, audit)))
         })
     }
 }

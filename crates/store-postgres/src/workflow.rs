@@ -11,7 +11,7 @@ use permgate_core::model::{
     AccountId, AppId, AppRecord, Business, ConnectedChannel, ConsentSetting, Eligibility, TalkChannel,
 };
 use permgate_core::notify::{DeliveryState, NewMessage, OutboxMessage};
-use permgate_core::ports::{NewGrant, OutboxStore, Requirements, StoreError, StoreResult, WorkflowStore};
+use permgate_core::ports::{Cascade, NewGrant, OutboxStore, Requirements, StoreError, StoreResult, WorkflowStore};
 use permgate_core::time::Timestamp;
 use permgate_core::workflow::{
     EvidenceInfo, NewEvidence, NewRequest, PermissionRequest, RequestEvent, RequestFilter, Transition,
@@ -173,6 +173,26 @@ impl WorkflowStore for PostgresStore {
             Ok(Some(((), audit.revoking(&revoked))))
         })?;
         Ok(disconnected.is_some())
+    }
+
+    fn unset_consent_item(
+        &self,
+        app: AppId,
+        scope: &str,
+        cascade: Cascade<'_>,
+        by: AccountId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Vec<String>>> {
+        self.write_if_audit(|tx| {
+            let n = tx.execute("DELETE FROM app_consent_items WHERE app_id = $1 AND scope = $2", &[&app.0, &scope])?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let reason = format!("consent item `{scope}` unset");
+            let (revoked, unset) = lose(tx, app, cascade, by, &reason, audit.at)?;
+            let audit = audit.losing(&revoked, &unset);
+            Ok(Some((revoked, audit)))
+        })
     }
 
     fn set_consent_item(
@@ -660,6 +680,37 @@ pub(super) fn revoke_grants(
         }
     }
     Ok(revoked)
+}
+
+/// Applies `cascade` in `tx`: revokes its permissions' app-wide grants, unsets its consent
+/// items, and queues its messages if anything went. Returns what went.
+pub(super) fn lose(
+    tx: &mut Transaction<'_>,
+    app: AppId,
+    cascade: Cascade<'_>,
+    by: AccountId,
+    reason: &str,
+    now: Timestamp,
+) -> Tried<(Vec<String>, Vec<String>)> {
+    let revoked = revoke_grants(tx, app, cascade.revoke, by, reason, now)?;
+    let mut unset = Vec::new();
+    for scope in cascade.unset {
+        let n = tx.execute("DELETE FROM app_consent_items WHERE app_id = $1 AND scope = $2", &[&app.0, scope])?;
+        if n > 0 {
+            unset.push(scope.clone());
+        }
+    }
+    if !revoked.is_empty() || !unset.is_empty() {
+        for m in cascade.messages {
+            insert_message(tx, m, now)?;
+        }
+    }
+    Ok((revoked, unset))
+}
+
+/// Whether `app` holds `permission` app-wide at `now`, as `tx` sees it.
+pub(super) fn holds(tx: &mut Transaction<'_>, app: AppId, permission: &str, now: Timestamp) -> Tried<bool> {
+    Ok(tx.query_one(HOLDS, &[&app.0, &permission, &now.0])?.try_get(0)?)
 }
 
 /// Whether app $1 holds permission $2 app-wide at $3.

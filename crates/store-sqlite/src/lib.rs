@@ -18,8 +18,8 @@ use permgate_core::model::{
     PaidUsage, Platforms, Role,
 };
 use permgate_core::ports::{
-    AccountStore, ActivityRow, AppStore, AuditStore, ChangeFeed, GrantOf, GrantStore, MigrationStatus, NewAccount,
-    NewApp, NewGrant, NewKey, QuotaStore, SavedCounter, Store, StoreError, StoreResult,
+    AccountStore, ActivityRow, AppStore, AuditStore, Cascade, ChangeFeed, GrantOf, GrantStore, MigrationStatus,
+    NewAccount, NewApp, NewGrant, NewKey, QuotaStore, SavedCounter, Store, StoreError, StoreResult,
 };
 use permgate_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -671,6 +671,7 @@ impl GrantStore for SqliteStore {
         &self,
         app: AppId,
         of: GrantOf<'_>,
+        cascade: Cascade<'_>,
         by: AccountId,
         reason: &str,
         now: Timestamp,
@@ -679,7 +680,7 @@ impl GrantStore for SqliteStore {
         let (permission, key, rule) = (of.permission, of.key.map(|k| k.0), of.rule);
         const OF: &str = "app_id = ?1 AND permission = ?2 AND key_id IS ?3 AND revoked_at IS NULL
                           AND (?4 IS NULL OR json_extract(params, '$.rule') = ?4)";
-        self.write_if(audit, |tx| {
+        self.write_if_audit(|tx| {
             let held = tx
                 .query_row(
                     &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE {OF} ORDER BY id DESC LIMIT 1"),
@@ -695,7 +696,13 @@ impl GrantStore for SqliteStore {
                 params![app.0, permission, key, rule, now.0, by.0, reason],
             )
             .map_err(backend)?;
-            Ok(Some(held))
+            let mut audit = audit.clone();
+            if of.key.is_none() && !cascade.is_empty() && !workflow::holds(tx, app, permission, now)? {
+                let reason = format!("`{permission}` revoked: {reason}");
+                let (revoked, unset) = workflow::lose(tx, app, cascade, by, &reason, now)?;
+                audit = audit.losing(&revoked, &unset);
+            }
+            Ok(Some((held, audit)))
         })
     }
 }

@@ -5,7 +5,7 @@
 use permgate_core::audit::NewAuditEvent;
 use permgate_core::model::{AccountId, AppId, Business, ConnectedChannel, ConsentSetting, Eligibility, TalkChannel};
 use permgate_core::notify::{DeliveryState, NewMessage, OutboxMessage};
-use permgate_core::ports::{NewGrant, OutboxStore, Requirements, StoreError, StoreResult, WorkflowStore};
+use permgate_core::ports::{Cascade, NewGrant, OutboxStore, Requirements, StoreError, StoreResult, WorkflowStore};
 use permgate_core::time::Timestamp;
 use permgate_core::workflow::{
     EvidenceInfo, NewEvidence, NewRequest, PermissionRequest, RequestEvent, RequestFilter, Transition,
@@ -175,6 +175,28 @@ impl WorkflowStore for SqliteStore {
             Ok(Some(((), audit.revoking(&revoked))))
         })?;
         Ok(disconnected.is_some())
+    }
+
+    fn unset_consent_item(
+        &self,
+        app: AppId,
+        scope: &str,
+        cascade: Cascade<'_>,
+        by: AccountId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Vec<String>>> {
+        self.write_if_audit(|tx| {
+            let n = tx
+                .execute("DELETE FROM app_consent_items WHERE app_id = ?1 AND scope = ?2", params![app.0, scope])
+                .map_err(backend)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let reason = format!("consent item `{scope}` unset");
+            let (revoked, unset) = lose(tx, app, cascade, by, &reason, audit.at)?;
+            let audit = audit.losing(&revoked, &unset);
+            Ok(Some((revoked, audit)))
+        })
     }
 
     fn set_consent_item(
@@ -453,6 +475,39 @@ pub(super) fn revoke_grants(
         }
     }
     Ok(revoked)
+}
+
+/// Applies `cascade` in `tx`: revokes its permissions' app-wide grants, unsets its consent
+/// items, and queues its messages if anything went. Returns what went.
+pub(super) fn lose(
+    tx: &Transaction<'_>,
+    app: AppId,
+    cascade: Cascade<'_>,
+    by: AccountId,
+    reason: &str,
+    now: Timestamp,
+) -> StoreResult<(Vec<String>, Vec<String>)> {
+    let revoked = revoke_grants(tx, app, cascade.revoke, by, reason, now)?;
+    let mut unset = Vec::new();
+    for scope in cascade.unset {
+        let n = tx
+            .execute("DELETE FROM app_consent_items WHERE app_id = ?1 AND scope = ?2", params![app.0, scope])
+            .map_err(backend)?;
+        if n > 0 {
+            unset.push(scope.clone());
+        }
+    }
+    if !revoked.is_empty() || !unset.is_empty() {
+        for m in cascade.messages {
+            insert_message(tx, m, now)?;
+        }
+    }
+    Ok((revoked, unset))
+}
+
+/// Whether `app` holds `permission` app-wide at `now`, as `tx` sees it.
+pub(super) fn holds(tx: &Transaction<'_>, app: AppId, permission: &str, now: Timestamp) -> StoreResult<bool> {
+    tx.query_row(HOLDS, params![app.0, permission, now.0], |r| r.get(0)).map_err(backend)
 }
 
 /// A refused second open request, said so; other errors as usual.

@@ -9,7 +9,7 @@ use permgate_core::model::{
     Platforms, Role, TalkChannel,
 };
 use permgate_core::notify::{Channel, DeliveryState, NewMessage};
-use permgate_core::ports::{GrantOf, NewAccount, NewApp, NewGrant, NewKey, Requirements, Store, StoreError};
+use permgate_core::ports::{Cascade, GrantOf, NewAccount, NewApp, NewGrant, NewKey, Requirements, Store, StoreError};
 use permgate_core::secret;
 use permgate_core::time::Timestamp;
 use permgate_core::workflow::{NewEvidence, NewRequest, RequestEvent, RequestFilter, RequestState, Transition};
@@ -61,6 +61,11 @@ pub const CHECKS: &[(&str, Check)] = &[
         "a_revocation_naming_a_quota_rule_revokes_that_rules_grant_only",
         a_revocation_naming_a_quota_rule_revokes_that_rules_grant_only,
     ),
+    (
+        "what_depended_on_a_revoked_grant_goes_once_it_is_held_no_more",
+        what_depended_on_a_revoked_grant_goes_once_it_is_held_no_more,
+    ),
+    ("unsetting_a_consent_item_revokes_what_needed_it", unsetting_a_consent_item_revokes_what_needed_it),
     ("keys_rotate_and_carry_platforms", keys_rotate_and_carry_platforms),
     ("members_and_products_are_kept", members_and_products_are_kept),
     ("every_write_extends_one_verifiable_audit_chain", every_write_extends_one_verifiable_audit_chain),
@@ -331,6 +336,7 @@ fn grants_are_inserted_and_revoked(store: &dyn Store) -> Result<(), StoreError> 
     let revoked = store.revoke_grant(
         id,
         GrantOf { permission: "kakao_moment", key: None, rule: None },
+        Cascade::default(),
         owner,
         "done",
         AT,
@@ -343,6 +349,7 @@ fn grants_are_inserted_and_revoked(store: &dyn Store) -> Result<(), StoreError> 
             .revoke_grant(
                 id,
                 GrantOf { permission: "kakao_moment", key: None, rule: None },
+                Cascade::default(),
                 owner,
                 "again",
                 AT,
@@ -370,17 +377,118 @@ fn a_revocation_naming_a_quota_rule_revokes_that_rules_grant_only(store: &dyn St
     let category = store.insert_grant(&boost("local_category_search_daily"), AT, &audit("grant.create"))?;
     let of = |rule| GrantOf { permission: "increased_quota", key: None, rule };
     let head = last_event(store)?;
-    let none = store.revoke_grant(id, of(Some("local_transcoord_daily")), owner, "no", AT, &audit("grant.revoke"))?;
+    let none = store.revoke_grant(
+        id,
+        of(Some("local_transcoord_daily")),
+        Cascade::default(),
+        owner,
+        "no",
+        AT,
+        &audit("grant.revoke"),
+    )?;
     assert!(none.is_none(), "no grant raises that rule");
     assert_eq!(last_event(store)?, head, "and nothing was written");
-    let revoked =
-        store.revoke_grant(id, of(Some("local_keyword_search_daily")), owner, "done", AT, &audit("grant.revoke"))?;
+    let revoked = store.revoke_grant(
+        id,
+        of(Some("local_keyword_search_daily")),
+        Cascade::default(),
+        owner,
+        "done",
+        AT,
+        &audit("grant.revoke"),
+    )?;
     assert_eq!(revoked.map(|g| g.id), Some(keyword.id));
     let left: Vec<i64> = store.app_record(id)?.map(|r| r.grants.iter().map(|g| g.id).collect()).unwrap_or_default();
     assert_eq!(left, vec![category.id], "the other rule's grant stays");
-    let revoked = store.revoke_grant(id, of(None), owner, "all", AT, &audit("grant.revoke"))?;
+    let revoked = store.revoke_grant(id, of(None), Cascade::default(), owner, "all", AT, &audit("grant.revoke"))?;
     assert_eq!(revoked.map(|g| g.id), Some(category.id));
     assert!(store.app_record(id)?.is_some_and(|r| r.grants.is_empty()));
+    Ok(())
+}
+
+/// An app with operator grants of `permissions` (app-wide; `increased_quota` raising `rule`) and
+/// the consent items `scopes` set.
+fn holding(store: &dyn Store, permissions: &[(&str, Option<&str>)], scopes: &[&str]) -> Result<AppId, StoreError> {
+    let owner = account(store, "owner", Role::Developer)?;
+    let id = app(store, owner, &[])?;
+    for &(permission, rule) in permissions {
+        let grant = NewGrant {
+            app_id: id,
+            permission: permission.into(),
+            key_id: None,
+            source: GrantSource::Operator,
+            granted_by: Some(owner),
+            expires_at: None,
+            params: rule.map_or(serde_json::json!({}), |r| serde_json::json!({"limit": 9, "rule": r})),
+            reason: "partner".into(),
+        };
+        store.insert_grant(&grant, AT, &audit("grant.create"))?;
+    }
+    for scope in scopes {
+        let setting = ConsentSetting {
+            scope: (*scope).into(),
+            consent_type: ConsentLevel::Optional,
+            purpose: "p".into(),
+            set_at: AT,
+        };
+        store.set_consent_item(id, scope, Some(&setting), &audit("app.consent"))?;
+    }
+    Ok(id)
+}
+
+fn what_depended_on_a_revoked_grant_goes_once_it_is_held_no_more(store: &dyn Store) -> Result<(), StoreError> {
+    let id = holding(
+        store,
+        &[
+            ("increased_quota", Some("local_keyword_search_daily")),
+            ("increased_quota", Some("local_category_search_daily")),
+            ("kakao_moment", None),
+        ],
+        &["name"],
+    )?;
+    let (revoke, unset) = (["kakao_moment".to_owned()], ["name".to_owned()]);
+    let messages = [message(id, "dev@example.com")];
+    let cascade = Cascade { revoke: &revoke, unset: &unset, messages: &messages };
+    let of = |rule| GrantOf { permission: "increased_quota", key: None, rule };
+    let sent = store.messages(Some(id), 100)?.len();
+    // One rule's grant goes; the app still holds the permission for the other: nothing follows.
+    store.revoke_grant(
+        id,
+        of(Some("local_keyword_search_daily")),
+        cascade,
+        AccountId(1),
+        "one",
+        AT,
+        &audit("grant.revoke"),
+    )?;
+    let record = store.app_record(id)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
+    assert_eq!(record.grants.len(), 2, "the other rule's grant and kakao_moment stay");
+    assert_eq!(record.consent_items.len(), 1);
+    assert_eq!(store.messages(Some(id), 100)?.len(), sent, "nothing went, nothing is said");
+    // The last grant goes: what depended on it goes in the same transaction, said so and audited.
+    store.revoke_grant(id, of(None), cascade, AccountId(1), "all", AT, &audit("grant.revoke"))?;
+    let record = store.app_record(id)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
+    assert!(record.grants.is_empty() && record.consent_items.is_empty(), "{record:?}");
+    assert_eq!(store.messages(Some(id), 100)?.len(), sent + 1);
+    let event = store.audit_events(None, usize::MAX)?.pop().ok_or_else(|| StoreError::NotFound("event".into()))?;
+    assert_eq!(event.event.after["also_revoked"], serde_json::json!(["kakao_moment"]));
+    assert_eq!(event.event.after["consent_items_unset"], serde_json::json!(["name"]));
+    Ok(())
+}
+
+fn unsetting_a_consent_item_revokes_what_needed_it(store: &dyn Store) -> Result<(), StoreError> {
+    let id = holding(store, &[("talk_friends_message", None), ("kakao_moment", None)], &["friends", "talk_message"])?;
+    let revoke = ["talk_friends_message".to_owned()];
+    let cascade = Cascade { revoke: &revoke, unset: &[], messages: &[] };
+    let revoked = store.unset_consent_item(id, "friends", cascade, AccountId(1), &audit("consent_item.unset"))?;
+    assert_eq!(revoked, Some(vec!["talk_friends_message".to_owned()]));
+    let record = store.app_record(id)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
+    assert_eq!(record.grants.iter().map(|g| g.permission.as_str()).collect::<Vec<_>>(), ["kakao_moment"]);
+    assert_eq!(record.consent_items.iter().map(|c| c.scope.as_str()).collect::<Vec<_>>(), ["talk_message"]);
+    // Unset already: nothing is written, not even an event.
+    let head = last_event(store)?;
+    assert_eq!(store.unset_consent_item(id, "friends", cascade, AccountId(1), &audit("consent_item.unset"))?, None);
+    assert_eq!(last_event(store)?, head);
     Ok(())
 }
 
@@ -410,6 +518,7 @@ fn deleting_a_key_revokes_grants_bound_to_it(store: &dyn Store) -> Result<(), St
             .revoke_grant(
                 id,
                 GrantOf { permission: "multi_app", key: None, rule: None },
+                Cascade::default(),
                 owner,
                 "no",
                 AT,
@@ -421,6 +530,7 @@ fn deleting_a_key_revokes_grants_bound_to_it(store: &dyn Store) -> Result<(), St
     let revoked = store.revoke_grant(
         id,
         GrantOf { permission: "multi_app", key: Some(key_id), rule: None },
+        Cascade::default(),
         owner,
         "ended",
         AT,

@@ -446,6 +446,47 @@ impl Catalog {
         self.router.lookup(method, path).map(|i| &self.apis[i as usize])
     }
 
+    /// What an app loses with `permissions` (revoked; `biz_app` standing for its Biz status) and
+    /// `consent_items` (unset), SPEC 4's "the grants that depended on it": every permission it
+    /// `holds` whose prerequisites name one of those, every consent item it has `set` that
+    /// requires one, and so on until nothing more follows. Only what follows is returned.
+    pub fn lost_with(
+        &self,
+        permissions: &[&str],
+        consent_items: &[&str],
+        holds: impl Fn(&str) -> bool,
+        set: impl Fn(&str) -> bool,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut lost: Vec<&str> = permissions.to_vec();
+        let mut unset: Vec<&str> = consent_items.to_vec();
+        loop {
+            let before = (lost.len(), unset.len());
+            for p in &self.permissions {
+                let pre = &p.prerequisites;
+                let follows = (pre.biz_app && lost.contains(&"biz_app"))
+                    || pre.permissions.iter().any(|q| lost.contains(&q.as_str()))
+                    || pre.consent_items.iter().any(|c| unset.contains(&c.as_str()));
+                if follows && !lost.contains(&p.id.as_str()) && holds(&p.id) {
+                    lost.push(&p.id);
+                }
+            }
+            for c in &self.consent_items {
+                // An item that may be set before its permission is granted stays without it.
+                let follows = (c.requires_biz && lost.contains(&"biz_app"))
+                    || (!c.settable_before_permission
+                        && c.requires_permission.as_deref().is_some_and(|p| lost.contains(&p)));
+                if follows && !unset.contains(&c.id.as_str()) && set(&c.id) {
+                    unset.push(&c.id);
+                }
+            }
+            if (lost.len(), unset.len()) == before {
+                break;
+            }
+        }
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        (owned(&lost[permissions.len()..]), owned(&unset[consent_items.len()..]))
+    }
+
     /// The `all_apis` quota rules that count `api` (besides the ones it names).
     pub fn quota_rules_for<'a>(&'a self, api: &'a Api) -> impl Iterator<Item = &'a QuotaRule> + 'a {
         self.quota_rules.iter().filter(move |r| {

@@ -276,3 +276,35 @@ fn the_builtin_catalog_is_valid() {
         unreachable!("{e}");
     }
 }
+
+/// SPEC 4: what an app loses with a permission or a consent item, over the built-in catalog, as
+/// far as the app has it, however far removed.
+#[test]
+fn what_goes_with_a_lost_prerequisite_follows_the_chain_as_far_as_the_app_has_it() {
+    let catalog = Catalog::builtin().unwrap_or_else(|e| unreachable!("{e}"));
+    let everything = |_: &str| true;
+    // Kakao Moment's ad partnership needs Kakao Moment.
+    let (revoked, unset) = catalog.lost_with(&["kakao_moment"], &[], everything, everything);
+    assert_eq!((revoked, unset), (vec!["moment_message_ad_partner".to_owned()], vec![]));
+    // Friends' messages need the `friends` consent item.
+    let (revoked, _) = catalog.lost_with(&[], &["friends"], everything, everything);
+    assert_eq!(revoked, ["talk_friends_message"]);
+    // `friends` requires that permission but may be set before it is granted: it stays.
+    let (_, unset) = catalog.lost_with(&["talk_friends_message"], &[], everything, everything);
+    assert!(unset.is_empty(), "{unset:?}");
+    // The name and phone number consent items need `personal_info_consent_items`.
+    let (revoked, unset) = catalog.lost_with(&["personal_info_consent_items"], &[], everything, everything);
+    assert!(revoked.is_empty(), "{revoked:?}");
+    assert!(unset.contains(&"name".to_owned()) && unset.contains(&"phone_number".to_owned()), "{unset:?}");
+    // Biz takes Kakao Moment and with it the ad partnership (two steps), and its consent items.
+    let (revoked, unset) = catalog.lost_with(&["biz_app"], &[], everything, everything);
+    assert!(revoked.contains(&"kakao_moment".to_owned()) && revoked.contains(&"moment_message_ad_partner".to_owned()));
+    assert!(unset.contains(&"account_email".to_owned()), "{unset:?}");
+    // Only what the app has: an app without the partnership loses nothing more with Moment, and
+    // one without the consent items has none to unset.
+    let (revoked, _) =
+        catalog.lost_with(&["kakao_moment"], &[], |p: &str| p != "moment_message_ad_partner", everything);
+    assert!(revoked.is_empty(), "{revoked:?}");
+    let (_, unset) = catalog.lost_with(&["biz_app"], &[], everything, |_: &str| false);
+    assert!(unset.is_empty(), "{unset:?}");
+}

@@ -8,7 +8,7 @@ use crate::audit::NewAuditEvent;
 use crate::catalog::{ObtainedBy, Permission};
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AccountId, AppId, Grant, GrantSource, KeyId};
-use crate::ports::{GrantOf, NewGrant};
+use crate::ports::{Cascade, GrantOf, NewGrant};
 use crate::time::Timestamp;
 
 /// `POST /v1/apps/{id}/permissions`
@@ -234,9 +234,24 @@ impl Services {
             .app(app)
             .before(HeldPermission::from(held))
             .after(serde_json::json!({"revoked_at": now, "reason": reason}));
+        // What needed the permission goes with it, if the app holds it app-wide no more.
+        let what = format!("revoking `{permission}`");
+        let (revoke, unset, messages) = match input.key_id {
+            None => self.losing(&record, &[permission], &[], &what)?,
+            Some(_) => Default::default(),
+        };
+        let cascade = Cascade { revoke: &revoke, unset: &unset, messages: &messages };
         let revoked = self
             .store
-            .revoke_grant(app, GrantOf { permission, key: input.key_id, rule }, actor.account.id, &reason, now, &audit)?
+            .revoke_grant(
+                app,
+                GrantOf { permission, key: input.key_id, rule },
+                cascade,
+                actor.account.id,
+                &reason,
+                now,
+                &audit,
+            )?
             .ok_or_else(not_held)?;
         self.refresh(app)?;
         Ok(HeldPermission::from(&revoked))

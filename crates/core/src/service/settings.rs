@@ -9,7 +9,8 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::model::{
     AppId, AppRecord, BizKind, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, TalkChannel,
 };
-use crate::ports::NewGrant;
+use crate::notify::NewMessage;
+use crate::ports::{Cascade, NewGrant};
 
 /// The terms an owner or editor agrees to once per app before a first application.
 pub const ELIGIBILITY_TERMS: &str = "I confirm that the app's operating entity and its purpose of use comply with \
@@ -209,19 +210,9 @@ impl Services {
         if record.business.is_none() && !self.holds_now(&record, "biz_app") {
             return Err(ServiceError::Conflict(format!("app {app} is not a Biz app")));
         }
-        let (revoke, unset) = {
-            let snapshot = self.snapshot.read();
-            let catalog = snapshot.catalog();
-            let mut revoke = vec!["biz_app".to_owned()];
-            revoke.extend(catalog.permissions.iter().filter(|p| p.prerequisites.biz_app).map(|p| p.id.clone()));
-            let unset: Vec<String> = catalog
-                .consent_items
-                .iter()
-                .filter(|c| c.requires_biz && record.consent_items.iter().any(|s| s.scope == c.id))
-                .map(|c| c.id.clone())
-                .collect();
-            (revoke, unset)
-        };
+        // Biz goes, and whatever needed it, however far removed (its own messages are below).
+        let (mut revoke, unset, _) = self.losing(&record, &["biz_app"], &[], "removing Biz")?;
+        revoke.insert(0, "biz_app".to_owned());
         let now = self.clock.now();
         let held: Vec<String> =
             revoke.iter().filter(|p| record.grants.iter().any(|g| &g.permission == *p)).cloned().collect();
@@ -369,6 +360,43 @@ impl Services {
         self.refresh(app)
     }
 
+    /// What `record` loses with `permissions` and `consent_items` (SPEC 4: the grants that
+    /// depended on them): the catalog's [`crate::catalog::Catalog::lost_with`] over what it holds
+    /// app-wide and has set; and, when anything goes, the messages telling its members that
+    /// `what` took it along.
+    pub(super) fn losing(
+        &self,
+        record: &AppRecord,
+        permissions: &[&str],
+        consent_items: &[&str],
+        what: &str,
+    ) -> ServiceResult<(Vec<String>, Vec<String>, Vec<NewMessage>)> {
+        let now = self.clock.now();
+        let (revoke, unset) = self.snapshot.read().catalog().lost_with(
+            permissions,
+            consent_items,
+            |p| record.grants.iter().any(|g| g.permission == p && g.key_id.is_none() && g.is_active(now)),
+            |c| record.consent_items.iter().any(|s| s.scope == c),
+        );
+        if revoke.is_empty() && unset.is_empty() {
+            return Ok((revoke, unset, Vec::new()));
+        }
+        let app = record.app.id;
+        let list = |v: &[String]| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+        let messages = self.app_messages(
+            record,
+            &format!("[permgate] {} (app {app}): what depended on {what} went with it", record.app.name),
+            &format!(
+                "{what} on app {} (id {app}) took along what needed it.\nPermissions revoked: {}\nConsent items unset: {}\n",
+                record.app.name,
+                list(&revoke),
+                list(&unset),
+            ),
+            serde_json::json!({"type": "app.prerequisite_lost", "app_id": app, "lost": what, "revoked": revoke, "unset": unset, "at": now}),
+        )?;
+        Ok((revoke, unset, messages))
+    }
+
     /// Whether the app holds `permission` now (app-wide).
     pub(super) fn holds_now(&self, record: &AppRecord, permission: &str) -> bool {
         self.holding(record, permission, None, self.clock.now()) != super::lifecycle::Holding::No
@@ -437,7 +465,12 @@ impl Services {
         )
         .app(app)
         .before(before);
-        self.store.set_consent_item(app, scope, None, &audit)?;
+        let what = format!("unsetting the consent item `{scope}`");
+        let (revoke, unset, messages) = self.losing(&record, &[], &[scope], &what)?;
+        let cascade = Cascade { revoke: &revoke, unset: &unset, messages: &messages };
+        if self.store.unset_consent_item(app, scope, cascade, actor.account.id, &audit)?.is_none() {
+            return Err(ServiceError::NotFound(format!("the consent item `{scope}` is not set on app {app}")));
+        }
         self.refresh(app)?;
         Ok(())
     }

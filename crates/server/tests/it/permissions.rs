@@ -275,3 +275,35 @@ fn race(services: permgate_core::service::Services, token: &str, id: permgate_co
     assert!(failed.is_empty(), "{failed:?}");
     assert!(stale.is_empty(), "{} stale patches: {:?}", stale.len(), &stale[..stale.len().min(5)]);
 }
+
+both_backends! {
+    async fn losing_a_prerequisite_takes_what_needed_it_audited_and_said(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Ads").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let grants = format!("/v1/apps/{id}/permissions");
+        // Operator grants skip the prerequisites; the consent items are set after.
+        for p in ["kakao_moment", "moment_message_ad_partner", "talk_friends_message"] {
+            let (status, body) = t.post(&grants, &t.admin, json!({"permission": p, "reason": "partner"})).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        t.consent(id, &dev, &["friends", "talk_message"]).await;
+        let held = |body: &serde_json::Value| -> Vec<String> {
+            let list = body["permissions"].as_array().cloned().unwrap_or_default();
+            list.iter().filter_map(|g| g["permission"].as_str().map(str::to_owned)).collect()
+        };
+        // Kakao Moment goes, and the ad partnership that needs it with it.
+        let (status, body) = t.delete(&format!("{grants}/kakao_moment"), &t.admin, Some(json!({"reason": "contract ended"}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(held(&t.get(&grants, &dev).await.1), ["talk_friends_message"]);
+        // The `friends` consent item goes, and the friends' messages that use it with it.
+        let (status, body) = t.delete(&format!("/v1/apps/{id}/consent-items/friends"), &dev, None).await;
+        assert!(status.is_success(), "{status} {body}");
+        assert!(held(&t.get(&grants, &dev).await.1).is_empty());
+        let (_, audit) = t.get(&format!("/v1/audit?app_id={id}"), &t.admin).await;
+        let events = audit["events"].as_array().cloned().unwrap_or_default();
+        let after = |action: &str| events.iter().rev().find(|e| e["action"] == action).map(|e| e["after"].clone());
+        assert_eq!(after("grant.revoke").map(|a| a["also_revoked"].clone()), Some(json!(["moment_message_ad_partner"])), "{audit}");
+        assert_eq!(after("consent_item.unset").map(|a| a["also_revoked"].clone()), Some(json!(["talk_friends_message"])), "{audit}");
+    }
+}
