@@ -380,11 +380,18 @@ fn recipients_in(body: &[u8], field: &str) -> Result<Vec<String>, String> {
         };
         if items.is_empty() { Err(unreadable()) } else { Ok(items) }
     };
-    if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(body) {
-        return o
-            .get(field)
-            .ok_or_else(|| format!("the message names no recipients: `{field}` is missing"))
-            .and_then(list);
+    let mut json = serde_json::Deserializer::from_slice(body);
+    match serde::de::DeserializeSeed::deserialize(TopLevel(field), &mut json).and_then(|v| json.end().map(|()| v)) {
+        Ok(value) => {
+            return value
+                .ok_or_else(|| format!("the message names no recipients: `{field}` is missing"))
+                .and_then(|v| list(&v));
+        }
+        Err(e) if e.to_string().starts_with(TWICE) => {
+            return Err(format!("`{field}` is given twice: which recipients the message goes to is ambiguous"));
+        }
+        // Not a JSON object: a form, or neither.
+        Err(_) => {}
     }
     let text = std::str::from_utf8(body).map_err(|_| "the message body is neither JSON nor a UTF-8 form".to_owned())?;
     let mut found = text.split('&').filter_map(|pair| {
@@ -396,6 +403,44 @@ fn recipients_in(body: &[u8], field: &str) -> Result<Vec<String>, String> {
         return Err(format!("`{field}` is given twice: which recipients the message goes to is ambiguous"));
     }
     list(&serde_json::Value::String(value))
+}
+
+/// The value of one key of a JSON object, refusing the key given twice: a parser keeps either the
+/// first or the last of duplicate keys (serde_json the last), and an upstream that keeps the
+/// other would send the message elsewhere than it was counted.
+struct TopLevel<'f>(&'f str);
+
+/// How [`TopLevel`]'s refusal of a duplicate key starts.
+const TWICE: &str = "duplicate key";
+
+impl<'de> serde::de::DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != self.0 {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            } else if found.is_some() {
+                return Err(serde::de::Error::custom(TWICE));
+            } else {
+                found = Some(map.next_value::<serde_json::Value>()?);
+            }
+        }
+        Ok(found)
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -519,5 +564,10 @@ mod tests {
         assert!(refused(br#"{"receiver_uuids": "a"}"#).contains("array of strings"));
         let twice = b"receiver_uuids=%5B%22x%22%5D&receiver_uuids=%5B%22y%22%2C%22z%22%5D";
         assert!(refused(twice).contains("twice"));
+        // In JSON too, even spelled with an escape; other keys may repeat.
+        assert!(refused(br#"{"receiver_uuids": ["a"], "receiver_uuids": ["b"]}"#).contains("twice"));
+        assert!(refused(br#"{"receiver_uuids": ["a"], "receiver\u005fuuids": ["b"]}"#).contains("twice"));
+        let found = recipients_in(br#"{"x": 1, "x": 2, "receiver_uuids": ["a"]}"#, "receiver_uuids");
+        assert_eq!(found, Ok(vec!["a".to_owned()]));
     }
 }
