@@ -260,6 +260,11 @@ pub struct Requirements {
     pub channel_connected: bool,
     /// Consent items set on the app.
     pub consent_items: Vec<String>,
+    /// The app must not hold the grant's permission (for the quota rule it raises) app-wide
+    /// past this time: a renewal overlaps only the last days of the grant it renews, and one
+    /// granted meanwhile another way (an operator, a second approval, an application at the
+    /// same moment) is not granted twice.
+    pub not_held_after: Option<Timestamp>,
 }
 
 impl Requirements {
@@ -347,13 +352,14 @@ pub trait WorkflowStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
     /// Stores a new request with its evidence file (if any), its first history entry, the grant
-    /// of an immediate approval (if any) and its notifications. A second open request for the
-    /// same app and permission is a [`StoreError::Conflict`].
+    /// of an immediate approval (if any, written only if its [`Requirements`] hold in the same
+    /// transaction) and its notifications. A second open request for the same app and permission
+    /// (and quota rule), or an unmet requirement, is a [`StoreError::Conflict`].
     fn create_request(
         &self,
         new: &NewRequest,
         evidence: Option<&NewEvidence>,
-        grant: Option<&NewGrant>,
+        grant: Option<(&NewGrant, &Requirements)>,
         messages: &[NewMessage],
         audit: &NewAuditEvent,
     ) -> StoreResult<PermissionRequest>;

@@ -223,7 +223,7 @@ impl WorkflowStore for PostgresStore {
         &self,
         new: &NewRequest,
         evidence: Option<&NewEvidence>,
-        grant: Option<&NewGrant>,
+        grant: Option<(&NewGrant, &Requirements)>,
         messages: &[NewMessage],
         audit: &NewAuditEvent,
     ) -> StoreResult<PermissionRequest> {
@@ -263,7 +263,8 @@ impl WorkflowStore for PostgresStore {
             let id: i64 = row.try_get(0)?;
             let fill = |text: &str| text.replace(REQUEST_ID, &id.to_string());
             insert_history(tx, id, &new.event)?;
-            if let Some(g) = grant {
+            if let Some((g, requires)) = grant {
+                check_requirements(tx, g, requires, new.event.at)?;
                 let g = NewGrant { reason: fill(&g.reason), ..g.clone() };
                 let grant_id = insert_grant_row(tx, &g, new.event.at)?;
                 tx.execute("UPDATE permission_requests SET grant_id = $1 WHERE id = $2", &[&grant_id, &id])?;
@@ -297,26 +298,7 @@ impl WorkflowStore for PostgresStore {
             }
             insert_history(tx, t.request_id, &t.event)?;
             if let Some((g, requires)) = grant {
-                // Under the write lock: a removal of Biz or of the last channel either committed
-                // before (and is seen here) or waits until this grant is in (and revokes it).
-                for p in &requires.permissions {
-                    let held: bool = tx.query_one(HOLDS, &[&g.app_id.0, p, &t.event.at.0])?.try_get(0)?;
-                    if !held {
-                        return Err(Requirements::unmet(g, &format!("it no longer holds `{p}`")).into());
-                    }
-                }
-                if requires.channel_connected {
-                    let connected: bool = tx.query_one(HAS_CHANNEL, &[&g.app_id.0])?.try_get(0)?;
-                    if !connected {
-                        return Err(Requirements::unmet(g, "it no longer has a Kakao Talk Channel connected").into());
-                    }
-                }
-                for c in &requires.consent_items {
-                    let set: bool = tx.query_one(HAS_CONSENT_ITEM, &[&g.app_id.0, c])?.try_get(0)?;
-                    if !set {
-                        return Err(Requirements::unmet(g, &format!("the consent item `{c}` is no longer set")).into());
-                    }
-                }
+                check_requirements(tx, g, requires, t.event.at)?;
                 let grant_id = insert_grant_row(tx, g, t.event.at)?;
                 tx.execute("UPDATE permission_requests SET grant_id = $1 WHERE id = $2", &[&grant_id, &t.request_id])?;
             }
@@ -712,6 +694,43 @@ pub(super) fn lose(
 pub(super) fn holds(tx: &mut Transaction<'_>, app: AppId, permission: &str, now: Timestamp) -> Tried<bool> {
     Ok(tx.query_one(HOLDS, &[&app.0, &permission, &now.0])?.try_get(0)?)
 }
+
+/// Checks `requires` for `g` in `tx`, under the write lock: a removal of Biz or of the last
+/// channel, or another grant of the same permission, either committed before (and is seen here)
+/// or waits until this grant is in (and revokes it, or finds it).
+fn check_requirements(tx: &mut Transaction<'_>, g: &NewGrant, requires: &Requirements, at: Timestamp) -> Tried<()> {
+    for p in &requires.permissions {
+        let held: bool = tx.query_one(HOLDS, &[&g.app_id.0, p, &at.0])?.try_get(0)?;
+        if !held {
+            return Err(Requirements::unmet(g, &format!("it no longer holds `{p}`")).into());
+        }
+    }
+    if requires.channel_connected {
+        let connected: bool = tx.query_one(HAS_CHANNEL, &[&g.app_id.0])?.try_get(0)?;
+        if !connected {
+            return Err(Requirements::unmet(g, "it no longer has a Kakao Talk Channel connected").into());
+        }
+    }
+    for c in &requires.consent_items {
+        let set: bool = tx.query_one(HAS_CONSENT_ITEM, &[&g.app_id.0, c])?.try_get(0)?;
+        if !set {
+            return Err(Requirements::unmet(g, &format!("the consent item `{c}` is no longer set")).into());
+        }
+    }
+    if let Some(after) = requires.not_held_after {
+        let rule = g.params.get("rule").and_then(serde_json::Value::as_str);
+        let held: bool = tx.query_one(HELD_PAST, &[&g.app_id.0, &g.permission, &after.0, &rule])?.try_get(0)?;
+        if held {
+            return Err(Requirements::unmet(g, "it holds it already (granted since the request was read)").into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether app $1 holds permission $2 app-wide past $3 (for quota rule $4, when one is named).
+const HELD_PAST: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = $1 AND permission = $2 AND key_id IS NULL
+     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)
+     AND ($4::TEXT IS NULL OR params->>'rule' IS NULL OR params->>'rule' = $4))";
 
 /// Whether app $1 holds permission $2 app-wide at $3.
 const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = $1 AND permission = $2 AND key_id IS NULL

@@ -228,7 +228,7 @@ impl WorkflowStore for SqliteStore {
         &self,
         new: &NewRequest,
         evidence: Option<&NewEvidence>,
-        grant: Option<&NewGrant>,
+        grant: Option<(&NewGrant, &Requirements)>,
         messages: &[NewMessage],
         audit: &NewAuditEvent,
     ) -> StoreResult<PermissionRequest> {
@@ -268,7 +268,8 @@ impl WorkflowStore for SqliteStore {
         let id = tx.last_insert_rowid();
         let fill = |text: &str| text.replace(REQUEST_ID, &id.to_string());
         insert_history(&tx, id, &new.event)?;
-        if let Some(g) = grant {
+        if let Some((g, requires)) = grant {
+            check_requirements(&tx, g, requires, new.event.at)?;
             let g = NewGrant { reason: fill(&g.reason), ..g.clone() };
             let grant_id = super::insert_grant_row(&tx, &g, new.event.at)?;
             tx.execute("UPDATE permission_requests SET grant_id = ?1 WHERE id = ?2", params![grant_id, id])
@@ -305,25 +306,7 @@ impl WorkflowStore for SqliteStore {
             }
             insert_history(tx, t.request_id, &t.event)?;
             if let Some((g, requires)) = grant {
-                // In the IMMEDIATE transaction: a removal of Biz or of the last channel either
-                // committed before (and is seen here) or waits until this grant is in (and
-                // revokes it).
-                let exists = |sql: &str, values: &[&dyn rusqlite::ToSql]| -> StoreResult<bool> {
-                    tx.query_row(sql, values, |r| r.get(0)).map_err(backend)
-                };
-                for p in &requires.permissions {
-                    if !exists(HOLDS, params![g.app_id.0, p, t.event.at.0])? {
-                        return Err(Requirements::unmet(g, &format!("it no longer holds `{p}`")));
-                    }
-                }
-                if requires.channel_connected && !exists(HAS_CHANNEL, params![g.app_id.0])? {
-                    return Err(Requirements::unmet(g, "it no longer has a Kakao Talk Channel connected"));
-                }
-                for c in &requires.consent_items {
-                    if !exists(HAS_CONSENT_ITEM, params![g.app_id.0, c])? {
-                        return Err(Requirements::unmet(g, &format!("the consent item `{c}` is no longer set")));
-                    }
-                }
+                check_requirements(tx, g, requires, t.event.at)?;
                 let grant_id = super::insert_grant_row(tx, g, t.event.at)?;
                 tx.execute(
                     "UPDATE permission_requests SET grant_id = ?1 WHERE id = ?2",
@@ -740,6 +723,40 @@ pub(super) fn load_settings(
         .map_err(backend)?;
     Ok((business, consent_items, eligibility, channels))
 }
+
+/// Checks `requires` for `g` in `tx`, an IMMEDIATE transaction: a removal of Biz or of the last
+/// channel, or another grant of the same permission, either committed before (and is seen here)
+/// or waits until this grant is in (and revokes it, or finds it).
+fn check_requirements(tx: &Transaction<'_>, g: &NewGrant, requires: &Requirements, at: Timestamp) -> StoreResult<()> {
+    let exists = |sql: &str, values: &[&dyn rusqlite::ToSql]| -> StoreResult<bool> {
+        tx.query_row(sql, values, |r| r.get(0)).map_err(backend)
+    };
+    for p in &requires.permissions {
+        if !exists(HOLDS, params![g.app_id.0, p, at.0])? {
+            return Err(Requirements::unmet(g, &format!("it no longer holds `{p}`")));
+        }
+    }
+    if requires.channel_connected && !exists(HAS_CHANNEL, params![g.app_id.0])? {
+        return Err(Requirements::unmet(g, "it no longer has a Kakao Talk Channel connected"));
+    }
+    for c in &requires.consent_items {
+        if !exists(HAS_CONSENT_ITEM, params![g.app_id.0, c])? {
+            return Err(Requirements::unmet(g, &format!("the consent item `{c}` is no longer set")));
+        }
+    }
+    if let Some(after) = requires.not_held_after {
+        let rule = g.params.get("rule").and_then(serde_json::Value::as_str);
+        if exists(HELD_PAST, params![g.app_id.0, g.permission, after.0, rule])? {
+            return Err(Requirements::unmet(g, "it holds it already (granted since the request was read)"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether app ?1 holds permission ?2 app-wide past ?3 (for quota rule ?4, when one is named).
+const HELD_PAST: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS NULL
+     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)
+     AND (?4 IS NULL OR json_extract(params, '$.rule') IS NULL OR json_extract(params, '$.rule') = ?4))";
 
 /// Whether app ?1 holds permission ?2 app-wide at ?3.
 const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS NULL

@@ -986,7 +986,7 @@ fn a_request_is_stored_with_its_evidence_messages_and_grant(store: &dyn Store) -
     let approved = store.create_request(
         &instant,
         None,
-        Some(&review_grant(a, "profile")),
+        Some((&review_grant(a, "profile"), &Requirements::default())),
         &[],
         &request_audit(a, "request.create"),
     )?;
@@ -1147,13 +1147,21 @@ fn a_transition_applies_only_from_the_state_seen(store: &dyn Store) -> Result<()
         }
         assert_eq!(footprint(store)?, before, "{requires:?}: nothing written");
     }
+    // Granted meanwhile another way (an operator): not granted twice. (A grant ending before
+    // `not_held_after`, the one a renewal renews, does not stand in the way: the renewal tests
+    // of the services show it.)
+    let operator = NewGrant { source: GrantSource::Operator, ..review_grant(a, "talk_message") };
+    store.insert_grant(&operator, later, &audit("grant.create"))?;
+    let once = Requirements { not_held_after: Some(Timestamp(later.0 + 100)), ..Requirements::default() };
+    match store.transition_request(&approve, Some((&grant, &once)), &[], &request_audit(a, "request.approve")) {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("holds it already"), "{m}"),
+        other => unreachable!("{other:?}"),
+    }
+    assert_eq!(store.request(first.id)?.map(|r| r.state), Some(RequestState::InReview), "nothing written");
+    let of = GrantOf { permission: "talk_message", key: None, rule: None };
+    store.revoke_grant(a, of, Cascade::default(), AccountId(1), "meanwhile", later, &audit("grant.revoke"))?;
     let done = store
-        .transition_request(
-            &approve,
-            Some((&grant, &Requirements::default())),
-            &[],
-            &request_audit(a, "request.approve"),
-        )?
+        .transition_request(&approve, Some((&grant, &once)), &[], &request_audit(a, "request.approve"))?
         .ok_or_else(|| not_found("the approval"))?;
     assert_eq!((done.state, done.updated_at), (RequestState::Approved, Timestamp(later.0 + 1)));
     let record = store.app_record(a)?.ok_or_else(|| not_found("app"))?;
@@ -1189,8 +1197,13 @@ fn requests_are_listed_newest_first_and_filtered(store: &dyn Store) -> Result<()
     let on_b = store.create_request(&new_request(b, dana, "talk_message"), None, None, &[], &request_audit(b, "c"))?;
     let mut instant = new_request(a, dana, "profile");
     instant.event = event("submit", None, RequestState::Approved, AT);
-    let approved =
-        store.create_request(&instant, None, Some(&review_grant(a, "profile")), &[], &request_audit(a, "c"))?;
+    let approved = store.create_request(
+        &instant,
+        None,
+        Some((&review_grant(a, "profile"), &Requirements::default())),
+        &[],
+        &request_audit(a, "c"),
+    )?;
     for (action, from, to) in [
         ("start_review", RequestState::Submitted, RequestState::InReview),
         ("approve", RequestState::InReview, RequestState::Approved),

@@ -268,7 +268,9 @@ impl Services {
                 .app(app)
                 .after(summary);
         let messages = self.messages_for(&record, &permission, "{request_id}", &new.event)?;
-        let request = self.store.create_request(&new, evidence.as_ref(), grant.as_ref(), &messages, &audit)?;
+        let requires = requirements(&permission, now);
+        let grant = grant.as_ref().map(|g| (g, &requires));
+        let request = self.store.create_request(&new, evidence.as_ref(), grant, &messages, &audit)?;
         if immediate {
             self.refresh(app)?;
         }
@@ -325,7 +327,7 @@ impl Services {
             }));
         let messages = self.messages_for(record, permission, &id.to_string(), &event)?;
         let t = Transition { request_id: id, from: RequestState::Submitted, event };
-        let requires = requirements(permission);
+        let requires = requirements(permission, now);
         match self.store.transition_request(&t, Some((&grant, &requires)), &messages, &audit) {
             Ok(Some(updated)) => {
                 self.refresh(record.app.id)?;
@@ -500,7 +502,7 @@ impl Services {
             None => Vec::new(),
         };
         let t = Transition { request_id: id, from: request.state, event };
-        let requires = permission.as_ref().map(requirements).unwrap_or_default();
+        let requires = permission.as_ref().map(|p| requirements(p, t.event.at)).unwrap_or_default();
         let grant = grant.as_ref().map(|g| (g, &requires));
         let updated = self.store.transition_request(&t, grant, &messages, &audit)?.ok_or_else(|| {
             ServiceError::Conflict(format!("request {id} changed while you acted on it; reload it and try again"))
@@ -711,13 +713,18 @@ fn quota_params(limit: Option<u64>, rule: Option<&str>) -> serde_json::Value {
 
 /// What the store checks again as it writes an approval's grant: the permission's prerequisites
 /// that another write can take away meanwhile.
-fn requirements(permission: &Permission) -> Requirements {
+fn requirements(permission: &Permission, now: Timestamp) -> Requirements {
     let pre = &permission.prerequisites;
     let mut permissions = pre.permissions.clone();
     if pre.biz_app {
         permissions.insert(0, "biz_app".to_owned());
     }
-    Requirements { permissions, channel_connected: pre.channel_connected, consent_items: pre.consent_items.clone() }
+    Requirements {
+        permissions,
+        channel_connected: pre.channel_connected,
+        consent_items: pre.consent_items.clone(),
+        not_held_after: Some(now.plus_seconds(RENEW_WITHIN_DAYS * 86_400)),
+    }
 }
 
 /// A holding as messages name it: the permission, and the quota rule it raises where each grant
