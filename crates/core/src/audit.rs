@@ -76,6 +76,18 @@ impl NewAuditEvent {
         event
     }
 
+    /// A copy whose `after.consent_items_unset` names `unset` (what a store's transaction found).
+    pub fn unsetting(&self, unset: &[String]) -> Self {
+        let mut event = self.clone();
+        if !event.after.is_object() {
+            event.after = serde_json::json!({});
+        }
+        if let Some(after) = event.after.as_object_mut() {
+            after.insert("consent_items_unset".into(), unset.into());
+        }
+        event
+    }
+
     pub fn after(mut self, value: impl Serialize) -> Self {
         self.after = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
         self

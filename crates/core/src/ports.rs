@@ -270,10 +270,7 @@ pub struct Requirements {
 impl Requirements {
     /// The refusal of an approval whose grant's requirement (`why`) no longer holds.
     pub fn unmet(grant: &NewGrant, why: &str) -> StoreError {
-        StoreError::Conflict(format!(
-            "`{}` cannot be granted to app {} now: {why}; hold or reject the request",
-            grant.permission, grant.app_id
-        ))
+        StoreError::Conflict(format!("`{}` cannot be granted to app {} now: {why}", grant.permission, grant.app_id))
     }
 }
 
@@ -293,8 +290,9 @@ pub trait WorkflowStore {
     ) -> StoreResult<()>;
     /// Removes the app's business information, revokes the grants of `revoke` (Biz and what
     /// needed it) and unsets the consent items of `unset`, with `messages`; returns the
-    /// permissions actually revoked, which the audit event's `after.revoked` is set to. `None`,
-    /// and nothing written, when there was neither business information nor a grant to revoke
+    /// permissions actually revoked, which the audit event's `after.revoked` is set to (and its
+    /// `after.consent_items_unset` to the items actually unset). `None`, and nothing written, when
+    /// there was neither business information nor a grant to revoke
     /// (removed already, e.g. by a second click).
     #[expect(clippy::too_many_arguments, reason = "one write: what to revoke, unset and notify, and why")]
     fn remove_business(
@@ -321,13 +319,14 @@ pub trait WorkflowStore {
     ) -> StoreResult<()>;
     /// Disconnects a channel; false (and nothing written, not even `audit`) if it was not
     /// connected. When it was the app's last channel (counted in the same transaction, so two
-    /// disconnected at once cannot both see another left) the grants of `revoke` are revoked.
-    /// The audit event's `after.revoked` is set to the permissions revoked.
+    /// disconnected at once cannot both see another left) `cascade` is applied: the grants of
+    /// its `revoke` revoked, its consent items unset, its messages sent if anything went. The
+    /// audit event's `after.revoked` and `after.consent_items_unset` name what went.
     fn disconnect_channel(
         &self,
         app: AppId,
         channel: &str,
-        revoke: &[String],
+        cascade: Cascade<'_>,
         by: AccountId,
         reason: &str,
         audit: &NewAuditEvent,

@@ -87,13 +87,16 @@ impl WorkflowStore for PostgresStore {
             if deleted == 0 && revoked.is_empty() {
                 return Ok(None);
             }
+            let mut unset_now = Vec::new();
             for scope in unset {
-                tx.execute("DELETE FROM app_consent_items WHERE app_id = $1 AND scope = $2", &[&app.0, scope])?;
+                if tx.execute("DELETE FROM app_consent_items WHERE app_id = $1 AND scope = $2", &[&app.0, scope])? > 0 {
+                    unset_now.push(scope.clone());
+                }
             }
             for m in messages {
                 insert_message(tx, m, audit.at)?;
             }
-            let audit = audit.revoking(&revoked);
+            let audit = audit.revoking(&revoked).unsetting(&unset_now);
             Ok(Some((revoked, audit)))
         })
     }
@@ -156,7 +159,7 @@ impl WorkflowStore for PostgresStore {
         &self,
         app: AppId,
         channel: &str,
-        revoke: &[String],
+        cascade: Cascade<'_>,
         by: AccountId,
         reason: &str,
         audit: &NewAuditEvent,
@@ -169,8 +172,9 @@ impl WorkflowStore for PostgresStore {
             }
             let left: i64 =
                 tx.query_one("SELECT count(*) FROM app_channels WHERE app_id = $1", &[&app.0])?.try_get(0)?;
-            let revoked = if left == 0 { revoke_grants(tx, app, revoke, by, reason, audit.at)? } else { Vec::new() };
-            Ok(Some(((), audit.revoking(&revoked))))
+            let (revoked, unset) =
+                if left == 0 { lose(tx, app, cascade, by, reason, audit.at)? } else { Default::default() };
+            Ok(Some(((), audit.revoking(&revoked).unsetting(&unset))))
         })?;
         Ok(disconnected.is_some())
     }

@@ -80,14 +80,19 @@ impl WorkflowStore for SqliteStore {
             if deleted == 0 && revoked.is_empty() {
                 return Ok(None);
             }
+            let mut unset_now = Vec::new();
             for scope in unset {
-                tx.execute("DELETE FROM app_consent_items WHERE app_id = ?1 AND scope = ?2", params![app.0, scope])
+                let n = tx
+                    .execute("DELETE FROM app_consent_items WHERE app_id = ?1 AND scope = ?2", params![app.0, scope])
                     .map_err(backend)?;
+                if n > 0 {
+                    unset_now.push(scope.clone());
+                }
             }
             for m in messages {
                 insert_message(tx, m, audit.at)?;
             }
-            let audit = audit.revoking(&revoked);
+            let audit = audit.revoking(&revoked).unsetting(&unset_now);
             Ok(Some((revoked, audit)))
         })
     }
@@ -156,7 +161,7 @@ impl WorkflowStore for SqliteStore {
         &self,
         app: AppId,
         channel: &str,
-        revoke: &[String],
+        cascade: Cascade<'_>,
         by: AccountId,
         reason: &str,
         audit: &NewAuditEvent,
@@ -171,8 +176,9 @@ impl WorkflowStore for SqliteStore {
             let left: i64 = tx
                 .query_row("SELECT count(*) FROM app_channels WHERE app_id = ?1", params![app.0], |r| r.get(0))
                 .map_err(backend)?;
-            let revoked = if left == 0 { revoke_grants(tx, app, revoke, by, reason, audit.at)? } else { Vec::new() };
-            Ok(Some(((), audit.revoking(&revoked))))
+            let (revoked, unset) =
+                if left == 0 { lose(tx, app, cascade, by, reason, audit.at)? } else { Default::default() };
+            Ok(Some(((), audit.revoking(&revoked).unsetting(&unset))))
         })?;
         Ok(disconnected.is_some())
     }

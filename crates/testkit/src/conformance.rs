@@ -143,6 +143,7 @@ fn disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing(
     store.connect_channel(id, "_a", AT, Some(&grant), &audit("channel.connect").app(id))?;
     store.connect_channel(id, "_b", AT, None, &audit("channel.connect").app(id))?;
     let revoke = ["connect_talk_channel".to_owned(), "talk_message".to_owned()];
+    let revoke = Cascade { revoke: &revoke, ..Cascade::default() };
     let held = |store: &dyn Store| -> Result<bool, StoreError> {
         Ok(store.app_record(id)?.is_some_and(|r| r.grants.iter().any(|g| g.permission == "connect_talk_channel")))
     };
@@ -150,15 +151,15 @@ fn disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing(
         Ok(store.audit_events(None, usize::MAX)?.last().map(|e| e.event.after["revoked"].clone()).unwrap_or_default())
     };
 
-    assert!(store.disconnect_channel(id, "_a", &revoke, owner, "gone", &audit("channel.disconnect").app(id))?);
+    assert!(store.disconnect_channel(id, "_a", revoke, owner, "gone", &audit("channel.disconnect").app(id))?);
     assert!(held(store)?, "channel `_b` is still connected");
     assert_eq!(revoked_in_last_event(store)?, serde_json::json!([]));
 
     let head = store.audit_head()?;
-    assert!(!store.disconnect_channel(id, "_a", &revoke, owner, "again", &audit("channel.disconnect").app(id))?);
+    assert!(!store.disconnect_channel(id, "_a", revoke, owner, "again", &audit("channel.disconnect").app(id))?);
     assert_eq!(store.audit_head()?, head, "a channel not connected: no audit event");
 
-    assert!(store.disconnect_channel(id, "_b", &revoke, owner, "gone", &audit("channel.disconnect").app(id))?);
+    assert!(store.disconnect_channel(id, "_b", revoke, owner, "gone", &audit("channel.disconnect").app(id))?);
     assert!(!held(store)?, "the last channel went: its grant with it");
     assert_eq!(revoked_in_last_event(store)?, serde_json::json!(["connect_talk_channel"]), "only what was held");
     Ok(())
@@ -904,13 +905,15 @@ fn workflow_settings_are_kept_in_the_app_record(store: &dyn Store) -> Result<(),
     // Removing Biz: the event names what was revoked; a second removal finds nothing and writes
     // nothing (no event, no message).
     let revoke = ["biz_app".to_owned(), "kakao_moment".to_owned()];
+    let unset = ["age_range".to_owned(), "gender".to_owned()];
     let remove = |reason: &str| {
         let audit = settings("business.remove").after(serde_json::json!({"revoked": revoke, "reason": reason}));
-        store.remove_business(app_id, &revoke, &[], dana, reason, &[message(app_id, "dana@example.com")], &audit)
+        store.remove_business(app_id, &revoke, &unset, dana, reason, &[message(app_id, "dana@example.com")], &audit)
     };
     assert_eq!(remove("gone")?, Some(vec!["biz_app".to_owned()]));
     let last = store.audit_events(None, usize::MAX)?.pop().map(|e| e.event.after);
-    assert_eq!(last, Some(serde_json::json!({"revoked": ["biz_app"], "reason": "gone"})), "what was held, not asked");
+    let held = serde_json::json!({"revoked": ["biz_app"], "consent_items_unset": ["age_range"], "reason": "gone"});
+    assert_eq!(last, Some(held), "what was held and set, not asked");
     let (head, sent) = (store.audit_head()?, store.messages(Some(app_id), 10)?.len());
     assert_eq!(remove("again")?, None);
     assert_eq!((store.audit_head()?, store.messages(Some(app_id), 10)?.len()), (head, sent));

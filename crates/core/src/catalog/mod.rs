@@ -176,6 +176,15 @@ pub struct Permission {
     pub prerequisites: Prerequisites,
 }
 
+impl Permission {
+    /// Whether each grant (and request) names the quota rule it raises (`increased_quota`): the
+    /// app may then hold the permission once per rule. A permission that raises one rule
+    /// (`talk_share_quota`), or none, is one holding whatever its grants' `params.rule` says.
+    pub fn names_its_rule(&self) -> bool {
+        self.grants_quota && self.raises_quota_rules.len() != 1
+    }
+}
+
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ConsentItem {
     pub id: String,
@@ -446,10 +455,11 @@ impl Catalog {
         self.router.lookup(method, path).map(|i| &self.apis[i as usize])
     }
 
-    /// What an app loses with `permissions` (revoked; `biz_app` standing for its Biz status) and
-    /// `consent_items` (unset), SPEC 4's "the grants that depended on it": every permission it
-    /// `holds` whose prerequisites name one of those, every consent item it has `set` that
-    /// requires one, and so on until nothing more follows. Only what follows is returned.
+    /// What an app loses with `permissions` (revoked; `biz_app` standing for its Biz status and
+    /// `connect_talk_channel` for a connected channel) and `consent_items` (unset), SPEC 4's "the
+    /// grants that depended on it": every permission it `holds` whose prerequisites name one of
+    /// those, every consent item it has `set` that requires one, and so on until nothing more
+    /// follows. Only what follows is returned.
     pub fn lost_with(
         &self,
         permissions: &[&str],
@@ -464,6 +474,7 @@ impl Catalog {
             for p in &self.permissions {
                 let pre = &p.prerequisites;
                 let follows = (pre.biz_app && lost.contains(&"biz_app"))
+                    || (pre.channel_connected && lost.contains(&"connect_talk_channel"))
                     || pre.permissions.iter().any(|q| lost.contains(&q.as_str()))
                     || pre.consent_items.iter().any(|c| unset.contains(&c.as_str()));
                 if follows && !lost.contains(&p.id.as_str()) && holds(&p.id) {

@@ -216,7 +216,24 @@ impl Services {
         let record = self.app_for(actor, app, Access::Read)?;
         let reason = prose_text("reason", &input.reason, 1000)?;
         let now = self.clock.now();
-        let rule = input.rule.as_deref();
+        // A rule is named only for a permission held once per rule; its one rule, for a
+        // permission that raises one, names the permission's only holding.
+        let rule = match (input.rule.as_deref(), self.snapshot.read().catalog().permission(permission)) {
+            (Some(r), Some(p)) if !p.grants_quota => {
+                return Err(ServiceError::Invalid(format!("`rule`: `{}` does not raise a quota ({r})", p.id)));
+            }
+            (Some(r), Some(p)) if !p.names_its_rule() => {
+                if p.raises_quota_rules.iter().all(|only| only != r) {
+                    return Err(ServiceError::Invalid(format!(
+                        "`rule`: `{}` raises only {}, not `{r}`",
+                        p.id,
+                        p.raises_quota_rules.join(", ")
+                    )));
+                }
+                None
+            }
+            (rule, _) => rule,
+        };
         // The newest first, as the store answers: the one the audit event shows.
         let held = record.grants.iter().rev().find(|g| {
             g.permission == permission && g.key_id == input.key_id && rule.is_none_or(|r| g.raised_rule() == Some(r))

@@ -127,10 +127,14 @@ impl Services {
         // Per app and permission (and quota rule raised, for a permission raising the rule each
         // grant names): its newest grant, and the end of the last to end.
         type Holding<'g> = (AppId, &'g str, Option<&'g str>);
+        fn rule_of<'g>(catalog: &crate::catalog::Catalog, g: &'g crate::model::Grant) -> Option<&'g str> {
+            let names = catalog.permission(&g.permission).is_some_and(|p| p.names_its_rule());
+            if names { g.raised_rule() } else { None }
+        }
         let mut standing: std::collections::HashMap<Holding<'_>, (&crate::model::Grant, i64)> = Default::default();
         for g in grants.iter().map(|s| &s.grant).filter(|g| considered(g)) {
             standing
-                .entry((g.app_id, g.permission.as_str(), g.raised_rule()))
+                .entry((g.app_id, g.permission.as_str(), rule_of(&catalog, g)))
                 .and_modify(|(n, last_end)| {
                     if (g.granted_at, g.id) > (n.granted_at, n.id) {
                         *n = g;
@@ -140,7 +144,7 @@ impl Services {
                 .or_insert((g, end(g)));
         }
         let standing_of =
-            |g: &crate::model::Grant| standing.get(&(g.app_id, g.permission.as_str(), g.raised_rule())).copied();
+            |g: &crate::model::Grant| standing.get(&(g.app_id, g.permission.as_str(), rule_of(&catalog, g))).copied();
         for state in &grants {
             let g = &state.grant;
             if !considered(g) {

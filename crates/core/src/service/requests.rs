@@ -504,7 +504,14 @@ impl Services {
         let t = Transition { request_id: id, from: request.state, event };
         let requires = permission.as_ref().map(|p| requirements(p, t.event.at)).unwrap_or_default();
         let grant = grant.as_ref().map(|g| (g, &requires));
-        let updated = self.store.transition_request(&t, grant, &messages, &audit)?.ok_or_else(|| {
+        let updated = match self.store.transition_request(&t, grant, &messages, &audit) {
+            // A requirement of the grant that no longer holds: the reviewer's to decide.
+            Err(crate::ports::StoreError::Conflict(m)) if grant.is_some() => {
+                return Err(ServiceError::Conflict(format!("{m}; hold or reject the request")));
+            }
+            other => other?,
+        };
+        let updated = updated.ok_or_else(|| {
             ServiceError::Conflict(format!("request {id} changed while you acted on it; reload it and try again"))
         })?;
         if grant.is_some() {
@@ -731,7 +738,7 @@ fn requirements(permission: &Permission, now: Timestamp) -> Requirements {
 /// names its own (`increased_quota` for `local_keyword_search_daily`).
 fn holding_name(permission: &Permission, rule: Option<&str>) -> String {
     match rule {
-        Some(rule) if permission.raises_quota_rules.len() != 1 => format!("`{}` for `{rule}`", permission.id),
+        Some(rule) if permission.names_its_rule() => format!("`{}` for `{rule}`", permission.id),
         _ => format!("`{}`", permission.id),
     }
 }

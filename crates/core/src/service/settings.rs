@@ -214,8 +214,12 @@ impl Services {
         let (mut revoke, unset, _) = self.losing(&record, &["biz_app"], &[], "removing Biz")?;
         revoke.insert(0, "biz_app".to_owned());
         let now = self.clock.now();
+        // What the members are told: what the app had as read (the store's transaction revokes
+        // what it has then, and the audit event names that).
         let held: Vec<String> =
             revoke.iter().filter(|p| record.grants.iter().any(|g| &g.permission == *p)).cloned().collect();
+        let set: Vec<String> =
+            unset.iter().filter(|c| record.consent_items.iter().any(|s| &s.scope == *c)).cloned().collect();
         let messages = self.app_messages(
             &record,
             &format!("[permgate] {} (app {app}) is no longer a Biz app", record.app.name),
@@ -223,14 +227,14 @@ impl Services {
                 "An operator removed the Biz status of app {} (id {app}).\nReason: {reason}\nRevoked: {}\nConsent items unset: {}\n",
                 record.app.name,
                 if held.is_empty() { "nothing".to_owned() } else { held.join(", ") },
-                if unset.is_empty() { "none".to_owned() } else { unset.join(", ") },
+                if set.is_empty() { "none".to_owned() } else { set.join(", ") },
             ),
-            serde_json::json!({"type": "app.biz_removed", "app_id": app, "revoked": held, "unset": unset, "reason": reason, "at": now}),
+            serde_json::json!({"type": "app.biz_removed", "app_id": app, "revoked": held, "unset": set, "reason": reason, "at": now}),
         )?;
         let audit = NewAuditEvent::new(now, Some(actor.account.id), "business.remove", format!("app:{app}"))
             .app(app)
             .before(&record.business)
-            .after(serde_json::json!({"revoked": held, "consent_items_unset": unset, "reason": reason}));
+            .after(serde_json::json!({"reason": reason}));
         let Some(revoked) =
             self.store.remove_business(app, &revoke, &unset, actor.account.id, &reason, &messages, &audit)?
         else {
@@ -333,19 +337,10 @@ impl Services {
         }
         // Revoked only if no channel is left, which the store counts in its transaction: two
         // channels disconnected at once each saw the other here, and neither revoked.
-        let revoke: Vec<String> = {
-            let snapshot = self.snapshot.read();
-            let mut r = vec![CHANNEL_PERMISSION.to_owned()];
-            r.extend(
-                snapshot
-                    .catalog()
-                    .permissions
-                    .iter()
-                    .filter(|p| p.prerequisites.channel_connected)
-                    .map(|p| p.id.clone()),
-            );
-            r
-        };
+        let (mut revoke, unset, messages) =
+            self.losing(&record, &[CHANNEL_PERMISSION], &[], "disconnecting the last Kakao Talk Channel")?;
+        revoke.insert(0, CHANNEL_PERMISSION.to_owned());
+        let cascade = Cascade { revoke: &revoke, unset: &unset, messages: &messages };
         let audit = NewAuditEvent::new(
             self.clock.now(),
             Some(actor.account.id),
@@ -354,16 +349,18 @@ impl Services {
         )
         .app(app);
         let reason = format!("channel `{channel}` disconnected");
-        if !self.store.disconnect_channel(app, channel, &revoke, actor.account.id, &reason, &audit)? {
+        if !self.store.disconnect_channel(app, channel, cascade, actor.account.id, &reason, &audit)? {
             return Err(not_connected());
         }
         self.refresh(app)
     }
 
-    /// What `record` loses with `permissions` and `consent_items` (SPEC 4: the grants that
-    /// depended on them): the catalog's [`crate::catalog::Catalog::lost_with`] over what it holds
-    /// app-wide and has set; and, when anything goes, the messages telling its members that
-    /// `what` took it along.
+    /// What an app loses with `permissions` and `consent_items` (SPEC 4: the grants that
+    /// depended on them). For the store, the whole chain the catalog gives
+    /// ([`crate::catalog::Catalog::lost_with`] over every permission and item): its transaction
+    /// revokes what is held then, including a grant approved after `record` was read, and
+    /// nothing of what is not. And, when `record` has any of it, the messages telling its members
+    /// that `what` took it along.
     pub(super) fn losing(
         &self,
         record: &AppRecord,
@@ -372,13 +369,20 @@ impl Services {
         what: &str,
     ) -> ServiceResult<(Vec<String>, Vec<String>, Vec<NewMessage>)> {
         let now = self.clock.now();
-        let (revoke, unset) = self.snapshot.read().catalog().lost_with(
-            permissions,
-            consent_items,
-            |p| record.grants.iter().any(|g| g.permission == p && g.key_id.is_none() && g.is_active(now)),
-            |c| record.consent_items.iter().any(|s| s.scope == c),
-        );
-        if revoke.is_empty() && unset.is_empty() {
+        let (chain, on_record) = {
+            let snapshot = self.snapshot.read();
+            let catalog = snapshot.catalog();
+            let chain = catalog.lost_with(permissions, consent_items, |_| true, |_| true);
+            let on_record = catalog.lost_with(
+                permissions,
+                consent_items,
+                |p| record.grants.iter().any(|g| g.permission == p && g.key_id.is_none() && g.is_active(now)),
+                |c| record.consent_items.iter().any(|s| s.scope == c),
+            );
+            (chain, on_record)
+        };
+        let ((revoke, unset), (held, set)) = (chain, on_record);
+        if held.is_empty() && set.is_empty() {
             return Ok((revoke, unset, Vec::new()));
         }
         let app = record.app.id;
@@ -389,10 +393,10 @@ impl Services {
             &format!(
                 "{what} on app {} (id {app}) took along what needed it.\nPermissions revoked: {}\nConsent items unset: {}\n",
                 record.app.name,
-                list(&revoke),
-                list(&unset),
+                list(&held),
+                list(&set),
             ),
-            serde_json::json!({"type": "app.prerequisite_lost", "app_id": app, "lost": what, "revoked": revoke, "unset": unset, "at": now}),
+            serde_json::json!({"type": "app.prerequisite_lost", "app_id": app, "lost": what, "revoked": held, "unset": set, "at": now}),
         )?;
         Ok((revoke, unset, messages))
     }

@@ -333,10 +333,24 @@ function permissionsSection(app, cat, held, requests, canEdit) {
     h("td", { class: "mono" }, p.permission), h("td", {}, badge(p.source, "ok")),
     h("td", {}, fmtTime(p.granted_at)), h("td", {}, p.expires_at ? fmtTime(p.expires_at) : h("span", { class: "muted" }, "never")),
     h("td", { class: "mono" }, Object.keys(p.params || {}).length ? JSON.stringify(p.params) : "")));
-  const open = new Map(requests.filter((r) => ["submitted", "in_review", "on_hold"].includes(r.state)).map((r) => [r.permission, r]));
+  const opened = requests.filter((r) => ["submitted", "in_review", "on_hold"].includes(r.state));
+  const open = new Map(opened.map((r) => [r.permission, r]));
   const features = cat.permissions.filter((p) => p.obtained_by === "additional_feature" || p.obtained_by === "general_request");
   const cards = features.map((p) => {
     const grants = held.filter((g) => g.permission === p.id);
+    // Held once per quota rule (increased_quota): each rule's grant and request, and room for another rule.
+    if (p.grants_quota && p.raises_quota_rules.length !== 1) {
+      const action = [
+        ...grants.map((g) => [badge(`${g.params?.rule ?? "?"}: ${g.params?.limit ?? "?"}`, "ok"), " "]),
+        ...opened.filter((r) => r.permission === p.id).map((r) => [h("a", { href: `#/requests/${r.id}` }, stateBadge(r.state), ` #${r.id} (${r.requested_rule})`), " "]),
+        canEdit && !app.original_app_id && !p.retired ? h("a", { class: "button", href: `#/apps/${app.id}/apply/${p.id}` }, grants.length ? "Apply for another rule" : "Apply") : null,
+      ];
+      return h("div", { class: "card" },
+        h("h3", {}, p.name, " ", h("span", { class: "muted mono" }, p.id)),
+        h("p", {}, p.description),
+        h("p", { class: "muted" }, "Held once per quota rule: one request and one grant for each rule raised."),
+        action);
+    }
     const holds = grants.length > 0;
     // Renewable from 30 days before the last grant ends (none of them permanent).
     const ends = grants.map((g) => (g.expires_at ? Date.parse(g.expires_at) : Infinity));
@@ -383,7 +397,9 @@ function consentSection(app, cat, held, canEdit, reload) {
     const needs = [c.requires_biz ? "Biz app" : null, c.requires_permission ? `permission ${c.requires_permission}` : null].filter(Boolean).join(" + ");
     let controls = null;
     if (canEdit && s) {
-      controls = actionButton("Unset", "", null, async () => {
+      const dependents = cat.permissions.filter((p) => p.prerequisites.consent_items.includes(c.id) && holds.has(p.id)).map((p) => p.id);
+      const warning = dependents.length ? `Unset ${c.id}? These permissions of the app need it and are revoked with it: ${dependents.join(", ")}.` : null;
+      controls = actionButton("Unset", "", warning, async () => {
         await api("DELETE", `/v1/apps/${app.id}/consent-items/${c.id}`);
         reload();
       });
@@ -612,9 +628,11 @@ async function requestPage(id) {
       ], kind === "hold" ? "Hold" : "Reject", (d) => act({ action: kind, reason_code: d.get("reason_code"), comment: d.get("comment") })));
     }
   }
-  if (reviewer && r.state === "approved" && held.permissions.some((p) => p.permission === r.permission)) {
+  // A quota request's grant is the one raising its rule (increased_quota is held once per rule).
+  const ofThisRequest = (p) => p.permission === r.permission && (!r.requested_rule || !p.params?.rule || p.params.rule === r.requested_rule);
+  if (reviewer && r.state === "approved" && held.permissions.some(ofThisRequest)) {
     actions.push(h("h3", {}, "Revoke the grant"), form("inline", [field("Reason", input("reason", { required: true }))], "Revoke", async (d) => {
-      await api("DELETE", `/v1/apps/${r.app_id}/permissions/${r.permission}`, { reason: d.get("reason") });
+      await api("DELETE", `/v1/apps/${r.app_id}/permissions/${r.permission}`, { reason: d.get("reason"), rule: r.requested_rule || undefined });
       toast("Revoked"); route();
     }));
   }

@@ -292,3 +292,33 @@ async fn the_lifecycle_runs_on_request_for_admins() {
     let (_, run) = t.post("/v1/grants/lifecycle", &t.admin, json!({"reap_unused_days": 30})).await;
     assert_eq!(run["notified"], json!([]), "expired grants are not live: {run}");
 }
+
+/// A permission that raises one quota rule is one holding, whether its grant names the rule (a
+/// reviewed request's does) or not (an operator's, as the README writes it): renewed, the
+/// operator's grant gets no reminder of its own.
+#[tokio::test]
+async fn an_operator_quota_grant_renewed_by_a_request_is_one_holding() {
+    let t = TestApp::spawn().await;
+    let (_, reviewer) = t.account("rita", "reviewer").await;
+    let (app, dev) = ready_app(&t, "dev").await;
+    let until = t.clock_now().plus_seconds(20 * DAY);
+    let grant =
+        json!({"permission": "talk_share_quota", "reason": "launch", "expires_at": until, "params": {"limit": 50000}});
+    let (status, body) = t.post(&format!("/v1/apps/{app}/permissions"), &t.admin, grant).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let form = [
+        ("permission", "talk_share_quota"),
+        ("service_url", "https://share.example.com"),
+        ("reason", "More shares after launch"),
+        ("requested_limit", "60000"),
+    ];
+    let (status, request) = t.apply(app, &dev, &form, Some(("screen.png", TINY_PNG.to_vec()))).await;
+    assert_eq!(status, StatusCode::CREATED, "a renewal within 30 days of the end: {request}");
+    let id = request["id"].as_i64().unwrap_or_default();
+    t.act(id, &reviewer, json!({"action": "start_review"})).await;
+    let (status, body) = t.act(id, &reviewer, json!({"action": "approve"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    t.clock.advance(14 * DAY); // 6 days left on the operator's grant
+    let run = lifecycle(&t, None).await;
+    assert!(run.notified.is_empty(), "the renewal holds on: {run:?}");
+}

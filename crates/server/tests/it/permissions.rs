@@ -307,3 +307,31 @@ both_backends! {
         assert_eq!(after("consent_item.unset").map(|a| a["also_revoked"].clone()), Some(json!(["talk_friends_message"])), "{audit}");
     }
 }
+
+both_backends! {
+    async fn a_revocation_names_a_rule_only_where_the_permission_is_held_per_rule(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Share").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let grants = format!("/v1/apps/{id}/permissions");
+        for grant in [
+            json!({"permission": "talk_share_quota", "reason": "launch", "params": {"limit": 50000}}),
+            json!({"permission": "kakao_moment", "reason": "agency"}),
+        ] {
+            let (status, body) = t.post(&grants, &t.admin, grant).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        let revoke = |p: &str, rule: &str| (format!("{grants}/{p}"), json!({"reason": "done", "rule": rule}));
+        let (path, body) = revoke("kakao_moment", "talk_share_daily");
+        let (status, e) = t.delete(&path, &t.admin, Some(body)).await;
+        assert_eq!((status, e["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{e}");
+        assert!(e["msg"].as_str().is_some_and(|m| m.contains("does not raise a quota")), "{e}");
+        let (path, body) = revoke("talk_share_quota", "local_keyword_search_daily");
+        let (status, e) = t.delete(&path, &t.admin, Some(body)).await;
+        assert_eq!((status, e["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{e}");
+        // Its one rule names its one holding, though the operator's grant did not name it.
+        let (path, body) = revoke("talk_share_quota", "talk_share_daily");
+        let (status, e) = t.delete(&path, &t.admin, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{e}");
+    }
+}
