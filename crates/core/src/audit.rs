@@ -52,38 +52,30 @@ impl NewAuditEvent {
     /// A copy whose `after.revoked` names `revoked`: what a store's transaction found to revoke,
     /// which the caller could only guess before it ran.
     pub fn revoking(&self, revoked: &[String]) -> Self {
-        let mut event = self.clone();
-        if !event.after.is_object() {
-            event.after = serde_json::json!({});
-        }
-        if let Some(after) = event.after.as_object_mut() {
-            after.insert("revoked".into(), revoked.into());
-        }
-        event
+        self.noting(&[("revoked", revoked)])
     }
 
     /// A copy whose `after` names what went with the change ([`crate::ports::Cascade`]): the
     /// permissions revoked (`also_revoked`) and the consent items unset (`consent_items_unset`).
     pub fn losing(&self, revoked: &[String], unset: &[String]) -> Self {
-        let mut event = self.clone();
-        if !event.after.is_object() {
-            event.after = serde_json::json!({});
-        }
-        if let Some(after) = event.after.as_object_mut() {
-            after.insert("also_revoked".into(), revoked.into());
-            after.insert("consent_items_unset".into(), unset.into());
-        }
-        event
+        self.noting(&[("also_revoked", revoked), ("consent_items_unset", unset)])
     }
 
     /// A copy whose `after.consent_items_unset` names `unset` (what a store's transaction found).
     pub fn unsetting(&self, unset: &[String]) -> Self {
+        self.noting(&[("consent_items_unset", unset)])
+    }
+
+    /// A copy with `lists` set in `after` (made an object if it was not one).
+    fn noting(&self, lists: &[(&str, &[String])]) -> Self {
         let mut event = self.clone();
         if !event.after.is_object() {
             event.after = serde_json::json!({});
         }
         if let Some(after) = event.after.as_object_mut() {
-            after.insert("consent_items_unset".into(), unset.into());
+            for (key, list) in lists {
+                after.insert((*key).into(), (*list).into());
+            }
         }
         event
     }
