@@ -127,10 +127,6 @@ impl Services {
         // Per app and permission (and quota rule raised, for a permission raising the rule each
         // grant names): its newest grant, and the end of the last to end.
         type Holding<'g> = (AppId, &'g str, Option<&'g str>);
-        fn rule_of<'g>(catalog: &crate::catalog::Catalog, g: &'g crate::model::Grant) -> Option<&'g str> {
-            let names = catalog.permission(&g.permission).is_some_and(|p| p.names_its_rule());
-            if names { g.raised_rule() } else { None }
-        }
         let mut standing: std::collections::HashMap<Holding<'_>, (&crate::model::Grant, i64)> = Default::default();
         for g in grants.iter().map(|s| &s.grant).filter(|g| considered(g)) {
             standing
@@ -189,20 +185,30 @@ impl Services {
     fn expiry_notice(&self, g: &crate::model::Grant, kind: &str, end: Timestamp) -> ServiceResult<bool> {
         let Some(record) = self.store.app_record(g.app_id)? else { return Ok(false) };
         let app = g.app_id;
-        let subject = format!("[permgate] `{}` of app {app} ends on {}", g.permission, end.to_rfc3339());
+        // A permission held once per quota rule: the reminder is about this rule's grant.
+        let rule = {
+            let snapshot = self.snapshot.read();
+            rule_of(snapshot.catalog(), g).map(str::to_owned)
+        };
+        let (held, apply) = match &rule {
+            Some(rule) => (
+                format!("`{}` for `{rule}`", g.permission),
+                format!("permission={}, requested_rule={rule}", g.permission),
+            ),
+            None => (format!("`{}`", g.permission), format!("permission={}", g.permission)),
+        };
+        let subject = format!("[permgate] {held} of app {app} ends on {}", end.to_rfc3339());
         let body = format!(
-            "App {app} ({}) holds `{}` until {}.\n\nTo keep it, apply again before then: POST /v1/apps/{app}/permission-requests with permission={} (renewals open {RENEW_WITHIN_DAYS} days before the end).\n",
+            "App {app} ({}) holds {held} until {}.\n\nTo keep it, apply again before then: POST /v1/apps/{app}/permission-requests with {apply} (renewals open {RENEW_WITHIN_DAYS} days before the end).\n",
             record.app.name,
-            g.permission,
             end.to_rfc3339(),
-            g.permission
         );
         let webhook = serde_json::json!({
-            "type": "grant.expiring", "app_id": app, "permission": g.permission, "expires_at": end, "notice": kind,
+            "type": "grant.expiring", "app_id": app, "permission": g.permission, "rule": rule, "expires_at": end, "notice": kind,
         });
         let messages = self.app_messages(&record, &subject, &body, webhook)?;
         let audit = NewAuditEvent::new(self.clock.now(), None, "grant.expiry_reminder", format!("grant:{}", g.id))
-            .after(serde_json::json!({"app_id": app, "permission": g.permission, "expires_at": end, "notice": kind}));
+            .after(serde_json::json!({"app_id": app, "permission": g.permission, "rule": rule, "expires_at": end, "notice": kind}));
         Ok(self.store.grant_notice(g, kind, None, &messages, &audit)?)
     }
 
@@ -284,4 +290,11 @@ impl Services {
 enum Reap {
     Warned,
     Revoked,
+}
+
+/// The quota rule a grant raises, for a permission held once per rule (`increased_quota`); `None`
+/// for any other, whatever its `params.rule` says.
+fn rule_of<'g>(catalog: &crate::catalog::Catalog, g: &'g crate::model::Grant) -> Option<&'g str> {
+    let names = catalog.permission(&g.permission).is_some_and(|p| p.names_its_rule());
+    if names { g.raised_rule() } else { None }
 }

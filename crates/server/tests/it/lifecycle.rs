@@ -322,3 +322,30 @@ async fn an_operator_quota_grant_renewed_by_a_request_is_one_holding() {
     let run = lifecycle(&t, None).await;
     assert!(run.notified.is_empty(), "the renewal holds on: {run:?}");
 }
+
+/// `increased_quota` is held once per quota rule: its reminders are per rule's grant, and say
+/// which rule to apply for again.
+#[tokio::test]
+async fn a_quota_boost_per_rule_is_reminded_of_by_its_rule() {
+    let t = TestApp::spawn().await;
+    let (app, _) = ready_app(&t, "dev").await;
+    let until = t.clock_now().plus_seconds(20 * DAY);
+    for rule in ["local_keyword_search_daily", "local_category_search_daily"] {
+        let grant = json!({"permission": "increased_quota", "reason": "campaign", "expires_at": until,
+            "params": {"rule": rule, "limit": 200000}});
+        let (status, body) = t.post(&format!("/v1/apps/{app}/permissions"), &t.admin, grant).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(lifecycle(&t, None).await.notified.len(), 2, "one reminder per rule's grant");
+    let (_, audit) = t.get("/v1/audit", &t.admin).await;
+    let mut rules: Vec<String> = audit["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["action"] == "grant.expiry_reminder")
+        .filter_map(|e| e["after"]["rule"].as_str().map(str::to_owned))
+        .collect();
+    rules.sort();
+    assert_eq!(rules, ["local_category_search_daily", "local_keyword_search_daily"]);
+}
