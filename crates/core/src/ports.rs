@@ -220,7 +220,20 @@ impl Cascade<'_> {
     }
 }
 
+impl NewGrant {
+    /// The refusal of a grant the app holds already (the same permission, key and quota rule,
+    /// live at the time of the grant).
+    pub fn held_already(&self) -> StoreError {
+        let rule = self.params.get("rule").and_then(serde_json::Value::as_str);
+        let what =
+            rule.map_or_else(|| format!("`{}`", self.permission), |r| format!("`{}` for `{r}`", self.permission));
+        StoreError::Conflict(format!("app {} already holds {what}; revoke it first to change its terms", self.app_id))
+    }
+}
+
 pub trait GrantStore {
+    /// Writes an operator's grant; [`NewGrant::held_already`] if the app holds the same
+    /// permission for the same key (and quota rule) live at `now`, checked in the transaction.
     fn insert_grant(&self, grant: &NewGrant, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Grant>;
     /// Revokes the app's grants that `of` names, and what goes with them if the app then holds
     /// the permission app-wide no more (`cascade`; the audit event's `after` names what went:

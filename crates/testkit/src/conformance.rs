@@ -331,6 +331,14 @@ fn grants_are_inserted_and_revoked(store: &dyn Store) -> Result<(), StoreError> 
         reason: "ok".into(),
     };
     let stored = store.insert_grant(&grant, AT, &audit("grant.create"))?;
+    // Held already (an approval may have committed since the operator's read): refused in the
+    // transaction, nothing written.
+    let head = last_event(store)?;
+    match store.insert_grant(&grant, AT, &audit("grant.create")) {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("already holds `kakao_moment`"), "{m}"),
+        other => unreachable!("{other:?}"),
+    }
+    assert_eq!(last_event(store)?, head);
     let record = store.app_record(id)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
     assert_eq!(record.grants, vec![stored.clone()]);
     assert_eq!(stored.params, serde_json::json!({"limit": 5}));
