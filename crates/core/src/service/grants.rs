@@ -166,21 +166,6 @@ impl Services {
         {
             return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
         }
-        // A quota grant's rule (`params.rule`): only quota permissions carry one (checked above).
-        let rule = params.get("rule").and_then(serde_json::Value::as_str);
-        let already = record
-            .grants
-            .iter()
-            .any(|g| g.same_holding(&permission.id, rule) && g.key_id == input.key_id && g.is_active(now));
-        if already {
-            let what = match rule {
-                Some(rule) => format!("`{}` for `{rule}`", permission.id),
-                None => format!("`{}`", permission.id),
-            };
-            return Err(ServiceError::Conflict(format!(
-                "app {app} already holds {what}; revoke it first to change its terms"
-            )));
-        }
         let new = NewGrant {
             app_id: app,
             permission: permission.id.clone(),
@@ -191,6 +176,16 @@ impl Services {
             params,
             reason,
         };
+        // A quota grant's rule (`params.rule`): only quota permissions carry one (checked above).
+        // The store checks again in its transaction; this answers without writing.
+        let rule = new.params.get("rule").and_then(serde_json::Value::as_str);
+        let already = record
+            .grants
+            .iter()
+            .any(|g| g.same_holding(&new.permission, rule) && g.key_id == new.key_id && g.is_active(now));
+        if already {
+            return Err(new.held_already().into());
+        }
         let audit =
             NewAuditEvent::new(now, Some(actor.account.id), "grant.create", format!("permission:{}", new.permission))
                 .app(app)
