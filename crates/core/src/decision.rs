@@ -704,6 +704,7 @@ const PER_APP_RULES: usize = 4;
 /// search of the meter per rule and no charges built; each rule's calls are noted as well.
 #[derive(Clone, Copy)]
 struct PerApp {
+    /// The app's limit and the present window of each of the API's rules, in `quota_idx` order.
     rules: [(u64, quota::Window); PER_APP_RULES],
 }
 
