@@ -419,3 +419,12 @@ impl AppRecord {
 pub fn same_rule(a: Option<&str>, b: Option<&str>) -> bool {
     a.is_none() || b.is_none() || a == b
 }
+
+/// A holding as messages name it: the permission, and the quota rule it raises where it is held
+/// once per rule (`increased_quota` for `local_keyword_search_daily`).
+pub fn holding_name(permission: &str, rule: Option<&str>) -> String {
+    match rule {
+        Some(rule) => format!("`{permission}` for `{rule}`"),
+        None => format!("`{permission}`"),
+    }
+}

@@ -225,8 +225,7 @@ impl NewGrant {
     /// live at the time of the grant).
     pub fn held_already(&self) -> StoreError {
         let rule = self.params.get("rule").and_then(serde_json::Value::as_str);
-        let what =
-            rule.map_or_else(|| format!("`{}`", self.permission), |r| format!("`{}` for `{r}`", self.permission));
+        let what = crate::model::holding_name(&self.permission, rule);
         StoreError::Conflict(format!("app {} already holds {what}; revoke it first to change its terms", self.app_id))
     }
 }

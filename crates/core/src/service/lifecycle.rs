@@ -190,12 +190,10 @@ impl Services {
             let snapshot = self.snapshot.read();
             rule_of(snapshot.catalog(), g).map(str::to_owned)
         };
-        let (held, apply) = match &rule {
-            Some(rule) => (
-                format!("`{}` for `{rule}`", g.permission),
-                format!("permission={}, requested_rule={rule}", g.permission),
-            ),
-            None => (format!("`{}`", g.permission), format!("permission={}", g.permission)),
+        let held = crate::model::holding_name(&g.permission, rule.as_deref());
+        let apply = match &rule {
+            Some(rule) => format!("permission={}, requested_rule={rule}", g.permission),
+            None => format!("permission={}", g.permission),
         };
         let subject = format!("[permgate] {held} of app {app} ends on {}", end.to_rfc3339());
         let body = format!(

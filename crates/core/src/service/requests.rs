@@ -734,13 +734,9 @@ fn requirements(permission: &Permission, now: Timestamp) -> Requirements {
     }
 }
 
-/// A holding as messages name it: the permission, and the quota rule it raises where each grant
-/// names its own (`increased_quota` for `local_keyword_search_daily`).
+/// `permission` and, where it is held once per rule, `rule`, as messages name the holding.
 fn holding_name(permission: &Permission, rule: Option<&str>) -> String {
-    match rule {
-        Some(rule) if permission.names_its_rule() => format!("`{}` for `{rule}`", permission.id),
-        _ => format!("`{}`", permission.id),
-    }
+    crate::model::holding_name(&permission.id, rule.filter(|_| permission.names_its_rule()))
 }
 
 #[cfg(test)]
