@@ -803,16 +803,7 @@ fn cap(n: u64) -> i64 {
 impl GrantStore for PostgresStore {
     fn insert_grant(&self, g: &NewGrant, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Grant> {
         let id = self.write(audit, |tx| {
-            let rule = g.params.get("rule").and_then(serde_json::Value::as_str);
-            let held: bool = tx
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = $1 AND permission = $2
-                     AND key_id IS NOT DISTINCT FROM $3 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $4)
-                     AND ($5::TEXT IS NULL OR params->>'rule' IS NULL OR params->>'rule' = $5))",
-                    &[&g.app_id.0, &g.permission, &g.key_id.map(|k| k.0), &now.0, &rule],
-                )?
-                .try_get(0)?;
-            if held {
+            if workflow::held_past(tx, g, now)? {
                 return Err(g.held_already().into());
             }
             insert_grant_row(tx, g, now)

@@ -83,15 +83,10 @@ impl WorkflowStore for PostgresStore {
     ) -> StoreResult<Option<Vec<String>>> {
         self.write_if_audit(|tx| {
             let deleted = tx.execute("DELETE FROM app_business WHERE app_id = $1", &[&app.0])?;
-            let revoked = revoke_grants(tx, app, revoke, by, reason, audit.at)?;
+            // The messages go whenever Biz did, not only when something went with it.
+            let (revoked, unset_now) = lose(tx, app, Cascade { revoke, unset, messages: &[] }, by, reason, audit.at)?;
             if deleted == 0 && revoked.is_empty() {
                 return Ok(None);
-            }
-            let mut unset_now = Vec::new();
-            for scope in unset {
-                if tx.execute("DELETE FROM app_consent_items WHERE app_id = $1 AND scope = $2", &[&app.0, scope])? > 0 {
-                    unset_now.push(scope.clone());
-                }
             }
             for m in messages {
                 insert_message(tx, m, audit.at)?;
@@ -721,20 +716,26 @@ fn check_requirements(tx: &mut Transaction<'_>, g: &NewGrant, requires: &Require
             return Err(Requirements::unmet(g, &format!("the consent item `{c}` is no longer set")).into());
         }
     }
-    if let Some(after) = requires.not_held_after {
-        let rule = g.params.get("rule").and_then(serde_json::Value::as_str);
-        let held: bool = tx.query_one(HELD_PAST, &[&g.app_id.0, &g.permission, &after.0, &rule])?.try_get(0)?;
-        if held {
-            return Err(Requirements::unmet(g, "it holds it already (granted since the request was read)").into());
-        }
+    if let Some(after) = requires.not_held_after
+        && held_past(tx, g, after)?
+    {
+        return Err(Requirements::unmet(g, "it holds it already (granted since the request was read)").into());
     }
     Ok(())
 }
 
-/// Whether app $1 holds permission $2 app-wide past $3 (for quota rule $4, when one is named).
-const HELD_PAST: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = $1 AND permission = $2 AND key_id IS NULL
-     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)
-     AND ($4::TEXT IS NULL OR params->>'rule' IS NULL OR params->>'rule' = $4))";
+/// Whether the app holds `g`'s permission for `g`'s key (and quota rule, when `g` names one)
+/// live past `after`: then `g` would be a second grant of it.
+pub(super) fn held_past(tx: &mut Transaction<'_>, g: &NewGrant, after: Timestamp) -> Tried<bool> {
+    let rule = g.params.get("rule").and_then(serde_json::Value::as_str);
+    let row = tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = $1 AND permission = $2
+         AND key_id IS NOT DISTINCT FROM $3 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $4)
+         AND ($5::TEXT IS NULL OR params->>'rule' IS NULL OR params->>'rule' = $5))",
+        &[&g.app_id.0, &g.permission, &g.key_id.map(|k| k.0), &after.0, &rule],
+    )?;
+    Ok(row.try_get(0)?)
+}
 
 /// Whether app $1 holds permission $2 app-wide at $3.
 const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = $1 AND permission = $2 AND key_id IS NULL

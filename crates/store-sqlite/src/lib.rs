@@ -664,17 +664,7 @@ fn cap(n: u64) -> i64 {
 impl GrantStore for SqliteStore {
     fn insert_grant(&self, g: &NewGrant, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Grant> {
         let id = self.write(audit, |tx| {
-            let rule = g.params.get("rule").and_then(serde_json::Value::as_str);
-            let held: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS ?3
-                     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?4)
-                     AND (?5 IS NULL OR json_extract(params, '$.rule') IS NULL OR json_extract(params, '$.rule') = ?5))",
-                    params![g.app_id.0, g.permission, g.key_id.map(|k| k.0), now.0, rule],
-                    |r| r.get(0),
-                )
-                .map_err(backend)?;
-            if held {
+            if workflow::held_past(tx, g, now)? {
                 return Err(g.held_already());
             }
             insert_grant_row(tx, g, now)

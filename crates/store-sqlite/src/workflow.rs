@@ -76,18 +76,10 @@ impl WorkflowStore for SqliteStore {
     ) -> StoreResult<Option<Vec<String>>> {
         self.write_if_audit(|tx| {
             let deleted = tx.execute("DELETE FROM app_business WHERE app_id = ?1", [app.0]).map_err(backend)?;
-            let revoked = revoke_grants(tx, app, revoke, by, reason, audit.at)?;
+            // The messages go whenever Biz did, not only when something went with it.
+            let (revoked, unset_now) = lose(tx, app, Cascade { revoke, unset, messages: &[] }, by, reason, audit.at)?;
             if deleted == 0 && revoked.is_empty() {
                 return Ok(None);
-            }
-            let mut unset_now = Vec::new();
-            for scope in unset {
-                let n = tx
-                    .execute("DELETE FROM app_consent_items WHERE app_id = ?1 AND scope = ?2", params![app.0, scope])
-                    .map_err(backend)?;
-                if n > 0 {
-                    unset_now.push(scope.clone());
-                }
             }
             for m in messages {
                 insert_message(tx, m, audit.at)?;
@@ -750,19 +742,27 @@ fn check_requirements(tx: &Transaction<'_>, g: &NewGrant, requires: &Requirement
             return Err(Requirements::unmet(g, &format!("the consent item `{c}` is no longer set")));
         }
     }
-    if let Some(after) = requires.not_held_after {
-        let rule = g.params.get("rule").and_then(serde_json::Value::as_str);
-        if exists(HELD_PAST, params![g.app_id.0, g.permission, after.0, rule])? {
-            return Err(Requirements::unmet(g, "it holds it already (granted since the request was read)"));
-        }
+    if let Some(after) = requires.not_held_after
+        && held_past(tx, g, after)?
+    {
+        return Err(Requirements::unmet(g, "it holds it already (granted since the request was read)"));
     }
     Ok(())
 }
 
-/// Whether app ?1 holds permission ?2 app-wide past ?3 (for quota rule ?4, when one is named).
-const HELD_PAST: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS NULL
-     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)
-     AND (?4 IS NULL OR json_extract(params, '$.rule') IS NULL OR json_extract(params, '$.rule') = ?4))";
+/// Whether the app holds `g`'s permission for `g`'s key (and quota rule, when `g` names one)
+/// live past `after`: then `g` would be a second grant of it.
+pub(super) fn held_past(tx: &Transaction<'_>, g: &NewGrant, after: Timestamp) -> StoreResult<bool> {
+    let rule = g.params.get("rule").and_then(serde_json::Value::as_str);
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS ?3
+         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?4)
+         AND (?5 IS NULL OR json_extract(params, '$.rule') IS NULL OR json_extract(params, '$.rule') = ?5))",
+        params![g.app_id.0, g.permission, g.key_id.map(|k| k.0), after.0, rule],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
 
 /// Whether app ?1 holds permission ?2 app-wide at ?3.
 const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM grants WHERE app_id = ?1 AND permission = ?2 AND key_id IS NULL
