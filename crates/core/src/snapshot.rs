@@ -227,6 +227,11 @@ impl BitSet {
         }
     }
 
+    /// The first 64 indexes, as bits.
+    pub(crate) fn low(&self) -> u64 {
+        self.low
+    }
+
     pub fn contains(&self, i: usize) -> bool {
         if i < 64 {
             self.low & (1 << i) != 0
@@ -440,6 +445,13 @@ impl Snapshot {
     }
 
     /// Finds the app key a caller presented: its app, id and kind.
+    /// [`Snapshot::find_key`] for a Kakao-style key (32 lowercase hex digits) alone: `None` for
+    /// any other text, which only the general search finds.
+    pub(crate) fn find_hex_key(&self, presented: &str) -> Option<(&AppEntry, KeyId, KeyKind)> {
+        let r = self.hex_keys.get(hex128(presented)?)?;
+        Some((self.apps.slot(r.slot)?, r.key, r.kind))
+    }
+
     pub(crate) fn find_key(&self, presented: &str) -> Option<(&AppEntry, KeyId, KeyKind)> {
         let found = match hex128(presented) {
             Some(n) => self.hex_keys.get(n),

@@ -293,6 +293,35 @@ pub struct Api {
     /// and message, interned for the same reason; `None` while it is active.
     #[serde(skip)]
     pub closed: Option<(i32, &'static str)>,
+    /// What the decision's quick lane checks of an app calling this API, when the lane can take
+    /// its calls (see [`QuickApi`]); `None` sends every call to the general path.
+    #[serde(skip)]
+    pub quick: Option<QuickApi>,
+}
+
+/// An API whose allowed calls need nothing beyond bits of an app's first line: it is active, not
+/// in shadow mode, accepts REST API keys, is counted per app ([`Api::counted_per_app`]), and its
+/// permissions, consent items and product are among the catalog's first 64 of each, so that
+/// each set is one word. The masks are those sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuickApi {
+    pub permissions: u64,
+    pub consent_items: u64,
+    pub product: u64,
+}
+
+impl QuickApi {
+    fn of(api: &Api) -> Option<QuickApi> {
+        let mask = |idx: &[usize]| idx.iter().try_fold(0u64, |m, &i| (i < 64).then(|| m | 1 << i));
+        if !api.counted_per_app || api.closed.is_some() || api.refusal(KeyKind::RestApi).is_some() {
+            return None;
+        }
+        Some(QuickApi {
+            permissions: mask(&api.permission_idx)?,
+            consent_items: mask(&api.consent_idx)?,
+            product: mask(&[api.product_idx])?,
+        })
+    }
 }
 
 impl Api {
@@ -846,6 +875,7 @@ impl Validator<'_> {
                 product_idx,
                 quota_idx: Vec::new(),
                 counted_per_app: false,
+                quick: None,
             });
         }
 
@@ -881,6 +911,7 @@ impl Validator<'_> {
             api.quota_idx = quota_rules_vec_idx(&quota_rules, api);
             api.counted_per_app = !api.shadow
                 && api.quota_idx.iter().all(|&r| quota_rules[r].scope == QuotaScope::App && !quota_rules[r].shadow);
+            api.quick = QuickApi::of(api);
         }
         Catalog {
             version: raw.version.into_inner(),

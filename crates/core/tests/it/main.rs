@@ -3,4 +3,5 @@
 
 mod catalog_pins;
 mod decisions;
+mod quick;
 mod quotas;

@@ -5,6 +5,8 @@
 //! members-only restriction) → -3 (configuration) → -402 (the user's consent); then, in
 //! [`decide_and_count`], quotas (-10 and the rules' own codes) → -11.
 
+mod quick;
+
 use std::borrow::Cow;
 
 use serde::Serialize;
@@ -220,11 +222,16 @@ pub struct QuotaAlert {
 
 impl Decision {
     fn deny(status: u16, code: i32, msg: impl Into<Cow<'static, str>>, reasons: Vec<String>) -> Decision {
+        Decision::bare(false, status, code, Some(msg.into()), reasons)
+    }
+
+    /// A verdict of which nothing more than these is known yet.
+    fn bare(allow: bool, status: u16, code: i32, msg: Option<Cow<'static, str>>, reasons: Vec<String>) -> Decision {
         Decision {
-            allow: false,
+            allow,
             status,
             code,
-            msg: Some(msg.into()),
+            msg,
             app_id: None,
             api: None,
             permission: None,
@@ -275,14 +282,14 @@ pub const PERMISSION_DENIED_MSG: &str = "permission denied";
 
 /// Decides one call. Pure: reads only its arguments.
 pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Decision {
-    resolve(snapshot, query, now, None, &mut None)
+    resolve(snapshot, query, now, None, Lead::default(), &mut None)
 }
 
 /// Decides a call from the decision log again, as if made with the same credential: for the
 /// impact preview of a catalog change. Quota is not consulted.
 pub fn replay(snapshot: &Snapshot, call: &LoggedCall, now: Timestamp) -> Decision {
     let query = Query { method: &call.method, path: &call.path, ..Query::default() };
-    resolve(snapshot, &query, now, Some(call), &mut None)
+    resolve(snapshot, &query, now, Some(call), Lead::default(), &mut None)
 }
 
 /// [`decide`], also handing back (in `target`) the app and API an allowed call resolved to, so
@@ -293,20 +300,28 @@ fn resolve<'s>(
     query: &Query<'_>,
     now: Timestamp,
     logged: Option<&LoggedCall>,
+    lead: Lead<'s>,
     target: &mut Option<(&'s AppEntry, &'s Api)>,
 ) -> Decision {
     let mut reasons = Reasons::new(query.explain);
     let catalog = snapshot.catalog();
 
-    let Some(method) = Method::parse(query.method) else {
-        return Decision::deny(400, code::MALFORMED, format!("unsupported method `{}`", query.method), reasons.list);
-    };
-    if !query.path.starts_with('/') {
-        return Decision::deny(400, code::MALFORMED, "path must start with `/`", reasons.list);
-    }
-    let Some(api) = catalog.route(method, query.path) else {
-        let path = crate::route::without_query(query.path);
-        return Decision::deny(404, code::NO_SUCH_API, format!("no API matches {method} {path}"), reasons.list);
+    let (method, api) = match lead.route {
+        Some(routed) => routed,
+        None => {
+            let Some(method) = Method::parse(query.method) else {
+                let msg = format!("unsupported method `{}`", query.method);
+                return Decision::deny(400, code::MALFORMED, msg, reasons.list);
+            };
+            if !query.path.starts_with('/') {
+                return Decision::deny(400, code::MALFORMED, "path must start with `/`", reasons.list);
+            }
+            let Some(api) = catalog.route(method, query.path) else {
+                let path = crate::route::without_query(query.path);
+                return Decision::deny(404, code::NO_SUCH_API, format!("no API matches {method} {path}"), reasons.list);
+            };
+            (method, api)
+        }
     };
     reasons.add(|| {
         joined(&["route: ", method.as_str(), " ", &api.path, " is api `", &api.id, "` of product `", &api.product, "`"])
@@ -315,7 +330,7 @@ fn resolve<'s>(
     let mut verdict =
         Verdict { reasons, api, app: None, user: None, kind: None, key: None, scopes: Vec::new(), would: None };
     let identified = match logged {
-        None => identify(snapshot, query, api, now, &mut verdict.reasons),
+        None => identify(snapshot, query, api, lead.key, now, &mut verdict.reasons),
         Some(call) => as_logged(snapshot, call, api),
     };
     let caller = match identified {
@@ -442,10 +457,6 @@ fn resolve<'s>(
     *target = Some((app, api));
     // Built in the return slot: a `Decision` is a few hundred bytes.
     Decision {
-        allow: true,
-        status: 200,
-        code: code::ALLOWED,
-        msg: None,
         app_id: Some(app.id),
         api: Some(api.static_id),
         permission: restricted_by,
@@ -455,13 +466,8 @@ fn resolve<'s>(
         key_id: caller.key,
         key_kind: Some(caller.kind),
         consented: verdict.scopes,
-        required_scopes: Vec::new(),
-        quota: None,
-        retry_after: None,
-        reasons: verdict.reasons.list,
-        counter_error: None,
-        alerts: Vec::new(),
         would_deny: verdict.would,
+        ..Decision::bare(true, 200, code::ALLOWED, None, verdict.reasons.list)
     }
 }
 
@@ -512,6 +518,17 @@ impl Verdict<'_> {
     }
 }
 
+/// An app key found: its app, id and kind.
+type Found<'s> = (&'s AppEntry, KeyId, KeyKind);
+
+/// What the quick lane found of a call before it handed the call to [`resolve`], so that nothing
+/// is looked up twice: the method and API it routed to, and the app key of its `KakaoAK` header.
+#[derive(Debug, Default, Clone, Copy)]
+struct Lead<'s> {
+    route: Option<(Method, &'s Api)>,
+    key: Option<Found<'s>>,
+}
+
 struct Caller<'s> {
     app: &'s AppEntry,
     kind: KeyKind,
@@ -527,14 +544,15 @@ fn identify<'s>(
     snapshot: &'s Snapshot,
     query: &Query<'_>,
     api: &Api,
+    found: Option<Found<'s>>,
     now: Timestamp,
     reasons: &mut Reasons,
 ) -> Result<Caller<'s>, Cow<'static, str>> {
     let credential = credential::parse_authorization(query.authorization).map_err(|e| Cow::Borrowed(e.message()))?;
     let caller = match credential {
         Credential::AppKey(presented) => {
-            let (app, key, kind) = snapshot
-                .find_key(presented)
+            let (app, key, kind) = found
+                .or_else(|| snapshot.find_key(presented))
                 .ok_or(Cow::Borrowed("unknown app key: it was never issued, or was deleted or rotated"))?;
             Caller { app, kind, key: Some(key), user: None, scopes: Vec::new() }
         }
@@ -629,8 +647,37 @@ pub fn decide_and_count(
     consume: bool,
     on_failure: CounterFailure,
 ) -> Decision {
+    if consume && !query.explain && counter.in_memory().is_some() {
+        let quick = match quick::decide_and_count(snapshot, query, now) {
+            Ok(allowed) => allowed,
+            Err(lead) => return general(snapshot, query, counter, now, consume, on_failure, lead),
+        };
+        // Built in the return slot: a `Decision` is a few hundred bytes.
+        return Decision {
+            app_id: Some(quick.app),
+            api: Some(quick.api),
+            key_id: Some(quick.key),
+            key_kind: Some(KeyKind::RestApi),
+            quota: quick.quota,
+            alerts: quick.alerts,
+            ..Decision::bare(true, 200, code::ALLOWED, None, Vec::new())
+        };
+    }
+    general(snapshot, query, counter, now, consume, on_failure, Lead::default())
+}
+
+/// [`decide_and_count`] on the general path, told what the quick lane found.
+fn general(
+    snapshot: &Snapshot,
+    query: &Query<'_>,
+    counter: &dyn QuotaCounter,
+    now: Timestamp,
+    consume: bool,
+    on_failure: CounterFailure,
+    lead: Lead<'_>,
+) -> Decision {
     let mut target = None;
-    let mut d = resolve(snapshot, query, now, None, &mut target);
+    let mut d = resolve(snapshot, query, now, None, lead, &mut target);
     if let Some((app, api)) = target {
         match counter.in_memory() {
             // One lock for the app's counters and its activity.
@@ -641,8 +688,9 @@ pub fn decide_and_count(
                     .then(|| PerApp::plan(snapshot.catalog(), app, api, now))
                     .flatten();
                 let mut state = app.meter.lock();
-                let short = per_app.is_some_and(|plan| plan.count(&mut state, snapshot.catalog(), app, api, &mut d));
-                let counted = if short {
+                let short = per_app.map(|plan| plan.count(&mut state, snapshot.catalog(), app, api, &mut d.alerts));
+                let counted = if let Some(Ok(quota)) = short {
+                    d.quota = quota;
                     Counted::new()
                 } else {
                     let mut admit =
@@ -650,7 +698,7 @@ pub fn decide_and_count(
                     count(snapshot, app, api, &mut d, query, &mut admit, now, consume, on_failure)
                 };
                 if d.allow && consume {
-                    note_activity(&mut state, app, api, &d, &counted, now);
+                    note_activity(&mut state, app, api, held_all(&d), d.key_id, &counted, now);
                 }
             }
             // A shared counter may wait on the network: the meter is not held meanwhile.
@@ -658,7 +706,7 @@ pub fn decide_and_count(
                 let mut admit = |charges: &[Charge<'_>]| counter.admit(charges, !consume);
                 let counted = count(snapshot, app, api, &mut d, query, &mut admit, now, consume, on_failure);
                 if d.allow && consume {
-                    note_activity(&mut app.meter.lock(), app, api, &d, &counted, now);
+                    note_activity(&mut app.meter.lock(), app, api, held_all(&d), d.key_id, &counted, now);
                 }
             }
         }
@@ -666,14 +714,22 @@ pub fn decide_and_count(
     d
 }
 
-/// Notes an admitted call in its app's meter (whose lock the caller holds, as `meter`): the call,
-/// the quota rules it was counted against, and the permissions it exercised; and marks the meter
-/// for the savers.
+/// Whether an allowed call held every permission its API needs: `resolve` checked each, and an
+/// unrestricted call that no shadow let through held them all.
+fn held_all(d: &Decision) -> bool {
+    d.restriction.is_none() && d.would_deny.is_none()
+}
+
+/// Notes an admitted call, made with `key`, in its app's meter (whose lock the caller holds, as
+/// `meter`): the call, the quota rules it was counted against, and the permissions it exercised
+/// (all of the API's when `all_held`, else those the app holds); and marks the meter for the
+/// savers.
 fn note_activity(
     meter: &mut crate::meter::MeterState,
     app: &AppEntry,
     api: &Api,
-    d: &Decision,
+    all_held: bool,
+    key: Option<KeyId>,
     counted: &[u32],
     now: Timestamp,
 ) {
@@ -681,11 +737,8 @@ fn note_activity(
     for &rule in counted {
         meter.count_rule(rule);
     }
-    // `resolve` checked every permission: an unrestricted call that no shadow let through held
-    // them all; only the others need asking again which ones.
-    let all_held = d.restriction.is_none() && d.would_deny.is_none();
     for &p in &api.permission_idx {
-        if all_held || app.holds(p, d.key_id, now) {
+        if all_held || app.holds(p, key, now) {
             meter.exercise(u32::try_from(p).unwrap_or(u32::MAX), now.0);
         }
     }
@@ -722,59 +775,70 @@ impl PerApp {
         Some(plan)
     }
 
-    /// Checks and counts the call in `meter` (the app's, which the caller holds). False, having
-    /// counted nothing, when a rule is used up: [`count`] then answers, with the deny or the
-    /// shadow or paid usage that follows.
+    /// Checks and counts the call in `meter` (the app's, which the caller holds), adding the
+    /// thresholds it passed to `alerts`; returns the state of the rule with the least left (if
+    /// the API has a rule). [`UsedUp`], having counted nothing, when a rule is used up: [`count`]
+    /// then answers, with the deny or the shadow or paid usage that follows.
     fn count(
         &self,
         meter: &mut crate::meter::MeterState,
         catalog: &crate::catalog::Catalog,
         app: &AppEntry,
         api: &Api,
-        d: &mut Decision,
-    ) -> bool {
-        let mut at = [(0usize, 0u64); PER_APP_RULES];
-        for ((at, &(limit, window)), &ri) in at.iter_mut().zip(&self.rules).zip(&api.quota_idx) {
-            let i = meter.position(u32::try_from(ri).unwrap_or(u32::MAX - 2));
-            let used = meter.rules[i].count_in(window.start);
-            if used >= limit {
-                return false;
+        alerts: &mut Vec<QuotaAlert>,
+    ) -> Result<Option<QuotaState>, UsedUp> {
+        let n = api.quota_idx.len().min(PER_APP_RULES);
+        let mut at = [0usize; PER_APP_RULES];
+        for (at, &ri) in at.iter_mut().zip(&api.quota_idx) {
+            *at = meter.position(u32::try_from(ri).unwrap_or(u32::MAX - 2));
+        }
+        let rules = &mut *meter.rules;
+        let mut used = [0u64; PER_APP_RULES];
+        for k in 0..n {
+            let (limit, window) = self.rules[k];
+            used[k] = rules.get(at[k]).map_or(0, |r| r.count_in(window.start));
+            if used[k] >= limit {
+                return Err(UsedUp);
             }
-            *at = (i, used);
         }
         // The rule with the least left, the first of equals (as `count` picks it).
         let mut tightest: Option<(usize, u64)> = None;
-        for (n, ((&(i, used), &(limit, window)), &ri)) in at.iter().zip(&self.rules).zip(&api.quota_idx).enumerate() {
-            let r = &mut meter.rules[i];
-            r.charge(window.start);
-            r.calls = r.calls.wrapping_add(1);
-            let remaining = limit - used - 1;
-            if tightest.is_none_or(|(_, least)| remaining < least) {
-                tightest = Some((n, remaining));
+        for k in 0..n {
+            let (limit, window) = self.rules[k];
+            if let Some(r) = rules.get_mut(at[k]) {
+                r.charge(window.start);
+                r.calls = r.calls.wrapping_add(1);
             }
-            for percent in quota::thresholds_passed(limit, used, used + 1) {
-                d.alerts.push(QuotaAlert {
+            let remaining = limit - used[k] - 1;
+            if tightest.is_none_or(|(_, least)| remaining < least) {
+                tightest = Some((k, remaining));
+            }
+            for percent in quota::thresholds_passed(limit, used[k], used[k] + 1) {
+                let rule = &catalog.quota_rules[api.quota_idx[k]];
+                alerts.push(QuotaAlert {
                     app_id: app.id,
-                    rule: catalog.quota_rules[ri].id.clone(),
+                    rule: rule.id.clone(),
                     percent,
                     limit,
                     reset_at: Timestamp(window.end),
                 });
             }
         }
-        if let Some((n, remaining)) = tightest {
-            let (limit, window) = self.rules[n];
-            d.quota = Some(QuotaState {
-                rule: catalog.quota_rules[api.quota_idx[n]].static_id,
+        Ok(tightest.map(|(k, remaining)| {
+            let (limit, window) = self.rules[k];
+            QuotaState {
+                rule: catalog.quota_rules[api.quota_idx[k]].static_id,
                 limit,
                 remaining,
                 reset_at: Timestamp(window.end),
                 paid: false,
-            });
-        }
-        true
+            }
+        }))
     }
 }
+
+/// A rule of the call's was used up (the short counting path then counted nothing).
+struct UsedUp;
 
 /// Counts an allowed call against its API's quota rules through `admit` (a counter's
 /// [`QuotaCounter::admit`]); returns the rules it was counted against when it was admitted and
