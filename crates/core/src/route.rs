@@ -163,7 +163,7 @@ pub struct Router {
     root: Node,
     /// Patterns without parameters (most of them), per method: one hash lookup of the whole path.
     /// Such a pattern is also what the tree would find, as literals win at every segment.
-    exact: [FastMap<Box<str>, u32>; 5],
+    exact: [Exact; 5],
 }
 
 impl Router {
@@ -182,7 +182,7 @@ impl Router {
                 node.endpoints[method.index()] = Some(api);
                 if pattern.segments.iter().all(|s| matches!(s, Segment::Literal(_))) {
                     let path: String = pattern.segments.iter().map(|s| format!("/{}", s.literal())).collect();
-                    self.exact[method.index()].insert(if path.is_empty() { "/".into() } else { path.into() }, api);
+                    self.exact[method.index()].insert(if path.is_empty() { "/" } else { &path }, api);
                 }
                 Ok(())
             }
@@ -192,7 +192,7 @@ impl Router {
     /// Finds the API for a concrete path (a query string, if any, is ignored).
     pub fn lookup(&self, method: Method, path: &str) -> Option<u32> {
         let path = without_query(path);
-        if let Some(&api) = self.exact[method.index()].get(path) {
+        if let Some(api) = self.exact[method.index()].get(path) {
             return Some(api);
         }
         let rest = path.strip_prefix('/')?;
@@ -221,6 +221,95 @@ impl Router {
     }
 }
 
+/// Whole paths and their APIs, in an open-addressing table of (hash, entry) pairs at most half
+/// full: every decision looks its path up here, and a general-purpose map spent twice the
+/// instructions (hashing through the `Hasher` trait, a probe of control bytes, a `memcmp` call).
+#[derive(Debug, Default, Clone)]
+struct Exact {
+    /// A power of two long (or empty): each slot's path hash and its entry's index plus one
+    /// (0: free).
+    slots: Vec<(u64, u32)>,
+    entries: Vec<(Box<[u8]>, u32)>,
+}
+
+impl Exact {
+    /// A path's hash: FxHash's mix, a word at a time (the last word the path's last eight bytes,
+    /// overlapping the one before: no call to copy a short tail), then its length.
+    fn hash(path: &[u8]) -> u64 {
+        let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+        let (words, _) = path.as_chunks::<8>();
+        let h = words.iter().fold(0, |h, w| mix(h, u64::from_le_bytes(*w)));
+        let last = match path.last_chunk::<8>() {
+            Some(w) => u64::from_le_bytes(*w),
+            None => path.iter().fold(0, |w, &b| (w << 8) | u64::from(b)),
+        };
+        mix(mix(h, last), path.len() as u64)
+    }
+
+    /// Whether two byte strings are the same, compared a word at a time in place (a slice's `==`
+    /// calls `memcmp`).
+    fn same(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        let (wa, _) = a.as_chunks::<8>();
+        let (wb, _) = b.as_chunks::<8>();
+        let words = wa.iter().zip(wb).all(|(x, y)| x == y);
+        match (a.last_chunk::<8>(), b.last_chunk::<8>()) {
+            (Some(x), Some(y)) => words && x == y,
+            _ => a.iter().zip(b).all(|(x, y)| x == y),
+        }
+    }
+
+    /// Where a hash's probe starts: from its high bits, which a multiply mixes best.
+    fn home(hash: u64, mask: usize) -> usize {
+        (hash >> 32) as usize & mask
+    }
+
+    fn insert(&mut self, path: &str, api: u32) {
+        self.entries.push((path.as_bytes().into(), api));
+        let capacity = (self.entries.len() * 2).next_power_of_two().max(8);
+        if capacity != self.slots.len() {
+            self.slots = vec![(0, 0); capacity];
+            for n in 0..self.entries.len() {
+                self.place(n);
+            }
+        } else {
+            self.place(self.entries.len() - 1);
+        }
+    }
+
+    fn place(&mut self, n: usize) {
+        let hash = Self::hash(&self.entries[n].0);
+        let mask = self.slots.len() - 1;
+        let mut i = Self::home(hash, mask);
+        while self.slots[i].1 != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (hash, u32::try_from(n + 1).unwrap_or(u32::MAX));
+    }
+
+    fn get(&self, path: &str) -> Option<u32> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let path = path.as_bytes();
+        let hash = Self::hash(path);
+        let mut i = Self::home(hash, mask);
+        loop {
+            let (h, entry) = self.slots[i];
+            if entry == 0 {
+                return None;
+            }
+            if h == hash {
+                let (known, api) = self.entries.get(entry as usize - 1)?;
+                if Self::same(known, path) {
+                    return Some(*api);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
 /// A concrete path without its query string or fragment, as routing sees it.
 pub fn without_query(path: &str) -> &str {
     &path[..query_start(path.as_bytes())]
@@ -236,19 +325,16 @@ fn query_start(path: &[u8]) -> usize {
         let t = w ^ (ONES * u64::from(b));
         t.wrapping_sub(ONES) & !t & HIGH
     };
-    let mut words = path.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
+    let (words, tail) = path.as_chunks::<8>();
+    for (n, word) in words.iter().enumerate() {
+        let w = u64::from_le_bytes(*word);
         let found = equal(w, b'?') | equal(w, b'#');
         if found != 0 {
-            return at + (found.trailing_zeros() / 8) as usize;
+            return n * 8 + (found.trailing_zeros() / 8) as usize;
         }
-        at += 8;
     }
-    words.remainder().iter().position(|&b| b == b'?' || b == b'#').map_or(path.len(), |i| at + i)
+    let at = words.len() * 8;
+    tail.iter().position(|&b| b == b'?' || b == b'#').map_or(path.len(), |i| at + i)
 }
 
 #[cfg(test)]
@@ -281,6 +367,41 @@ mod tests {
                     assert_eq!(query_start(&path), by_byte, "{len} {at} {mark}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn whole_paths_are_found_exactly_whatever_their_length() {
+        let mut exact = Exact::default();
+        let paths: Vec<String> = (0..200).map(|n| format!("/{}", "ab".repeat(n % 23)) + &n.to_string()).collect();
+        for (n, p) in paths.iter().enumerate() {
+            exact.insert(p, n as u32);
+        }
+        for (n, p) in paths.iter().enumerate() {
+            assert_eq!(exact.get(p), Some(n as u32), "{p}");
+            // The same length, one byte off (first, middle, last), and one byte shorter.
+            for at in [0, p.len() / 2, p.len() - 1] {
+                let mut other = p.clone().into_bytes();
+                other[at] ^= 1;
+                let other = String::from_utf8(other).unwrap_or_default();
+                assert_eq!(exact.get(&other), paths.iter().position(|q| *q == other).map(|i| i as u32), "{other}");
+            }
+            assert_eq!(
+                exact.get(&p[..p.len() - 1]),
+                paths.iter().position(|q| *q == p[..p.len() - 1]).map(|i| i as u32)
+            );
+        }
+        assert_eq!(Exact::default().get("/"), None);
+        // The compare alone (a lookup reaches it only on equal hashes).
+        for len in 0..40 {
+            let a: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(Exact::same(&a, &a.clone()));
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 1;
+                assert!(!Exact::same(&a, &b), "{len} {at}");
+            }
+            assert!(!Exact::same(&a, &[a.as_slice(), b"x"].concat()));
         }
     }
 
