@@ -202,6 +202,16 @@ pub struct GrantOf<'a> {
     pub rule: Option<&'a str>,
 }
 
+/// A revocation by permgate itself (an unused holding reaped): the grants `of`, for `reason`,
+/// and, if the app then holds the permission app-wide no more, what needed it (`cascade`, as
+/// for an operator's revocation).
+#[derive(Debug, Clone, Copy)]
+pub struct Revocation<'a> {
+    pub of: GrantOf<'a>,
+    pub cascade: Cascade<'a>,
+    pub reason: &'a str,
+}
+
 /// What goes with a permission or a consent item an app no longer has (SPEC 4: the grants that
 /// depended on it are revoked, audited and notified): the app-wide grants of `revoke` and the
 /// consent items `unset` ([`crate::catalog::Catalog::lost_with`]), with `messages` saying so. A
@@ -458,13 +468,13 @@ pub trait LifecycleStore {
     /// Every live (not revoked) grant, with its use and notices.
     fn live_grants(&self) -> StoreResult<Vec<GrantState>>;
     /// Records notice `kind` about a grant, once: with its messages and audit event in one
-    /// transaction, and, with `revoke_reason`, revoking the app's grants of that permission (by
-    /// permgate). Returns false, writing nothing, if the notice was recorded before.
+    /// transaction, and, with `revoke`, revoking a holding (by permgate). Returns false, writing
+    /// nothing, if the notice was recorded before.
     fn grant_notice(
         &self,
         grant: &Grant,
         kind: &str,
-        revoke_reason: Option<&str>,
+        revoke: Option<Revocation<'_>>,
         messages: &[NewMessage],
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;

@@ -135,34 +135,31 @@ impl permgate_core::ports::LifecycleStore for PostgresStore {
         &self,
         grant: &permgate_core::model::Grant,
         kind: &str,
-        revoke_reason: Option<&str>,
+        revoke: Option<permgate_core::ports::Revocation<'_>>,
         messages: &[permgate_core::notify::NewMessage],
         audit: &permgate_core::audit::NewAuditEvent,
     ) -> StoreResult<bool> {
-        self.transaction_or_rollback(super::WRITE_LOCK, |tx| {
+        let done = self.write_if_audit(|tx| {
             let n = tx.execute(
                 "INSERT INTO grant_notices (grant_id, kind, sent_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&grant.id, &kind, &audit.at.0],
             )?;
             if n == 0 {
-                return Ok((false, false));
+                return Ok(None);
             }
-            if let Some(reason) = revoke_reason {
-                super::workflow::revoke_grants(
-                    tx,
-                    grant.app_id,
-                    std::slice::from_ref(&grant.permission),
-                    None,
-                    reason,
-                    audit.at,
-                )?;
+            let mut audit = audit.clone();
+            if let Some(r) = revoke {
+                let lost = super::workflow::revoke_of(tx, grant.app_id, r.of, r.cascade, None, r.reason, audit.at)?;
+                if let Some((revoked, unset)) = lost {
+                    audit = audit.losing(&revoked, &unset);
+                }
             }
             for m in messages {
                 super::workflow::insert_message(tx, m, audit.at)?;
             }
-            self.append_audit(tx, audit)?;
-            Ok((true, true))
-        })
+            Ok(Some(((), audit)))
+        })?;
+        Ok(done.is_some())
     }
 
     fn save_grant_usage(&self, rows: &[(AppId, String, i64)]) -> StoreResult<()> {

@@ -682,31 +682,22 @@ impl GrantStore for SqliteStore {
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<Grant>> {
-        let (permission, key, rule) = (of.permission, of.key.map(|k| k.0), of.rule);
-        const OF: &str = "app_id = ?1 AND permission = ?2 AND key_id IS ?3 AND revoked_at IS NULL
-                          AND (?4 IS NULL OR json_extract(params, '$.rule') = ?4)";
         self.write_if_audit(|tx| {
             let held = tx
                 .query_row(
-                    &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE {OF} ORDER BY id DESC LIMIT 1"),
-                    params![app.0, permission, key, rule],
+                    &format!(
+                        "SELECT {GRANT_COLUMNS} FROM grants WHERE {} ORDER BY id DESC LIMIT 1",
+                        workflow::GRANTS_OF
+                    ),
+                    params![app.0, of.permission, of.key.map(|k| k.0), of.rule],
                     grant_row,
                 )
                 .optional()
                 .map_err(backend)?
                 .transpose()?;
             let Some(held) = held else { return Ok(None) };
-            tx.execute(
-                &format!("UPDATE grants SET revoked_at = ?5, revoked_by = ?6, revoke_reason = ?7 WHERE {OF}"),
-                params![app.0, permission, key, rule, now.0, by.0, reason],
-            )
-            .map_err(backend)?;
-            let mut audit = audit.clone();
-            if of.key.is_none() && !cascade.is_empty() && !workflow::holds(tx, app, permission, now)? {
-                let reason = format!("`{permission}` revoked: {reason}");
-                let (revoked, unset) = workflow::lose(tx, app, cascade, by, &reason, now)?;
-                audit = audit.losing(&revoked, &unset);
-            }
+            let lost = workflow::revoke_of(tx, app, of, cascade, Some(by), reason, now)?;
+            let audit = lost.map_or_else(|| audit.clone(), |(revoked, unset)| audit.losing(&revoked, &unset));
             Ok(Some((held, audit)))
         })
     }

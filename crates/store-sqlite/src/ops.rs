@@ -146,11 +146,11 @@ impl permgate_core::ports::LifecycleStore for SqliteStore {
         &self,
         grant: &permgate_core::model::Grant,
         kind: &str,
-        revoke_reason: Option<&str>,
+        revoke: Option<permgate_core::ports::Revocation<'_>>,
         messages: &[permgate_core::notify::NewMessage],
         audit: &permgate_core::audit::NewAuditEvent,
     ) -> StoreResult<bool> {
-        let done = self.write_if(audit, |tx| {
+        let done = self.write_if_audit(|tx| {
             let n = tx
                 .execute(
                     "INSERT INTO grant_notices (grant_id, kind, sent_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
@@ -160,20 +160,17 @@ impl permgate_core::ports::LifecycleStore for SqliteStore {
             if n == 0 {
                 return Ok(None);
             }
-            if let Some(reason) = revoke_reason {
-                super::workflow::revoke_grants(
-                    tx,
-                    grant.app_id,
-                    std::slice::from_ref(&grant.permission),
-                    None,
-                    reason,
-                    audit.at,
-                )?;
+            let mut audit = audit.clone();
+            if let Some(r) = revoke {
+                let lost = super::workflow::revoke_of(tx, grant.app_id, r.of, r.cascade, None, r.reason, audit.at)?;
+                if let Some((revoked, unset)) = lost {
+                    audit = audit.losing(&revoked, &unset);
+                }
             }
             for m in messages {
                 super::workflow::insert_message(tx, m, audit.at)?;
             }
-            Ok(Some(()))
+            Ok(Some(((), audit)))
         })?;
         Ok(done.is_some())
     }

@@ -5,7 +5,9 @@
 use permgate_core::audit::NewAuditEvent;
 use permgate_core::model::{AccountId, AppId, Business, ConnectedChannel, ConsentSetting, Eligibility, TalkChannel};
 use permgate_core::notify::{DeliveryState, NewMessage, OutboxMessage};
-use permgate_core::ports::{Cascade, NewGrant, OutboxStore, Requirements, StoreError, StoreResult, WorkflowStore};
+use permgate_core::ports::{
+    Cascade, GrantOf, NewGrant, OutboxStore, Requirements, StoreError, StoreResult, WorkflowStore,
+};
 use permgate_core::time::Timestamp;
 use permgate_core::workflow::{
     EvidenceInfo, NewEvidence, NewRequest, PermissionRequest, RequestEvent, RequestFilter, Transition,
@@ -458,13 +460,42 @@ pub(super) fn revoke_grants(
     Ok(revoked)
 }
 
+/// Which grants a [`GrantOf`] means, as SQL over `?1` (app), `?2` (permission), `?3` (key) and
+/// `?4` (rule).
+pub(super) const GRANTS_OF: &str = "app_id = ?1 AND permission = ?2 AND key_id IS ?3 AND revoked_at IS NULL
+                          AND (?4 IS NULL OR json_extract(params, '$.rule') = ?4)";
+
+/// Revokes the grants `of` names and, if the app then holds the permission app-wide no more,
+/// applies `cascade` (said to follow from the permission's revocation for `reason`). Returns
+/// what the cascade took, when it ran.
+pub(super) fn revoke_of(
+    tx: &Transaction<'_>,
+    app: AppId,
+    of: GrantOf<'_>,
+    cascade: Cascade<'_>,
+    by: Option<AccountId>,
+    reason: &str,
+    now: Timestamp,
+) -> StoreResult<Option<(Vec<String>, Vec<String>)>> {
+    tx.execute(
+        &format!("UPDATE grants SET revoked_at = ?5, revoked_by = ?6, revoke_reason = ?7 WHERE {GRANTS_OF}"),
+        params![app.0, of.permission, of.key.map(|k| k.0), of.rule, now.0, by.map(|b| b.0), reason],
+    )
+    .map_err(backend)?;
+    if of.key.is_some() || cascade.is_empty() || holds(tx, app, of.permission, now)? {
+        return Ok(None);
+    }
+    let reason = format!("`{}` revoked: {reason}", of.permission);
+    Ok(Some(lose(tx, app, cascade, by, &reason, now)?))
+}
+
 /// Applies `cascade` in `tx`: revokes its permissions' app-wide grants, unsets its consent
 /// items, and queues its messages if anything went. Returns what went.
 pub(super) fn lose(
     tx: &Transaction<'_>,
     app: AppId,
     cascade: Cascade<'_>,
-    by: AccountId,
+    by: impl Into<Option<AccountId>>,
     reason: &str,
     now: Timestamp,
 ) -> StoreResult<(Vec<String>, Vec<String>)> {

@@ -212,9 +212,52 @@ fn grant_notices_are_sent_once_and_may_revoke(store: &dyn Store) -> Result<(), S
     assert_eq!(store.audit_head()?.map(|h| h.0), head.map(|h| h.0 + 1), "one audit event, not two");
     assert_eq!(store.messages(Some(id), 10)?.len(), 1, "one message, not two");
     assert_eq!(store.live_grants()?[0].notices.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), vec!["unused@1"]);
-    assert!(store.grant_notice(&stored, "reaped", Some("unused"), &[], &audit("grant.reap"))?);
-    assert!(store.live_grants()?.is_empty(), "revoked");
-    assert!(store.app_record(id)?.is_some_and(|r| r.grants.is_empty()));
+    // A grant of another permission that needs this one, and two of a permission held once per
+    // quota rule: reaping talk_calendar takes the first along, and reaping one rule's holding
+    // leaves the other rule's.
+    let other = |permission: &str, rule: Option<&str>| NewGrant {
+        permission: permission.into(),
+        params: rule.map_or_else(|| serde_json::json!({}), |r| serde_json::json!({"rule": r, "limit": 9})),
+        ..grant.clone()
+    };
+    store.insert_grant(&other("talk_calendar_plus", None), AT, &audit("grant.create"))?;
+    let daily = store.insert_grant(&other("increased_quota", Some("daily")), AT, &audit("grant.create"))?;
+    store.insert_grant(&other("increased_quota", Some("monthly")), AT, &audit("grant.create"))?;
+    let cascade = Cascade { revoke: &["talk_calendar_plus".to_owned()], unset: &[], messages: &[] };
+    let reap = |permission, rule, cascade| permgate_core::ports::Revocation {
+        of: GrantOf { permission, key: None, rule },
+        cascade,
+        reason: "unused",
+    };
+    assert!(store.grant_notice(
+        &stored,
+        "reaped",
+        Some(reap("talk_calendar", None, cascade)),
+        &[],
+        &audit("grant.reap")
+    )?);
+    let after = store.audit_events(None, usize::MAX)?.pop().map(|e| e.event.after).unwrap_or_default();
+    assert_eq!(after["also_revoked"], serde_json::json!(["talk_calendar_plus"]), "{after}");
+    let left = |store: &dyn Store| -> Result<Vec<String>, StoreError> {
+        Ok(store
+            .app_record(id)?
+            .map(|r| r.grants.iter().map(|g| format!("{} {}", g.permission, g.params["rule"])).collect())
+            .unwrap_or_default())
+    };
+    assert_eq!(
+        left(store)?,
+        vec!["increased_quota \"daily\"", "increased_quota \"monthly\""],
+        "revoked, with what needed it"
+    );
+    let none = Cascade::default();
+    assert!(store.grant_notice(
+        &daily,
+        "reaped",
+        Some(reap("increased_quota", Some("daily"), none)),
+        &[],
+        &audit("grant.reap")
+    )?);
+    assert_eq!(left(store)?, vec!["increased_quota \"monthly\""], "one rule's holding went, the other's stays");
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use crate::audit::NewAuditEvent;
 use crate::catalog::{AutoApprove, Permission};
 use crate::error::ServiceResult;
 use crate::model::{AppId, AppRecord, GrantSource};
-use crate::ports::GrantState;
+use crate::ports::{Cascade, GrantOf, GrantState, Revocation};
 use crate::time::Timestamp;
 use crate::workflow::{RequestFilter, RequestState};
 
@@ -250,12 +250,17 @@ impl Services {
                     (now.0 - last) / DAY,
                     Timestamp(at).to_rfc3339()
                 );
-                let subject = format!("[permgate] `{}` of app {app} was revoked: unused", g.permission);
+                // The holding goes: for a permission held once per quota rule, that rule's alone.
+                let rule = rule_of(self.snapshot.read().catalog(), g);
+                let held = crate::model::holding_name(&g.permission, rule);
+                let subject = format!("[permgate] {held} of app {app} was revoked: unused");
                 let body = format!(
-                    "`{}` of app {app} ({}) was revoked: {reason}.\n\nApply again to restore it: POST /v1/apps/{app}/permission-requests.\n",
-                    g.permission, record.app.name
+                    "{held} of app {app} ({}) was revoked: {reason}.\n\nApply again to restore it: POST /v1/apps/{app}/permission-requests.\n",
+                    record.app.name
                 );
-                let webhook = serde_json::json!({"type": "grant.reaped", "app_id": app, "permission": g.permission, "reason": reason});
+                let webhook = serde_json::json!({
+                    "type": "grant.reaped", "app_id": app, "permission": g.permission, "rule": rule, "reason": reason,
+                });
                 let messages = self.app_messages(&record, &subject, &body, webhook)?;
                 let audit = NewAuditEvent::new(
                     now,
@@ -264,9 +269,17 @@ impl Services {
                     format!("app:{app}/permission:{}", g.permission),
                 )
                 .app(app)
-                .before(serde_json::json!({"permission": g.permission, "grant_id": g.id, "expires_at": g.expires_at}))
+                .before(serde_json::json!({"permission": g.permission, "rule": rule, "grant_id": g.id, "expires_at": g.expires_at}))
                 .after(serde_json::json!({"revoked": true, "reason": reason}));
-                let done = self.store.grant_notice(g, "reaped", Some(&reason), &messages, &audit)?;
+                // What needed the permission goes with it, if the app holds it app-wide no more.
+                let (revoke, unset, cascade_messages) =
+                    self.losing(&record, &[&g.permission], &[], &format!("revoking unused {held}"))?;
+                let revocation = Revocation {
+                    of: GrantOf { permission: &g.permission, key: None, rule },
+                    cascade: Cascade { revoke: &revoke, unset: &unset, messages: &cascade_messages },
+                    reason: &reason,
+                };
+                let done = self.store.grant_notice(g, "reaped", Some(revocation), &messages, &audit)?;
                 if done {
                     self.refresh(app)?;
                 }

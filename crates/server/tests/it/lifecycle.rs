@@ -349,3 +349,46 @@ async fn a_quota_boost_per_rule_is_reminded_of_by_its_rule() {
     rules.sort();
     assert_eq!(rules, ["local_category_search_daily", "local_keyword_search_daily"]);
 }
+
+/// What an app holds by operators' grants, as `permission rule` (`-` for none), sorted.
+async fn operator_holdings(t: &TestApp, app: i64, token: &str) -> Vec<String> {
+    let (_, body) = t.get(&format!("/v1/apps/{app}/permissions"), token).await;
+    let mut held: Vec<String> = body["permissions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["source"] == "operator")
+        .map(|g| format!("{} {}", g["permission"].as_str().unwrap_or(""), g["params"]["rule"].as_str().unwrap_or("-")))
+        .collect();
+    held.sort();
+    held
+}
+
+// Reaping revokes the unused grant and what needed it: a permission whose prerequisite it was
+// goes along, audited (it stayed, held without its prerequisite).
+permgate_testkit::both_backends! {
+    async fn reaping_revokes_what_needed_the_reaped_permission(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Ads").await["id"].as_i64().unwrap_or_default();
+        let path = format!("/v1/apps/{app}/permissions");
+        let grant = |permission: &str| json!({"permission": permission, "reason": "pilot"});
+        assert_eq!(t.post(&path, &t.admin, grant("kakao_moment")).await.0, StatusCode::CREATED);
+        t.clock.advance(20 * DAY);
+        assert_eq!(t.post(&path, &t.admin, grant("moment_message_ad_partner")).await.0, StatusCode::CREATED);
+        assert_eq!(t.post(&path, &t.admin, grant("talk_calendar")).await.0, StatusCode::CREATED);
+        let policy = Some(ReapPolicy { unused_days: 30, warning_days: 14 });
+
+        // Day 30: kakao_moment is warned; day 44: it is revoked, and the partner permission,
+        // which needs it, with it; talk_calendar, granted with the partner one, stays.
+        t.clock.advance(10 * DAY);
+        let run = lifecycle(&t, policy).await;
+        assert_eq!(run.notified.len(), 1, "{run:?}");
+        t.clock.advance(14 * DAY);
+        let run = lifecycle(&t, policy).await;
+        assert_eq!(run.reaped, vec![(permgate_core::model::AppId(app), "kakao_moment".to_owned())], "{run:?}");
+        assert_eq!(operator_holdings(&t, app, &dev).await, vec!["talk_calendar -"]);
+        let (_, audit) = t.get(&format!("/v1/audit?app_id={app}"), &t.admin).await;
+        let reap = audit["events"].as_array().into_iter().flatten().find(|e| e["action"] == "grant.reap");
+        assert_eq!(reap.map(|e| &e["after"]["also_revoked"]), Some(&json!(["moment_message_ad_partner"])), "{audit}");
+    }
+}
