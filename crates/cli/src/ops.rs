@@ -371,6 +371,11 @@ pub fn grants(ctx: &Ctx, command: GrantsCommand) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|(app, p, kind)| vec![app.to_string(), p.clone(), kind.clone()])
                 .chain(run.reaped.iter().map(|(app, p)| vec![app.to_string(), p.clone(), "revoked (unused)".into()]))
+                .chain(
+                    run.lapsed
+                        .iter()
+                        .map(|(app, p)| vec![app.to_string(), p.clone(), "ended; what needed it went".into()]),
+                )
                 .collect();
             emit(ctx.json, &run, &["APP", "PERMISSION", "DONE"], rows)
         }

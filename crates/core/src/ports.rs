@@ -202,12 +202,14 @@ pub struct GrantOf<'a> {
     pub rule: Option<&'a str>,
 }
 
-/// A revocation by permgate itself (an unused holding reaped): the grants `of`, for `reason`,
-/// and, if the app then holds the permission app-wide no more, what needed it (`cascade`, as
-/// for an operator's revocation).
+/// A loss of `permission` that permgate itself carries out: an unused holding reaped (the grants
+/// `of` go, for `reason`) or a grant that ran out (`of` is `None`: it stays as it ended); then,
+/// if the app holds the permission app-wide no more, what needed it goes (`cascade`, as for an
+/// operator's revocation).
 #[derive(Debug, Clone, Copy)]
 pub struct Revocation<'a> {
-    pub of: GrantOf<'a>,
+    pub permission: &'a str,
+    pub of: Option<GrantOf<'a>>,
     pub cascade: Cascade<'a>,
     pub reason: &'a str,
 }

@@ -37,8 +37,8 @@ pub fn spawn_saver(
             if !stopping && last_lifecycle.is_none_or(|t| t.elapsed() >= LIFECYCLE_CHECK) {
                 last_lifecycle = Some(std::time::Instant::now());
                 match services.run_lifecycle(reap) {
-                    Ok(run) if !run.notified.is_empty() || !run.reaped.is_empty() => {
-                        tracing::info!(notified = ?run.notified, reaped = ?run.reaped, "grant lifecycle");
+                    Ok(run) if !run.notified.is_empty() || !run.reaped.is_empty() || !run.lapsed.is_empty() => {
+                        tracing::info!(notified = ?run.notified, reaped = ?run.reaped, lapsed = ?run.lapsed, "grant lifecycle");
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!("cannot run the grant lifecycle: {e}"),

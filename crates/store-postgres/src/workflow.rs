@@ -686,11 +686,27 @@ pub(super) fn revoke_of(
         &format!("UPDATE grants SET revoked_at = $5, revoked_by = $6, revoke_reason = $7 WHERE {GRANTS_OF}"),
         &[&app.0, &of.permission, &of.key.map(|k| k.0), &of.rule, &now.0, &by.map(|b| b.0), &reason],
     )?;
-    if of.key.is_some() || cascade.is_empty() || holds(tx, app, of.permission, now)? {
+    if of.key.is_some() {
         return Ok(None);
     }
-    let reason = format!("`{}` revoked: {reason}", of.permission);
-    Ok(Some(lose(tx, app, cascade, by, &reason, now)?))
+    follow(tx, app, of.permission, cascade, by, &format!("`{}` revoked: {reason}", of.permission), now)
+}
+
+/// Applies `cascade` (for `reason`) if the app holds `permission` app-wide no more; returns what
+/// it took, when it ran.
+pub(super) fn follow(
+    tx: &mut Transaction<'_>,
+    app: AppId,
+    permission: &str,
+    cascade: Cascade<'_>,
+    by: Option<AccountId>,
+    reason: &str,
+    now: Timestamp,
+) -> Tried<Option<(Vec<String>, Vec<String>)>> {
+    if cascade.is_empty() || holds(tx, app, permission, now)? {
+        return Ok(None);
+    }
+    Ok(Some(lose(tx, app, cascade, by, reason, now)?))
 }
 
 /// Applies `cascade` in `tx`: revokes its permissions' app-wide grants, unsets its consent

@@ -162,7 +162,11 @@ impl permgate_core::ports::LifecycleStore for SqliteStore {
             }
             let mut audit = audit.clone();
             if let Some(r) = revoke {
-                let lost = super::workflow::revoke_of(tx, grant.app_id, r.of, r.cascade, None, r.reason, audit.at)?;
+                let (app, at) = (grant.app_id, audit.at);
+                let lost = match r.of {
+                    Some(of) => super::workflow::revoke_of(tx, app, of, r.cascade, None, r.reason, at)?,
+                    None => super::workflow::follow(tx, app, r.permission, r.cascade, None, r.reason, at)?,
+                };
                 if let Some((revoked, unset)) = lost {
                     audit = audit.losing(&revoked, &unset);
                 }

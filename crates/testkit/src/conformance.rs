@@ -225,7 +225,8 @@ fn grant_notices_are_sent_once_and_may_revoke(store: &dyn Store) -> Result<(), S
     store.insert_grant(&other("increased_quota", Some("monthly")), AT, &audit("grant.create"))?;
     let cascade = Cascade { revoke: &["talk_calendar_plus".to_owned()], unset: &[], messages: &[] };
     let reap = |permission, rule, cascade| permgate_core::ports::Revocation {
-        of: GrantOf { permission, key: None, rule },
+        permission,
+        of: Some(GrantOf { permission, key: None, rule }),
         cascade,
         reason: "unused",
     };

@@ -41,6 +41,8 @@ pub struct LifecycleRun {
     /// `(app, permission, notice)`: `expiry_30`, `expiry_7`, `unused`.
     pub notified: Vec<(AppId, String, String)>,
     pub reaped: Vec<(AppId, String)>,
+    /// `(app, permission)`: grants that ran out, whose dependents went with them.
+    pub lapsed: Vec<(AppId, String)>,
 }
 
 impl Services {
@@ -141,8 +143,24 @@ impl Services {
         }
         let standing_of =
             |g: &crate::model::Grant| standing.get(&(g.app_id, g.permission.as_str(), rule_of(&catalog, g))).copied();
+        // Per app and permission, the app-wide grant that ends last (by end, then id), ended or
+        // not: once it has ended, the app holds the permission no more, and what needed it goes.
+        let mut last: std::collections::HashMap<(AppId, &str), (i64, i64)> = Default::default();
+        for g in grants.iter().map(|s| &s.grant).filter(|g| g.source != GrantSource::AppType && g.key_id.is_none()) {
+            let at = last.entry((g.app_id, g.permission.as_str())).or_insert((end(g), g.id));
+            *at = (*at).max((end(g), g.id));
+        }
         for state in &grants {
             let g = &state.grant;
+            let ended = g.expires_at.filter(|e| *e <= now);
+            if let Some(ended) = ended
+                && last.get(&(g.app_id, g.permission.as_str())) == Some(&(ended.0, g.id))
+                && !state.notices.iter().any(|(k, _)| k == LAPSED)
+                && needed_by_others(&catalog, &g.permission)
+                && self.lapse(g, ended)?
+            {
+                run.lapsed.push((g.app_id, g.permission.clone()));
+            }
             if !considered(g) {
                 continue;
             }
@@ -180,6 +198,35 @@ impl Services {
             }
         }
         Ok(run)
+    }
+
+    /// What needed the permission of `g`, an app-wide grant that ended at `ended` and was the
+    /// last of it to end, goes (SPEC 4's cascade, as for a revocation; the grant itself stays as
+    /// it ended), once, in one transaction with its audit event and messages. False when nothing
+    /// was done (the notice was recorded before).
+    fn lapse(&self, g: &crate::model::Grant, ended: Timestamp) -> ServiceResult<bool> {
+        let Some(record) = self.store.app_record(g.app_id)? else { return Ok(false) };
+        let now = self.clock.now();
+        let app = g.app_id;
+        let what = format!("the end of `{}` on {}", g.permission, ended.to_rfc3339());
+        let (revoke, unset, messages) = self.losing(&record, &[&g.permission], &[], &what)?;
+        let reason = format!("`{}` ended on {}", g.permission, ended.to_rfc3339());
+        let revocation = Revocation {
+            permission: &g.permission,
+            of: None,
+            cascade: Cascade { revoke: &revoke, unset: &unset, messages: &messages },
+            reason: &reason,
+        };
+        let audit = NewAuditEvent::new(now, None, "grant.lapse", format!("grant:{}", g.id))
+            .app(app)
+            .before(serde_json::json!({"permission": g.permission, "grant_id": g.id, "expires_at": ended}))
+            .after(serde_json::json!({"reason": reason}))
+            .losing(&[], &[]);
+        let done = self.store.grant_notice(g, LAPSED, Some(revocation), &[], &audit)?;
+        if done {
+            self.refresh(app)?;
+        }
+        Ok(done)
     }
 
     fn expiry_notice(&self, g: &crate::model::Grant, kind: &str, end: Timestamp) -> ServiceResult<bool> {
@@ -275,7 +322,8 @@ impl Services {
                 let (revoke, unset, cascade_messages) =
                     self.losing(&record, &[&g.permission], &[], &format!("revoking unused {held}"))?;
                 let revocation = Revocation {
-                    of: GrantOf { permission: &g.permission, key: None, rule },
+                    permission: &g.permission,
+                    of: Some(GrantOf { permission: &g.permission, key: None, rule }),
                     cascade: Cascade { revoke: &revoke, unset: &unset, messages: &cascade_messages },
                     reason: &reason,
                 };
@@ -301,6 +349,16 @@ impl Services {
 enum Reap {
     Warned,
     Revoked,
+}
+
+/// The notice a grant that ran out gets once what needed it went ([`Services::lapse`]).
+const LAPSED: &str = "lapsed";
+
+/// Whether any permission or consent item of the catalog needs `permission`, so that its end can
+/// take something along (most need nothing, and their ends are not looked into).
+fn needed_by_others(catalog: &crate::catalog::Catalog, permission: &str) -> bool {
+    let (revoke, unset) = catalog.lost_with(&[permission], &[], |_| true, |_| true);
+    !revoke.is_empty() || !unset.is_empty()
 }
 
 /// The quota rule a grant raises, for a permission held once per rule (`increased_quota`); `None`

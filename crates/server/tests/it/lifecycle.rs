@@ -287,7 +287,7 @@ async fn the_lifecycle_runs_on_request_for_admins() {
     assert_eq!((status, body["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{body}");
     let (status, run) = t.post("/v1/grants/lifecycle", &t.admin, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{run}");
-    assert_eq!(run, json!({"notified": [[app, "talk_calendar", "expiry_30"]], "reaped": []}));
+    assert_eq!(run, json!({"notified": [[app, "talk_calendar", "expiry_30"]], "reaped": [], "lapsed": []}));
     t.clock.advance(31 * DAY);
     let (_, run) = t.post("/v1/grants/lifecycle", &t.admin, json!({"reap_unused_days": 30})).await;
     assert_eq!(run["notified"], json!([]), "expired grants are not live: {run}");
@@ -390,5 +390,41 @@ permgate_testkit::both_backends! {
         let (_, audit) = t.get(&format!("/v1/audit?app_id={app}"), &t.admin).await;
         let reap = audit["events"].as_array().into_iter().flatten().find(|e| e["action"] == "grant.reap");
         assert_eq!(reap.map(|e| &e["after"]["also_revoked"]), Some(&json!(["moment_message_ad_partner"])), "{audit}");
+    }
+}
+
+// A grant that runs out takes along what needed it, as a revocation does: once, audited; a
+// grant nothing needs ends alone.
+permgate_testkit::both_backends! {
+    async fn the_end_of_a_grant_takes_what_needed_it(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Ads").await["id"].as_i64().unwrap_or_default();
+        let path = format!("/v1/apps/{app}/permissions");
+        let until = |days: i64| t.clock_now().plus_seconds(days * DAY);
+        let grants = [
+            json!({"permission": "kakao_moment", "reason": "trial", "expires_at": until(10)}),
+            json!({"permission": "moment_message_ad_partner", "reason": "partner"}),
+            json!({"permission": "talk_calendar", "reason": "pilot", "expires_at": until(5)}),
+        ];
+        for body in grants {
+            let (status, made) = t.post(&path, &t.admin, body).await;
+            assert_eq!(status, StatusCode::CREATED, "{made}");
+        }
+        // Day 6: talk_calendar has ended; nothing needs it.
+        t.clock.advance(6 * DAY);
+        let run = lifecycle(&t, None).await;
+        assert!(run.lapsed.is_empty(), "{run:?}");
+        assert!(operator_holdings(&t, app, &dev).await.contains(&"moment_message_ad_partner -".to_owned()));
+        // Day 11: kakao_moment has ended: the partner permission goes, audited, once.
+        t.clock.advance(5 * DAY);
+        let run = lifecycle(&t, None).await;
+        assert_eq!(run.lapsed, vec![(permgate_core::model::AppId(app), "kakao_moment".to_owned())], "{run:?}");
+        assert!(operator_holdings(&t, app, &dev).await.is_empty());
+        let (_, audit) = t.get(&format!("/v1/audit?app_id={app}"), &t.admin).await;
+        let lapses: Vec<&Value> =
+            audit["events"].as_array().into_iter().flatten().filter(|e| e["action"] == "grant.lapse").collect();
+        assert_eq!(lapses.len(), 1, "{audit}");
+        assert_eq!(lapses[0]["after"]["also_revoked"], json!(["moment_message_ad_partner"]), "{audit}");
+        assert!(lifecycle(&t, None).await.lapsed.is_empty(), "once");
     }
 }
