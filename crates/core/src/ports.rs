@@ -215,8 +215,8 @@ pub struct Revocation<'a> {
 }
 
 /// What goes with a permission or a consent item an app no longer has (SPEC 4: the grants that
-/// depended on it are revoked, audited and notified): the app-wide grants of `revoke` and the
-/// consent items `unset` ([`crate::catalog::Catalog::lost_with`]), with `messages` saying so. A
+/// depended on it are revoked, audited and notified): the grants of `revoke` (app-wide and bound
+/// to a key alike) and the consent items `unset` ([`crate::catalog::Catalog::lost_with`]), with `messages` saying so. A
 /// store applies it in the same transaction, once the app no longer holds the permission
 /// app-wide, and sends the messages only if something went.
 #[derive(Debug, Clone, Copy, Default)]

@@ -641,7 +641,8 @@ pub(super) fn load_settings(
     Ok(())
 }
 
-/// Revokes the app-wide grants of `permissions` still in force; returns those revoked.
+/// Revokes the grants of `permissions` still in force, app-wide and bound to a key alike (what
+/// needed a lost prerequisite needed it whichever key it is for); returns those revoked.
 pub(super) fn revoke_grants(
     tx: &mut Transaction<'_>,
     app: AppId,
@@ -655,7 +656,7 @@ pub(super) fn revoke_grants(
     for p in permissions {
         let n = tx.execute(
             "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3
-             WHERE app_id = $4 AND permission = $5 AND key_id IS NULL AND revoked_at IS NULL",
+             WHERE app_id = $4 AND permission = $5 AND revoked_at IS NULL",
             &[&now.0, &by.map(|b| b.0), &reason, &app.0, p],
         )?;
         if n > 0 && !revoked.contains(p) {
@@ -709,7 +710,7 @@ pub(super) fn follow(
     Ok(Some(lose(tx, app, cascade, by, reason, now)?))
 }
 
-/// Applies `cascade` in `tx`: revokes its permissions' app-wide grants, unsets its consent
+/// Applies `cascade` in `tx`: revokes its permissions' grants, unsets its consent
 /// items, and queues its messages if anything went. Returns what went.
 pub(super) fn lose(
     tx: &mut Transaction<'_>,

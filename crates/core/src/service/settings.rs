@@ -376,7 +376,7 @@ impl Services {
             let on_record = catalog.lost_with(
                 permissions,
                 consent_items,
-                |p| record.grants.iter().any(|g| g.permission == p && g.key_id.is_none() && g.is_active(now)),
+                |p| record.grants.iter().any(|g| g.permission == p && g.is_active(now)),
                 |c| record.consent_items.iter().any(|s| s.scope == c),
             );
             (chain, on_record)

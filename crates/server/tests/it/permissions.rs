@@ -335,3 +335,31 @@ both_backends! {
         assert_eq!(status, StatusCode::OK, "{e}");
     }
 }
+
+// A grant bound to one key of a permission that needed what the app lost goes too: the
+// prerequisite was the app's, whichever key the dependent grant is for (it stayed, so that key
+// kept the partner APIs after Kakao Moment was revoked).
+both_backends! {
+    async fn a_dependent_grant_bound_to_a_key_goes_with_the_prerequisite(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Ads").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let key = app["keys"]["rest_api"][0]["id"].as_i64().unwrap_or_default();
+        let grants = format!("/v1/apps/{id}/permissions");
+        for body in [
+            json!({"permission": "kakao_moment", "reason": "agency"}),
+            json!({"permission": "moment_message_ad_partner", "reason": "one key", "key_id": key}),
+        ] {
+            let (status, made) = t.post(&grants, &t.admin, body).await;
+            assert_eq!(status, StatusCode::CREATED, "{made}");
+        }
+        let (status, body) =
+            t.delete(&format!("{grants}/kakao_moment"), &t.admin, Some(json!({"reason": "contract ended"}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, held) = t.get(&grants, &dev).await;
+        assert_eq!(held["permissions"], json!([]), "{held}");
+        let (_, audit) = t.get(&format!("/v1/audit?app_id={id}"), &t.admin).await;
+        let revoke = audit["events"].as_array().into_iter().flatten().rev().find(|e| e["action"] == "grant.revoke");
+        assert_eq!(revoke.map(|e| &e["after"]["also_revoked"]), Some(&json!(["moment_message_ad_partner"])), "{audit}");
+    }
+}
