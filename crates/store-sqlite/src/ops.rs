@@ -164,8 +164,14 @@ impl permgate_core::ports::LifecycleStore for SqliteStore {
             if let Some(r) = revoke {
                 let (app, at) = (grant.app_id, audit.at);
                 let lost = match r.of {
+                    // A grant of the holding made since the round read it stands for it now.
+                    Some(of) if super::workflow::granted_since(tx, app, of, grant.id, at)? => return Ok(None),
                     Some(of) => super::workflow::revoke_of(tx, app, of, r.cascade, None, r.reason, at)?,
-                    None => super::workflow::follow(tx, app, r.permission, r.cascade, None, r.reason, at)?,
+                    // Held again since the round read it, or nothing needed it: no lapse.
+                    None => match super::workflow::follow(tx, app, r.permission, r.cascade, None, r.reason, at)? {
+                        None => return Ok(None),
+                        lost => lost,
+                    },
                 };
                 if let Some((revoked, unset)) = lost {
                     audit = audit.losing(&revoked, &unset);

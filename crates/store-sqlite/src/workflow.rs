@@ -489,6 +489,25 @@ pub(super) fn revoke_of(
     follow(tx, app, of.permission, cascade, by, &format!("`{}` revoked: {reason}", of.permission), now)
 }
 
+/// Whether a grant `of` names, newer than grant `id`, is in force at `now`: it stands for the
+/// holding.
+pub(super) fn granted_since(
+    tx: &Transaction<'_>,
+    app: AppId,
+    of: GrantOf<'_>,
+    id: i64,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    tx.query_row(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM grants WHERE {GRANTS_OF} AND id > ?5 AND (expires_at IS NULL OR expires_at > ?6))"
+        ),
+        params![app.0, of.permission, of.key.map(|k| k.0), of.rule, id, now.0],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
 /// Applies `cascade` (for `reason`) if the app holds `permission` app-wide no more; returns what
 /// it took, when it ran.
 pub(super) fn follow(

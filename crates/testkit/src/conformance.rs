@@ -90,6 +90,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("the_audit_head_is_the_newest_event", the_audit_head_is_the_newest_event),
     ("the_decision_log_sums_calls_and_keeps_the_newest", the_decision_log_sums_calls_and_keeps_the_newest),
     ("grant_notices_are_sent_once_and_may_revoke", grant_notices_are_sent_once_and_may_revoke),
+    ("a_notice_takes_nothing_from_a_holding_granted_again", a_notice_takes_nothing_from_a_holding_granted_again),
     (
         "disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing",
         disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing,
@@ -456,6 +457,47 @@ fn a_revocation_naming_a_quota_rule_revokes_that_rules_grant_only(store: &dyn St
     let revoked = store.revoke_grant(id, of(None), Cascade::default(), owner, "all", AT, &audit("grant.revoke"))?;
     assert_eq!(revoked.map(|g| g.id), Some(category.id));
     assert!(store.app_record(id)?.is_some_and(|r| r.grants.is_empty()));
+    Ok(())
+}
+
+/// A reap or a lapse decided on grants read before the transaction: a grant made since, which
+/// holds the permission on, makes it write nothing (no notice, no revocation, no event), so that
+/// a later round decides again.
+fn a_notice_takes_nothing_from_a_holding_granted_again(store: &dyn Store) -> Result<(), StoreError> {
+    let id = holding(store, &[("moment_message_ad_partner", None)], &[])?;
+    let grant = |reason: &str, expires_at: Option<Timestamp>| NewGrant {
+        app_id: id,
+        permission: "kakao_moment".into(),
+        key_id: None,
+        source: GrantSource::Review,
+        granted_by: None,
+        expires_at,
+        params: serde_json::json!({}),
+        reason: reason.into(),
+    };
+    // A grant that ended, and its renewal, as an approval since the round's read would make it.
+    let first = store.insert_grant(
+        &grant("trial", Some(Timestamp(AT.0 - 10))),
+        Timestamp(AT.0 - 20),
+        &audit("grant.create"),
+    )?;
+    store.insert_grant(&grant("renewed", None), AT, &audit("grant.create"))?;
+    let revoke = ["moment_message_ad_partner".to_owned()];
+    let cascade = Cascade { revoke: &revoke, unset: &[], messages: &[] };
+    let of = GrantOf { permission: "kakao_moment", key: None, rule: None };
+    let head = store.audit_head()?;
+    let reap = permgate_core::ports::Revocation { permission: "kakao_moment", of: Some(of), cascade, reason: "unused" };
+    assert!(!store.grant_notice(&first, "reaped", Some(reap), &[], &audit("grant.reap"))?, "the renewal stands");
+    let lapse = permgate_core::ports::Revocation { permission: "kakao_moment", of: None, cascade, reason: "ended" };
+    assert!(!store.grant_notice(&first, "lapsed", Some(lapse), &[], &audit("grant.lapse"))?, "held app-wide");
+    assert_eq!(store.audit_head()?, head, "nothing written");
+    let held: Vec<String> =
+        store.app_record(id)?.map(|r| r.grants.iter().map(|g| g.reason.clone()).collect()).unwrap_or_default();
+    assert_eq!(held, vec!["partner", "trial", "renewed"], "nothing revoked");
+    assert!(
+        store.live_grants()?.iter().all(|g| g.notices.is_empty()),
+        "no notice recorded: a later round decides again"
+    );
     Ok(())
 }
 

@@ -203,9 +203,16 @@ impl Services {
     /// What needed the permission of `g`, an app-wide grant that ended at `ended` and was the
     /// last of it to end, goes (SPEC 4's cascade, as for a revocation; the grant itself stays as
     /// it ended), once, in one transaction with its audit event and messages. False when nothing
-    /// was done (the notice was recorded before).
+    /// was done: the notice was recorded before, the app has nothing that needs the permission,
+    /// or it holds it again (asked again on the next round, which then sees why).
     fn lapse(&self, g: &crate::model::Grant, ended: Timestamp) -> ServiceResult<bool> {
         let Some(record) = self.store.app_record(g.app_id)? else { return Ok(false) };
+        // Nothing the app has needs it: nothing to do (a grant made since the round read the
+        // grants, which holds the permission on, is seen by the store's transaction).
+        let (held, set) = self.lost_on_record(&record, &[&g.permission], &[]);
+        if held.is_empty() && set.is_empty() {
+            return Ok(false);
+        }
         let now = self.clock.now();
         let app = g.app_id;
         let what = format!("the end of `{}` on {}", g.permission, ended.to_rfc3339());

@@ -369,19 +369,8 @@ impl Services {
         what: &str,
     ) -> ServiceResult<(Vec<String>, Vec<String>, Vec<NewMessage>)> {
         let now = self.clock.now();
-        let (chain, on_record) = {
-            let snapshot = self.snapshot.read();
-            let catalog = snapshot.catalog();
-            let chain = catalog.lost_with(permissions, consent_items, |_| true, |_| true);
-            let on_record = catalog.lost_with(
-                permissions,
-                consent_items,
-                |p| record.grants.iter().any(|g| g.permission == p && g.is_active(now)),
-                |c| record.consent_items.iter().any(|s| s.scope == c),
-            );
-            (chain, on_record)
-        };
-        let ((revoke, unset), (held, set)) = (chain, on_record);
+        let (revoke, unset) = self.snapshot.read().catalog().lost_with(permissions, consent_items, |_| true, |_| true);
+        let (held, set) = self.lost_on_record(record, permissions, consent_items);
         if held.is_empty() && set.is_empty() {
             return Ok((revoke, unset, Vec::new()));
         }
@@ -399,6 +388,24 @@ impl Services {
             serde_json::json!({"type": "app.prerequisite_lost", "app_id": app, "lost": what, "revoked": held, "unset": set, "at": now}),
         )?;
         Ok((revoke, unset, messages))
+    }
+
+    /// What of `record` goes with `permissions` and `consent_items`: the permissions it holds
+    /// (app-wide or by a key) and the consent items it has set that need them, however far
+    /// removed.
+    pub(super) fn lost_on_record(
+        &self,
+        record: &AppRecord,
+        permissions: &[&str],
+        consent_items: &[&str],
+    ) -> (Vec<String>, Vec<String>) {
+        let now = self.clock.now();
+        self.snapshot.read().catalog().lost_with(
+            permissions,
+            consent_items,
+            |p| record.grants.iter().any(|g| g.permission == p && g.is_active(now)),
+            |c| record.consent_items.iter().any(|s| s.scope == c),
+        )
     }
 
     /// Whether the app holds `permission` now (app-wide).
