@@ -86,7 +86,7 @@ impl Services {
                     serde_json::json!({"status": AppStatus::Suspended, "reason": format!("no calls for {days} days")}),
                 );
             if self.store.suspend_if_idle(app, cutoff, &messages, &audit)? {
-                self.refresh(app)?;
+                self.settle(app);
                 suspended.push(app);
             }
         }

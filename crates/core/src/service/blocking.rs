@@ -91,7 +91,7 @@ impl Services {
             .set_account_blocked(account, blocked, &audit)?
             .ok_or_else(|| ServiceError::NotFound(format!("account {account} does not exist")))?;
         for app in &owned {
-            self.refresh(*app)?;
+            self.settle(*app);
         }
         Ok(AccountBlock { account_id: account, blocked, owned_apps: owned })
     }

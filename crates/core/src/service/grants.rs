@@ -194,7 +194,7 @@ impl Services {
                     "params": new.params, "key_id": new.key_id, "reason": new.reason,
                 }));
         let grant = self.store.insert_grant(&new, now, &audit)?;
-        self.refresh(app)?;
+        self.settle(app);
         Ok(HeldPermission::from(&grant))
     }
 
@@ -229,9 +229,13 @@ impl Services {
             }
             (rule, _) => rule,
         };
-        // The newest first, as the store answers: the one the audit event shows.
+        // The newest first, as the store answers: the one the audit event shows. A grant that
+        // has ended is held no more (the list of holdings does not show it either).
         let held = record.grants.iter().rev().find(|g| {
-            g.permission == permission && g.key_id == input.key_id && rule.is_none_or(|r| g.raised_rule() == Some(r))
+            g.permission == permission
+                && g.key_id == input.key_id
+                && rule.is_none_or(|r| g.raised_rule() == Some(r))
+                && g.is_active(now)
         });
         let not_held = || {
             let whose = match input.key_id {
@@ -265,7 +269,7 @@ impl Services {
                 &audit,
             )?
             .ok_or_else(not_held)?;
-        self.refresh(app)?;
+        self.settle(app);
         Ok(HeldPermission::from(&revoked))
     }
 }

@@ -79,7 +79,7 @@ impl Services {
         if !self.store.delete_key(app, key, &audit)? {
             return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
         }
-        self.refresh(app)?;
+        self.settle(app);
         Ok(())
     }
 

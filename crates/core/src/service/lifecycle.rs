@@ -231,7 +231,7 @@ impl Services {
             .losing(&[], &[]);
         let done = self.store.grant_notice(g, LAPSED, Some(revocation), &[], &audit)?;
         if done {
-            self.refresh(app)?;
+            self.settle(app);
         }
         Ok(done)
     }
@@ -336,7 +336,7 @@ impl Services {
                 };
                 let done = self.store.grant_notice(g, "reaped", Some(revocation), &messages, &audit)?;
                 if done {
-                    self.refresh(app)?;
+                    self.settle(app);
                 }
                 Ok(done.then_some(Reap::Revoked))
             }

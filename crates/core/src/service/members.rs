@@ -39,7 +39,7 @@ impl Services {
         .before(before)
         .after(input.role);
         self.store.set_member(app, input.account_id, input.role, &audit)?;
-        self.refresh(app)?;
+        self.settle(app);
         Ok((Member { account_id: input.account_id, role: input.role }, before.is_none()))
     }
 
@@ -56,7 +56,7 @@ impl Services {
                 .app(app)
                 .before(before);
         self.store.remove_member(app, account, &audit)?;
-        self.refresh(app)?;
+        self.settle(app);
         Ok(())
     }
 }

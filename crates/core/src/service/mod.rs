@@ -204,6 +204,19 @@ impl Services {
         Ok(messages)
     }
 
+    /// [`Services::refresh`] after a committed write whose answer does not need the record: a
+    /// failure to re-read the app is logged, not returned. The write and its change-log row are
+    /// committed, so the change sync applies them to this node's snapshot within a poll, and the
+    /// caller learns that the write succeeded (an error would have it retry what is done).
+    fn settle(&self, id: AppId) {
+        if let Err(e) = self.refresh(id) {
+            tracing::warn!(
+                app = id.0,
+                "saved, but re-reading app {id} into this node's snapshot failed ({e}); the change sync applies it"
+            );
+        }
+    }
+
     /// Re-reads one app and patches it into the snapshot.
     fn refresh(&self, id: AppId) -> ServiceResult<AppRecord> {
         let _in_order = self.patching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -77,7 +77,7 @@ impl Services {
                 .before(&record.paid)
                 .after(&paid);
         self.store.set_paid_usage(app, paid.as_ref(), &audit)?;
-        self.refresh(app)?;
+        self.settle(app);
         Ok(paid)
     }
 }

@@ -98,7 +98,7 @@ impl Services {
                 .before(before)
                 .after(input.activated);
         self.store.set_product(app, product, input.activated, &audit)?;
-        self.refresh(app)?;
+        self.settle(app);
         Ok(ProductState { product: product.to_owned(), activated: input.activated })
     }
 }

@@ -267,30 +267,36 @@ impl Services {
             NewAuditEvent::new(now, Some(actor.account.id), "request.submit", "permission_request:{request_id}".into())
                 .app(app)
                 .after(summary);
-        let messages = self.messages_for(&record, &permission, "{request_id}", &new.event)?;
+        let messages = self.messages_for(&record, (&permission.id, &permission.name), "{request_id}", &new.event)?;
         let requires = requirements(&permission, now);
         let grant = grant.as_ref().map(|g| (g, &requires));
         let request = self.store.create_request(&new, evidence.as_ref(), grant, &messages, &audit)?;
         if immediate {
-            self.refresh(app)?;
+            self.settle(app);
         }
-        match auto {
-            // Approved by the catalog's rule in a second transaction: should it fail, the request
-            // waits for a reviewer like any other.
-            Some(met) => Ok(self.auto_approve(&record, &permission, request, &met)?),
-            None => Ok(request),
+        let Some(met) = auto else { return Ok(request) };
+        // Approved by the catalog's rule in a second transaction: should it fail, the request
+        // (saved, and answered as such) waits for a reviewer like any other.
+        match self.auto_approve(&record, &permission, &request, &met) {
+            Ok(Some(approved)) => Ok(approved),
+            Ok(None) => Ok(request),
+            Err(e) => {
+                tracing::warn!(request = request.id, "auto-approval failed ({e}); the request waits for a reviewer");
+                Ok(request)
+            }
         }
     }
 
     /// Approves a request that met its permission's auto-approval rule, as permgate (no
-    /// account), saying which conditions held.
+    /// account), saying which conditions held; `None` when it was not (a prerequisite went since
+    /// the check, or the request changed).
     fn auto_approve(
         &self,
         record: &AppRecord,
         permission: &Permission,
-        request: PermissionRequest,
+        request: &PermissionRequest,
         met: &str,
-    ) -> ServiceResult<PermissionRequest> {
+    ) -> ServiceResult<Option<PermissionRequest>> {
         let now = self.clock.now();
         let id = request.id;
         let from = self.holding(record, &permission.id, request.requested_rule.as_deref(), now);
@@ -325,16 +331,16 @@ impl Services {
                 "state": RequestState::Approved, "rule": permission.auto_approve, "met": met,
                 "grant": {"expires_at": grant.expires_at, "params": grant.params},
             }));
-        let messages = self.messages_for(record, permission, &id.to_string(), &event)?;
+        let messages = self.messages_for(record, (&permission.id, &permission.name), &id.to_string(), &event)?;
         let t = Transition { request_id: id, from: RequestState::Submitted, event };
         let requires = requirements(permission, now);
         match self.store.transition_request(&t, Some((&grant, &requires)), &messages, &audit) {
             Ok(Some(updated)) => {
-                self.refresh(record.app.id)?;
-                Ok(updated)
+                self.settle(record.app.id);
+                Ok(Some(updated))
             }
             // A prerequisite went since the check: the request waits for a reviewer.
-            Ok(None) | Err(crate::ports::StoreError::Conflict(_)) => Ok(request),
+            Ok(None) | Err(crate::ports::StoreError::Conflict(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -424,16 +430,18 @@ impl Services {
         } else {
             self.app_for(actor, app, Access::Edit)?
         };
+        // A request for a permission the catalog dropped can only be closed: withdrawn, or
+        // reviewed and rejected.
         let permission = self.snapshot.read().catalog().permission(&request.permission).cloned().ok_or_else(|| {
             ServiceError::Conflict(format!(
-                "the catalog no longer has the permission `{}`; the request can only be withdrawn",
+                "the catalog no longer has the permission `{}`; the request can only be withdrawn or rejected",
                 request.permission
             ))
         });
         let permission = match (permission, action) {
             (Ok(p), _) => Some(p),
-            (Err(_), RequestAction::Withdraw) => None,
-            (Err(e), _) => return Err(e),
+            (Err(e), RequestAction::Approve | RequestAction::Hold) => return Err(e),
+            (Err(_), _) => None,
         };
         // Checked and normalized once: what is stored is what was checked.
         let comment = match input.comment.as_deref().map(str::trim) {
@@ -470,11 +478,13 @@ impl Services {
             )));
         }
         let now = self.clock.now();
+        // The state before the grant an approval would make: its checks speak of holding and
+        // rejecting, which only a request under review may be.
+        let to = request.state.apply(action).map_err(|e| ServiceError::Conflict(format!("request {id}: {e}")))?;
         let grant = match (action, &permission) {
             (RequestAction::Approve, Some(p)) => Some(self.approval_grant(actor, &record, &request, p, &input, now)?),
             _ => None,
         };
-        let to = request.state.apply(action).map_err(|e| ServiceError::Conflict(format!("request {id}: {e}")))?;
         let event = RequestEvent {
             at: now,
             actor: Some(actor.account.id),
@@ -497,10 +507,11 @@ impl Services {
             "state": to, "reason_code": event.reason_code, "comment": event.comment,
             "grant": grant.as_ref().map(|g| serde_json::json!({"expires_at": g.expires_at, "params": g.params})),
         }));
-        let messages = match &permission {
-            Some(p) => self.messages_for(&record, p, &id.to_string(), &event)?,
-            None => Vec::new(),
-        };
+        // A permission the catalog no longer has is named by its id.
+        let named = permission
+            .as_ref()
+            .map_or((request.permission.as_str(), request.permission.as_str()), |p| (p.id.as_str(), p.name.as_str()));
+        let messages = self.messages_for(&record, named, &id.to_string(), &event)?;
         let t = Transition { request_id: id, from: request.state, event };
         let requires = permission.as_ref().map(|p| requirements(p, t.event.at)).unwrap_or_default();
         let grant = grant.as_ref().map(|g| (g, &requires));
@@ -515,7 +526,7 @@ impl Services {
             ServiceError::Conflict(format!("request {id} changed while you acted on it; reload it and try again"))
         })?;
         if grant.is_some() {
-            self.refresh(app)?;
+            self.settle(app);
         }
         Ok(updated)
     }
@@ -654,7 +665,7 @@ impl Services {
     fn messages_for(
         &self,
         record: &AppRecord,
-        permission: &Permission,
+        (permission_id, permission_name): (&str, &str),
         request_id: &str,
         event: &RequestEvent,
     ) -> ServiceResult<Vec<NewMessage>> {
@@ -663,15 +674,15 @@ impl Services {
             "[permgate] {} (app {}): request #{request_id} for {} is {}",
             app.name,
             app.id,
-            permission.name,
+            permission_name,
             event.to.as_str().replace('_', " ")
         );
         let mut body = format!(
             "App: {} (id {})\nPermission: {} ({})\nRequest: #{request_id}\nState: {}{}\n",
             app.name,
             app.id,
-            permission.name,
-            permission.id,
+            permission_name,
+            permission_id,
             event.from.map(|f| format!("{f} -> ")).unwrap_or_default(),
             event.to
         );
@@ -696,7 +707,7 @@ impl Services {
             "type": format!("permission_request.{}", event.to),
             "request_id": request_id,
             "app_id": app.id,
-            "permission": permission.id,
+            "permission": permission_id,
             "from": event.from,
             "to": event.to,
             "action": event.action,

@@ -114,7 +114,7 @@ impl Services {
                 .app(app)
                 .after(serde_json::json!({"terms": ELIGIBILITY_TERMS}));
             self.store.agree_eligibility(app, actor.account.id, now, &audit)?;
-            self.refresh(app)?;
+            self.settle(app);
         }
         self.eligibility(actor, app)
     }
@@ -194,7 +194,7 @@ impl Services {
             .before(&record.business)
             .after(&business);
         self.store.set_business(app, &business, (!already_biz).then_some(&grant), &audit)?;
-        self.refresh(app)?;
+        self.settle(app);
         Ok(business)
     }
 
@@ -242,7 +242,7 @@ impl Services {
                 "app {app} is not a Biz app (its Biz status was removed already)"
             )));
         };
-        self.refresh(app)?;
+        self.settle(app);
         Ok(revoked)
     }
 
@@ -459,7 +459,7 @@ impl Services {
         .before(before)
         .after(&setting);
         self.store.set_consent_item(app, scope, Some(&setting), &audit)?;
-        self.refresh(app)?;
+        self.settle(app);
         Ok(setting)
     }
 
@@ -482,7 +482,7 @@ impl Services {
         if self.store.unset_consent_item(app, scope, cascade, actor.account.id, &audit)?.is_none() {
             return Err(ServiceError::NotFound(format!("the consent item `{scope}` is not set on app {app}")));
         }
-        self.refresh(app)?;
+        self.settle(app);
         Ok(())
     }
 }

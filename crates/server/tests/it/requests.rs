@@ -331,3 +331,98 @@ both_backends! {
         assert_eq!(t.check("GET", "/v2/local/search/category.json", &key).await["quota"]["limit"], 150_000);
     }
 }
+
+// A move the state forbids is answered as such first: approving a request not under review says
+// to start the review (the grant's checks, run first, advised holding or rejecting it, itself
+// refused from `submitted`), and approving it again says it is closed.
+both_backends! {
+    async fn an_approval_out_of_turn_is_refused_for_its_state(t) {
+        let (app, dev) = ready_app(&t, &["talk_calendar"]).await;
+        let (_, rev) = t.account("rev", "reviewer").await;
+        let (status, req) = t.apply(app, &dev, &calendar_form(), Some(("s.png", TINY_PNG.to_vec()))).await;
+        assert_eq!(status, StatusCode::CREATED, "{req}");
+        let id = id_of(&req);
+        // The consent item the permission needs goes: the grant's check would fail, but the
+        // state is what is wrong.
+        let (status, e) = t.delete(&format!("/v1/apps/{app}/consent-items/talk_calendar"), &dev, None).await;
+        assert!(status.is_success(), "{e}");
+        let (status, e) = t.act(id, &rev, json!({"action": "approve"})).await;
+        assert_eq!((status, e["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{e}");
+        assert!(e["msg"].as_str().is_some_and(|m| m.contains("start the review first")), "{e}");
+        t.consent(app, &dev, &["talk_calendar"]).await;
+        assert_eq!(t.act(id, &rev, json!({"action": "start_review"})).await.0, StatusCode::OK);
+        assert_eq!(t.act(id, &rev, json!({"action": "approve"})).await.0, StatusCode::OK);
+        let (status, e) = t.act(id, &rev, json!({"action": "approve"})).await;
+        assert_eq!((status, e["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{e}");
+        assert!(e["msg"].as_str().is_some_and(|m| m.contains("closed")), "{e}");
+    }
+}
+
+// A grant that has ended is held no more: revoking it is refused as for one never made (it
+// answered 200 and audited a revocation of nothing in force).
+both_backends! {
+    async fn an_ended_grant_cannot_be_revoked(t) {
+        let (app, _) = ready_app(&t, &[]).await;
+        let grants = format!("/v1/apps/{app}/permissions");
+        let until = t.clock_now().plus_seconds(86_400);
+        let body = json!({"permission": "kakao_moment", "reason": "trial", "expires_at": until});
+        assert_eq!(t.post(&grants, &t.admin, body).await.0, StatusCode::CREATED);
+        t.clock.advance(2 * 86_400);
+        let (status, e) = t.delete(&format!("{grants}/kakao_moment"), &t.admin, Some(json!({"reason": "done"}))).await;
+        assert_eq!((status, e["code"].as_i64()), (StatusCode::NOT_FOUND, Some(-404)), "{e}");
+        let (_, audit) = t.get(&format!("/v1/audit?app_id={app}"), &t.admin).await;
+        assert!(!audit.to_string().contains("grant.revoke"), "{audit}");
+    }
+}
+
+// A request whose permission the catalog dropped can still be closed by either side: rejected by
+// a reviewer (only a withdrawal was possible, so it sat in the queue) and told to the members.
+#[tokio::test]
+async fn a_request_for_a_dropped_permission_can_be_rejected_and_is_told() {
+    for postgres in [false, true] {
+        let notify = permgate_core::notify::NotifySettings { email: true, webhook_url: None, public_url: None };
+        let Some(t) = TestApp::spawn_notifying(notify, postgres).await else { continue };
+        let (_, dev) = t.account_with_email("dev", "developer", "dev@example.com").await;
+        let app = id_of(&t.app(&dev, "Ads").await);
+        assert_eq!(t.post(&format!("/v1/apps/{app}/eligibility"), &dev, json!({})).await.0, StatusCode::OK);
+        let (_, rev) = t.account("rev", "reviewer").await;
+        let body = json!({"business_registration_number": "1208147521", "company_name": "Ads Co"});
+        assert_eq!(t.put(&format!("/v1/apps/{app}/business"), &dev, body).await.0, StatusCode::OK);
+        let ask = json!({"permission": "increased_quota", "service_url": "https://x.example.com", "reason": "growth",
+            "requested_limit": 200000, "requested_rule": "local_keyword_search_daily"});
+        let (status, req) = t.post(&format!("/v1/apps/{app}/permission-requests"), &dev, ask).await;
+        assert_eq!(status, StatusCode::CREATED, "{req}");
+        let id = id_of(&req);
+
+        // The catalog drops increased_quota.
+        let catalog = permgate_core::catalog::DEFAULT_CATALOG;
+        let start = catalog.find("[[permissions]]\nid = \"increased_quota\"").unwrap_or_default();
+        let end = start + catalog[start + 1..].find("\n[[").unwrap_or_default() + 1;
+        assert!(end > start, "the default catalog declares increased_quota");
+        let dropped = format!("{}{}", &catalog[..start], &catalog[end + 1..]);
+        std::fs::write(t.catalog_file(), dropped).unwrap_or_else(|e| unreachable!("{e}"));
+        let (status, body) = t.post("/v1/catalog/reload", &t.admin, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        assert_eq!(t.act(id, &rev, json!({"action": "start_review"})).await.0, StatusCode::OK);
+        for refused in [
+            json!({"action": "approve"}),
+            json!({"action": "hold", "reason_code": "mockup_not_accepted", "comment": "x"}),
+        ] {
+            let (status, e) = t.act(id, &rev, refused).await;
+            assert_eq!((status, e["code"].as_i64()), (StatusCode::CONFLICT, Some(-409)), "{e}");
+            assert!(e["msg"].as_str().is_some_and(|m| m.contains("withdrawn or rejected")), "{e}");
+        }
+        let reject =
+            json!({"action": "reject", "reason_code": "policy_violation", "comment": "the feature is retired"});
+        let (status, done) = t.act(id, &rev, reject).await;
+        assert_eq!((status, done["state"].as_str()), (StatusCode::OK, Some("rejected")), "{done}");
+        let subjects: Vec<String> = t
+            .store(move |s| s.store.messages(Some(permgate_core::model::AppId(app)), 50).unwrap_or_default())
+            .await
+            .into_iter()
+            .map(|m| m.subject)
+            .collect();
+        assert!(subjects.iter().any(|s| s.contains("is rejected")), "the members are told: {subjects:?}");
+    }
+}
