@@ -490,7 +490,8 @@ pub fn requests(ctx: &Ctx, command: RequestsCommand) -> anyhow::Result<ExitCode>
                     st.parse::<RequestState>().map_err(|_| anyhow::anyhow!("--state `{st}` is not a request state"))
                 })
                 .transpose()?;
-            let list = s.permission_requests(&actor, ListRequests { state, app_id: app.map(AppId) }).map_err(err)?;
+            let query = ListRequests { state, app_id: app.map(AppId), ..ListRequests::default() };
+            let list = s.permission_requests(&actor, query).map_err(err)?.requests;
             let rows = list
                 .iter()
                 .map(|r| {

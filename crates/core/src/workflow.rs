@@ -237,6 +237,8 @@ pub struct RequestFilter {
     pub app_id: Option<AppId>,
     /// Restricts the listing to these apps (a developer sees their apps' requests only).
     pub among_apps: Option<Vec<AppId>>,
+    /// Only requests older (by id) than this one.
+    pub before: Option<i64>,
     pub limit: usize,
 }
 

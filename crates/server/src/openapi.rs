@@ -19,8 +19,8 @@ use permgate_core::notify::OutboxMessage;
 use permgate_core::service::{
     AccountBlock, ActOnRequest, AddKey, AddMember, AppView, Apply, BlockReason, CatalogPreview, ConnectChannel,
     CreateAccount, CreateApp, CreatedAccount, EligibilityView, Explanation, GrantPermission, HeldPermission, KeyView,
-    LifecycleRun, ProductState, RemoveBusiness, RevokePermission, SetBusiness, SetConsentItem, SetPaidUsage,
-    SetPlatforms, SetProduct, ShadowReport, Usage,
+    LifecycleRun, ProductState, RemoveBusiness, RequestPage, RevokePermission, SetBusiness, SetConsentItem,
+    SetPaidUsage, SetPlatforms, SetProduct, ShadowReport, Usage,
 };
 use permgate_core::workflow::PermissionRequest;
 
@@ -494,7 +494,7 @@ fn operations(s: &mut Schemas) -> Vec<Op> {
             "requests",
             "The app's permission requests.",
         )
-        .answers(200, "The requests.", s.list::<PermissionRequest>("requests")),
+        .answers(200, "The requests, newest first; `next_before` when more follow.", s.out::<RequestPage>()),
         Op::new(
             "get",
             "/v1/permission-requests",
@@ -504,7 +504,9 @@ fn operations(s: &mut Schemas) -> Vec<Op> {
         )
         .query("state", "Only requests in this state (in_review, approved, rejected, on_hold, withdrawn).", string())
         .query("app_id", "Only this app's requests.", integer())
-        .answers(200, "The requests.", s.list::<PermissionRequest>("requests")),
+        .query("before", "Only requests older than this one: the `next_before` of the page before.", integer())
+        .query("limit", "At most this many, 1 to 1000 (1000 when not given).", integer())
+        .answers(200, "The requests, newest first; `next_before` when more follow.", s.out::<RequestPage>()),
         Op::new("get", "/v1/permission-requests/{id}", "getRequest", "requests", "One request, with its history.")
             .answers(200, "The request.", request.clone()),
         Op::new(

@@ -336,9 +336,10 @@ impl WorkflowStore for PostgresStore {
                     "SELECT {REQUEST_COLUMNS} FROM permission_requests r LEFT JOIN evidence_files e ON e.id = r.evidence_id
                      WHERE ($1::text IS NULL OR r.state = $1) AND ($2::bigint IS NULL OR r.app_id = $2)
                      AND ($3::bigint[] IS NULL OR r.app_id = ANY($3))
+                     AND ($5::bigint IS NULL OR r.id < $5)
                      ORDER BY r.id DESC LIMIT $4"
                 ),
-                &[&state, &app, &among, &limit],
+                &[&state, &app, &among, &limit, &filter.before],
             )?
             .iter()
             .map(request_row)

@@ -336,6 +336,7 @@ impl WorkflowStore for SqliteStore {
                 "SELECT {REQUEST_COLUMNS} FROM permission_requests r LEFT JOIN evidence_files e ON e.id = r.evidence_id
                  WHERE (?1 IS NULL OR r.state = ?1) AND (?2 IS NULL OR r.app_id = ?2)
                  AND (?3 IS NULL OR r.app_id IN (SELECT value FROM json_each(?3)))
+                 AND (?5 IS NULL OR r.id < ?5)
                  ORDER BY r.id DESC LIMIT ?4"
             ))
             .map_err(backend)?;
@@ -345,7 +346,8 @@ impl WorkflowStore for SqliteStore {
                     filter.state.map(|s| s.as_str()),
                     filter.app_id.map(|a| a.0),
                     among,
-                    i64::try_from(filter.limit).unwrap_or(i64::MAX)
+                    i64::try_from(filter.limit).unwrap_or(i64::MAX),
+                    filter.before
                 ],
                 request_row,
             )

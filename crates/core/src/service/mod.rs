@@ -33,7 +33,9 @@ pub use members::AddMember;
 pub use paid::SetPaidUsage;
 pub use products::{ProductState, SetProduct};
 pub use quotas::{RuleUsage, Usage};
-pub use requests::{ActOnRequest, Apply, ListRequests, MAX_EVIDENCE_BYTES, Upload, evidence_type};
+pub use requests::{
+    ActOnRequest, Apply, ListRequests, MAX_EVIDENCE_BYTES, MAX_PAGE, RequestPage, Upload, evidence_type,
+};
 pub use settings::{
     CHANNEL_PERMISSION, ConnectChannel, ELIGIBILITY_TERMS, EligibilityView, IndividualBiz, RemoveBusiness, SetBusiness,
     SetConsentItem, business_registration_number,

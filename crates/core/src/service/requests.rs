@@ -3,7 +3,7 @@
 //! history entry, the grant an approval creates, the audit event and the notifications in one
 //! transaction, then patches the snapshot so the next decision sees the grant.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::lifecycle::{Holding, RENEW_WITHIN_DAYS};
 use super::{Access, Actor, Services, prose_text, required_text};
@@ -62,7 +62,7 @@ pub struct ActOnRequest {
     pub granted_limit: Option<u64>,
 }
 
-/// `GET /v1/permission-requests?state=&app_id=`
+/// `GET /v1/permission-requests?state=&app_id=&before=&limit=`
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequests {
@@ -70,6 +70,25 @@ pub struct ListRequests {
     pub state: Option<RequestState>,
     #[serde(default)]
     pub app_id: Option<AppId>,
+    /// Only requests older than this one (by id): the page after the one that named it as
+    /// `next_before`.
+    #[serde(default)]
+    pub before: Option<i64>,
+    /// At most this many (1 to [`MAX_PAGE`]; [`MAX_PAGE`] when not given).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// The most requests one page lists.
+pub const MAX_PAGE: usize = 1000;
+
+/// A page of requests, newest first, and where the next one starts (the `before` to ask with),
+/// if there are more.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct RequestPage {
+    pub requests: Vec<PermissionRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<i64>,
 }
 
 /// The media type of an evidence file, judged by its content: JPEG, PNG or PDF.
@@ -637,7 +656,15 @@ impl Services {
         Ok(request)
     }
 
-    pub fn permission_requests(&self, actor: &Actor, query: ListRequests) -> ServiceResult<Vec<PermissionRequest>> {
+    /// The requests `actor` may see, newest first, a page at a time: a queue longer than a page
+    /// is read to its oldest request by asking again with `before` set to the answer's
+    /// `next_before`.
+    pub fn permission_requests(&self, actor: &Actor, query: ListRequests) -> ServiceResult<RequestPage> {
+        let limit = match query.limit {
+            None => MAX_PAGE,
+            Some(n) if (1..=MAX_PAGE).contains(&n) => n,
+            Some(n) => return Err(ServiceError::Invalid(format!("`limit`: {n} is not between 1 and {MAX_PAGE}"))),
+        };
         let among_apps = if actor.is_staff() {
             None
         } else {
@@ -646,7 +673,20 @@ impl Services {
             }
             Some(self.store.app_ids_of_member(actor.account.id)?)
         };
-        Ok(self.store.requests(&RequestFilter { state: query.state, app_id: query.app_id, among_apps, limit: 1000 })?)
+        let filter = RequestFilter {
+            state: query.state,
+            app_id: query.app_id,
+            among_apps,
+            before: query.before,
+            // One more than the page, to know whether another follows.
+            limit: limit + 1,
+        };
+        let mut requests = self.store.requests(&filter)?;
+        let next_before = (requests.len() > limit).then(|| {
+            requests.truncate(limit);
+            requests.last().map(|r| r.id)
+        });
+        Ok(RequestPage { requests, next_before: next_before.flatten() })
     }
 
     /// The evidence file of a request, for the app's members and reviewers.

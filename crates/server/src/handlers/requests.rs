@@ -281,6 +281,8 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 pub struct ListQuery {
     state: Option<String>,
     app_id: Option<String>,
+    before: Option<String>,
+    limit: Option<String>,
 }
 
 pub async fn list(
@@ -296,9 +298,16 @@ pub async fn list(
             .map(|s| s.parse::<RequestState>().map_err(|e| ApiError::invalid(format!("`state`: {e}"))))
             .transpose()?,
         app_id: q.app_id.as_deref().filter(|s| !s.is_empty()).map(|a| id("app_id", a)).transpose()?,
+        before: q.before.as_deref().filter(|s| !s.is_empty()).map(|b| id("before", b)).transpose()?,
+        limit: q
+            .limit
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|l| l.parse::<usize>().map_err(|_| ApiError::invalid(format!("`limit`: `{l}` is not a count"))))
+            .transpose()?,
     };
-    let requests = state.run(move |s| s.permission_requests(&actor, query)).await?;
-    Ok(Json(json!({ "requests": requests })))
+    let page = state.run(move |s| s.permission_requests(&actor, query)).await?;
+    Ok(Json(serde_json::to_value(page).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
 pub async fn list_for_app(
@@ -307,9 +316,9 @@ pub async fn list_for_app(
     Path(app): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let app: AppId = id("app id", &app)?;
-    let query = ListRequests { state: None, app_id: Some(app) };
-    let requests = state.run(move |s| s.permission_requests(&actor, query)).await?;
-    Ok(Json(json!({ "requests": requests })))
+    let query = ListRequests { app_id: Some(app), ..ListRequests::default() };
+    let page = state.run(move |s| s.permission_requests(&actor, query)).await?;
+    Ok(Json(serde_json::to_value(page).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
 pub async fn get(

@@ -426,3 +426,42 @@ async fn a_request_for_a_dropped_permission_can_be_rejected_and_is_told() {
         assert!(subjects.iter().any(|s| s.contains("is rejected")), "the members are told: {subjects:?}");
     }
 }
+
+// The queue is read a page at a time, newest first, to its oldest request (it stopped at the
+// newest 1,000, so the requests that had waited longest were the ones not shown).
+both_backends! {
+    async fn the_request_queue_is_read_page_by_page_to_its_oldest(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let (_, rev) = t.account("rev", "reviewer").await;
+        let mut made = Vec::new();
+        for n in 0..5 {
+            let app = id_of(&t.app(&dev, &format!("Calendar {n}")).await);
+            t.consent(app, &dev, &["talk_calendar"]).await;
+            assert_eq!(t.post(&format!("/v1/apps/{app}/eligibility"), &dev, json!({})).await.0, StatusCode::OK);
+            let (status, req) = t.apply(app, &dev, &calendar_form(), Some(("s.png", TINY_PNG.to_vec()))).await;
+            assert_eq!(status, StatusCode::CREATED, "{req}");
+            made.push(id_of(&req));
+        }
+        made.reverse();
+        let mut seen = Vec::new();
+        let mut path = "/v1/permission-requests?state=submitted&limit=2".to_owned();
+        loop {
+            let (status, page) = t.get(&path, &rev).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let ids: Vec<i64> = page["requests"].as_array().into_iter().flatten().map(id_of).collect();
+            assert!(ids.len() <= 2, "{page}");
+            seen.extend(ids);
+            match page["next_before"].as_i64() {
+                Some(before) => path = format!("/v1/permission-requests?state=submitted&limit=2&before={before}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, made, "every request once, newest first");
+        let (_, all) = t.get("/v1/permission-requests", &rev).await;
+        assert!(all.get("next_before").is_none() && all["requests"].as_array().map(Vec::len) == Some(5), "{all}");
+        for bad in ["limit=0", "limit=1001", "limit=x", "before=x"] {
+            let (status, e) = t.get(&format!("/v1/permission-requests?{bad}"), &rev).await;
+            assert_eq!((status, e["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{bad}: {e}");
+        }
+    }
+}
