@@ -61,6 +61,18 @@ impl NewAuditEvent {
         self.noting(&[("also_revoked", revoked), ("consent_items_unset", unset)])
     }
 
+    /// A copy whose `after.granted` says whether the store's transaction granted.
+    pub fn granting(&self, granted: bool) -> Self {
+        let mut event = self.clone();
+        if !event.after.is_object() {
+            event.after = serde_json::json!({});
+        }
+        if let Some(after) = event.after.as_object_mut() {
+            after.insert("granted".into(), granted.into());
+        }
+        event
+    }
+
     /// A copy whose `after.consent_items_unset` names `unset` (what a store's transaction found).
     pub fn unsetting(&self, unset: &[String]) -> Self {
         self.noting(&[("consent_items_unset", unset)])

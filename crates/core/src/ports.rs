@@ -332,15 +332,19 @@ pub trait WorkflowStore {
     /// Adds or replaces a channel of the registry.
     fn upsert_channel(&self, channel: &TalkChannel, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<()>;
     fn channels(&self) -> StoreResult<Vec<TalkChannel>>;
-    /// Connects a channel to the app, with the grant that brings (if not held yet).
+    /// Connects a channel to the app once `requires` holds, checked in the transaction (a Biz
+    /// removal committed meanwhile is seen, and refuses it), with `grant` unless the app holds it
+    /// already (two channels connected at once grant it once); `audit` says whether it granted.
+    /// Returns whether it granted.
     fn connect_channel(
         &self,
         app: AppId,
         channel: &str,
         now: Timestamp,
-        grant: Option<&NewGrant>,
+        grant: &NewGrant,
+        requires: &Requirements,
         audit: &NewAuditEvent,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     /// Disconnects a channel; false (and nothing written, not even `audit`) if it was not
     /// connected. When it was the app's last channel (counted in the same transaction, so two
     /// disconnected at once cannot both see another left) `cascade` is applied: the grants of

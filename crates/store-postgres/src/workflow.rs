@@ -137,19 +137,23 @@ impl WorkflowStore for PostgresStore {
         app: AppId,
         channel: &str,
         now: Timestamp,
-        grant: Option<&NewGrant>,
+        grant: &NewGrant,
+        requires: &Requirements,
         audit: &NewAuditEvent,
-    ) -> StoreResult<()> {
-        self.write(audit, |tx| {
+    ) -> StoreResult<bool> {
+        let granted = self.write_if_audit(|tx| {
+            check_requirements(tx, grant, requires, now)?;
+            let granted = !held_past(tx, grant, now)?;
             tx.execute(
                 "INSERT INTO app_channels (app_id, channel_id, connected_at) VALUES ($1, $2, $3)",
                 &[&app.0, &channel, &now.0],
             )?;
-            if let Some(g) = grant {
-                insert_grant_row(tx, g, now)?;
+            if granted {
+                insert_grant_row(tx, grant, now)?;
             }
-            Ok(())
-        })
+            Ok(Some((granted, audit.granting(granted))))
+        })?;
+        Ok(granted.unwrap_or(false))
     }
 
     fn disconnect_channel(

@@ -135,20 +135,24 @@ impl WorkflowStore for SqliteStore {
         app: AppId,
         channel: &str,
         now: Timestamp,
-        grant: Option<&NewGrant>,
+        grant: &NewGrant,
+        requires: &Requirements,
         audit: &NewAuditEvent,
-    ) -> StoreResult<()> {
-        self.write(audit, |tx| {
+    ) -> StoreResult<bool> {
+        let granted = self.write_if_audit(|tx| {
+            check_requirements(tx, grant, requires, now)?;
+            let granted = !held_past(tx, grant, now)?;
             tx.execute(
                 "INSERT INTO app_channels (app_id, channel_id, connected_at) VALUES (?1, ?2, ?3)",
                 params![app.0, channel, now.0],
             )
             .map_err(backend)?;
-            if let Some(g) = grant {
-                super::insert_grant_row(tx, g, now)?;
+            if granted {
+                super::insert_grant_row(tx, grant, now)?;
             }
-            Ok(())
-        })
+            Ok(Some((granted, audit.granting(granted))))
+        })?;
+        Ok(granted.unwrap_or(false))
     }
 
     fn disconnect_channel(

@@ -141,8 +141,22 @@ fn disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing(
         };
         store.upsert_channel(&talk, AT, &audit("channel.register"))?;
     }
-    store.connect_channel(id, "_a", AT, Some(&grant), &audit("channel.connect").app(id))?;
-    store.connect_channel(id, "_b", AT, None, &audit("channel.connect").app(id))?;
+    // Connecting needs what `requires` names, asked in the transaction: not a Biz app yet, the
+    // connection is refused and nothing is written.
+    let biz = Requirements { permissions: vec!["biz_app".into()], ..Requirements::default() };
+    let head = store.audit_head()?;
+    let refused = store.connect_channel(id, "_a", AT, &grant, &biz, &audit("channel.connect").app(id));
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(store.audit_head()?, head, "nothing written");
+    let biz_app = NewGrant { permission: "biz_app".into(), ..grant.clone() };
+    store.insert_grant(&biz_app, AT, &audit("grant.create"))?;
+    // The grant comes with the first channel; a second channel connects without a second grant.
+    assert!(store.connect_channel(id, "_a", AT, &grant, &biz, &audit("channel.connect").app(id))?);
+    assert!(!store.connect_channel(id, "_b", AT, &grant, &biz, &audit("channel.connect").app(id))?);
+    let after = store.audit_events(None, usize::MAX)?.pop().map(|e| e.event.after).unwrap_or_default();
+    assert_eq!(after["granted"], false, "{after}");
+    let grants = store.app_record(id)?.map(|r| r.grants.len()).unwrap_or_default();
+    assert_eq!(grants, 2, "biz_app and one connect_talk_channel");
     let revoke = ["connect_talk_channel".to_owned(), "talk_message".to_owned()];
     let revoke = Cascade { revoke: &revoke, ..Cascade::default() };
     let held = |store: &dyn Store| -> Result<bool, StoreError> {

@@ -10,7 +10,7 @@ use crate::model::{
     AppId, AppRecord, BizKind, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, TalkChannel,
 };
 use crate::notify::NewMessage;
-use crate::ports::{Cascade, NewGrant};
+use crate::ports::{Cascade, NewGrant, Requirements};
 
 /// The terms an owner or editor agrees to once per app before a first application.
 pub const ELIGIBILITY_TERMS: &str = "I confirm that the app's operating entity and its purpose of use comply with \
@@ -310,7 +310,9 @@ impl Services {
             )));
         }
         let now = self.clock.now();
-        let grant = (!self.holds_now(&record, CHANNEL_PERMISSION)).then(|| NewGrant {
+        // Granted unless held already, and only while the app is a Biz app: both are asked
+        // again in the store's transaction.
+        let grant = NewGrant {
             app_id: app,
             permission: CHANNEL_PERMISSION.into(),
             key_id: None,
@@ -319,12 +321,13 @@ impl Services {
             expires_at: None,
             params: serde_json::json!({"channel_id": channel.id}),
             reason: format!("channel `{}` connected (same business, business channel)", channel.id),
-        });
+        };
+        let requires = Requirements { permissions: vec!["biz_app".into()], ..Requirements::default() };
         let audit =
             NewAuditEvent::new(now, Some(actor.account.id), "channel.connect", format!("channel:{}", channel.id))
                 .app(app)
-                .after(serde_json::json!({"channel": channel, "granted": grant.is_some()}));
-        self.store.connect_channel(app, &channel.id, now, grant.as_ref(), &audit)?;
+                .after(serde_json::json!({"channel": channel}));
+        self.store.connect_channel(app, &channel.id, now, &grant, &requires, &audit)?;
         self.refresh(app)
     }
 
