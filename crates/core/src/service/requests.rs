@@ -307,8 +307,11 @@ impl Services {
     }
 
     /// Approves a request that met its permission's auto-approval rule, as permgate (no
-    /// account), saying which conditions held; `None` when it was not (a prerequisite went since
-    /// the check, or the request changed).
+    /// account), saying which conditions held: its review starts, then it is approved, as the
+    /// state machine has every request go (two transitions, each audited and told). Returns the
+    /// request as it then is: approved, or under review when the approval could not be made (a
+    /// prerequisite went since the check; a reviewer decides), or `None` when the request
+    /// changed before its review started.
     fn auto_approve(
         &self,
         record: &AppRecord,
@@ -318,13 +321,43 @@ impl Services {
     ) -> ServiceResult<Option<PermissionRequest>> {
         let now = self.clock.now();
         let id = request.id;
+        let app = record.app.id;
+        let named = (permission.id.as_str(), permission.name.as_str());
+        let step = |action: RequestAction, from: RequestState, to: RequestState, comment: String| {
+            let event = RequestEvent {
+                at: now,
+                actor: None,
+                action: action.as_str().into(),
+                from: Some(from),
+                to,
+                reason_code: None,
+                reason: None,
+                comment,
+            };
+            Transition { request_id: id, from, event }
+        };
+        let review = step(
+            RequestAction::StartReview,
+            RequestState::Submitted,
+            RequestState::InReview,
+            format!("the catalog's auto-approval rule for `{}` holds: {met}", permission.id),
+        );
+        let audit = NewAuditEvent::new(now, None, "request.start_review", format!("permission_request:{id}"))
+            .app(app)
+            .before(serde_json::json!({"state": RequestState::Submitted}))
+            .after(serde_json::json!({"state": RequestState::InReview, "rule": permission.auto_approve, "met": met}));
+        let messages = self.messages_for(record, named, &id.to_string(), &review.event)?;
+        let Some(in_review) = self.store.transition_request(&review, None, &messages, &audit)? else {
+            return Ok(None);
+        };
+
         let from = self.holding(record, &permission.id, request.requested_rule.as_deref(), now);
         let start = match from {
             Holding::Until(end) => end.max(now),
             _ => now,
         };
         let grant = NewGrant {
-            app_id: record.app.id,
+            app_id: app,
             permission: permission.id.clone(),
             key_id: None,
             source: GrantSource::Review,
@@ -333,33 +366,28 @@ impl Services {
             params: quota_params(request.requested_limit, request.requested_rule.as_deref()),
             reason: format!("request {id} auto-approved: {met}"),
         };
-        let event = RequestEvent {
-            at: now,
-            actor: None,
-            action: RequestAction::Approve.as_str().into(),
-            from: Some(RequestState::Submitted),
-            to: RequestState::Approved,
-            reason_code: None,
-            reason: None,
-            comment: format!("auto-approved by the catalog's rule for `{}`: {met}", permission.id),
-        };
+        let approve = step(
+            RequestAction::Approve,
+            RequestState::InReview,
+            RequestState::Approved,
+            format!("auto-approved by the catalog's rule for `{}`: {met}", permission.id),
+        );
         let audit = NewAuditEvent::new(now, None, "request.auto_approve", format!("permission_request:{id}"))
-            .app(record.app.id)
-            .before(serde_json::json!({"state": RequestState::Submitted}))
+            .app(app)
+            .before(serde_json::json!({"state": RequestState::InReview}))
             .after(serde_json::json!({
                 "state": RequestState::Approved, "rule": permission.auto_approve, "met": met,
                 "grant": {"expires_at": grant.expires_at, "params": grant.params},
             }));
-        let messages = self.messages_for(record, (&permission.id, &permission.name), &id.to_string(), &event)?;
-        let t = Transition { request_id: id, from: RequestState::Submitted, event };
+        let messages = self.messages_for(record, named, &id.to_string(), &approve.event)?;
         let requires = requirements(permission, now);
-        match self.store.transition_request(&t, Some((&grant, &requires)), &messages, &audit) {
-            Ok(Some(updated)) => {
-                self.settle(record.app.id);
-                Ok(Some(updated))
+        match self.store.transition_request(&approve, Some((&grant, &requires)), &messages, &audit) {
+            Ok(Some(approved)) => {
+                self.settle(app);
+                Ok(Some(approved))
             }
-            // A prerequisite went since the check: the request waits for a reviewer.
-            Ok(None) | Err(crate::ports::StoreError::Conflict(_)) => Ok(None),
+            // A prerequisite went since the check: under review, a reviewer decides.
+            Ok(None) | Err(crate::ports::StoreError::Conflict(_)) => Ok(Some(in_review)),
             Err(e) => Err(e.into()),
         }
     }
