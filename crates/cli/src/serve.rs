@@ -17,7 +17,7 @@ use permgate_core::service::BootstrapOutcome;
 use permgate_core::service::Services;
 use permgate_quota_redis::RedisCounter;
 use permgate_server::{
-    AppState, Delivery, Upstreams, serve, serve_gateway, spawn_change_sync, spawn_delivery, spawn_saver,
+    AppState, Delivery, Upstreams, serve, serve_gateway, spawn_change_sync, spawn_delivery, spawn_saver, spawn_upkeep,
 };
 
 use crate::wiring;
@@ -286,9 +286,13 @@ fn get_ready(
                     unused_days: args.reap_unused_days,
                     warning_days: args.reap_warning_days,
                 });
-                match spawn_saver(services.clone(), stop.clone(), suspend_after, reap) {
+                match spawn_saver(services.clone(), stop.clone()) {
                     Ok(handle) => workers.threads.lock().unwrap_or_else(PoisonError::into_inner).push(handle),
                     Err(e) => tracing::error!("cannot start the quota saver: {e}"),
+                }
+                match spawn_upkeep(services.clone(), stop.clone(), suspend_after, reap) {
+                    Ok(handle) => workers.threads.lock().unwrap_or_else(PoisonError::into_inner).push(handle),
+                    Err(e) => tracing::error!("cannot start the upkeep (grant lifecycle, idle apps): {e}"),
                 }
                 if let Some(d) = workers.delivery.take() {
                     match spawn_delivery(services.store.clone(), services.clock.clone(), d, stop.clone()) {

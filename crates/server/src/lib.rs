@@ -34,7 +34,7 @@ pub use error::ApiError;
 pub use gateway::{Upstreams, serve_gateway};
 pub use handlers::catalog::reload_from_file;
 pub use metrics::Metrics;
-pub use saver::spawn_saver;
+pub use saver::{spawn_saver, spawn_upkeep};
 pub use sync::spawn_change_sync;
 pub use throttle::{LIMIT as SIGN_IN_LIMIT, WINDOW as SIGN_IN_WINDOW};
 

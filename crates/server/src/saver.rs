@@ -1,8 +1,9 @@
 //! The saver thread: about once a second it saves the in-memory quota counters that changed, the
-//! apps' last calls and the recent decision log, and records waiting quota alerts. A crash (even `kill -9`) therefore loses at
-//! most `EVERY` of counts; a clean stop saves once more before the process exits. When apps are
-//! suspended for inactivity, it looks for idle apps every [`IDLE_CHECK`]; every
-//! [`LIFECYCLE_CHECK`] it sends due grant-expiry reminders and, when configured, warns about and
+//! apps' last calls and the recent decision log, and records waiting quota alerts, and nothing
+//! else. A crash (even `kill -9`) therefore loses at most `EVERY` of counts (and the time one save
+//! takes); a clean stop saves once more before the process exits. The upkeep thread beside it
+//! looks for idle apps every [`IDLE_CHECK`] when apps are suspended for inactivity, and every
+//! [`LIFECYCLE_CHECK`] sends due grant-expiry reminders and, when configured, warns about and
 //! reaps unused grants.
 
 use std::sync::Arc;
@@ -20,40 +21,14 @@ pub const IDLE_CHECK: Duration = Duration::from_secs(60);
 /// How often due expiry reminders are sent and unused grants looked for.
 pub const LIFECYCLE_CHECK: Duration = Duration::from_secs(300);
 
-/// Starts the thread; when `stop` is set it saves one last time and ends. With `suspend_after`,
-/// apps not called for that long are suspended.
-pub fn spawn_saver(
-    services: Services,
-    stop: Arc<AtomicBool>,
-    suspend_after: Option<Duration>,
-    reap: Option<ReapPolicy>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// Starts the saver; when `stop` is set it saves one last time and ends. It does nothing else,
+/// so that no other work delays a save (the upkeep runs on a thread of its own:
+/// [`spawn_upkeep`]).
+pub fn spawn_saver(services: Services, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("permgate-saver".into()).spawn(move || {
         let mut failing = false;
-        let mut last_idle_check: Option<std::time::Instant> = None;
-        let mut last_lifecycle: Option<std::time::Instant> = None;
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            if !stopping && last_lifecycle.is_none_or(|t| t.elapsed() >= LIFECYCLE_CHECK) {
-                last_lifecycle = Some(std::time::Instant::now());
-                match services.run_lifecycle(reap) {
-                    Ok(run) if !run.notified.is_empty() || !run.reaped.is_empty() || !run.lapsed.is_empty() => {
-                        tracing::info!(notified = ?run.notified, reaped = ?run.reaped, lapsed = ?run.lapsed, "grant lifecycle");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("cannot run the grant lifecycle: {e}"),
-                }
-            }
-            if let Some(idle) = suspend_after
-                && last_idle_check.is_none_or(|t| t.elapsed() >= IDLE_CHECK)
-            {
-                last_idle_check = Some(std::time::Instant::now());
-                match services.suspend_idle(i64::try_from(idle.as_secs()).unwrap_or(i64::MAX)) {
-                    Ok(apps) if !apps.is_empty() => tracing::info!(?apps, "suspended apps for inactivity"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("cannot look for idle apps: {e}"),
-                }
-            }
             let saved = services
                 .save_counters()
                 .and_then(|_| services.save_activity())
@@ -74,6 +49,46 @@ pub fn spawn_saver(
             }
             if stopping {
                 return;
+            }
+            std::thread::park_timeout(EVERY);
+        }
+    })
+}
+
+/// Starts the upkeep: every [`LIFECYCLE_CHECK`] the grant lifecycle (expiry reminders, with
+/// `reap` unused grants, and what ended grants took along), and with `suspend_after` every
+/// [`IDLE_CHECK`] the suspension of apps not called for that long. A round may take a while over
+/// many grants or apps; on the saver's thread it held up the counter saves, so that a `kill -9`
+/// then lost more than [`EVERY`] of counts. Ends when `stop` is set.
+pub fn spawn_upkeep(
+    services: Services,
+    stop: Arc<AtomicBool>,
+    suspend_after: Option<Duration>,
+    reap: Option<ReapPolicy>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("permgate-upkeep".into()).spawn(move || {
+        let mut last_idle_check: Option<std::time::Instant> = None;
+        let mut last_lifecycle: Option<std::time::Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            if last_lifecycle.is_none_or(|t| t.elapsed() >= LIFECYCLE_CHECK) {
+                last_lifecycle = Some(std::time::Instant::now());
+                match services.run_lifecycle(reap) {
+                    Ok(run) if !run.notified.is_empty() || !run.reaped.is_empty() || !run.lapsed.is_empty() => {
+                        tracing::info!(notified = ?run.notified, reaped = ?run.reaped, lapsed = ?run.lapsed, "grant lifecycle");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("cannot run the grant lifecycle: {e}"),
+                }
+            }
+            if let Some(idle) = suspend_after
+                && last_idle_check.is_none_or(|t| t.elapsed() >= IDLE_CHECK)
+            {
+                last_idle_check = Some(std::time::Instant::now());
+                match services.suspend_idle(i64::try_from(idle.as_secs()).unwrap_or(i64::MAX)) {
+                    Ok(apps) if !apps.is_empty() => tracing::info!(?apps, "suspended apps for inactivity"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("cannot look for idle apps: {e}"),
+                }
             }
             std::thread::park_timeout(EVERY);
         }
