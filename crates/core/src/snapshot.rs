@@ -545,6 +545,12 @@ fn quota_override(catalog: &Catalog, permission: usize, grant: &crate::model::Gr
         },
     };
     let rule = catalog.quota_rule_index(rule_id)?;
+    // A grant that names a rule its permission may not raise (made before the catalog said so)
+    // raises nothing.
+    let listed = permission.raises_quota_rules.iter().any(|r| r == rule_id);
+    if !listed && !catalog.quota_rules[rule].raisable_by_any() {
+        return None;
+    }
     Some(QuotaOverride { rule, limit, expires_at: grant.expires_at })
 }
 
@@ -685,5 +691,29 @@ mod layout_tests {
     fn a_keys_lookup_stays_32_bytes() {
         // One per key of every app: a digest held inline made it 48 (16 bytes more per app).
         assert_eq!(std::mem::size_of::<super::Lookup>(), 32);
+    }
+}
+
+#[cfg(test)]
+mod quota_override_tests {
+    use super::*;
+    use crate::model::{AppId, Grant};
+
+    /// A grant of `increased_quota` (which raises whichever rule its grant names) raises an app's
+    /// own quota of some APIs, and nothing else, even when the store holds a grant made before
+    /// the catalog said so.
+    #[test]
+    fn a_grant_raises_only_a_rule_its_permission_may_raise() {
+        let catalog = Catalog::builtin().unwrap_or_else(|e| unreachable!("{e}"));
+        let permission = catalog.permission_index("increased_quota").unwrap_or(usize::MAX);
+        let raised = |rule: &str| {
+            let params = serde_json::json!({"rule": rule, "limit": 999_999});
+            let grant = Grant::operator(AppId(1), "increased_quota", params, crate::time::Timestamp(0));
+            quota_override(&catalog, permission, &grant).map(|o| (catalog.quota_rules[o.rule].id.clone(), o.limit))
+        };
+        assert_eq!(raised("local_keyword_search_daily"), Some(("local_keyword_search_daily".into(), 999_999)));
+        for fixed in ["talk_message_daily", "talk_message_sender_daily", "talk_message_pair_daily", "api_monthly_total"] {
+            assert_eq!(raised(fixed), None, "{fixed}");
+        }
     }
 }

@@ -219,6 +219,20 @@ pub struct QuotaRule {
     pub shadow: bool,
     pub exclude_categories: Vec<String>,
     pub error: QuotaError,
+    /// `false` where no grant may raise the rule even if its scope would allow it (Kakao: the
+    /// message API's quota cannot be raised). See [`QuotaRule::raisable_by_any`].
+    pub raisable: bool,
+}
+
+impl QuotaRule {
+    /// Whether a permission that raises whichever rule its grant names (`raises_quota_rules`
+    /// empty, as `increased_quota`) may raise this one: an app's own quota of some APIs, not a
+    /// limit per developer, user, recipient or sender–recipient pair, not the monthly total of
+    /// all APIs, and not a rule the catalog marks `raisable = false`. Paid usage buys more of the
+    /// same rules (KAKAO.md 3.6).
+    pub fn raisable_by_any(&self) -> bool {
+        self.raisable && self.scope == QuotaScope::App && !self.all_apis
+    }
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -759,6 +773,7 @@ impl Validator<'_> {
                     shadow: q.shadow,
                     exclude_categories: q.exclude_categories,
                     error,
+                    raisable: q.raisable,
                 }
             })
             .collect();

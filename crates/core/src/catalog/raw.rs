@@ -121,6 +121,12 @@ pub(crate) struct RawQuotaRule {
     pub exclude_categories: Vec<String>,
     #[serde(default)]
     pub error: Option<RawQuotaError>,
+    #[serde(default = "yes")]
+    pub raisable: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]

@@ -90,8 +90,14 @@ impl Services {
                 ))),
             };
         };
-        if self.snapshot.read().catalog().quota_rule(r).is_none() {
-            return Err(ServiceError::Invalid(format!("`{field}`: the catalog has no quota rule `{r}`")));
+        let raisable = match self.snapshot.read().catalog().quota_rule(r) {
+            None => return Err(ServiceError::Invalid(format!("`{field}`: the catalog has no quota rule `{r}`"))),
+            Some(rule) => rule.raisable_by_any(),
+        };
+        if allowed.is_empty() && !raisable {
+            return Err(ServiceError::Invalid(format!(
+                "`{field}`: `{r}` cannot be raised: only an app's own quota of some APIs can (not a limit per developer, user, recipient or sender-recipient pair, the monthly total of all APIs, or a rule the catalog keeps fixed, such as the message API's)"
+            )));
         }
         if !allowed.is_empty() && !allowed.iter().any(|a| a == r) {
             return Err(ServiceError::Invalid(format!(

@@ -465,3 +465,27 @@ both_backends! {
         }
     }
 }
+
+// `increased_quota` raises whichever rule a request names, but only an app's own quota of some
+// APIs: not the message API's (Kakao: it cannot be raised), not the per-sender, per-recipient or
+// per-pair anti-spam limits, not the monthly total of all APIs. Operators are held to it too.
+both_backends! {
+    async fn increased_quota_cannot_raise_the_message_or_anti_spam_limits(t) {
+        let (app, dev) = ready_app(&t, &[]).await;
+        let body = json!({"business_registration_number": "1208147521", "company_name": "Ads Co"});
+        assert_eq!(t.put(&format!("/v1/apps/{app}/business"), &dev, body).await.0, StatusCode::OK);
+        let requests = format!("/v1/apps/{app}/permission-requests");
+        let ask = |rule: &str| json!({"permission": "increased_quota", "service_url": "https://x.example.com",
+            "reason": "growth", "requested_limit": 500_000, "requested_rule": rule});
+        for rule in ["talk_message_daily", "talk_message_sender_daily", "talk_message_pair_daily", "api_monthly_total"] {
+            let (status, e) = t.post(&requests, &dev, ask(rule)).await;
+            assert_eq!((status, e["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{rule}: {e}");
+            assert!(e["msg"].as_str().is_some_and(|m| m.contains("cannot be raised")), "{rule}: {e}");
+        }
+        let grant = json!({"permission": "increased_quota", "reason": "r", "params": {"rule": "talk_message_daily", "limit": 500_000}});
+        let (status, e) = t.post(&format!("/v1/apps/{app}/permissions"), &t.admin, grant).await;
+        assert_eq!((status, e["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(-2)), "{e}");
+        let (status, made) = t.post(&requests, &dev, ask("local_keyword_search_daily")).await;
+        assert_eq!(status, StatusCode::CREATED, "an app's own quota of some APIs can: {made}");
+    }
+}
