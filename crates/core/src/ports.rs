@@ -266,6 +266,8 @@ pub trait GrantStore {
 pub trait AuditStore {
     /// Appends an event that records no other change (e.g. a quota alert).
     fn record_event(&self, event: &NewAuditEvent) -> StoreResult<()>;
+    /// Records `event` and queues `messages` in the outbox, in one transaction.
+    fn record_notice(&self, event: &NewAuditEvent, messages: &[NewMessage]) -> StoreResult<()>;
     /// Events oldest first, optionally those of one app only.
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>>;
     /// The newest event's `seq` and hash as recorded beside the chain when it was appended, so

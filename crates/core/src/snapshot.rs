@@ -712,7 +712,8 @@ mod quota_override_tests {
             quota_override(&catalog, permission, &grant).map(|o| (catalog.quota_rules[o.rule].id.clone(), o.limit))
         };
         assert_eq!(raised("local_keyword_search_daily"), Some(("local_keyword_search_daily".into(), 999_999)));
-        for fixed in ["talk_message_daily", "talk_message_sender_daily", "talk_message_pair_daily", "api_monthly_total"] {
+        for fixed in ["talk_message_daily", "talk_message_sender_daily", "talk_message_pair_daily", "api_monthly_total"]
+        {
             assert_eq!(raised(fixed), None, "{fixed}");
         }
     }

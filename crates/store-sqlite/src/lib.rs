@@ -708,6 +708,15 @@ impl AuditStore for SqliteStore {
         self.write(event, |_| Ok(()))
     }
 
+    fn record_notice(&self, event: &NewAuditEvent, messages: &[permgate_core::notify::NewMessage]) -> StoreResult<()> {
+        self.write(event, |tx| {
+            for m in messages {
+                workflow::insert_message(tx, m, event.at)?;
+            }
+            Ok(())
+        })
+    }
+
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let conn = self.conn();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

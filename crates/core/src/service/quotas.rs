@@ -5,8 +5,10 @@ use serde::Serialize;
 use super::{Access, Actor, Services};
 use crate::audit::NewAuditEvent;
 use crate::catalog::{QuotaPeriod, QuotaScope};
+use crate::decision::QuotaAlert;
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AppId, PaidUsage};
+use crate::notify::NewMessage;
 use crate::quota::{CounterKey, PAID_DAY, PAID_MONTH, counter_rule, counter_rule_by_id, window};
 use crate::time::Timestamp;
 
@@ -137,22 +139,57 @@ impl Services {
         Ok(Usage { app_id: app, time_zone: catalog_zone, rules, paid, daily, daily_by_rule })
     }
 
-    /// Records waiting quota alerts as audit events (`quota.alert`); returns how many.
+    /// Records waiting quota alerts as audit events (`quota.alert`), each with its message to the
+    /// app's members and the webhook through the notification outbox, in one transaction;
+    /// returns how many.
     pub fn flush_alerts(&self) -> ServiceResult<usize> {
         let alerts = std::mem::take(&mut *self.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         for (i, a) in alerts.iter().enumerate() {
             let event = NewAuditEvent::new(self.clock.now(), None, "quota.alert", format!("quota:{}", a.rule))
                 .app(a.app_id)
                 .after(a);
-            if let Err(e) = self.store.record_event(&event) {
+            let recorded =
+                self.alert_messages(a).and_then(|messages| Ok(self.store.record_notice(&event, &messages)?));
+            if let Err(e) = recorded {
                 // Each threshold is passed once a window: an alert dropped here never comes back.
                 // This one and the rest go back to the front of the queue for the next round.
                 let mut queue = self.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 queue.splice(0..0, alerts[i..].iter().cloned());
-                return Err(e.into());
+                return Err(e);
             }
         }
         Ok(alerts.len())
+    }
+
+    /// What the app's members (and the webhook) are told of an alert; nothing for an app that is
+    /// gone.
+    fn alert_messages(&self, a: &QuotaAlert) -> ServiceResult<Vec<NewMessage>> {
+        let Some(record) = self.store.app_record(a.app_id)? else { return Ok(Vec::new()) };
+        let app = &record.app;
+        let subject = format!("[permgate] {} (app {}): quota `{}` is {} % used", app.name, app.id, a.rule, a.percent);
+        let mut body = format!(
+            "App {} (id {}) has used {} % of the quota rule `{}` (limit {}) in the present window, which ends {}.\n",
+            app.name,
+            app.id,
+            a.percent,
+            a.rule,
+            a.limit,
+            a.reset_at.to_rfc3339()
+        );
+        if a.percent >= 100 {
+            body.push_str(
+                "\nFurther calls counted by this rule are refused until then, unless paid usage is on for it.\n",
+            );
+        }
+        body.push_str(&format!(
+            "To apply for a higher limit: POST /v1/apps/{}/permission-requests (see GET /v1/apps/{}/usage).\n",
+            app.id, app.id
+        ));
+        let webhook = serde_json::json!({
+            "type": "quota.alert", "app_id": a.app_id, "rule": a.rule, "percent": a.percent,
+            "limit": a.limit, "reset_at": a.reset_at,
+        });
+        self.app_messages(&record, &subject, &body, webhook)
     }
 
     /// Saves the in-memory counters changed since the last save (about once a second): the

@@ -175,3 +175,39 @@ both_backends! {
         assert!(usage["daily_by_rule"].get("talk_message_daily").is_none(), "only rules the app was counted against");
     }
 }
+
+/// An alert reaches the app's members and the webhook through the notification outbox, in the
+/// transaction that records it (it was an audit event only: nobody was told).
+#[tokio::test]
+async fn a_quota_alert_is_told_to_the_members_and_the_webhook() {
+    for postgres in [false, true] {
+        let notify = permgate_core::notify::NotifySettings {
+            email: true,
+            webhook_url: Some("http://127.0.0.1:9/hooks".into()),
+            public_url: None,
+        };
+        let Some(t) = TestApp::spawn_notifying(notify, postgres).await else { continue };
+        let (_, dev) = t.account_with_email("dev", "developer", "dev@example.com").await;
+        let id = t.app(&dev, "Ads").await["id"].as_i64().unwrap_or_default();
+        let grant = json!({"permission": "kakao_moment", "reason": "agency"});
+        assert_eq!(t.post(&format!("/v1/apps/{id}/permissions"), &t.admin, grant).await.0, StatusCode::CREATED);
+        let user = format!("Bearer {}", t.user_token(id, "u1", ""));
+        check(&t, json!({"method": "POST", "path": CREATE_AD_ACCOUNT, "headers": {"authorization": user}})).await;
+        let before = t
+            .store(move |s| s.store.messages(Some(permgate_core::model::AppId(id)), 100).unwrap_or_default())
+            .await
+            .len();
+        assert_eq!(t.store(|s| s.flush_alerts()).await.ok(), Some(1));
+        let messages =
+            t.store(move |s| s.store.messages(Some(permgate_core::model::AppId(id)), 100).unwrap_or_default()).await;
+        let new: Vec<_> = messages.iter().take(messages.len() - before).collect();
+        let subjects: Vec<&str> = new.iter().map(|m| m.subject.as_str()).collect();
+        assert_eq!(new.len(), 2, "an e-mail and the webhook: {subjects:?}");
+        assert!(
+            new.iter().any(|m| m.recipient == "dev@example.com"
+                && m.subject.contains("`moment_ad_account_create_per_second` is 100 % used")),
+            "{subjects:?}"
+        );
+        assert!(new.iter().any(|m| m.subject == "quota.alert"), "{subjects:?}");
+    }
+}
