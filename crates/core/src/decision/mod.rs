@@ -954,8 +954,11 @@ fn count(
                 });
                 if consume {
                     alerts(d, catalog, &charges, &passed);
+                    // A call once per rule, however many recipients it was charged for.
                     for c in charges.iter().filter(|c| c.rule_index().is_some()) {
-                        counted.push(c.key.rule);
+                        if !counted.contains(&c.key.rule) {
+                            counted.push(c.key.rule);
+                        }
                     }
                 }
                 return counted;

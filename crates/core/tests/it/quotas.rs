@@ -458,3 +458,20 @@ fn the_short_counting_path_answers_and_counts_as_the_general_one() {
         assert_eq!(meters[0], meters[1], "the same counts and activity in both meters");
     }
 }
+
+/// A message to several recipients is one call of each rule that counts it (the per-rule calls
+/// the usage shows): it was counted once per recipient for the recipient and pair rules.
+#[test]
+fn a_message_to_several_recipients_is_one_call_of_each_rule() {
+    let s = world(Vec::new(), None);
+    let counter = MemoryCounter::new();
+    let d = send_to(&s, &counter, "alice", &["bob", "carol"], LATE);
+    assert!(d.allow, "{d:?}");
+    let catalog = s.catalog();
+    let calls = |rule: &str| {
+        let index = catalog.quota_rules.iter().position(|r| r.id == rule).unwrap_or(usize::MAX);
+        let meter = s.app(AppId(1)).map(|a| a.meter.lock().clone()).unwrap_or_default();
+        meter.rules.iter().find(|r| r.rule as usize == index).map_or(0, |r| r.calls)
+    };
+    assert_eq!([calls("sender"), calls("recipient"), calls("pair")], [1, 1, 1]);
+}
