@@ -653,9 +653,12 @@ pub fn decide_and_count(
             Err(lead) => return general(snapshot, query, counter, now, consume, on_failure, lead),
         };
         // Built in the return slot: a `Decision` is a few hundred bytes.
+        let restriction = quick.members_only.then_some(Restriction::MembersOnly);
         return Decision {
             app_id: Some(quick.app),
             api: Some(quick.api),
+            request_url: restriction.map(|_| RequestUrl(quick.app)),
+            restriction,
             key_id: Some(quick.key),
             key_kind: Some(KeyKind::RestApi),
             quota: quick.quota,

@@ -1,10 +1,10 @@
 //! The quick lane: the usual call, decided and counted without the general path's machinery. A
 //! REST API key (`KakaoAK` and 32 hex digits, as Kakao writes it) of an active, unblocked app
-//! without paid usage calls an API whose checks are all bits of the app's first line
-//! ([`QuickApi`]), holds every permission the API needs without expiry and app-wide, and is
-//! within every quota rule, all of them counted per app. Anything else (an unusual header, a
-//! test app, a permission held until a date or by one key, a used-up rule, an explanation asked
-//! for) is handed to the general path, having changed nothing, with what the lane found on the
+//! without paid usage (a test app's calls restricted to its original's members, as always)
+//! calls an API whose checks are all bits of the app's first line ([`QuickApi`]), holds every
+//! permission the API needs without expiry and app-wide, and is within every quota rule, all of
+//! them counted per app. Anything else (an unusual header, a permission held until a date or by
+//! one key, a used-up rule, an explanation asked for) is handed to the general path, having changed nothing, with what the lane found on the
 //! way (the route, the key); the general path then answers as if the lane were not there. A test
 //! decides the same calls both ways and compares the answers and the counts.
 //!
@@ -22,6 +22,8 @@ pub(super) struct Allowed {
     pub app: AppId,
     pub api: &'static str,
     pub key: KeyId,
+    /// A test app's call: for the original app's members only.
+    pub members_only: bool,
     pub quota: Option<QuotaState>,
     pub alerts: Vec<QuotaAlert>,
 }
@@ -43,10 +45,13 @@ pub(super) fn decide_and_count<'s>(
     let Some((app, key, kind)) = snapshot.find_hex_key(presented) else { return Err(lead) };
     lead.key = Some((app, key, kind));
     let Some(masks) = api.quick.as_ref() else { return Err(lead) };
+    // A test app (of an original) is served, restricted to the original's members; one without
+    // an original is left to the general path.
+    let members_only = app.is_test;
     if kind != KeyKind::RestApi
         || app.status != AppStatus::Active
         || app.owner_blocked
-        || app.is_test
+        || (app.is_test && app.original.is_none())
         || app.paid.is_some()
         || app.plain.low() & masks.permissions != masks.permissions
         || app.consent_set.low() & masks.consent_items != masks.consent_items
@@ -59,5 +64,5 @@ pub(super) fn decide_and_count<'s>(
     let mut meter = app.meter.lock();
     let Ok(quota) = plan.count(&mut meter, catalog, app, api, &mut alerts) else { return Err(lead) };
     note_activity(&mut meter, app, api, true, Some(key), &[], now);
-    Ok(Allowed { app: app.id, api: api.static_id, key, quota, alerts })
+    Ok(Allowed { app: app.id, api: api.static_id, key, members_only, quota, alerts })
 }
