@@ -348,8 +348,19 @@ fn init(args: &ServeArgs, catalog: Catalog, verifier: Arc<TokenVerifier>) -> any
         public_url: args.public_url.clone(),
     });
     if let Some(url) = &args.redis_url {
-        let counter = RedisCounter::connect(url, &args.redis_prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
         let policy = if args.quota_failure == "open" { CounterFailure::Open } else { CounterFailure::Closed };
+        let counter = match RedisCounter::connect(url, &args.redis_prefix) {
+            Ok(counter) => counter,
+            // Failing open, the node serves while Redis is down, from the start as afterwards.
+            Err(e) if policy == CounterFailure::Open => {
+                tracing::warn!(
+                    "{e}; starting anyway: calls are admitted uncounted (PERMGATE_QUOTA_FAILURE=open) until Redis answers"
+                );
+                RedisCounter::unchecked(url, &args.redis_prefix, permgate_quota_redis::DEFAULT_TIMEOUT)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+            }
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
+        };
         services = services.with_shared_counter(Arc::new(counter), policy);
     }
     let restored = services.restore_counters().map_err(|e| anyhow::anyhow!("restoring quota counters: {e}"))?;

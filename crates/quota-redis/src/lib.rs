@@ -112,14 +112,21 @@ impl RedisCounter {
 
     /// [`RedisCounter::connect`] with `timeout` bounding connecting and each read and write.
     pub fn connect_with_timeout(url: &str, prefix: &str, timeout: Duration) -> Result<RedisCounter, CounterError> {
-        let mut link = Link::new(url, timeout)?;
-        let round_trips = AtomicU64::new(0);
-        link.check(&round_trips)?;
+        let counter = RedisCounter::unchecked(url, prefix, timeout)?;
+        counter.lock().link.check(&counter.round_trips)?;
+        Ok(counter)
+    }
+
+    /// A counter for `url` that has not talked to Redis yet (only the address is checked): it
+    /// connects on its first call, and each call fails until Redis answers. For a node that
+    /// fails open and must start while Redis is down.
+    pub fn unchecked(url: &str, prefix: &str, timeout: Duration) -> Result<RedisCounter, CounterError> {
+        let link = Link::new(url, timeout)?;
         Ok(RedisCounter {
             prefix: prefix.to_owned(),
             shown_url: link.shown.clone(),
             state: Mutex::new(State { link, leases: Leases::default() }),
-            round_trips,
+            round_trips: AtomicU64::new(0),
             admissions: AtomicU64::new(0),
         })
     }

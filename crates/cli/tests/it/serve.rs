@@ -218,3 +218,43 @@ async fn demo_seeds_an_empty_database_once() {
     let again = start(&dir.0, &env);
     assert!(!again.banner.contains("Demo data seeded"), "{}", again.banner);
 }
+
+/// With `PERMGATE_QUOTA_FAILURE=open` a node starts while Redis is down and admits calls
+/// uncounted, saying so, as it does when Redis goes down later (it stayed not ready, retrying);
+/// failing closed, it still waits for Redis.
+#[tokio::test]
+async fn failing_open_a_node_starts_while_redis_is_down() {
+    let dir = scratch_dir("serve-redis-down");
+    let token = "a-long-enough-admin-token";
+    let down = [("PERMGATE_REDIS_URL", "redis://127.0.0.1:1"), ("PERMGATE_ADMIN_TOKEN", token)];
+    let server = start(&dir.0, &[down[0], down[1], ("PERMGATE_QUOTA_FAILURE", "open")]);
+    let base = server.base.clone();
+    let (status, dev) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/accounts"),
+        Some(token),
+        Some(json!({"name": "dev", "role": "developer"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{dev}");
+    let dev = dev["token"].as_str().unwrap_or_default().to_owned();
+    let (status, app) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/apps"),
+        Some(&dev),
+        Some(json!({"name": "Shop", "company_name": "C", "category": "x"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let key = app["keys"]["rest_api"][0]["key"].as_str().unwrap_or_default();
+    let search = json!({"method": "GET", "path": "/v2/local/search/keyword.json?query=a",
+        "headers": {"authorization": format!("KakaoAK {key}")}});
+    let (_, d) = call(reqwest::Method::POST, format!("{base}/v1/check"), None, Some(search)).await;
+    assert_eq!(d["allow"], true, "{d}");
+    assert!(d["reasons"].to_string().contains("admitted uncounted (fail open)"), "{d}");
+    drop(server);
+
+    let closed = crate::start_listening(&dir.0, &down);
+    let (status, ready) = call(reqwest::Method::GET, format!("{}/readyz", closed.base), None, None).await;
+    assert_eq!(status, 503, "failing closed, the node waits for Redis: {ready}");
+}
