@@ -16,23 +16,7 @@ async fn the_first_start_prints_an_admin_token_once_and_a_restart_keeps_every_gr
     assert!(dir.0.join("permgate.db").exists(), "the SQLite file is created in the working directory");
     let base = server.base.clone();
 
-    let (status, dev) = call(
-        reqwest::Method::POST,
-        format!("{base}/v1/accounts"),
-        Some(&token),
-        Some(json!({"name": "dev", "role": "developer"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{dev}");
-    let dev = dev["token"].as_str().unwrap_or_default().to_owned();
-    let (status, app) = call(
-        reqwest::Method::POST,
-        format!("{base}/v1/apps"),
-        Some(&dev),
-        Some(json!({"name": "Shop", "company_name": "C", "category": "x"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    let (dev, app) = developer_app(&base, &token).await;
     let id = app["id"].as_i64().unwrap_or_default();
     let admin_key = app["keys"]["admin"][0]["key"].as_str().unwrap_or_default().to_owned();
     let (status, _) = call(
@@ -229,23 +213,7 @@ async fn failing_open_a_node_starts_while_redis_is_down() {
     let down = [("PERMGATE_REDIS_URL", "redis://127.0.0.1:1"), ("PERMGATE_ADMIN_TOKEN", token)];
     let server = start(&dir.0, &[down[0], down[1], ("PERMGATE_QUOTA_FAILURE", "open")]);
     let base = server.base.clone();
-    let (status, dev) = call(
-        reqwest::Method::POST,
-        format!("{base}/v1/accounts"),
-        Some(token),
-        Some(json!({"name": "dev", "role": "developer"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{dev}");
-    let dev = dev["token"].as_str().unwrap_or_default().to_owned();
-    let (status, app) = call(
-        reqwest::Method::POST,
-        format!("{base}/v1/apps"),
-        Some(&dev),
-        Some(json!({"name": "Shop", "company_name": "C", "category": "x"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    let (_, app) = developer_app(&base, token).await;
     let key = app["keys"]["rest_api"][0]["key"].as_str().unwrap_or_default();
     let search = json!({"method": "GET", "path": "/v2/local/search/keyword.json?query=a",
         "headers": {"authorization": format!("KakaoAK {key}")}});
@@ -257,4 +225,17 @@ async fn failing_open_a_node_starts_while_redis_is_down() {
     let closed = crate::start_listening(&dir.0, &down);
     let (status, ready) = call(reqwest::Method::GET, format!("{}/readyz", closed.base), None, None).await;
     assert_eq!(status, 503, "failing closed, the node waits for Redis: {ready}");
+}
+
+/// A new developer's token, and an app of theirs as the API shows it (made with the admin's
+/// `token` on the node at `base`).
+async fn developer_app(base: &str, token: &str) -> (String, serde_json::Value) {
+    let body = json!({"name": "dev", "role": "developer"});
+    let (status, dev) = call(reqwest::Method::POST, format!("{base}/v1/accounts"), Some(token), Some(body)).await;
+    assert_eq!(status, 201, "{dev}");
+    let dev = dev["token"].as_str().unwrap_or_default().to_owned();
+    let body = json!({"name": "Shop", "company_name": "C", "category": "x"});
+    let (status, app) = call(reqwest::Method::POST, format!("{base}/v1/apps"), Some(&dev), Some(body)).await;
+    assert_eq!(status, 201, "{app}");
+    (dev, app)
 }
