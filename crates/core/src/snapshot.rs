@@ -448,8 +448,7 @@ impl Snapshot {
     /// [`Snapshot::find_key`] for a Kakao-style key (32 lowercase hex digits) alone: `None` for
     /// any other text, which only the general search finds.
     pub(crate) fn find_hex_key(&self, presented: &str) -> Option<(&AppEntry, KeyId, KeyKind)> {
-        let r = self.hex_keys.get(hex128(presented)?)?;
-        Some((self.apps.slot(r.slot)?, r.key, r.kind))
+        self.key_of(self.hex_keys.get(hex128(presented)?)?)
     }
 
     pub(crate) fn find_key(&self, presented: &str) -> Option<(&AppEntry, KeyId, KeyKind)> {
@@ -462,8 +461,12 @@ impl Snapshot {
             // Hashed into a buffer on the stack: an unknown key's -401 allocates nothing.
             None => *self.secret_keys.get(&secret::digest(presented))?,
         };
-        let app = self.apps.slot(r.slot)?;
-        Some((app, r.key, r.kind))
+        self.key_of(r)
+    }
+
+    /// The app, id and kind of an indexed key.
+    fn key_of(&self, r: KeyRef) -> Option<(&AppEntry, KeyId, KeyKind)> {
+        Some((self.apps.slot(r.slot)?, r.key, r.kind))
     }
 }
 
@@ -536,9 +539,7 @@ fn quota_override(catalog: &Catalog, permission: usize, grant: &crate::model::Gr
     let permission = catalog.permissions.get(permission).filter(|p| p.grants_quota)?;
     let limit = grant.params.get("limit")?.as_u64()?;
     let rule_id = match grant.params.get("rule").and_then(|r| r.as_str()) {
-        Some(rule) => (permission.raises_quota_rules.is_empty()
-            || permission.raises_quota_rules.iter().any(|r| r == rule))
-        .then_some(rule)?,
+        Some(rule) => rule,
         None => match permission.raises_quota_rules.as_slice() {
             [only] => only.as_str(),
             _ => return None,
@@ -547,11 +548,11 @@ fn quota_override(catalog: &Catalog, permission: usize, grant: &crate::model::Gr
     let rule = catalog.quota_rule_index(rule_id)?;
     // A grant that names a rule its permission may not raise (made before the catalog said so)
     // raises nothing.
-    let listed = permission.raises_quota_rules.iter().any(|r| r == rule_id);
-    if !listed && !catalog.quota_rules[rule].raisable_by_any() {
-        return None;
-    }
-    Some(QuotaOverride { rule, limit, expires_at: grant.expires_at })
+    permission.may_raise(&catalog.quota_rules[rule]).then_some(QuotaOverride {
+        rule,
+        limit,
+        expires_at: grant.expires_at,
+    })
 }
 
 /// The snapshot shared by every request handler of one node. Reads are concurrent; a patch holds

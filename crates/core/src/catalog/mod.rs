@@ -183,6 +183,17 @@ impl Permission {
     pub fn names_its_rule(&self) -> bool {
         self.grants_quota && self.raises_quota_rules.len() != 1
     }
+
+    /// Whether a grant of this permission may raise `rule`: one of its `raises_quota_rules`, or,
+    /// where it lists none (it raises whichever rule its grant names), an app's own quota of some
+    /// APIs ([`QuotaRule::raisable_by_any`]).
+    pub fn may_raise(&self, rule: &QuotaRule) -> bool {
+        if self.raises_quota_rules.is_empty() {
+            rule.raisable_by_any()
+        } else {
+            self.raises_quota_rules.contains(&rule.id)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]

@@ -36,8 +36,8 @@ pub(super) fn decide_and_count<'s>(
     now: Timestamp,
 ) -> Result<Allowed, Lead<'s>> {
     let mut lead = Lead::default();
-    let method = if query.method == "GET" { Some(Method::Get) } else { Method::parse(query.method) };
-    let Some(method) = method.filter(|_| query.path.starts_with('/')) else { return Err(lead) };
+    let method = Method::parse(query.method).filter(|_| query.path.starts_with('/'));
+    let Some(method) = method else { return Err(lead) };
     let catalog = snapshot.catalog();
     let Some(api) = catalog.route(method, query.path) else { return Err(lead) };
     lead.route = Some((method, api));

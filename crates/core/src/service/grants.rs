@@ -90,23 +90,21 @@ impl Services {
                 ))),
             };
         };
-        let raisable = match self.snapshot.read().catalog().quota_rule(r) {
+        let may = match self.snapshot.read().catalog().quota_rule(r) {
             None => return Err(ServiceError::Invalid(format!("`{field}`: the catalog has no quota rule `{r}`"))),
-            Some(rule) => rule.raisable_by_any(),
+            Some(rule) => permission.may_raise(rule),
         };
-        if allowed.is_empty() && !raisable {
-            return Err(ServiceError::Invalid(format!(
+        match (may, allowed.is_empty()) {
+            (true, _) => Ok(r.to_owned()),
+            (false, true) => Err(ServiceError::Invalid(format!(
                 "`{field}`: `{r}` cannot be raised: only an app's own quota of some APIs can (not a limit per developer, user, recipient or sender-recipient pair, the monthly total of all APIs, or a rule the catalog keeps fixed, such as the message API's)"
-            )));
-        }
-        if !allowed.is_empty() && !allowed.iter().any(|a| a == r) {
-            return Err(ServiceError::Invalid(format!(
+            ))),
+            (false, false) => Err(ServiceError::Invalid(format!(
                 "`{field}`: `{}` raises only {}, not `{r}`",
                 permission.id,
                 allowed.join(", ")
-            )));
+            ))),
         }
-        Ok(r.to_owned())
     }
 
     pub fn permissions(&self, actor: &Actor, app: AppId) -> ServiceResult<Vec<HeldPermission>> {

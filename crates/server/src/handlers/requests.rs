@@ -289,7 +289,7 @@ pub async fn list(
     State(state): State<AppState>,
     SignedIn(actor): SignedIn,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<permgate_core::service::RequestPage>, ApiError> {
     let query = ListRequests {
         state: q
             .state
@@ -306,19 +306,17 @@ pub async fn list(
             .map(|l| l.parse::<usize>().map_err(|_| ApiError::invalid(format!("`limit`: `{l}` is not a count"))))
             .transpose()?,
     };
-    let page = state.run(move |s| s.permission_requests(&actor, query)).await?;
-    Ok(Json(serde_json::to_value(page).map_err(|e| ApiError::internal(e.to_string()))?))
+    Ok(Json(state.run(move |s| s.permission_requests(&actor, query)).await?))
 }
 
 pub async fn list_for_app(
     State(state): State<AppState>,
     SignedIn(actor): SignedIn,
     Path(app): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<permgate_core::service::RequestPage>, ApiError> {
     let app: AppId = id("app id", &app)?;
     let query = ListRequests { app_id: Some(app), ..ListRequests::default() };
-    let page = state.run(move |s| s.permission_requests(&actor, query)).await?;
-    Ok(Json(serde_json::to_value(page).map_err(|e| ApiError::internal(e.to_string()))?))
+    Ok(Json(state.run(move |s| s.permission_requests(&actor, query)).await?))
 }
 
 pub async fn get(
