@@ -202,16 +202,22 @@ pub struct GrantOf<'a> {
     pub rule: Option<&'a str>,
 }
 
-/// A loss of `permission` that permgate itself carries out: an unused holding reaped (the grants
-/// `of` go, for `reason`) or a grant that ran out (`of` is `None`: it stays as it ended); then,
-/// if the app holds the permission app-wide no more, what needed it goes (`cascade`, as for an
-/// operator's revocation).
+/// A loss that permgate itself carries out (`lost`, for `reason`); then, if the app holds the
+/// permission app-wide no more, what needed it goes (`cascade`, as for an operator's revocation).
 #[derive(Debug, Clone, Copy)]
 pub struct Revocation<'a> {
-    pub permission: &'a str,
-    pub of: Option<GrantOf<'a>>,
+    pub lost: Lost<'a>,
     pub cascade: Cascade<'a>,
     pub reason: &'a str,
+}
+
+/// What permgate takes from an app by itself.
+#[derive(Debug, Clone, Copy)]
+pub enum Lost<'a> {
+    /// An unused holding, reaped: the grants named go.
+    Reaped(GrantOf<'a>),
+    /// The last grant of this permission ended: it stays as it ended.
+    Ended(&'a str),
 }
 
 /// What goes with a permission or a consent item an app no longer has (SPEC 4: the grants that

@@ -2,7 +2,7 @@
 
 use permgate_core::decision_log::LoggedCall;
 use permgate_core::model::{AppId, KeyId};
-use permgate_core::ports::{OpsStore, StateCounts, StoreResult};
+use permgate_core::ports::{Lost, OpsStore, StateCounts, StoreResult};
 
 use super::{PostgresStore, cap, parse};
 
@@ -150,15 +150,17 @@ impl permgate_core::ports::LifecycleStore for PostgresStore {
             let mut audit = audit.clone();
             if let Some(r) = revoke {
                 let (app, at) = (grant.app_id, audit.at);
-                let lost = match r.of {
+                let lost = match r.lost {
                     // A grant of the holding made since the round read it stands for it now.
-                    Some(of) if super::workflow::granted_since(tx, app, of, grant.id, at)? => return Ok(None),
-                    Some(of) => super::workflow::revoke_of(tx, app, of, r.cascade, None, r.reason, at)?,
+                    Lost::Reaped(of) if super::workflow::granted_since(tx, app, of, grant.id, at)? => return Ok(None),
+                    Lost::Reaped(of) => super::workflow::revoke_of(tx, app, of, r.cascade, None, r.reason, at)?,
                     // Held again since the round read it, or nothing needed it: no lapse.
-                    None => match super::workflow::follow(tx, app, r.permission, r.cascade, None, r.reason, at)? {
-                        None => return Ok(None),
-                        lost => lost,
-                    },
+                    Lost::Ended(permission) => {
+                        match super::workflow::follow(tx, app, permission, r.cascade, None, r.reason, at)? {
+                            None => return Ok(None),
+                            lost => lost,
+                        }
+                    }
                 };
                 if let Some((revoked, unset)) = lost {
                     audit = audit.losing(&revoked, &unset);

@@ -9,7 +9,9 @@ use permgate_core::model::{
     Platforms, Role, TalkChannel,
 };
 use permgate_core::notify::{Channel, DeliveryState, NewMessage};
-use permgate_core::ports::{Cascade, GrantOf, NewAccount, NewApp, NewGrant, NewKey, Requirements, Store, StoreError};
+use permgate_core::ports::{
+    Cascade, GrantOf, Lost, NewAccount, NewApp, NewGrant, NewKey, Requirements, Store, StoreError,
+};
 use permgate_core::secret;
 use permgate_core::time::Timestamp;
 use permgate_core::workflow::{NewEvidence, NewRequest, RequestEvent, RequestFilter, RequestState, Transition};
@@ -240,8 +242,7 @@ fn grant_notices_are_sent_once_and_may_revoke(store: &dyn Store) -> Result<(), S
     store.insert_grant(&other("increased_quota", Some("monthly")), AT, &audit("grant.create"))?;
     let cascade = Cascade { revoke: &["talk_calendar_plus".to_owned()], unset: &[], messages: &[] };
     let reap = |permission, rule, cascade| permgate_core::ports::Revocation {
-        permission,
-        of: Some(GrantOf { permission, key: None, rule }),
+        lost: permgate_core::ports::Lost::Reaped(GrantOf { permission, key: None, rule }),
         cascade,
         reason: "unused",
     };
@@ -500,9 +501,9 @@ fn a_notice_takes_nothing_from_a_holding_granted_again(store: &dyn Store) -> Res
     let cascade = Cascade { revoke: &revoke, unset: &[], messages: &[] };
     let of = GrantOf { permission: "kakao_moment", key: None, rule: None };
     let head = store.audit_head()?;
-    let reap = permgate_core::ports::Revocation { permission: "kakao_moment", of: Some(of), cascade, reason: "unused" };
+    let reap = permgate_core::ports::Revocation { lost: Lost::Reaped(of), cascade, reason: "unused" };
     assert!(!store.grant_notice(&first, "reaped", Some(reap), &[], &audit("grant.reap"))?, "the renewal stands");
-    let lapse = permgate_core::ports::Revocation { permission: "kakao_moment", of: None, cascade, reason: "ended" };
+    let lapse = permgate_core::ports::Revocation { lost: Lost::Ended("kakao_moment"), cascade, reason: "ended" };
     assert!(!store.grant_notice(&first, "lapsed", Some(lapse), &[], &audit("grant.lapse"))?, "held app-wide");
     assert_eq!(store.audit_head()?, head, "nothing written");
     let held: Vec<String> =

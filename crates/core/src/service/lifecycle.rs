@@ -9,7 +9,7 @@ use crate::audit::NewAuditEvent;
 use crate::catalog::{AutoApprove, Permission};
 use crate::error::ServiceResult;
 use crate::model::{AppId, AppRecord, GrantSource};
-use crate::ports::{Cascade, GrantOf, GrantState, Revocation};
+use crate::ports::{Cascade, GrantOf, GrantState, Lost, Revocation};
 use crate::time::Timestamp;
 use crate::workflow::{RequestFilter, RequestState};
 
@@ -219,8 +219,7 @@ impl Services {
         let (revoke, unset, messages) = self.losing(&record, &[&g.permission], &[], &what)?;
         let reason = format!("`{}` ended on {}", g.permission, ended.to_rfc3339());
         let revocation = Revocation {
-            permission: &g.permission,
-            of: None,
+            lost: Lost::Ended(&g.permission),
             cascade: Cascade { revoke: &revoke, unset: &unset, messages: &messages },
             reason: &reason,
         };
@@ -329,8 +328,7 @@ impl Services {
                 let (revoke, unset, cascade_messages) =
                     self.losing(&record, &[&g.permission], &[], &format!("revoking unused {held}"))?;
                 let revocation = Revocation {
-                    permission: &g.permission,
-                    of: Some(GrantOf { permission: &g.permission, key: None, rule }),
+                    lost: Lost::Reaped(GrantOf { permission: &g.permission, key: None, rule }),
                     cascade: Cascade { revoke: &revoke, unset: &unset, messages: &cascade_messages },
                     reason: &reason,
                 };
