@@ -32,9 +32,38 @@ pub struct Held {
 /// A quota limit raised by a grant (`talk_share_quota`, `increased_quota`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QuotaOverride {
-    pub rule: usize,
+    /// The rule's catalog index.
+    pub rule: u32,
     pub limit: u64,
-    pub expires_at: Option<Timestamp>,
+    /// When it stops raising (Unix seconds; `i64::MAX`: never). 24 bytes: two fill a line.
+    pub until: i64,
+}
+
+/// An app's quota overrides on a line of their own (two inline): a counted call reads them if
+/// the app has any.
+#[derive(Debug, Clone, Default)]
+#[repr(align(64))]
+pub struct Overrides(pub crate::small::SmallVec<QuotaOverride, 2>);
+
+/// Facts about an app entry's later lines, kept on its first: a bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Fast(u8);
+
+impl Fast {
+    /// Active, its owner not blocked, without paid usage, and (for a test app) with an
+    /// original: the app may take the quick lane.
+    const QUICK: u8 = 1;
+    /// It has quota overrides (current or expired).
+    const OVERRIDES: u8 = 2;
+
+    fn of(entry: &AppEntry) -> Fast {
+        let quick = entry.status == AppStatus::Active
+            && !entry.owner_blocked
+            && entry.paid.is_none()
+            && (!entry.is_test || entry.original.is_some());
+        let overrides = !entry.quota_overrides.0.is_empty();
+        Fast((u8::from(quick) * Self::QUICK) | (u8::from(overrides) * Self::OVERRIDES))
+    }
 }
 
 /// Paid usage, resolved to rule indexes.
@@ -56,6 +85,10 @@ pub struct AppEntry {
     pub owner_blocked: bool,
     /// A test app (`original` is set): read here, on the first line, by every allowed call.
     pub is_test: bool,
+    /// What the quick lane needs to know of the fields past this line, worked out when the
+    /// entry is prepared (see [`Fast`]): it then reads no line of the entry but this one and the
+    /// meter's.
+    fast: Fast,
     /// Which products are activated, by catalog index.
     pub products_active: BitSet,
     /// The permissions held app-wide without an expiry (own and inherited), by catalog index:
@@ -63,13 +96,14 @@ pub struct AppEntry {
     pub plain: BitSet,
     /// Which of the catalog's consent items (by index) the app has set.
     pub consent_set: BitSet,
-    /// Boxed: few apps have paid usage, and every entry would carry its room. Here, on the line
-    /// counting reads for the quota overrides: every counted call asks whether there is one.
-    pub paid: Option<Box<PaidEntry>>,
-    /// Inline for the usual one or two: counting reads them on every call.
-    pub quota_overrides: crate::small::SmallVec<QuotaOverride, 2>,
-    /// Its own quota counters and its activity, carried over when the entry is patched.
+    /// Its own quota counters and its activity, carried over when the entry is patched. On the
+    /// second line: every counted call locks it.
     pub meter: Meter,
+    /// Boxed: few apps have paid usage, and every entry would carry its room.
+    pub paid: Option<Box<PaidEntry>>,
+    /// Inline for the usual one or two; read by a counted call only if there are any
+    /// ([`AppEntry::has_overrides`]).
+    pub quota_overrides: Overrides,
     /// For a test app: the app it tests. Its calls are for the original's members only.
     pub original: Option<AppId>,
     pub owner: AccountId,
@@ -242,6 +276,17 @@ impl BitSet {
 }
 
 impl AppEntry {
+    /// Whether the app may take the quick lane as far as its own state goes: active, its owner
+    /// not blocked, no paid usage, and a test app's original known. Read off the first line.
+    pub fn quick(&self) -> bool {
+        self.fast.0 & Fast::QUICK != 0
+    }
+
+    /// Whether the app has quota overrides (current or expired). Read off the first line.
+    pub fn has_overrides(&self) -> bool {
+        self.fast.0 & Fast::OVERRIDES != 0
+    }
+
     /// A free slot's entry (allocates nothing).
     fn vacant() -> AppEntry {
         AppEntry {
@@ -249,12 +294,13 @@ impl AppEntry {
             status: AppStatus::Blocked,
             owner_blocked: true,
             is_test: false,
+            fast: Fast::default(),
             products_active: BitSet::default(),
             plain: BitSet::default(),
             consent_set: BitSet::default(),
             original: None,
             owner: AccountId(0),
-            quota_overrides: crate::small::SmallVec::new(),
+            quota_overrides: Overrides::default(),
             meter: Meter::default(),
             keys: Vec::new(),
             held: Vec::new(),
@@ -266,9 +312,17 @@ impl AppEntry {
 
     /// The limit of rule `rule` for this app now: the catalog's, or the highest granted one.
     pub fn quota_limit(&self, rule: usize, default: u64, now: Timestamp) -> u64 {
+        if self.has_overrides() { self.raised_limit(rule, default, now) } else { default }
+    }
+
+    /// [`AppEntry::quota_limit`] through the overrides. Not inlined: the compiler would read
+    /// their line ahead of the branch, a cache miss on every counted call.
+    #[inline(never)]
+    fn raised_limit(&self, rule: usize, default: u64, now: Timestamp) -> u64 {
         self.quota_overrides
+            .0
             .iter()
-            .filter(|o| o.rule == rule && o.expires_at.is_none_or(|at| now < at))
+            .filter(|o| usize::try_from(o.rule).is_ok_and(|r| r == rule) && now.0 < o.until)
             .map(|o| o.limit)
             .fold(default, u64::max)
     }
@@ -484,12 +538,12 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
     // store and come back if the permission returns. Each grant's permission is looked up once,
     // for both what it holds and the quota it raises.
     let mut held: Vec<Held> = Vec::with_capacity(record.grants.len());
-    let mut quota_overrides = crate::small::SmallVec::new();
+    let mut quota_overrides = Overrides::default();
     for g in &record.grants {
         let Some(permission) = catalog.permission_index(&g.permission) else { continue };
         held.push(Held { permission, key: g.key_id, expires_at: g.expires_at });
         if let Some(o) = quota_override(catalog, permission, g) {
-            quota_overrides.push(o);
+            quota_overrides.0.push(o);
         }
     }
     let keys =
@@ -513,12 +567,13 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
             _ => Lookup::Secret(Box::new(secret::digest_from_hex(&k.hash).unwrap_or_default())),
         })
         .collect();
-    AppEntry {
+    let mut entry = AppEntry {
         id: record.app.id,
         owner: record.app.owner,
         status: record.app.status,
         owner_blocked: record.owner_blocked,
         is_test: record.app.original.is_some(),
+        fast: Fast::default(),
         keys,
         products_active,
         plain: plain_set(&held, &[]),
@@ -530,7 +585,9 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
         consent_set: catalog_consent_set(catalog, record),
         meter: Meter::default(),
         lookups,
-    }
+    };
+    entry.fast = Fast::of(&entry);
+    entry
 }
 
 /// The quota limit a grant of `permission` (by index) sets, if the permission raises quotas:
@@ -549,9 +606,9 @@ fn quota_override(catalog: &Catalog, permission: usize, grant: &crate::model::Gr
     // A grant that names a rule its permission may not raise (made before the catalog said so)
     // raises nothing.
     permission.may_raise(&catalog.quota_rules[rule]).then_some(QuotaOverride {
-        rule,
+        rule: u32::try_from(rule).ok()?,
         limit,
-        expires_at: grant.expires_at,
+        until: grant.expires_at.map_or(i64::MAX, |at| at.0),
     })
 }
 
@@ -677,15 +734,20 @@ mod layout_tests {
     #[test]
     fn what_every_decision_reads_fits_one_cache_line() {
         assert_eq!(std::mem::align_of::<AppEntry>(), 64);
-        assert_eq!(std::mem::offset_of!(AppEntry, paid), 64, "id, status and the three sets fill the first line");
-        // Counting reads on: whether there is paid usage, the overrides, the meter's lock, its
-        // rules and its last call, in the next three lines.
-        assert_eq!(std::mem::offset_of!(AppEntry, quota_overrides), 72);
-        // (The meter's state comes last in it, after the pending bits and the lock word; what
-        // a counted call reads of it ends where `last_saved` starts.)
+        assert_eq!(
+            std::mem::offset_of!(AppEntry, meter),
+            64,
+            "id, status, the fast bits and the three sets fill the first line"
+        );
+        // A counted call then locks the meter, on the second line, and reads its rules and its
+        // last call on into the third. (The meter's state comes last in it, after the pending
+        // bits and the lock word.)
         let state = std::mem::offset_of!(AppEntry, meter) + std::mem::size_of::<crate::meter::Meter>()
             - std::mem::size_of::<crate::meter::MeterState>();
-        assert!(state + std::mem::offset_of!(crate::meter::MeterState, last_saved) <= 64 * 4);
+        assert!(state + std::mem::offset_of!(crate::meter::MeterState, last_saved) <= 64 * 3);
+        // The overrides (read only by an app that has some) fill one line of their own.
+        assert_eq!(std::mem::size_of::<super::Overrides>(), 64);
+        assert_eq!(std::mem::offset_of!(AppEntry, quota_overrides) % 64, 0);
     }
 
     #[test]
@@ -710,7 +772,8 @@ mod quota_override_tests {
         let raised = |rule: &str| {
             let params = serde_json::json!({"rule": rule, "limit": 999_999});
             let grant = Grant::operator(AppId(1), "increased_quota", params, crate::time::Timestamp(0));
-            quota_override(&catalog, permission, &grant).map(|o| (catalog.quota_rules[o.rule].id.clone(), o.limit))
+            quota_override(&catalog, permission, &grant)
+                .map(|o| (catalog.quota_rules[o.rule as usize].id.clone(), o.limit))
         };
         assert_eq!(raised("local_keyword_search_daily"), Some(("local_keyword_search_daily".into(), 999_999)));
         for fixed in ["talk_message_daily", "talk_message_sender_daily", "talk_message_pair_daily", "api_monthly_total"]

@@ -766,6 +766,8 @@ struct PerApp {
 
 impl PerApp {
     /// The windows and limits of `api`'s rules, if the short path takes the call.
+    /// Inlined: built in the caller's frame, not copied there (a call of `memcpy`).
+    #[inline(always)]
     fn plan(catalog: &crate::catalog::Catalog, app: &AppEntry, api: &Api, now: Timestamp) -> Option<PerApp> {
         if !api.counted_per_app || api.quota_idx.len() > PER_APP_RULES {
             return None;

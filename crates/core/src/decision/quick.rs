@@ -11,7 +11,7 @@
 //! [`QuickApi`]: crate::catalog::QuickApi
 
 use super::{Lead, PerApp, Query, QuotaAlert, QuotaState, note_activity};
-use crate::model::{AppId, AppStatus, KeyId, KeyKind};
+use crate::model::{AppId, KeyId, KeyKind};
 use crate::route::Method;
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
@@ -48,11 +48,9 @@ pub(super) fn decide_and_count<'s>(
     // A test app (of an original) is served, restricted to the original's members; one without
     // an original is left to the general path.
     let members_only = app.is_test;
+    // Status, owner, paid usage and a test app's original: one bit of the first line.
     if kind != KeyKind::RestApi
-        || app.status != AppStatus::Active
-        || app.owner_blocked
-        || (app.is_test && app.original.is_none())
-        || app.paid.is_some()
+        || !app.quick()
         || app.plain.low() & masks.permissions != masks.permissions
         || app.consent_set.low() & masks.consent_items != masks.consent_items
         || app.products_active.low() & masks.product == 0

@@ -2,7 +2,7 @@
 //! needs, counted per app) must answer and count exactly as the general path does. Every API of
 //! the built-in catalog is called by apps in every state the lane must hand over (blocked,
 //! suspended, an owner blocked, a test app, paid usage, grants that expire or are bound to a key,
-//! products or consent items missing) and with headers, methods and paths in every form the lane
+//! products or consent items missing, quotas raised or raised until a time past) and with headers, methods and paths in every form the lane
 //! must not misread; each call is made in two snapshots of the same apps, once as a gateway makes
 //! it (the lane takes what it can) and once explained (which only the general path does). The
 //! verdicts, less the explanation, and the apps' meters must agree.
@@ -35,9 +35,13 @@ enum State {
     NoProducts,
     NoConsentItems,
     NoGrants,
+    /// Ready, with every quota it may raise raised (the lane then reads the overrides).
+    Raised,
+    /// Ready, with raised quotas that have expired.
+    RaisedExpired,
 }
 
-const STATES: [State; 11] = [
+const STATES: [State; 13] = [
     State::Ready,
     State::Expiring,
     State::KeyBound,
@@ -49,6 +53,8 @@ const STATES: [State; 11] = [
     State::NoProducts,
     State::NoConsentItems,
     State::NoGrants,
+    State::Raised,
+    State::RaisedExpired,
 ];
 
 /// App `id`'s key of kind number `n` (32 hex digits, as Kakao issues them).
@@ -87,6 +93,18 @@ fn record(catalog: &Catalog, id: i64, state: State) -> AppRecord {
             r.grants.push(g);
         }
     }
+    if matches!(state, State::Raised | State::RaisedExpired) {
+        for p in catalog.permissions.iter().filter(|p| p.grants_quota) {
+            for rule in catalog.quota_rules.iter().filter(|q| p.may_raise(q)) {
+                let params = serde_json::json!({"rule": rule.id, "limit": rule.limit + 5});
+                let mut g = Grant::operator(AppId(id), &p.id, params, NOW);
+                if state == State::RaisedExpired {
+                    g.expires_at = Some(Timestamp(NOW.0 - 1));
+                }
+                r.grants.push(g);
+            }
+        }
+    }
     if state == State::Paid {
         let rules = catalog.quota_rules.iter().map(|q| q.id.clone()).collect();
         r.paid = Some(PaidUsage { rules, daily_cap: 1_000, monthly_cap: 10_000 });
@@ -115,6 +133,13 @@ activation = "manual"
 id = "sync"
 name = "Sync"
 obtained_by = "operator"
+
+[[permissions]]
+id = "more"
+name = "More syncs"
+obtained_by = "operator"
+grants_quota = true
+raises_quota_rules = ["daily"]
 
 [[consent_items]]
 id = "contacts"
@@ -217,6 +242,9 @@ fn compare(catalog: Arc<Catalog>, rounds: usize) -> (usize, usize, usize) {
     calls.push(("GET".into(), "v2/local/search/keyword.json".into()));
     calls.push(("GET".into(), "/v2/nowhere".into()));
     let (mut quick_like, mut used_up, mut compared) = (0, 0, 0);
+    // Allowed calls that report a raised limit, by state: only `Raised` may.
+    let mut raised = std::collections::BTreeMap::new();
+    let raised_limits: Vec<u64> = catalog.quota_rules.iter().map(|q| q.limit + 5).collect();
     for (&state, id) in STATES.iter().zip(1i64..).cycle().take(STATES.len() * rounds) {
         let rest = key(id, 0);
         let headers = [
@@ -245,6 +273,9 @@ fn compare(catalog: Arc<Catalog>, rounds: usize) -> (usize, usize, usize) {
                 assert_eq!(fast, explained, "{method} {path} with {header:?} by app {id} ({state:?})");
                 compared += 1;
                 used_up += usize::from(fast.code == -10);
+                if fast.allow && fast.quota.as_ref().is_some_and(|q| raised_limits.contains(&q.limit)) {
+                    *raised.entry(format!("{state:?}")).or_insert(0) += 1;
+                }
                 quick_like +=
                     usize::from(fast.allow && fast.restriction.is_none() && fast.key_kind == Some(KeyKind::RestApi));
             }
@@ -259,5 +290,10 @@ fn compare(catalog: Arc<Catalog>, rounds: usize) -> (usize, usize, usize) {
             .collect::<Vec<_>>()
     });
     assert_eq!(meters[0], meters[1], "the same counts and activity in both snapshots");
+    assert_eq!(
+        raised.keys().collect::<Vec<_>>(),
+        ["Raised"],
+        "raised limits apply, and only while they last: {raised:?}"
+    );
     (quick_like, used_up, compared)
 }
