@@ -920,6 +920,9 @@ fn count(
         charges.sort_by_key(|c| !c.rule_index().is_some_and(|r| pe.rules.contains(&r)));
     }
     let mut paid = false;
+    // The rules whose free limit this call is past, taken on as paid usage: their calls still
+    // count under them (`daily_by_rule`), though their counters are not charged.
+    let mut paid_rules: SmallVec<u32, 2> = SmallVec::new();
     // Each round either admits, denies, or moves one exhausted rule to paid usage.
     for _ in 0..=charges.len() {
         let result = admit(&charges);
@@ -960,9 +963,10 @@ fn count(
                 if consume {
                     alerts(d, catalog, &charges, &passed);
                     // A call once per rule, however many recipients it was charged for.
-                    for c in charges.iter().filter(|c| c.rule_index().is_some()) {
-                        if !counted.contains(&c.key.rule) {
-                            counted.push(c.key.rule);
+                    let rules = charges.iter().filter(|c| c.rule_index().is_some()).map(|c| c.key.rule);
+                    for rule in paid_rules.iter().copied().chain(rules) {
+                        if !counted.contains(&rule) {
+                            counted.push(rule);
                         }
                     }
                 }
@@ -996,6 +1000,7 @@ fn count(
                         }
                     }
                     paid = true;
+                    paid_rules.push(u32::try_from(ri).unwrap_or(u32::MAX - 2));
                     note(d, query.explain, || {
                         format!("quota `{}`: free limit used up; counting as paid usage", catalog.quota_rules[ri].id)
                     });

@@ -39,7 +39,8 @@ pub struct Usage {
     /// Calls admitted per local day over the last 30 days, oldest first (saved about once a
     /// second by every node).
     pub daily: Vec<DayUsage>,
-    /// The same per quota rule, for the rules this app was counted against in those days.
+    /// The same per quota rule, for the rules this app was counted against in those days (a
+    /// paid call under the rule whose free limit it was past).
     pub daily_by_rule: std::collections::BTreeMap<String, Vec<DayUsage>>,
 }
 

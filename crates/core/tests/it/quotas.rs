@@ -281,6 +281,14 @@ fn paid_usage_continues_past_the_free_limit_until_the_cap() {
         .map(|d| (d.code, d.quota.is_some_and(|q| q.paid)))
         .collect();
     assert_eq!(day1, vec![(0, false), (0, false), (0, false), (0, true), (0, true), (-11, true)]);
+    // The calls per rule (`daily_by_rule`) count the paid calls under their rule too; the monthly
+    // total of all APIs, which they were not counted against, only the free ones.
+    let calls = |rule: &str| {
+        let index = s.catalog().quota_rules.iter().position(|r| r.id == rule).and_then(|i| u32::try_from(i).ok());
+        let meter = s.app(AppId(1)).map(|a| a.meter.lock().clone()).unwrap_or_default();
+        meter.rules.iter().find(|r| Some(r.rule) == index).map_or(0, |r| r.calls)
+    };
+    assert_eq!((calls("daily"), calls("monthly")), (5, 3));
     // Paid calls were not deducted from the monthly total: two free calls are left this month.
     let next_day = Timestamp(LATE.0 + 3600);
     let day2: Vec<i32> = (0..3).map(|_| call(&s, &c, "/search", next_day).code).collect();
