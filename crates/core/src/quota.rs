@@ -185,11 +185,15 @@ pub type Passed = crate::small::SmallVec<(u32, u8), 2>;
 /// ⌈4L/5⌉ = L − ⌊L/5⌋, which cannot overflow) and 100 %, in that order. Where the two are the
 /// same count (limits below 5), only 100 % is passed.
 pub fn thresholds_passed(limit: u64, before: u64, after: u64) -> impl Iterator<Item = u8> {
-    let eighty = limit - limit / 5;
-    [(eighty, 80), (limit, 100)]
+    [(threshold(limit, 80), 80), (threshold(limit, 100), 100)]
         .into_iter()
         .filter(move |&(at, percent)| limit > 0 && before < at && at <= after && !(percent == 80 && at == limit))
         .map(|(_, percent)| percent)
+}
+
+/// The count at which a rule of `limit` has passed `percent` (80 or 100) of it.
+pub fn threshold(limit: u64, percent: u8) -> u64 {
+    if percent >= 100 { limit } else { limit - limit / 5 }
 }
 
 /// What a counter answered.

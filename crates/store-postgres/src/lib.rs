@@ -306,6 +306,30 @@ impl PostgresStore {
         })
     }
 
+    /// `event`, `messages` queued in the outbox and (for a quota alert) the counter saved as at
+    /// least `counted`, in one transaction.
+    fn notice(
+        &self,
+        event: &NewAuditEvent,
+        messages: &[permgate_core::notify::NewMessage],
+        counted: Option<&SavedCounter>,
+    ) -> StoreResult<()> {
+        self.write(event, |tx| {
+            if let Some(c) = counted {
+                tx.execute(
+                    "INSERT INTO quota_counters (rule_id, scope, window_start, window_end, count) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (rule_id, scope, window_start)
+                     DO UPDATE SET count = greatest(quota_counters.count, excluded.count)",
+                    &[&c.rule_id, &c.scope.cast_signed(), &c.window_start, &c.window_end, &cap(c.count)],
+                )?;
+            }
+            for m in messages {
+                workflow::insert_message(tx, m, event.at)?;
+            }
+            Ok(())
+        })
+    }
+
     /// A write: `f`, then `audit` appended to the chain, in one transaction under the write lock.
     fn write<T>(&self, audit: &NewAuditEvent, f: impl FnOnce(&mut Transaction<'_>) -> Tried<T>) -> StoreResult<T> {
         self.transaction(WRITE_LOCK, |tx| {
@@ -846,12 +870,16 @@ impl AuditStore for PostgresStore {
     }
 
     fn record_notice(&self, event: &NewAuditEvent, messages: &[permgate_core::notify::NewMessage]) -> StoreResult<()> {
-        self.write(event, |tx| {
-            for m in messages {
-                workflow::insert_message(tx, m, event.at)?;
-            }
-            Ok(())
-        })
+        self.notice(event, messages, None)
+    }
+
+    fn record_alert(
+        &self,
+        event: &NewAuditEvent,
+        messages: &[permgate_core::notify::NewMessage],
+        counted: &SavedCounter,
+    ) -> StoreResult<()> {
+        self.notice(event, messages, Some(counted))
     }
 
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>> {

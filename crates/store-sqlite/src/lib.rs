@@ -161,6 +161,25 @@ impl SqliteStore {
         Ok(self.write_if(audit, |tx| Ok(f(tx)?.then_some(())))?.is_some())
     }
 
+    /// `event`, `messages` queued in the outbox and (for a quota alert) the counter saved as at
+    /// least `counted`, in one transaction.
+    fn notice(
+        &self,
+        event: &NewAuditEvent,
+        messages: &[permgate_core::notify::NewMessage],
+        counted: Option<&SavedCounter>,
+    ) -> StoreResult<()> {
+        self.write(event, |tx| {
+            if let Some(counted) = counted {
+                save_counter(tx, counted)?;
+            }
+            for m in messages {
+                workflow::insert_message(tx, m, event.at)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Runs `f` in a transaction that also appends `audit`; commits only if both succeed.
     fn write<T>(&self, audit: &NewAuditEvent, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.conn();
@@ -620,17 +639,8 @@ impl QuotaStore for SqliteStore {
     fn save_counters(&self, counters: &[SavedCounter]) -> StoreResult<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(backend)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO quota_counters (rule_id, scope, window_start, window_end, count) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (rule_id, scope, window_start) DO UPDATE SET count = max(count, excluded.count)",
-                )
-                .map_err(backend)?;
-            for c in counters {
-                stmt.execute(params![c.rule_id, c.scope.cast_signed(), c.window_start, c.window_end, cap(c.count)])
-                    .map_err(backend)?;
-            }
+        for c in counters {
+            save_counter(&tx, c)?;
         }
         tx.commit().map_err(backend)
     }
@@ -657,6 +667,19 @@ impl QuotaStore for SqliteStore {
 }
 
 /// A count or cap as SQL's signed 64-bit integer (saturating: no count comes near it).
+/// Saves one counter, keeping the larger count where one is saved already.
+fn save_counter(tx: &Transaction<'_>, c: &SavedCounter) -> StoreResult<()> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO quota_counters (rule_id, scope, window_start, window_end, count) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (rule_id, scope, window_start) DO UPDATE SET count = max(count, excluded.count)",
+        )
+        .map_err(backend)?;
+    stmt.execute(params![c.rule_id, c.scope.cast_signed(), c.window_start, c.window_end, cap(c.count)])
+        .map_err(backend)?;
+    Ok(())
+}
+
 fn cap(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -709,12 +732,16 @@ impl AuditStore for SqliteStore {
     }
 
     fn record_notice(&self, event: &NewAuditEvent, messages: &[permgate_core::notify::NewMessage]) -> StoreResult<()> {
-        self.write(event, |tx| {
-            for m in messages {
-                workflow::insert_message(tx, m, event.at)?;
-            }
-            Ok(())
-        })
+        self.notice(event, messages, None)
+    }
+
+    fn record_alert(
+        &self,
+        event: &NewAuditEvent,
+        messages: &[permgate_core::notify::NewMessage],
+        counted: &SavedCounter,
+    ) -> StoreResult<()> {
+        self.notice(event, messages, Some(counted))
     }
 
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>> {

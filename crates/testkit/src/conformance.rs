@@ -770,11 +770,18 @@ fn quota_counters_are_saved_as_the_larger_count_and_expire(store: &dyn Store) ->
     let huge_scope = u64::MAX - 7;
     store.save_counters(&[counter(1, 1000, 5), counter(huge_scope, 1000, 2), counter(3, 10, 1)])?;
     store.save_counters(&[counter(1, 1000, 4), counter(huge_scope, 1000, 9)])?;
+    // An alert saves its counter as at least the count that passed the threshold, in its
+    // transaction: a larger count saved before stays.
+    let before = store.audit_events(None, 10_000)?.len();
+    store.record_alert(&audit("quota.alert"), &[], &counter(1, 1000, 3))?;
+    store.record_alert(&audit("quota.alert"), &[], &counter(2, 1000, 8))?;
+    assert_eq!(store.audit_events(None, 10_000)?.len(), before + 2);
+    store.save_counters(&[counter(2, 1000, 6)])?;
     let mut loaded = store.load_counters(Timestamp(500))?;
     loaded.sort_by_key(|c| c.scope);
     assert_eq!(
         loaded,
-        vec![counter(1, 1000, 5), counter(huge_scope, 1000, 9)],
+        vec![counter(1, 1000, 5), counter(2, 1000, 8), counter(huge_scope, 1000, 9)],
         "larger counts win; ended windows are gone"
     );
     assert_eq!(store.load_counters(Timestamp(1000))?, vec![]);

@@ -9,6 +9,7 @@ use crate::decision::QuotaAlert;
 use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AppId, PaidUsage};
 use crate::notify::NewMessage;
+use crate::ports::SavedCounter;
 use crate::quota::{CounterKey, PAID_DAY, PAID_MONTH, counter_rule, counter_rule_by_id, window};
 use crate::time::Timestamp;
 
@@ -149,8 +150,13 @@ impl Services {
             let event = NewAuditEvent::new(self.clock.now(), None, "quota.alert", format!("quota:{}", a.rule))
                 .app(a.app_id)
                 .after(a);
-            let recorded =
-                self.alert_messages(a).and_then(|messages| Ok(self.store.record_notice(&event, &messages)?));
+            let recorded = self.alert_messages(a).and_then(|messages| {
+                match self.alert_counted(a) {
+                    Some(counted) => self.store.record_alert(&event, &messages, &counted),
+                    None => self.store.record_notice(&event, &messages),
+                }
+                .map_err(Into::into)
+            });
             if let Err(e) = recorded {
                 // Each threshold is passed once a window: an alert dropped here never comes back.
                 // This one and the rest go back to the front of the queue for the next round.
@@ -160,6 +166,35 @@ impl Services {
             }
         }
         Ok(alerts.len())
+    }
+
+    /// The counter an alert was raised by, counted up to its threshold, when this node counts in
+    /// memory (in Redis the count is shared and kept there): saved with the alert, so that a
+    /// restart before the node saves its counters neither hands out those calls again nor
+    /// raises the alert twice. `None` for a rule the catalog no longer has.
+    fn alert_counted(&self, a: &QuotaAlert) -> Option<SavedCounter> {
+        self.memory.as_ref()?;
+        let snapshot = self.snapshot.read();
+        let catalog = snapshot.catalog();
+        let (rule, own) = counter_rule_by_id(catalog, &a.rule)?;
+        let (_, period) = counter_rule(catalog, rule)?;
+        // An app's own rule (or paid cap) counts per app; a developer's, per owner (alerts are
+        // raised for no other scope).
+        let scope = match own {
+            true => a.app_id.0,
+            false if catalog.quota_rules.get(rule as usize)?.scope == QuotaScope::Developer => {
+                snapshot.app(a.app_id)?.owner.0
+            }
+            false => return None,
+        };
+        let window = window(period, Timestamp(a.reset_at.0 - 1), catalog.utc_offset);
+        Some(SavedCounter {
+            rule_id: a.rule.clone(),
+            scope: scope.cast_unsigned(),
+            window_start: window.start,
+            window_end: window.end,
+            count: crate::quota::threshold(a.limit, a.percent),
+        })
     }
 
     /// What the app's members (and the webhook) are told of an alert; nothing for an app that is
@@ -219,7 +254,7 @@ impl Services {
         let saved: Vec<crate::ports::SavedCounter> = dirty
             .iter()
             .filter_map(|(key, count, window_end)| {
-                Some(crate::ports::SavedCounter {
+                Some(SavedCounter {
                     rule_id: counter_rule(catalog, key.rule)?.0.to_owned(),
                     scope: key.scope,
                     window_start: key.window_start,

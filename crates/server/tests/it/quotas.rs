@@ -142,6 +142,40 @@ both_backends! {
     }
 }
 
+// The node records the alert (and its message), then dies before it saves its counters: a new
+// node over the same store neither hands out the counted call again nor alerts twice.
+both_backends! {
+    async fn an_alert_saved_before_its_count_is_not_raised_again_after_a_restart(t) {
+        let (id, _, user) = moment_app(&t).await;
+        let call = json!({"method": "POST", "path": CREATE_AD_ACCOUNT, "headers": {"authorization": user.clone()}});
+        assert_eq!(check(&t, call).await.2["allow"], true);
+        assert_eq!(t.store(|s| s.flush_alerts()).await.ok(), Some(1));
+        let clock = t.clock.clone();
+        let (second, alerts) = t
+            .store(move |s| {
+                let records = s.store.app_records().unwrap_or_else(|e| unreachable!("{e}"));
+                let catalog = s.snapshot.read().catalog().clone();
+                let verifier = std::sync::Arc::new(permgate_core::credential::TokenVerifier::new(Some(permgate_testkit::JWT_SECRET.as_bytes())));
+                let snapshot = permgate_core::snapshot::Snapshot::build(catalog, verifier, records);
+                let shared = std::sync::Arc::new(permgate_core::snapshot::SharedSnapshot::new(snapshot));
+                let again = permgate_core::service::Services::new(s.store.clone(), shared, clock);
+                again.restore_counters().unwrap_or_else(|e| unreachable!("{e}"));
+                let query = permgate_core::decision::Query { method: "POST", path: CREATE_AD_ACCOUNT, authorization: Some(&user), ..Default::default() };
+                let d = permgate_core::decision::decide_and_count(
+                    &again.snapshot.read(), &query, again.counter.as_ref(), again.clock.now(), true,
+                    permgate_core::decision::CounterFailure::Closed,
+                );
+                again.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(d.alerts.iter().cloned());
+                (d.code, again.flush_alerts().unwrap_or_else(|e| unreachable!("{e}")))
+            })
+            .await;
+        assert_eq!((second, alerts), (-10, 0), "the same second's call after the restart: denied, no second alert");
+        let (_, audit) = t.call(Method::GET, &format!("/v1/audit?app_id={id}"), Some(&t.admin), None).await;
+        let raised = audit["events"].as_array().into_iter().flatten().filter(|e| e["action"] == "quota.alert").count();
+        assert_eq!(raised, 1, "{audit}");
+    }
+}
+
 both_backends! {
     async fn usage_shows_the_calls_of_each_of_the_last_30_days(t) {
         let (_, dev) = t.account("dev", "developer").await;
