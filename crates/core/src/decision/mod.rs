@@ -818,6 +818,10 @@ impl PerApp {
             if tightest.is_none_or(|(_, least)| remaining < least) {
                 tightest = Some((k, remaining));
             }
+            // Most calls are short of the first threshold: one comparison tells.
+            if used[k] + 1 < quota::threshold(limit, 80) {
+                continue;
+            }
             for percent in quota::thresholds_passed(limit, used[k], used[k] + 1) {
                 let rule = &catalog.quota_rules[api.quota_idx[k]];
                 alerts.push(QuotaAlert {
