@@ -193,6 +193,18 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if matches!(cli.command, Command::Check(_) | Command::Usage { .. } | Command::Explain { .. })
+        && (std::env::var_os("PERMGATE_REDIS_URL").is_some_and(|v| !v.is_empty())
+            || file.values.contains_key("PERMGATE_REDIS_URL"))
+    {
+        // The nodes' shared counts in Redis include the units each node holds in its lease, so
+        // only a node can tell what is used: say so rather than print the database's zeros.
+        eprintln!(
+            "note: PERMGATE_REDIS_URL is set: the nodes count quota in Redis, which this command does not read; \
+             its counts are those saved in the database, which nodes counting in Redis do not keep. \
+             A node's GET /v1/apps/{{id}}/usage (or /v1/check) has them."
+        );
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args, &config::known_names(&command)),
         Command::Config(ConfigCommand::Show { json }) => config::show(&command, &file, json),

@@ -40,6 +40,32 @@ fn check_decides_from_the_command_line_and_exits_by_verdict() {
     assert_eq!(out.status.code(), Some(1));
     let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert_eq!(decision["code"], -401, "{decision}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// In a deployment counting in Redis, the commands that show counts say that they read the
+/// database's, not the nodes' (which only a node can tell).
+#[test]
+fn commands_showing_counts_say_they_do_not_read_redis() {
+    let dir = scratch_dir("check-redis");
+    let out = permgate(&dir.0)
+        .env("PERMGATE_REDIS_URL", "redis://127.0.0.1:1")
+        .args(["check", "GET", "/v2/local/search/keyword.json", "-a", "KakaoAK unknown"])
+        .output()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PERMGATE_REDIS_URL is set") && err.contains("GET /v1/apps/{id}/usage"), "{err}");
+    std::fs::write(dir.0.join("permgate.toml"), "redis_url = \"redis://127.0.0.1:1\"\n")
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let out = permgate(&dir.0)
+        .args(["--config", "permgate.toml", "usage", "1"])
+        .output()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PERMGATE_REDIS_URL is set"),
+        "also from the configuration file"
+    );
 }
 
 #[test]
