@@ -666,7 +666,6 @@ impl QuotaStore for SqliteStore {
     }
 }
 
-/// A count or cap as SQL's signed 64-bit integer (saturating: no count comes near it).
 /// Saves one counter, keeping the larger count where one is saved already.
 fn save_counter(tx: &Transaction<'_>, c: &SavedCounter) -> StoreResult<()> {
     let mut stmt = tx
@@ -680,6 +679,7 @@ fn save_counter(tx: &Transaction<'_>, c: &SavedCounter) -> StoreResult<()> {
     Ok(())
 }
 
+/// A count or cap as SQL's signed 64-bit integer (saturating: no count comes near it).
 fn cap(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -218,6 +218,12 @@ pub struct QuotaAlert {
     pub percent: u8,
     pub limit: u64,
     pub reset_at: Timestamp,
+    /// The counter that passed the threshold, as it is saved: its scope (the app, or for a
+    /// developer's rule the owner) and its window's start (the window ends at `reset_at`).
+    #[serde(skip)]
+    pub scope: u64,
+    #[serde(skip)]
+    pub window_start: i64,
 }
 
 impl Decision {
@@ -830,6 +836,8 @@ impl PerApp {
                     percent,
                     limit,
                     reset_at: Timestamp(window.end),
+                    scope: app.id.0.cast_unsigned(),
+                    window_start: window.start,
                 });
             }
         }
@@ -1099,6 +1107,8 @@ fn alerts(d: &mut Decision, catalog: &crate::catalog::Catalog, charges: &[Charge
             percent,
             limit: c.limit,
             reset_at: Timestamp(c.window_end),
+            scope: c.key.scope,
+            window_start: c.key.window_start,
         });
     }
 }

@@ -10,7 +10,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::model::{AppId, PaidUsage};
 use crate::notify::NewMessage;
 use crate::ports::SavedCounter;
-use crate::quota::{CounterKey, PAID_DAY, PAID_MONTH, counter_rule, counter_rule_by_id, window};
+use crate::quota::{CounterKey, PAID_DAY, PAID_MONTH, Window, counter_rule, counter_rule_by_id, window};
 use crate::time::Timestamp;
 
 /// One app-wide rule's state in its current window.
@@ -171,7 +171,8 @@ impl Services {
     /// The counter an alert was raised by, counted up to its threshold, when this node counts in
     /// memory (in Redis the count is shared and kept there): saved with the alert, so that a
     /// restart before the node saves its counters neither hands out those calls again nor
-    /// raises the alert twice. `None` for a rule the catalog no longer has.
+    /// raises the alert twice. `None` when the catalog no longer counts the rule that way (it
+    /// was reloaded since, with another period, scope or time zone): no floor beats a wrong one.
     fn alert_counted(&self, a: &QuotaAlert) -> Option<SavedCounter> {
         self.memory.as_ref()?;
         let snapshot = self.snapshot.read();
@@ -187,12 +188,15 @@ impl Services {
             }
             false => return None,
         };
-        let window = window(period, Timestamp(a.reset_at.0 - 1), catalog.utc_offset);
+        let counted = window(period, Timestamp(a.window_start), catalog.utc_offset);
+        if scope.cast_unsigned() != a.scope || counted != (Window { start: a.window_start, end: a.reset_at.0 }) {
+            return None;
+        }
         Some(SavedCounter {
             rule_id: a.rule.clone(),
-            scope: scope.cast_unsigned(),
-            window_start: window.start,
-            window_end: window.end,
+            scope: a.scope,
+            window_start: counted.start,
+            window_end: counted.end,
             count: crate::quota::threshold(a.limit, a.percent),
         })
     }

@@ -142,6 +142,52 @@ both_backends! {
     }
 }
 
+/// A new node over `s`'s store (a restart): a fresh snapshot and counters restored from what
+/// was saved. Decides `calls` POST calls of the Moment API with `user`'s token, queues their
+/// alerts and records them; returns the codes and how many alerts were recorded.
+fn restarted_calls(s: &permgate_core::service::Services, user: &str, calls: usize) -> (Vec<i32>, usize) {
+    use permgate_core::decision::{CounterFailure, Query, decide_and_count};
+    let records = s.store.app_records().unwrap_or_else(|e| unreachable!("{e}"));
+    let catalog = s.snapshot.read().catalog().clone();
+    let verifier = permgate_core::credential::TokenVerifier::new(Some(permgate_testkit::JWT_SECRET.as_bytes()));
+    let snapshot = permgate_core::snapshot::Snapshot::build(catalog, std::sync::Arc::new(verifier), records);
+    let shared = std::sync::Arc::new(permgate_core::snapshot::SharedSnapshot::new(snapshot));
+    let again = permgate_core::service::Services::new(s.store.clone(), shared, s.clock.clone());
+    again.restore_counters().unwrap_or_else(|e| unreachable!("{e}"));
+    let query = Query { method: "POST", path: CREATE_AD_ACCOUNT, authorization: Some(user), ..Query::default() };
+    let codes = (0..calls)
+        .map(|_| {
+            let d = decide_and_count(
+                &again.snapshot.read(),
+                &query,
+                again.counter.as_ref(),
+                again.clock.now(),
+                true,
+                CounterFailure::Closed,
+            );
+            again.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(d.alerts.iter().cloned());
+            d.code
+        })
+        .collect();
+    (codes, again.flush_alerts().unwrap_or_else(|e| unreachable!("{e}")))
+}
+
+/// The app's `quota.alert` events: (rule, percent).
+async fn alerts_of(t: &TestApp, app: i64) -> Vec<(String, u64)> {
+    let (_, audit) = t.call(Method::GET, &format!("/v1/audit?app_id={app}"), Some(&t.admin), None).await;
+    let events = audit["events"].as_array().cloned().unwrap_or_default();
+    events
+        .iter()
+        .filter(|e| e["action"] == "quota.alert")
+        .map(|e| {
+            (
+                e["after"]["rule"].as_str().unwrap_or_default().to_owned(),
+                e["after"]["percent"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 // The node records the alert (and its message), then dies before it saves its counters: a new
 // node over the same store neither hands out the counted call again nor alerts twice.
 both_backends! {
@@ -150,30 +196,32 @@ both_backends! {
         let call = json!({"method": "POST", "path": CREATE_AD_ACCOUNT, "headers": {"authorization": user.clone()}});
         assert_eq!(check(&t, call).await.2["allow"], true);
         assert_eq!(t.store(|s| s.flush_alerts()).await.ok(), Some(1));
-        let clock = t.clock.clone();
-        let (second, alerts) = t
-            .store(move |s| {
-                let records = s.store.app_records().unwrap_or_else(|e| unreachable!("{e}"));
-                let catalog = s.snapshot.read().catalog().clone();
-                let verifier = std::sync::Arc::new(permgate_core::credential::TokenVerifier::new(Some(permgate_testkit::JWT_SECRET.as_bytes())));
-                let snapshot = permgate_core::snapshot::Snapshot::build(catalog, verifier, records);
-                let shared = std::sync::Arc::new(permgate_core::snapshot::SharedSnapshot::new(snapshot));
-                let again = permgate_core::service::Services::new(s.store.clone(), shared, clock);
-                again.restore_counters().unwrap_or_else(|e| unreachable!("{e}"));
-                let query = permgate_core::decision::Query { method: "POST", path: CREATE_AD_ACCOUNT, authorization: Some(&user), ..Default::default() };
-                let d = permgate_core::decision::decide_and_count(
-                    &again.snapshot.read(), &query, again.counter.as_ref(), again.clock.now(), true,
-                    permgate_core::decision::CounterFailure::Closed,
-                );
-                again.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(d.alerts.iter().cloned());
-                (d.code, again.flush_alerts().unwrap_or_else(|e| unreachable!("{e}")))
-            })
-            .await;
-        assert_eq!((second, alerts), (-10, 0), "the same second's call after the restart: denied, no second alert");
-        let (_, audit) = t.call(Method::GET, &format!("/v1/audit?app_id={id}"), Some(&t.admin), None).await;
-        let raised = audit["events"].as_array().into_iter().flatten().filter(|e| e["action"] == "quota.alert").count();
-        assert_eq!(raised, 1, "{audit}");
+        let again = t.store(move |s| restarted_calls(s, &user, 1)).await;
+        assert_eq!(again, (vec![-10], 0), "the same second's call after the restart: denied, no second alert");
+        assert_eq!(alerts_of(&t, id).await, [("moment_ad_account_create_per_second".to_owned(), 100)]);
     }
+}
+
+/// The same at 80 %, where calls go on: with a limit of 5, the fourth call's alert is recorded
+/// and the node dies; after the restart the fifth call is allowed and alerts at 100 %, the 80 %
+/// alert is not raised again, and the sixth is denied.
+#[tokio::test]
+async fn an_80_percent_alert_is_not_raised_again_after_a_restart() {
+    let rule = "id = \"moment_ad_account_create_per_second\"\nname = \"Kakao Moment: create ad account, 1 per second\"\nperiod = \"second\"\nscope = \"app\"\nlimit = 1\n";
+    assert!(permgate_core::catalog::DEFAULT_CATALOG.contains(rule));
+    let text = permgate_core::catalog::DEFAULT_CATALOG.replacen(rule, &rule.replace("limit = 1", "limit = 5"), 1);
+    let catalog = permgate_core::catalog::Catalog::parse("five.toml", &text).unwrap_or_else(|e| unreachable!("{e}"));
+    let t = TestApp::spawn_with(catalog).await;
+    let (id, _, user) = moment_app(&t).await;
+    let call = json!({"method": "POST", "path": CREATE_AD_ACCOUNT, "headers": {"authorization": user.clone()}});
+    for _ in 0..4 {
+        assert_eq!(check(&t, call.clone()).await.2["allow"], true);
+    }
+    assert_eq!(t.store(|s| s.flush_alerts()).await.ok(), Some(1));
+    let again = t.store(move |s| restarted_calls(s, &user, 2)).await;
+    assert_eq!(again, (vec![0, -10], 1), "one call left after the restart, and only its 100 % alert");
+    let rule = "moment_ad_account_create_per_second".to_owned();
+    assert_eq!(alerts_of(&t, id).await, [(rule.clone(), 80), (rule, 100)]);
 }
 
 both_backends! {
