@@ -233,14 +233,19 @@ impl Services {
             }
             (rule, _) => rule,
         };
-        // The newest first, as the store answers: the one the audit event shows. A grant that
-        // has ended is held no more (the list of holdings does not show it either).
-        let held = record.grants.iter().rev().find(|g| {
-            g.permission == permission
-                && g.key_id == input.key_id
-                && rule.is_none_or(|r| g.raised_rule() == Some(r))
-                && g.is_active(now)
-        });
+        // Every holding the revocation ends, the newest first, as the store answers. A grant
+        // that has ended is held no more (the list of holdings does not show it either).
+        let holdings: Vec<&Grant> = record
+            .grants
+            .iter()
+            .rev()
+            .filter(|g| {
+                g.permission == permission
+                    && g.key_id == input.key_id
+                    && rule.is_none_or(|r| g.raised_rule() == Some(r))
+                    && g.is_active(now)
+            })
+            .collect();
         let not_held = || {
             let whose = match input.key_id {
                 None => "app-wide".to_owned(),
@@ -249,10 +254,16 @@ impl Services {
             let rule = rule.map(|r| format!(" raising `{r}`")).unwrap_or_default();
             ServiceError::NotFound(format!("app {app} does not hold `{permission}`{rule} {whose}"))
         };
-        let Some(held) = held else { return Err(not_held()) };
+        // The audit event shows the holding it ends, or each of them (a permission held once per
+        // quota rule, revoked without naming one).
+        let before = match holdings.as_slice() {
+            [] => return Err(not_held()),
+            [one] => serde_json::json!(HeldPermission::from(*one)),
+            many => serde_json::json!(many.iter().map(|g| HeldPermission::from(*g)).collect::<Vec<_>>()),
+        };
         let audit = NewAuditEvent::new(now, Some(actor.account.id), "grant.revoke", format!("permission:{permission}"))
             .app(app)
-            .before(HeldPermission::from(held))
+            .before(before)
             .after(serde_json::json!({"revoked_at": now, "reason": reason}));
         // What needed the permission goes with it, if the app holds it app-wide no more.
         let what = format!("revoking `{permission}`");

@@ -146,6 +146,29 @@ both_backends! {
     }
 }
 
+// `increased_quota` held for two rules and revoked without naming one: both end, and the audit
+// event shows both (it showed the newest only).
+both_backends! {
+    async fn revoking_a_permission_held_per_rule_without_a_rule_audits_every_holding(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let id = t.app(&dev, "Search").await["id"].as_i64().unwrap_or_default();
+        for rule in ["local_keyword_search_daily", "local_address_search_daily"] {
+            let grant = json!({"permission": "increased_quota", "reason": "partner", "params": {"rule": rule, "limit": 200000}});
+            assert_eq!(t.post(&format!("/v1/apps/{id}/permissions"), &t.admin, grant).await.0, StatusCode::CREATED);
+        }
+        let path = format!("/v1/apps/{id}/permissions/increased_quota");
+        let (status, body) = t.delete(&path, &t.admin, Some(json!({"reason": "contract ended"}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, held) = t.get(&format!("/v1/apps/{id}/permissions"), &dev).await;
+        assert!(held["permissions"].as_array().is_some_and(|p| p.iter().all(|g| g["permission"] != "increased_quota")), "{held}");
+        let (_, audit) = t.get(&format!("/v1/audit?app_id={id}"), &t.admin).await;
+        let revoke = audit["events"].as_array().into_iter().flatten().find(|e| e["action"] == "grant.revoke").cloned().unwrap_or_default();
+        let mut rules: Vec<&str> = revoke["before"].as_array().into_iter().flatten().filter_map(|g| g["params"]["rule"].as_str()).collect();
+        rules.sort_unstable();
+        assert_eq!(rules, ["local_address_search_daily", "local_keyword_search_daily"], "{revoke}");
+    }
+}
+
 both_backends! {
     async fn a_grant_made_for_one_key_is_revoked_by_naming_the_key(t) {
         let (_, dev) = t.account("dev", "developer").await;
