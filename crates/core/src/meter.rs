@@ -76,33 +76,40 @@ impl Meter {
     /// new index (`None` when it is gone; the paid caps keep theirs), likewise `permission_map`.
     pub fn renumbered(&self, rule_map: &[Option<usize>], permission_map: &[Option<usize>]) -> Meter {
         let mut state = self.lock().clone();
-        let rules: Vec<RuleMeter> = state
+        let (rules, saved): (Vec<RuleMeter>, Vec<RuleSaved>) = state
             .rules
             .iter()
-            .filter_map(|r| Some(RuleMeter { rule: renumber_rule(rule_map, r.rule)?, ..*r }))
-            .collect();
+            .zip(state.saved.iter())
+            .filter_map(|(r, saved)| Some((RuleMeter { rule: renumber_rule(rule_map, r.rule)?, ..*r }, *saved)))
+            .unzip();
         let used: Vec<Used> = state
             .used
             .iter()
             .filter_map(|u| Some(Used { permission: renumber(permission_map, u.permission)?, ..*u }))
             .collect();
         state.rules = rules.into();
+        state.saved = saved.into();
         state.used = used.into();
         Meter { state: Mutex::new(state), pending: AtomicU8::new(pending::ALL) }
     }
 }
 
-/// What a meter holds; what every counted call touches first (`repr(C)` keeps this order).
+/// What a meter holds (`repr(C)` keeps this order): first what every counted call touches (the
+/// last call, the calls, the rules' counters: 80 bytes, which the app's entry places right after
+/// the lock word, on its first two lines), then what only the savers read.
 #[derive(Debug, Clone, Default)]
 #[repr(C)]
 pub struct MeterState {
-    /// One per quota rule (by catalog index, or `PAID_DAY` / `PAID_MONTH`) the app was counted
-    /// against; inline for the usual two (an API's own rule and the monthly total).
-    pub rules: SmallVec<RuleMeter, 2>,
     /// The last admitted call (Unix seconds).
     pub last_call: i64,
     /// Calls admitted on this node.
     pub calls: u64,
+    /// One per quota rule (by catalog index, or `PAID_DAY` / `PAID_MONTH`) the app was counted
+    /// against; inline for the usual two (an API's own rule and the monthly total). Added to
+    /// only through [`MeterState::position`], which keeps `saved` beside it.
+    pub rules: SmallVec<RuleMeter, 2>,
+    /// What of each rule in `rules` (same place) was last saved.
+    saved: SmallVec<RuleSaved, 2>,
     /// What of the last call and the calls is saved.
     pub last_saved: i64,
     pub calls_saved: u64,
@@ -110,21 +117,34 @@ pub struct MeterState {
     pub used: SmallVec<Used, 1>,
 }
 
-/// One quota rule in an app's meter: 32 bytes.
+/// One quota rule in an app's meter, as a counted call changes it: 24 bytes, two to a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleMeter {
     pub rule: u32,
-    /// The app's own counter for the rule changed since the last save.
-    pub dirty: bool,
+    /// Calls counted against the rule on this node (whatever its scope); wraps (only its
+    /// difference from the saved calls, a second's, is read).
+    pub calls: u32,
     /// The start of the window the app's own counter counts in ([`NOT_COUNTING`] until it
     /// counts: only rules counted per app keep their counter here), and its count there. The
     /// window's end follows from the rule's period.
     pub window_start: i64,
     pub count: u64,
-    /// Calls counted against the rule on this node (whatever its scope), and how many are saved;
-    /// both wrap (only their difference, a second's calls, is read).
-    pub calls: u32,
-    pub calls_saved: u32,
+}
+
+/// What of a rule's meter was last saved (or restored): a counter whose window or count differs
+/// has changed since. Kept apart from [`RuleMeter`], so that counting writes nothing but the
+/// counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RuleSaved {
+    window_start: i64,
+    count: u64,
+    calls: u32,
+}
+
+impl Default for RuleSaved {
+    fn default() -> Self {
+        RuleSaved { window_start: NOT_COUNTING, count: 0, calls: 0 }
+    }
 }
 
 /// The `window_start` of a rule whose counter is not kept in the meter (yet).
@@ -132,7 +152,7 @@ pub const NOT_COUNTING: i64 = i64::MIN;
 
 impl Default for RuleMeter {
     fn default() -> Self {
-        RuleMeter { rule: 0, dirty: false, window_start: NOT_COUNTING, count: 0, calls: 0, calls_saved: 0 }
+        RuleMeter { rule: 0, calls: 0, window_start: NOT_COUNTING, count: 0 }
     }
 }
 
@@ -149,12 +169,6 @@ impl RuleMeter {
             (self.window_start, self.count) = (window_start, 0);
         }
         self.count += 1;
-        self.dirty = true;
-    }
-
-    /// Calls counted against the rule and not saved yet.
-    pub fn unsaved_calls(&self) -> u32 {
-        self.calls.wrapping_sub(self.calls_saved)
     }
 }
 
@@ -173,6 +187,7 @@ impl MeterState {
             Some(i) => i,
             None => {
                 self.rules.push(RuleMeter { rule, ..RuleMeter::default() });
+                self.saved.push(RuleSaved::default());
                 self.rules.len() - 1
             }
         }
@@ -201,28 +216,54 @@ impl MeterState {
     /// Marks the app's own counter for `rule` changed again (its save failed), if it still
     /// counts in the window starting at `window_start` (a later window is marked already).
     pub fn mark_dirty(&mut self, rule: u32, window_start: i64) {
-        if let Some(r) = self.rules.iter_mut().find(|r| r.rule == rule && r.window_start == window_start) {
-            r.dirty = true;
+        if let Some(i) = self.rules.iter().position(|r| r.rule == rule && r.window_start == window_start) {
+            self.saved[i].window_start = NOT_COUNTING;
         }
     }
 
-    /// Loads a saved count of the app's own counter (at start), keeping the larger one.
+    /// Loads a saved count of the app's own counter (at start), keeping the larger one; what is
+    /// loaded is saved already.
     pub fn restore(&mut self, rule: u32, window_start: i64, count: u64) {
-        let r = self.rule_mut(rule);
+        let i = self.position(rule);
+        let r = &mut self.rules[i];
+        let clean = self.saved[i].window_start == r.window_start && self.saved[i].count == r.count;
         if r.window_start < window_start {
             (r.window_start, r.count) = (window_start, count);
         } else if r.window_start == window_start {
             r.count = r.count.max(count);
+        }
+        if clean {
+            (self.saved[i].window_start, self.saved[i].count) = (r.window_start, r.count);
         }
     }
 
     /// The app's own counters changed since the last call, as (rule, window start, count); each
     /// is then clean.
     pub fn drain_dirty(&mut self) -> impl Iterator<Item = (u32, i64, u64)> + '_ {
-        self.rules.iter_mut().filter(|r| r.dirty).map(|r| {
-            r.dirty = false;
-            (r.rule, r.window_start, r.count)
+        self.rules.iter().zip(self.saved.iter_mut()).filter_map(|(r, saved)| {
+            let changed =
+                r.window_start != NOT_COUNTING && (r.window_start, r.count) != (saved.window_start, saved.count);
+            changed.then(|| {
+                (saved.window_start, saved.count) = (r.window_start, r.count);
+                (r.rule, r.window_start, r.count)
+            })
         })
+    }
+
+    /// Each rule's calls not saved yet, as (rule, calls), for the rules that have some.
+    pub fn unsaved_rule_calls(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.rules
+            .iter()
+            .zip(self.saved.iter())
+            .map(|(r, saved)| (r.rule, r.calls.wrapping_sub(saved.calls)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// Marks `n` more of `rule`'s calls saved.
+    pub fn rule_calls_saved(&mut self, rule: u32, n: u32) {
+        if let Some(i) = self.rules.iter().position(|r| r.rule == rule) {
+            self.saved[i].calls = self.saved[i].calls.wrapping_add(n);
+        }
     }
 
     /// Notes an admitted call at `now`.
@@ -247,9 +288,7 @@ impl MeterState {
 
     /// Whether anything of the activity is not saved yet.
     pub fn unsaved(&self) -> bool {
-        self.last_call > self.last_saved
-            || self.calls > self.calls_saved
-            || self.rules.iter().any(|r| r.unsaved_calls() > 0)
+        self.last_call > self.last_saved || self.calls > self.calls_saved || self.unsaved_rule_calls().next().is_some()
     }
 }
 
@@ -315,9 +354,8 @@ mod tests {
         assert_eq!(m.used.iter().map(|u| (u.permission, u.at)).collect::<Vec<_>>(), vec![(5, 10)]);
         (m.last_saved, m.calls_saved) = (m.last_call, m.calls);
         assert!(m.unsaved(), "the rule's call is not saved yet");
-        for r in m.rules.iter_mut() {
-            r.calls_saved = r.calls;
-        }
+        assert_eq!(m.unsaved_rule_calls().collect::<Vec<_>>(), vec![(2, 1)]);
+        m.rule_calls_saved(2, 1);
         assert!(!m.unsaved());
     }
 

@@ -55,6 +55,8 @@ impl Fast {
     const QUICK: u8 = 1;
     /// It has quota overrides (current or expired).
     const OVERRIDES: u8 = 2;
+    /// A test app: its calls are for its original's members only.
+    const TEST: u8 = 4;
 
     fn of(entry: &AppEntry) -> Fast {
         let quick = entry.status == AppStatus::Active
@@ -62,7 +64,11 @@ impl Fast {
             && entry.paid.is_none()
             && (!entry.is_test || entry.original.is_some());
         let overrides = !entry.quota_overrides.0.is_empty();
-        Fast((u8::from(quick) * Self::QUICK) | (u8::from(overrides) * Self::OVERRIDES))
+        Fast(
+            (u8::from(quick) * Self::QUICK)
+                | (u8::from(overrides) * Self::OVERRIDES)
+                | (u8::from(entry.is_test) * Self::TEST),
+        )
     }
 }
 
@@ -74,21 +80,30 @@ pub struct PaidEntry {
     pub monthly_cap: u64,
 }
 
-/// One app as the engine sees it. Every decision reads the first 64 bytes (`repr(C)` keeps the
-/// fields in this order, and the alignment puts them on one cache line); counting reads on into
-/// the quota overrides and the meter, right after.
+/// One app as the engine sees it (`repr(C)` keeps the fields in this order). The quick lane
+/// reads and writes its first two lines and nothing else (unless the app has quota overrides):
+/// the first holds the id, what the lane checks (copies of the low words of three sets, and
+/// [`Fast`]'s bits), the meter's lock word, its last call and calls; the second the meter's rule
+/// counters. A layout test pins this.
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub struct AppEntry {
     pub id: AppId,
+    /// The first 64 bits of `plain` and `consent_set`, and the first 32 of `products_active`
+    /// ([`AppEntry::derive`] keeps them).
+    quick_plain: u64,
+    quick_consent: u64,
+    quick_products: u32,
+    /// What the quick lane needs to know of the fields past the first line, worked out when the
+    /// entry is prepared (see [`Fast`]).
+    fast: Fast,
+    /// Its own quota counters and its activity, carried over when the entry is patched: locked
+    /// by every counted call.
+    pub meter: Meter,
     pub status: AppStatus,
     pub owner_blocked: bool,
-    /// A test app (`original` is set): read here, on the first line, by every allowed call.
+    /// A test app (`original` is set).
     pub is_test: bool,
-    /// What the quick lane needs to know of the fields past this line, worked out when the
-    /// entry is prepared (see [`Fast`]): it then reads no line of the entry but this one and the
-    /// meter's.
-    fast: Fast,
     /// Which products are activated, by catalog index.
     pub products_active: BitSet,
     /// The permissions held app-wide without an expiry (own and inherited), by catalog index:
@@ -96,9 +111,6 @@ pub struct AppEntry {
     pub plain: BitSet,
     /// Which of the catalog's consent items (by index) the app has set.
     pub consent_set: BitSet,
-    /// Its own quota counters and its activity, carried over when the entry is patched. On the
-    /// second line: every counted call locks it.
-    pub meter: Meter,
     /// Boxed: few apps have paid usage, and every entry would carry its room.
     pub paid: Option<Box<PaidEntry>>,
     /// Inline for the usual one or two; read by a counted call only if there are any
@@ -287,6 +299,27 @@ impl AppEntry {
         self.fast.0 & Fast::OVERRIDES != 0
     }
 
+    /// Whether it is a test app, read off the first line (as [`AppEntry::is_test`]).
+    pub fn quick_test(&self) -> bool {
+        self.fast.0 & Fast::TEST != 0
+    }
+
+    /// The first 64 bits of `plain` and `consent_set` and the first 32 of `products_active`,
+    /// read off the first line.
+    pub fn quick_sets(&self) -> (u64, u64, u32) {
+        (self.quick_plain, self.quick_consent, self.quick_products)
+    }
+
+    /// Works out what the first line repeats of the later ones ([`Fast`], the sets' low bits):
+    /// whenever the entry is prepared or its sets change.
+    fn derive(&mut self) {
+        self.fast = Fast::of(self);
+        self.quick_plain = self.plain.low();
+        self.quick_consent = self.consent_set.low();
+        // Only the first 32 products: a quick API's product is among them.
+        self.quick_products = self.products_active.low() as u32;
+    }
+
     /// A free slot's entry (allocates nothing).
     fn vacant() -> AppEntry {
         AppEntry {
@@ -294,6 +327,9 @@ impl AppEntry {
             status: AppStatus::Blocked,
             owner_blocked: true,
             is_test: false,
+            quick_plain: 0,
+            quick_consent: 0,
+            quick_products: 0,
             fast: Fast::default(),
             products_active: BitSet::default(),
             plain: BitSet::default(),
@@ -450,6 +486,7 @@ impl Snapshot {
         if let Some(original) = entry.original.and_then(|o| self.apps.get(&o)) {
             entry.inherited.clone_from(&original.held);
             entry.plain = plain_set(&entry.held, &entry.inherited);
+            entry.derive();
         }
         let slot = self.apps.insert(entry);
         if let Some(entry) = self.apps.slot(slot) {
@@ -473,6 +510,7 @@ impl Snapshot {
                 if let Some(entry) = self.apps.get_mut(&test) {
                     entry.inherited.clone_from(&inherited);
                     entry.plain = plain_set(&entry.held, &entry.inherited);
+                    entry.derive();
                 }
             }
         }
@@ -573,6 +611,9 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
         status: record.app.status,
         owner_blocked: record.owner_blocked,
         is_test: record.app.original.is_some(),
+        quick_plain: 0,
+        quick_consent: 0,
+        quick_products: 0,
         fast: Fast::default(),
         keys,
         products_active,
@@ -586,7 +627,7 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
         meter: Meter::default(),
         lookups,
     };
-    entry.fast = Fast::of(&entry);
+    entry.derive();
     entry
 }
 
@@ -732,19 +773,21 @@ mod layout_tests {
     use super::AppEntry;
 
     #[test]
-    fn what_every_decision_reads_fits_one_cache_line() {
+    fn what_the_quick_lane_reads_and_writes_is_on_the_first_two_lines() {
+        use crate::meter::{MeterState, RuleMeter};
         assert_eq!(std::mem::align_of::<AppEntry>(), 64);
-        assert_eq!(
-            std::mem::offset_of!(AppEntry, meter),
-            64,
-            "id, status, the fast bits and the three sets fill the first line"
-        );
-        // A counted call then locks the meter, on the second line, and reads its rules and its
-        // last call on into the third. (The meter's state comes last in it, after the pending
-        // bits and the lock word.)
-        let state = std::mem::offset_of!(AppEntry, meter) + std::mem::size_of::<crate::meter::Meter>()
-            - std::mem::size_of::<crate::meter::MeterState>();
-        assert!(state + std::mem::offset_of!(crate::meter::MeterState, last_saved) <= 64 * 3);
+        // The first line: the id, the sets' first words and the fast bits, then the meter: its
+        // pending bits, its lock word, and (its state's first fields) the last call and calls.
+        assert_eq!(std::mem::offset_of!(AppEntry, meter), 32);
+        let entry = AppEntry::vacant();
+        let base = std::ptr::from_ref(&entry) as usize;
+        let state = std::ptr::from_ref(&*entry.meter.lock()) as usize - base;
+        assert_eq!(state, 48, "the lock word before the state, on the first line");
+        assert_eq!(std::mem::offset_of!(MeterState, calls), 8);
+        // The second: the rule counters, two inline, with the list's tag and length.
+        assert_eq!(std::mem::offset_of!(MeterState, rules), 16);
+        assert_eq!(std::mem::size_of::<RuleMeter>(), 24);
+        assert_eq!(std::mem::size_of::<crate::small::SmallVec<RuleMeter, 2>>(), 64);
         // The overrides (read only by an app that has some) fill one line of their own.
         assert_eq!(std::mem::size_of::<super::Overrides>(), 64);
         assert_eq!(std::mem::offset_of!(AppEntry, quota_overrides) % 64, 0);

@@ -326,13 +326,13 @@ pub struct Api {
 
 /// An API whose allowed calls need nothing beyond bits of an app's first line: it is active, not
 /// in shadow mode, accepts REST API keys, is counted per app ([`Api::counted_per_app`]), and its
-/// permissions, consent items and product are among the catalog's first 64 of each, so that
-/// each set is one word. The masks are those sets.
+/// permissions and consent items are among the catalog's first 64 of each and its product among
+/// the first 32, so that each set is one word (the products' a half). The masks are those sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuickApi {
     pub permissions: u64,
     pub consent_items: u64,
-    pub product: u64,
+    pub product: u32,
 }
 
 impl QuickApi {
@@ -344,7 +344,7 @@ impl QuickApi {
         Some(QuickApi {
             permissions: mask(&api.permission_idx)?,
             consent_items: mask(&api.consent_idx)?,
-            product: mask(&[api.product_idx])?,
+            product: u32::try_from(mask(&[api.product_idx])?).ok()?,
         })
     }
 }

@@ -47,13 +47,15 @@ pub(super) fn decide_and_count<'s>(
     let Some(masks) = api.quick.as_ref() else { return Err(lead) };
     // A test app (of an original) is served, restricted to the original's members; one without
     // an original is left to the general path.
-    let members_only = app.is_test;
-    // Status, owner, paid usage and a test app's original: one bit of the first line.
+    let members_only = app.quick_test();
+    // Status, owner, paid usage and a test app's original: one bit of the first line; the sets'
+    // first words are there too.
+    let (plain, consent, products) = app.quick_sets();
     if kind != KeyKind::RestApi
         || !app.quick()
-        || app.plain.low() & masks.permissions != masks.permissions
-        || app.consent_set.low() & masks.consent_items != masks.consent_items
-        || app.products_active.low() & masks.product == 0
+        || plain & masks.permissions != masks.permissions
+        || consent & masks.consent_items != masks.consent_items
+        || products & masks.product == 0
     {
         return Err(lead);
     }

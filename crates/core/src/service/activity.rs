@@ -132,12 +132,8 @@ fn unsaved_activity(snapshot: &Snapshot) -> (Vec<Seen>, Vec<ActivityRow>) {
             continue;
         }
         let (last, total) = (meter.last_call, meter.calls - meter.calls_saved);
-        let by_rule: Vec<(&'static str, u32)> = meter
-            .rules
-            .iter()
-            .filter(|r| r.unsaved_calls() > 0)
-            .filter_map(|r| Some((counter_rule(catalog, r.rule)?.0, r.unsaved_calls())))
-            .collect();
+        let by_rule: Vec<(&'static str, u32)> =
+            meter.unsaved_rule_calls().filter_map(|(rule, n)| Some((counter_rule(catalog, rule)?.0, n))).collect();
         drop(meter);
         let mut calls = vec![(String::new(), total)];
         // The paid caps' counts are not usage of a rule of the catalog.
@@ -166,9 +162,7 @@ fn mark_activity_saved(snapshot: &Snapshot, seen: &[Seen]) {
             meter.calls_saved += total;
             for &(rule, n) in by_rule {
                 let Some((rule, _)) = counter_rule_by_id(catalog, rule) else { continue };
-                if let Some(r) = meter.rules.iter_mut().find(|r| r.rule == rule) {
-                    r.calls_saved = r.calls_saved.wrapping_add(n);
-                }
+                meter.rule_calls_saved(rule, n);
             }
         }
     }
