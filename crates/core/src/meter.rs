@@ -106,8 +106,9 @@ pub struct MeterState {
     pub calls: u64,
     /// One per quota rule (by catalog index, or `PAID_DAY` / `PAID_MONTH`) the app was counted
     /// against; inline for the usual two (an API's own rule and the monthly total). Added to
-    /// only through [`MeterState::position`], which keeps `saved` beside it.
-    pub rules: SmallVec<RuleMeter, 2>,
+    /// only through [`MeterState::position`], which keeps `saved` beside it (read it through
+    /// [`MeterState::rules`]).
+    pub(crate) rules: SmallVec<RuleMeter, 2>,
     /// What of each rule in `rules` (same place) was last saved.
     saved: SmallVec<RuleSaved, 2>,
     /// What of the last call and the calls is saved.
@@ -181,6 +182,16 @@ pub struct Used {
 }
 
 impl MeterState {
+    /// The rules the app was counted against, with their counters.
+    pub fn rules(&self) -> &[RuleMeter] {
+        &self.rules
+    }
+
+    /// The same, to count in place (no rule can be added or removed through it).
+    pub fn rules_mut(&mut self) -> &mut [RuleMeter] {
+        &mut self.rules
+    }
+
     /// Where `rule`'s meter is in `rules`, added (counting nothing yet) if the app has none.
     pub fn position(&mut self, rule: u32) -> usize {
         match self.rules.iter().position(|r| r.rule == rule) {
@@ -388,7 +399,7 @@ mod tests {
         }
         let moved = meter.renumbered(&[Some(1), None], &[None, Some(0)]);
         let m = moved.lock();
-        assert_eq!(m.rules.iter().map(|r| r.rule).collect::<Vec<_>>(), vec![1, crate::quota::PAID_DAY]);
+        assert_eq!(m.rules().iter().map(|r| r.rule).collect::<Vec<_>>(), vec![1, crate::quota::PAID_DAY]);
         assert_eq!(m.count(1, 100), 1);
         assert_eq!(m.used.iter().map(|u| (u.permission, u.at)).collect::<Vec<_>>(), vec![(0, 6)]);
     }

@@ -803,7 +803,7 @@ impl PerApp {
         for (at, &ri) in at.iter_mut().zip(&api.quota_idx) {
             *at = meter.position(u32::try_from(ri).unwrap_or(u32::MAX - 2));
         }
-        let rules = &mut *meter.rules;
+        let rules = meter.rules_mut();
         let mut used = [0u64; PER_APP_RULES];
         for k in 0..n {
             let (limit, window) = self.rules[k];

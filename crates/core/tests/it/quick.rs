@@ -285,7 +285,7 @@ fn compare(catalog: Arc<Catalog>, rounds: usize) -> (usize, usize, usize) {
         (1..=STATES.len() as i64)
             .map(|id| {
                 let m = s.app(AppId(id)).map(|a| a.meter.lock().clone()).unwrap_or_default();
-                (m.rules.to_vec(), m.calls, m.last_call, m.used.to_vec())
+                (m.rules().to_vec(), m.calls, m.last_call, m.used.to_vec())
             })
             .collect::<Vec<_>>()
     });

@@ -286,7 +286,7 @@ fn paid_usage_continues_past_the_free_limit_until_the_cap() {
     let calls = |rule: &str| {
         let index = s.catalog().quota_rules.iter().position(|r| r.id == rule).and_then(|i| u32::try_from(i).ok());
         let meter = s.app(AppId(1)).map(|a| a.meter.lock().clone()).unwrap_or_default();
-        meter.rules.iter().find(|r| Some(r.rule) == index).map_or(0, |r| r.calls)
+        meter.rules().iter().find(|r| Some(r.rule) == index).map_or(0, |r| r.calls)
     };
     assert_eq!((calls("daily"), calls("monthly")), (5, 3));
     // Paid calls were not deducted from the monthly total: two free calls are left this month.
@@ -461,7 +461,7 @@ fn the_short_counting_path_answers_and_counts_as_the_general_one() {
         assert_eq!(refusals, 4, "the calls past a limit were refused: {answers:?}");
         let meters = worlds.each_ref().map(|s| {
             let m = s.app(AppId(1)).map(|a| a.meter.lock().clone()).unwrap_or_default();
-            (m.rules.to_vec(), m.calls, m.last_call)
+            (m.rules().to_vec(), m.calls, m.last_call)
         });
         assert_eq!(meters[0], meters[1], "the same counts and activity in both meters");
     }
@@ -479,7 +479,7 @@ fn a_message_to_several_recipients_is_one_call_of_each_rule() {
     let calls = |rule: &str| {
         let index = catalog.quota_rules.iter().position(|r| r.id == rule).unwrap_or(usize::MAX);
         let meter = s.app(AppId(1)).map(|a| a.meter.lock().clone()).unwrap_or_default();
-        meter.rules.iter().find(|r| r.rule as usize == index).map_or(0, |r| r.calls)
+        meter.rules().iter().find(|r| r.rule as usize == index).map_or(0, |r| r.calls)
     };
     assert_eq!([calls("sender"), calls("recipient"), calls("pair")], [1, 1, 1]);
 }
