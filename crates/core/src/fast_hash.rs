@@ -19,24 +19,31 @@ impl Fast {
     }
 }
 
+/// [`Fast`]'s hash of `bytes` alone (no terminator, as a `str` key's hash has).
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = Fast::default();
+    h.write(bytes);
+    h.0
+}
+
 impl Hasher for Fast {
     fn finish(&self) -> u64 {
         self.0
     }
 
+    /// A word at a time in place: the last word is the last eight bytes, overlapping the one
+    /// before (no copy of a short tail), then the length.
     fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            self.add(u64::from_le_bytes(w));
+        let (words, _) = bytes.as_chunks::<8>();
+        for w in words {
+            self.add(u64::from_le_bytes(*w));
         }
-        let tail = words.remainder();
-        if !tail.is_empty() {
-            let mut w = [0u8; 8];
-            w[..tail.len()].copy_from_slice(tail);
-            self.add(u64::from_le_bytes(w) ^ ((tail.len() as u64) << 59));
-        }
+        let last = match bytes.last_chunk::<8>() {
+            Some(w) => u64::from_le_bytes(*w),
+            None => bytes.iter().fold(0, |w, &b| (w << 8) | u64::from(b)),
+        };
+        self.add(last);
+        self.add(bytes.len() as u64);
     }
 
     fn write_u8(&mut self, n: u8) {

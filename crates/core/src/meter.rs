@@ -108,7 +108,7 @@ pub struct MeterState {
     /// against; inline for the usual two (an API's own rule and the monthly total). Added to
     /// only through [`MeterState::position`], which keeps `saved` beside it (read it through
     /// [`MeterState::rules`]).
-    pub(crate) rules: SmallVec<RuleMeter, 2>,
+    rules: SmallVec<RuleMeter, 2>,
     /// What of each rule in `rules` (same place) was last saved.
     saved: SmallVec<RuleSaved, 2>,
     /// What of the last call and the calls is saved.
@@ -306,6 +306,16 @@ impl MeterState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rule_counters_follow_the_last_call_and_the_calls() {
+        // The entry puts the state's first 16 bytes on its first line, the counters on its
+        // second (see the layout test in snapshot.rs).
+        assert_eq!(std::mem::offset_of!(MeterState, calls), 8);
+        assert_eq!(std::mem::offset_of!(MeterState, rules), 16);
+        assert_eq!(std::mem::size_of::<RuleMeter>(), 24);
+        assert_eq!(std::mem::size_of::<SmallVec<RuleMeter, 2>>(), 64);
+    }
 
     #[test]
     fn a_counter_counts_in_its_window_and_starts_again_in_the_next() {

@@ -233,17 +233,9 @@ struct Exact {
 }
 
 impl Exact {
-    /// A path's hash: FxHash's mix, a word at a time (the last word the path's last eight bytes,
-    /// overlapping the one before: no call to copy a short tail), then its length.
+    /// A path's hash (FxHash's mix a word at a time, in place: [`crate::fast_hash::hash_bytes`]).
     fn hash(path: &[u8]) -> u64 {
-        let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
-        let (words, _) = path.as_chunks::<8>();
-        let h = words.iter().fold(0, |h, w| mix(h, u64::from_le_bytes(*w)));
-        let last = match path.last_chunk::<8>() {
-            Some(w) => u64::from_le_bytes(*w),
-            None => path.iter().fold(0, |w, &b| (w << 8) | u64::from(b)),
-        };
-        mix(mix(h, last), path.len() as u64)
+        crate::fast_hash::hash_bytes(path)
     }
 
     /// Whether two byte strings are the same, compared a word at a time in place (a slice's `==`

@@ -50,8 +50,7 @@ pub struct Overrides(pub crate::small::SmallVec<QuotaOverride, 2>);
 struct Fast(u8);
 
 impl Fast {
-    /// Active, its owner not blocked, without paid usage, and (for a test app) with an
-    /// original: the app may take the quick lane.
+    /// Active, its owner not blocked, without paid usage: the app may take the quick lane.
     const QUICK: u8 = 1;
     /// It has quota overrides (current or expired).
     const OVERRIDES: u8 = 2;
@@ -59,16 +58,10 @@ impl Fast {
     const TEST: u8 = 4;
 
     fn of(entry: &AppEntry) -> Fast {
-        let quick = entry.status == AppStatus::Active
-            && !entry.owner_blocked
-            && entry.paid.is_none()
-            && (!entry.is_test || entry.original.is_some());
+        let quick = entry.status == AppStatus::Active && !entry.owner_blocked && entry.paid.is_none();
         let overrides = !entry.quota_overrides.0.is_empty();
-        Fast(
-            (u8::from(quick) * Self::QUICK)
-                | (u8::from(overrides) * Self::OVERRIDES)
-                | (u8::from(entry.is_test) * Self::TEST),
-        )
+        let test = entry.original.is_some();
+        Fast((u8::from(quick) * Self::QUICK) | (u8::from(overrides) * Self::OVERRIDES) | (u8::from(test) * Self::TEST))
     }
 }
 
@@ -102,8 +95,6 @@ pub struct AppEntry {
     pub meter: Meter,
     pub status: AppStatus,
     pub owner_blocked: bool,
-    /// A test app (`original` is set).
-    pub is_test: bool,
     /// Which products are activated, by catalog index.
     pub products_active: BitSet,
     /// The permissions held app-wide without an expiry (own and inherited), by catalog index:
@@ -289,7 +280,7 @@ impl BitSet {
 
 impl AppEntry {
     /// Whether the app may take the quick lane as far as its own state goes: active, its owner
-    /// not blocked, no paid usage, and a test app's original known. Read off the first line.
+    /// not blocked, no paid usage. Read off the first line.
     pub fn quick(&self) -> bool {
         self.fast.0 & Fast::QUICK != 0
     }
@@ -299,7 +290,7 @@ impl AppEntry {
         self.fast.0 & Fast::OVERRIDES != 0
     }
 
-    /// Whether it is a test app, read off the first line (as [`AppEntry::is_test`]).
+    /// Whether it is a test app (`original` is set), read off the first line.
     pub fn quick_test(&self) -> bool {
         self.fast.0 & Fast::TEST != 0
     }
@@ -308,6 +299,14 @@ impl AppEntry {
     /// read off the first line.
     pub fn quick_sets(&self) -> (u64, u64, u32) {
         (self.quick_plain, self.quick_consent, self.quick_products)
+    }
+
+    /// A test app's grants of its original, `held`: what it holds follows them.
+    fn inherit(&mut self, held: &[Held]) {
+        self.inherited.clear();
+        self.inherited.extend_from_slice(held);
+        self.plain = plain_set(&self.held, &self.inherited);
+        self.derive();
     }
 
     /// Works out what the first line repeats of the later ones ([`Fast`], the sets' low bits):
@@ -326,7 +325,6 @@ impl AppEntry {
             id: VACANT,
             status: AppStatus::Blocked,
             owner_blocked: true,
-            is_test: false,
             quick_plain: 0,
             quick_consent: 0,
             quick_products: 0,
@@ -484,9 +482,7 @@ impl Snapshot {
         }
         self.remove_app(id);
         if let Some(original) = entry.original.and_then(|o| self.apps.get(&o)) {
-            entry.inherited.clone_from(&original.held);
-            entry.plain = plain_set(&entry.held, &entry.inherited);
-            entry.derive();
+            entry.inherit(&original.held);
         }
         let slot = self.apps.insert(entry);
         if let Some(entry) = self.apps.slot(slot) {
@@ -508,9 +504,7 @@ impl Snapshot {
             let inherited = self.apps.get(&id).map(|a| a.held.clone()).unwrap_or_default();
             for test in tests {
                 if let Some(entry) = self.apps.get_mut(&test) {
-                    entry.inherited.clone_from(&inherited);
-                    entry.plain = plain_set(&entry.held, &entry.inherited);
-                    entry.derive();
+                    entry.inherit(&inherited);
                 }
             }
         }
@@ -610,7 +604,6 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
         owner: record.app.owner,
         status: record.app.status,
         owner_blocked: record.owner_blocked,
-        is_test: record.app.original.is_some(),
         quick_plain: 0,
         quick_consent: 0,
         quick_products: 0,
@@ -774,7 +767,6 @@ mod layout_tests {
 
     #[test]
     fn what_the_quick_lane_reads_and_writes_is_on_the_first_two_lines() {
-        use crate::meter::{MeterState, RuleMeter};
         assert_eq!(std::mem::align_of::<AppEntry>(), 64);
         // The first line: the id, the sets' first words and the fast bits, then the meter: its
         // pending bits, its lock word, and (its state's first fields) the last call and calls.
@@ -786,11 +778,9 @@ mod layout_tests {
             let state = std::ptr::from_ref(&*entry.meter.lock()) as usize - base;
             assert_eq!(state, 48, "the lock word before the state, on the first line");
         }
-        assert_eq!(std::mem::offset_of!(MeterState, calls), 8);
-        // The second: the rule counters, two inline, with the list's tag and length.
-        assert_eq!(std::mem::offset_of!(MeterState, rules), 16);
-        assert_eq!(std::mem::size_of::<RuleMeter>(), 24);
-        assert_eq!(std::mem::size_of::<crate::small::SmallVec<RuleMeter, 2>>(), 64);
+        // The second: the rule counters, two inline, with the list's tag and length (their
+        // place in the state: meter.rs's tests).
+        assert_eq!(std::mem::size_of::<crate::small::SmallVec<crate::meter::RuleMeter, 2>>(), 64);
         // The overrides (read only by an app that has some) fill one line of their own.
         assert_eq!(std::mem::size_of::<super::Overrides>(), 64);
         assert_eq!(std::mem::offset_of!(AppEntry, quota_overrides) % 64, 0);

@@ -45,11 +45,10 @@ pub(super) fn decide_and_count<'s>(
     let Some((app, key, kind)) = snapshot.find_hex_key(presented) else { return Err(lead) };
     lead.key = Some((app, key, kind));
     let Some(masks) = api.quick.as_ref() else { return Err(lead) };
-    // A test app (of an original) is served, restricted to the original's members; one without
-    // an original is left to the general path.
+    // A test app is served, restricted to its original's members.
     let members_only = app.quick_test();
-    // Status, owner, paid usage and a test app's original: one bit of the first line; the sets'
-    // first words are there too.
+    // Status, owner and paid usage: one bit of the first line; the sets' first words are there
+    // too.
     let (plain, consent, products) = app.quick_sets();
     if kind != KeyKind::RestApi
         || !app.quick()
@@ -62,7 +61,9 @@ pub(super) fn decide_and_count<'s>(
     let Some(plan) = PerApp::plan(catalog, app, api, now) else { return Err(lead) };
     let mut alerts = Vec::new();
     let mut meter = app.meter.lock();
-    let Ok(quota) = plan.count(&mut meter, catalog, app, api, &mut alerts) else { return Err(lead) };
+    let Ok(quota) = plan.count(&mut meter, catalog, app, api, &mut alerts) else {
+        return Err(Lead { used_up: true, ..lead });
+    };
     note_activity(&mut meter, app, api, true, Some(key), &[], now);
     Ok(Allowed { app: app.id, api: api.static_id, key, members_only, quota, alerts })
 }
