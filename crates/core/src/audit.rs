@@ -52,41 +52,34 @@ impl NewAuditEvent {
     /// A copy whose `after.revoked` names `revoked`: what a store's transaction found to revoke,
     /// which the caller could only guess before it ran.
     pub fn revoking(&self, revoked: &[String]) -> Self {
-        self.noting(&[("revoked", revoked)])
+        self.noting(&[("revoked", revoked.into())])
     }
 
     /// A copy whose `after` names what went with the change ([`crate::ports::Cascade`]): the
     /// permissions revoked (`also_revoked`) and the consent items unset (`consent_items_unset`).
     pub fn losing(&self, revoked: &[String], unset: &[String]) -> Self {
-        self.noting(&[("also_revoked", revoked), ("consent_items_unset", unset)])
+        self.noting(&[("also_revoked", revoked.into()), ("consent_items_unset", unset.into())])
     }
 
     /// A copy whose `after.granted` says whether the store's transaction granted.
     pub fn granting(&self, granted: bool) -> Self {
-        let mut event = self.clone();
-        if !event.after.is_object() {
-            event.after = serde_json::json!({});
-        }
-        if let Some(after) = event.after.as_object_mut() {
-            after.insert("granted".into(), granted.into());
-        }
-        event
+        self.noting(&[("granted", granted.into())])
     }
 
     /// A copy whose `after.consent_items_unset` names `unset` (what a store's transaction found).
     pub fn unsetting(&self, unset: &[String]) -> Self {
-        self.noting(&[("consent_items_unset", unset)])
+        self.noting(&[("consent_items_unset", unset.into())])
     }
 
-    /// A copy with `lists` set in `after` (made an object if it was not one).
-    fn noting(&self, lists: &[(&str, &[String])]) -> Self {
+    /// A copy with `fields` set in `after` (made an object if it was not one).
+    fn noting(&self, fields: &[(&str, serde_json::Value)]) -> Self {
         let mut event = self.clone();
         if !event.after.is_object() {
             event.after = serde_json::json!({});
         }
         if let Some(after) = event.after.as_object_mut() {
-            for (key, list) in lists {
-                after.insert((*key).into(), (*list).into());
+            for (key, value) in fields {
+                after.insert((*key).into(), value.clone());
             }
         }
         event

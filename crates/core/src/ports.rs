@@ -272,13 +272,16 @@ pub trait GrantStore {
 pub trait AuditStore {
     /// Appends an event that records no other change (e.g. a quota alert).
     fn record_event(&self, event: &NewAuditEvent) -> StoreResult<()>;
-    /// Records `event` and queues `messages` in the outbox, in one transaction.
-    fn record_notice(&self, event: &NewAuditEvent, messages: &[NewMessage]) -> StoreResult<()>;
-    /// [`AuditStore::record_notice`] for a quota alert of a counter kept in memory: in the same
-    /// transaction, the counter is saved as at least `counted` (the count that passed the
-    /// threshold, as [`QuotaStore::save_counters`] saves), so that a restart before the node
-    /// saves its counters does not pass the threshold, and alert, again.
-    fn record_alert(&self, event: &NewAuditEvent, messages: &[NewMessage], counted: &SavedCounter) -> StoreResult<()>;
+    /// Records a quota alert's `event` and queues its `messages` in the outbox, in one
+    /// transaction. For a counter kept in memory, `counted` (the count that passed the threshold)
+    /// is saved in it too, as [`QuotaStore::save_counters`] saves, so that a restart before the
+    /// node saves its counters does not pass the threshold, and alert, again.
+    fn record_alert(
+        &self,
+        event: &NewAuditEvent,
+        messages: &[NewMessage],
+        counted: Option<&SavedCounter>,
+    ) -> StoreResult<()>;
     /// Events oldest first, optionally those of one app only.
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>>;
     /// The newest event's `seq` and hash as recorded beside the chain when it was appended, so

@@ -306,30 +306,6 @@ impl PostgresStore {
         })
     }
 
-    /// `event`, `messages` queued in the outbox and (for a quota alert) the counter saved as at
-    /// least `counted`, in one transaction.
-    fn notice(
-        &self,
-        event: &NewAuditEvent,
-        messages: &[permgate_core::notify::NewMessage],
-        counted: Option<&SavedCounter>,
-    ) -> StoreResult<()> {
-        self.write(event, |tx| {
-            if let Some(c) = counted {
-                tx.execute(
-                    "INSERT INTO quota_counters (rule_id, scope, window_start, window_end, count) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (rule_id, scope, window_start)
-                     DO UPDATE SET count = greatest(quota_counters.count, excluded.count)",
-                    &[&c.rule_id, &c.scope.cast_signed(), &c.window_start, &c.window_end, &cap(c.count)],
-                )?;
-            }
-            for m in messages {
-                workflow::insert_message(tx, m, event.at)?;
-            }
-            Ok(())
-        })
-    }
-
     /// A write: `f`, then `audit` appended to the chain, in one transaction under the write lock.
     fn write<T>(&self, audit: &NewAuditEvent, f: impl FnOnce(&mut Transaction<'_>) -> Tried<T>) -> StoreResult<T> {
         self.transaction(WRITE_LOCK, |tx| {
@@ -783,21 +759,7 @@ impl QuotaStore for PostgresStore {
         if counters.is_empty() {
             return Ok(());
         }
-        let rule_ids: Vec<&str> = counters.iter().map(|c| c.rule_id.as_str()).collect();
-        let scopes: Vec<i64> = counters.iter().map(|c| c.scope.cast_signed()).collect();
-        let starts: Vec<i64> = counters.iter().map(|c| c.window_start).collect();
-        let ends: Vec<i64> = counters.iter().map(|c| c.window_end).collect();
-        let counts: Vec<i64> = counters.iter().map(|c| cap(c.count)).collect();
-        self.read(|c| {
-            c.execute(
-                "INSERT INTO quota_counters (rule_id, scope, window_start, window_end, count)
-                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-                 ON CONFLICT (rule_id, scope, window_start)
-                 DO UPDATE SET count = greatest(quota_counters.count, excluded.count)",
-                &[&rule_ids, &scopes, &starts, &ends, &counts],
-            )?;
-            Ok(())
-        })
+        self.read(|c| save_counters(c, counters))
     }
 
     fn load_counters(&self, now: Timestamp) -> StoreResult<Vec<SavedCounter>> {
@@ -817,6 +779,23 @@ impl QuotaStore for PostgresStore {
             Ok(out)
         })
     }
+}
+
+/// Saves `counters`, keeping the larger count where one is saved already, in one statement.
+fn save_counters(c: &mut impl GenericClient, counters: &[SavedCounter]) -> Tried<()> {
+    let rule_ids: Vec<&str> = counters.iter().map(|c| c.rule_id.as_str()).collect();
+    let scopes: Vec<i64> = counters.iter().map(|c| c.scope.cast_signed()).collect();
+    let starts: Vec<i64> = counters.iter().map(|c| c.window_start).collect();
+    let ends: Vec<i64> = counters.iter().map(|c| c.window_end).collect();
+    let counts: Vec<i64> = counters.iter().map(|c| cap(c.count)).collect();
+    c.execute(
+        "INSERT INTO quota_counters (rule_id, scope, window_start, window_end, count)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+         ON CONFLICT (rule_id, scope, window_start)
+         DO UPDATE SET count = greatest(quota_counters.count, excluded.count)",
+        &[&rule_ids, &scopes, &starts, &ends, &counts],
+    )?;
+    Ok(())
 }
 
 /// A count or cap as SQL's signed 64-bit integer (saturating: no count comes near it).
@@ -869,17 +848,21 @@ impl AuditStore for PostgresStore {
         self.write(event, |_| Ok(()))
     }
 
-    fn record_notice(&self, event: &NewAuditEvent, messages: &[permgate_core::notify::NewMessage]) -> StoreResult<()> {
-        self.notice(event, messages, None)
-    }
-
     fn record_alert(
         &self,
         event: &NewAuditEvent,
         messages: &[permgate_core::notify::NewMessage],
-        counted: &SavedCounter,
+        counted: Option<&SavedCounter>,
     ) -> StoreResult<()> {
-        self.notice(event, messages, Some(counted))
+        self.write(event, |tx| {
+            if let Some(c) = counted {
+                save_counters(tx, std::slice::from_ref(c))?;
+            }
+            for m in messages {
+                workflow::insert_message(tx, m, event.at)?;
+            }
+            Ok(())
+        })
     }
 
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>> {

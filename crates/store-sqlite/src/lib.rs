@@ -161,26 +161,6 @@ impl SqliteStore {
         Ok(self.write_if(audit, |tx| Ok(f(tx)?.then_some(())))?.is_some())
     }
 
-    /// `event`, `messages` queued in the outbox and (for a quota alert) the counter saved as at
-    /// least `counted`, in one transaction.
-    fn notice(
-        &self,
-        event: &NewAuditEvent,
-        messages: &[permgate_core::notify::NewMessage],
-        counted: Option<&SavedCounter>,
-    ) -> StoreResult<()> {
-        self.write(event, |tx| {
-            if let Some(counted) = counted {
-                save_counter(tx, counted)?;
-            }
-            for m in messages {
-                workflow::insert_message(tx, m, event.at)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Runs `f` in a transaction that also appends `audit`; commits only if both succeed.
     fn write<T>(&self, audit: &NewAuditEvent, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
@@ -731,17 +711,21 @@ impl AuditStore for SqliteStore {
         self.write(event, |_| Ok(()))
     }
 
-    fn record_notice(&self, event: &NewAuditEvent, messages: &[permgate_core::notify::NewMessage]) -> StoreResult<()> {
-        self.notice(event, messages, None)
-    }
-
     fn record_alert(
         &self,
         event: &NewAuditEvent,
         messages: &[permgate_core::notify::NewMessage],
-        counted: &SavedCounter,
+        counted: Option<&SavedCounter>,
     ) -> StoreResult<()> {
-        self.notice(event, messages, Some(counted))
+        self.write(event, |tx| {
+            if let Some(counted) = counted {
+                save_counter(tx, counted)?;
+            }
+            for m in messages {
+                workflow::insert_message(tx, m, event.at)?;
+            }
+            Ok(())
+        })
     }
 
     fn audit_events(&self, app: Option<AppId>, limit: usize) -> StoreResult<Vec<AuditEvent>> {

@@ -150,13 +150,9 @@ impl Services {
             let event = NewAuditEvent::new(self.clock.now(), None, "quota.alert", format!("quota:{}", a.rule))
                 .app(a.app_id)
                 .after(a);
-            let recorded = self.alert_messages(a).and_then(|messages| {
-                match self.alert_counted(a) {
-                    Some(counted) => self.store.record_alert(&event, &messages, &counted),
-                    None => self.store.record_notice(&event, &messages),
-                }
-                .map_err(Into::into)
-            });
+            let recorded = self
+                .alert_messages(a)
+                .and_then(|messages| Ok(self.store.record_alert(&event, &messages, self.alert_counted(a).as_ref())?));
             if let Err(e) = recorded {
                 // Each threshold is passed once a window: an alert dropped here never comes back.
                 // This one and the rest go back to the front of the queue for the next round.

@@ -299,12 +299,7 @@ pub async fn list(
             .transpose()?,
         app_id: q.app_id.as_deref().filter(|s| !s.is_empty()).map(|a| id("app_id", a)).transpose()?,
         before: q.before.as_deref().filter(|s| !s.is_empty()).map(|b| id("before", b)).transpose()?,
-        limit: q
-            .limit
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|l| l.parse::<usize>().map_err(|_| ApiError::invalid(format!("`limit`: `{l}` is not a count"))))
-            .transpose()?,
+        limit: q.limit.as_deref().filter(|s| !s.is_empty()).map(|l| id("limit", l)).transpose()?,
     };
     Ok(Json(state.run(move |s| s.permission_requests(&actor, query)).await?))
 }
