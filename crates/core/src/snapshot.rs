@@ -122,50 +122,16 @@ pub struct AppEntry {
 /// Where one key of an app is indexed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Lookup {
-    Hex(u128),
+    Hex(crate::key_table::RawKey),
     Text(Box<str>),
-    /// The SHA-256 of a secret key (admin keys are stored hashed); boxed, so that this enum
-    /// stays 32 bytes (every app's keys have one).
-    Secret(Box<[u8; 32]>),
+    /// The SHA-256 of a secret key (admin keys are stored hashed).
+    Secret([u8; 32]),
 }
 
-/// A Kakao-style key (32 lowercase hex digits) as a number: indexed without a string compare.
-/// Reads eight digits at a time and checks all 32 with one branch (every decision parses one key,
-/// so a digit-by-digit loop showed, and so did a branch per word).
-fn hex128(text: &str) -> Option<u128> {
-    let bytes: &[u8; 32] = text.as_bytes().try_into().ok()?;
-    let (words, _) = bytes.as_chunks::<8>();
-    let [a, b, c, d] = [0, 1, 2, 3].map(|i| words.get(i).map_or(u64::MAX, |w| u64::from_le_bytes(*w)));
-    if (not_hex(a) | not_hex(b) | not_hex(c) | not_hex(d)) != 0 {
-        return None;
-    }
-    // Two words' digits per swap: the first digit ends up highest.
-    let high = (u64::from(packed(a)) | (u64::from(packed(b)) << 32)).swap_bytes();
-    let low = (u64::from(packed(c)) | (u64::from(packed(d)) << 32)).swap_bytes();
-    Some((u128::from(high) << 64) | u128::from(low))
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// Non-zero unless all eight bytes of `x` are lowercase hex digits.
-fn not_hex(x: u64) -> u64 {
-    // With every byte below 0x80, adding stays within each byte: a byte's high bit then says
-    // whether it is at least `lo`, or above `hi`. (A byte from 0x80 is flagged by `x & HIGH`,
-    // whatever its carries did to the rest.)
-    let within = |lo: u64, hi: u64| x.wrapping_add(ONES * (0x80 - lo)) & !x.wrapping_add(ONES * (0x7f - hi)) & HIGH;
-    (x & HIGH) | (HIGH ^ (within(0x30, 0x39) | within(0x61, 0x66)))
-}
-
-/// Eight lowercase hex digits (the first in the lowest byte; checked by [`not_hex`]) as four
-/// bytes, the first digit's in the lowest.
-fn packed(x: u64) -> u32 {
-    // '0'..='9' are 0x30..=0x39 and 'a'..='f' 0x61..=0x66: the low nibble, plus 9 for a letter.
-    let digits = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
-    // Pairs of digits into bytes, then the four bytes together.
-    let pairs = ((digits & 0x0f00_0f00_0f00_0f00) >> 8) | ((digits & 0x000f_000f_000f_000f) << 4);
-    let quads = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
-    (quads | (quads >> 16)) as u32
+/// Whether `text` is a Kakao-style key (32 lowercase hex digits, as permgate issues them),
+/// indexed by its bytes in the key table.
+fn is_hex_key(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The apps, each in a slot of one vector (a key points at its app's slot), with an index by id.
@@ -491,7 +457,7 @@ impl Snapshot {
                 match lookup {
                     Lookup::Hex(n) => self.hex_keys.insert(*n, r),
                     Lookup::Text(t) => drop(self.keys.insert(t.clone(), r)),
-                    Lookup::Secret(h) => drop(self.secret_keys.insert(**h, r)),
+                    Lookup::Secret(h) => drop(self.secret_keys.insert(*h, r)),
                 }
             }
             // A test app holds what its original holds: follow the original's change.
@@ -521,9 +487,9 @@ impl Snapshot {
             }
             for lookup in &removed.lookups {
                 match lookup {
-                    Lookup::Hex(n) => self.hex_keys.remove(*n),
+                    Lookup::Hex(n) => self.hex_keys.remove(n),
                     Lookup::Text(t) => drop(self.keys.remove(t)),
-                    Lookup::Secret(h) => drop(self.secret_keys.remove(&**h)),
+                    Lookup::Secret(h) => drop(self.secret_keys.remove(h)),
                 }
             }
             self.version += 1;
@@ -534,14 +500,14 @@ impl Snapshot {
     /// [`Snapshot::find_key`] for a Kakao-style key (32 lowercase hex digits) alone: `None` for
     /// any other text, which only the general search finds.
     pub(crate) fn find_hex_key(&self, presented: &str) -> Option<(&AppEntry, KeyId, KeyKind)> {
-        self.key_of(self.hex_keys.get(hex128(presented)?)?)
+        self.key_of(self.hex_keys.get(&crate::key_table::raw_key(presented)?)?)
     }
 
     pub(crate) fn find_key(&self, presented: &str) -> Option<(&AppEntry, KeyId, KeyKind)> {
-        let found = match hex128(presented) {
-            Some(n) => self.hex_keys.get(n),
-            None => self.keys.get(presented).copied(),
-        };
+        // Text of 32 bytes that the key table lacks may still be another kind of key.
+        let found = crate::key_table::raw_key(presented)
+            .and_then(|raw| self.hex_keys.get(&raw))
+            .or_else(|| self.keys.get(presented).copied());
         let r = match found {
             Some(r) => r,
             // Hashed into a buffer on the stack: an unknown key's -401 allocates nothing.
@@ -591,12 +557,12 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
         .keys
         .iter()
         .map(|k| match (&k.value, k.kind.is_secret()) {
-            (Some(value), false) => match hex128(value) {
-                Some(n) => Lookup::Hex(n),
+            (Some(value), false) => match crate::key_table::raw_key(value).filter(|_| is_hex_key(value)) {
+                Some(raw) => Lookup::Hex(raw),
                 None => Lookup::Text(value.as_str().into()),
             },
             // The store writes `secret::hash`'s 64 hex digits; anything else matches no key.
-            _ => Lookup::Secret(Box::new(secret::digest_from_hex(&k.hash).unwrap_or_default())),
+            _ => Lookup::Secret(secret::digest_from_hex(&k.hash).unwrap_or_default()),
         })
         .collect();
     let mut entry = AppEntry {
@@ -699,55 +665,16 @@ fn catalog_consent_set(catalog: &Catalog, record: &AppRecord) -> BitSet {
 
 #[cfg(test)]
 mod bitset_tests {
-    use super::{BitSet, hex128};
-
-    /// What `hex128` must agree with: one digit at a time.
-    fn hex128_by_digit(text: &str) -> Option<u128> {
-        if text.len() != 32 {
-            return None;
-        }
-        text.bytes().try_fold(0u128, |n, b| {
-            let digit = match b {
-                b'0'..=b'9' => b - b'0',
-                b'a'..=b'f' => b - b'a' + 10,
-                _ => return None,
-            };
-            Some((n << 4) | u128::from(digit))
-        })
-    }
+    use super::{BitSet, is_hex_key};
 
     #[test]
-    fn hex_keys_read_eight_digits_at_a_time_agree_with_one_at_a_time() {
-        // Every byte value in every position, among otherwise valid digits.
-        for at in 0..32 {
-            for b in 0..=255u8 {
-                let mut key = *b"0123456789abcdef0123456789abcdef";
-                key[at] = b;
-                let text = String::from_utf8_lossy(&key);
-                assert_eq!(hex128(&text), hex128_by_digit(&text), "{text:?}");
-            }
-        }
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let text = format!("{:016x}{:016x}", x, x.rotate_left(17));
-            assert_eq!(hex128(&text), hex128_by_digit(&text));
-            assert_eq!(hex128(&text), Some((u128::from(x) << 64) | u128::from(x.rotate_left(17))));
-        }
-    }
-
-    #[test]
-    fn hex_keys_read_as_numbers_and_anything_else_does_not() {
-        assert_eq!(hex128("0000000000000000000000000000002a"), Some(42));
-        assert_eq!(hex128(&"f".repeat(32)), Some(u128::MAX));
-        assert_eq!(hex128(&"F".repeat(32)), None, "upper case is another key");
-        assert_eq!(hex128(&"0".repeat(31)), None);
-        assert_eq!(hex128(&"g".repeat(32)), None);
-        // 32 bytes with one of them past ASCII (whose sums carry into the next byte).
-        assert_eq!(hex128(&format!("{}\u{e9}", "0".repeat(30))), None);
-        assert_eq!(hex128(&format!("\u{e9}{}", "f".repeat(30))), None);
+    fn only_32_lowercase_hex_digits_are_a_hex_key() {
+        assert!(is_hex_key("0123456789abcdef0123456789abcdef"));
+        assert!(!is_hex_key(&"F".repeat(32)), "upper case is another key");
+        assert!(!is_hex_key(&"0".repeat(31)));
+        assert!(!is_hex_key(&"0".repeat(33)));
+        assert!(!is_hex_key(&"g".repeat(32)));
+        assert!(!is_hex_key(&format!("{}\u{e9}", "0".repeat(30))));
     }
 
     #[test]
@@ -787,9 +714,9 @@ mod layout_tests {
     }
 
     #[test]
-    fn a_keys_lookup_stays_32_bytes() {
-        // One per key of every app: a digest held inline made it 48 (16 bytes more per app).
-        assert_eq!(std::mem::size_of::<super::Lookup>(), 32);
+    fn a_keys_lookup_stays_40_bytes() {
+        // One per key of every app, its 32 bytes (or digest) inline, allocating nothing.
+        assert_eq!(std::mem::size_of::<super::Lookup>(), 40);
     }
 }
 
