@@ -193,15 +193,21 @@ impl MeterState {
     }
 
     /// Where `rule`'s meter is in `rules`, added (counting nothing yet) if the app has none.
+    /// Inlined: every counted call looks its rules up; adding one is rare and is not.
+    #[inline]
     pub fn position(&mut self, rule: u32) -> usize {
         match self.rules.iter().position(|r| r.rule == rule) {
             Some(i) => i,
-            None => {
-                self.rules.push(RuleMeter { rule, ..RuleMeter::default() });
-                self.saved.push(RuleSaved::default());
-                self.rules.len() - 1
-            }
+            None => self.add(rule),
         }
+    }
+
+    /// Adds a meter for `rule`, beside its saved copy; where it is.
+    #[inline(never)]
+    fn add(&mut self, rule: u32) -> usize {
+        self.rules.push(RuleMeter { rule, ..RuleMeter::default() });
+        self.saved.push(RuleSaved::default());
+        self.rules.len() - 1
     }
 
     fn rule_mut(&mut self, rule: u32) -> &mut RuleMeter {

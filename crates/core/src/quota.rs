@@ -19,42 +19,55 @@ pub struct Window {
 
 /// The window of `period` that contains `now`, in a zone `offset_seconds` east of UTC: the
 /// second itself, the calendar day (00:00 to 00:00) or the calendar month (the 1st, 00:00).
+/// Inlined: every counted call asks for a window per rule.
+#[inline]
 pub fn window(period: QuotaPeriod, now: Timestamp, offset_seconds: i32) -> Window {
-    let off = i64::from(offset_seconds);
     match period {
         QuotaPeriod::Second => Window { start: now.0, end: now.0 + 1 },
-        QuotaPeriod::Day => {
-            let local = now.0 + off;
-            let start = local.div_euclid(86_400) * 86_400 - off;
-            Window { start, end: start + 86_400 }
-        }
-        QuotaPeriod::Month => month_window(now, offset_seconds).unwrap_or_else(|| {
-            // Out of the calendar's range (year ±9999): fall back to the day, never panic.
-            window(QuotaPeriod::Day, now, offset_seconds)
-        }),
+        QuotaPeriod::Day => calendar(now, offset_seconds).0,
+        QuotaPeriod::Month => calendar(now, offset_seconds).1,
     }
 }
 
-/// The calendar month around `now`, in plain integer arithmetic on days (every counted call
-/// asks for it: the last answer is kept per thread, for the local day it was asked on). `None`
-/// where the arithmetic would overflow.
-fn month_window(now: Timestamp, offset_seconds: i32) -> Option<Window> {
+/// The calendar day and month around `now`, kept per thread for the second they were asked in:
+/// calls come many a second, and working out the day alone took a division.
+#[inline]
+fn calendar(now: Timestamp, offset_seconds: i32) -> (Window, Window) {
+    // `i32::MIN` is no zone's offset: nothing is kept yet.
+    const NONE: (i64, i32, Window, Window) = (0, i32::MIN, Window { start: 0, end: 0 }, Window { start: 0, end: 0 });
     thread_local! {
-        static LAST: std::cell::Cell<(i64, i32, Window)> = const { std::cell::Cell::new((i64::MIN, 0, Window { start: 0, end: 0 })) };
+        static LAST: std::cell::Cell<(i64, i32, Window, Window)> = const { std::cell::Cell::new(NONE) };
     }
+    let (at, offset, day, month) = LAST.get();
+    if (at, offset) == (now.0, offset_seconds) {
+        return (day, month);
+    }
+    let (day, month) = calendar_at(now, offset_seconds);
+    LAST.set((now.0, offset_seconds, day, month));
+    (day, month)
+}
+
+/// [`calendar`], worked out.
+#[inline(never)]
+fn calendar_at(now: Timestamp, offset_seconds: i32) -> (Window, Window) {
+    let off = i64::from(offset_seconds);
+    let local = now.0 + off;
+    let start = local.div_euclid(86_400) * 86_400 - off;
+    let day = Window { start, end: start + 86_400 };
+    // Out of the calendar's range (year ±9999): the month falls back to the day, never panics.
+    (day, month_window(now, offset_seconds).unwrap_or(day))
+}
+
+/// The calendar month around `now`, in plain integer arithmetic on days. `None` where the
+/// arithmetic would overflow.
+fn month_window(now: Timestamp, offset_seconds: i32) -> Option<Window> {
     let off = i64::from(offset_seconds);
     let days = now.0.checked_add(off)?.div_euclid(86_400);
-    let (last_days, last_offset, last) = LAST.get();
-    if (last_days, last_offset) == (days, offset_seconds) {
-        return Some(last);
-    }
     let (year, month, day) = civil_from_days(days);
     let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     let start = (days - (day - 1)).checked_mul(86_400)?.checked_sub(off)?;
     let end = days_from_civil(next_year, next_month, 1).checked_mul(86_400)?.checked_sub(off)?;
-    let window = Window { start, end };
-    LAST.set((days, offset_seconds, window));
-    Some(window)
+    Some(Window { start, end })
 }
 
 /// Days since 1970-01-01 of a date of the proleptic Gregorian calendar (Howard Hinnant's
@@ -446,6 +459,22 @@ mod tests {
             t += 86_400;
         }
         assert_eq!(days, 292_559, "every day of 1600-01-01 to 2400-12-30 was checked");
+    }
+
+    #[test]
+    fn windows_kept_for_a_second_are_the_zones_and_the_seconds_own() {
+        // 2026-11-30T16:00:00Z: December in Seoul, still November in UTC.
+        let now = at("2026-11-30T16:00:00Z");
+        let seoul = window(QuotaPeriod::Month, now, SEOUL);
+        let utc = window(QuotaPeriod::Month, now, 0);
+        assert_eq!((seoul.start, utc.end), (at("2026-11-30T15:00:00Z").0, at("2026-12-01T00:00:00Z").0));
+        assert_eq!(window(QuotaPeriod::Day, now, 0).start, at("2026-11-30T00:00:00Z").0);
+        assert_eq!(window(QuotaPeriod::Day, now, SEOUL).start, at("2026-11-30T15:00:00Z").0);
+        // The second before in Seoul: November, the day before.
+        let before = Timestamp(now.0 - 3601);
+        assert_eq!(window(QuotaPeriod::Month, before, SEOUL).end, seoul.start);
+        assert_eq!(window(QuotaPeriod::Day, before, SEOUL).end, seoul.start);
+        assert_eq!(window(QuotaPeriod::Month, now, SEOUL), seoul, "asked again");
     }
 
     #[test]
