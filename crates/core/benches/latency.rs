@@ -87,7 +87,7 @@ fn time_each(
 
 /// Bytes of state a decision may read per app: its entry in the snapshot and its key's two slots
 /// in the half-full key table.
-const PER_APP: usize = std::mem::size_of::<permgate_core::snapshot::AppEntry>() + 2 * 32;
+const PER_APP: usize = std::mem::size_of::<permgate_core::snapshot::AppEntry>() + 2 * 64;
 
 /// The mean time of one read whose address depends on the read before, over `bytes` of memory
 /// visited one cache line at a time in a random cycle (what no prefetcher can guess): the cost of

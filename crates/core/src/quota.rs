@@ -19,43 +19,58 @@ pub struct Window {
 
 /// The window of `period` that contains `now`, in a zone `offset_seconds` east of UTC: the
 /// second itself, the calendar day (00:00 to 00:00) or the calendar month (the 1st, 00:00).
-/// Inlined: every counted call asks for a window per rule.
 #[inline]
 pub fn window(period: QuotaPeriod, now: Timestamp, offset_seconds: i32) -> Window {
-    match period {
-        QuotaPeriod::Second => Window { start: now.0, end: now.0 + 1 },
-        QuotaPeriod::Day => calendar(now, offset_seconds).0,
-        QuotaPeriod::Month => calendar(now, offset_seconds).1,
-    }
+    Calendar::at(now, offset_seconds).window(period, now)
 }
 
-/// The calendar day and month around `now`, kept per thread for the second they were asked in:
-/// calls come many a second, and working out the day alone took a division.
-#[inline]
-fn calendar(now: Timestamp, offset_seconds: i32) -> (Window, Window) {
-    // `i32::MIN` is no zone's offset: nothing is kept yet.
-    const NONE: (i64, i32, Window, Window) = (0, i32::MIN, Window { start: 0, end: 0 }, Window { start: 0, end: 0 });
-    thread_local! {
-        static LAST: std::cell::Cell<(i64, i32, Window, Window)> = const { std::cell::Cell::new(NONE) };
-    }
-    let (at, offset, day, month) = LAST.get();
-    if (at, offset) == (now.0, offset_seconds) {
-        return (day, month);
-    }
-    let (day, month) = calendar_at(now, offset_seconds);
-    LAST.set((now.0, offset_seconds, day, month));
-    (day, month)
+/// The calendar day and month around a moment, in a zone: the windows of every rule counted at
+/// that moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calendar {
+    pub day: Window,
+    pub month: Window,
 }
 
-/// [`calendar`], worked out.
-#[inline(never)]
-fn calendar_at(now: Timestamp, offset_seconds: i32) -> (Window, Window) {
-    let off = i64::from(offset_seconds);
-    let local = now.0 + off;
-    let start = local.div_euclid(86_400) * 86_400 - off;
-    let day = Window { start, end: start + 86_400 };
-    // Out of the calendar's range (year ±9999): the month falls back to the day, never panics.
-    (day, month_window(now, offset_seconds).unwrap_or(day))
+impl Calendar {
+    /// The day and month around `now`, kept per thread for the second they were asked in: calls
+    /// come many a second, and working out the day alone took a division.
+    #[inline]
+    pub fn at(now: Timestamp, offset_seconds: i32) -> Calendar {
+        // `i32::MIN` is no zone's offset: nothing is kept yet.
+        const NONE: (i64, i32, Calendar) =
+            (0, i32::MIN, Calendar { day: Window { start: 0, end: 0 }, month: Window { start: 0, end: 0 } });
+        thread_local! {
+            static LAST: std::cell::Cell<(i64, i32, Calendar)> = const { std::cell::Cell::new(NONE) };
+        }
+        let (at, offset, calendar) = LAST.get();
+        if (at, offset) == (now.0, offset_seconds) {
+            return calendar;
+        }
+        let calendar = Calendar::work_out(now, offset_seconds);
+        LAST.set((now.0, offset_seconds, calendar));
+        calendar
+    }
+
+    #[inline(never)]
+    fn work_out(now: Timestamp, offset_seconds: i32) -> Calendar {
+        let off = i64::from(offset_seconds);
+        let local = now.0 + off;
+        let start = local.div_euclid(86_400) * 86_400 - off;
+        let day = Window { start, end: start + 86_400 };
+        // Out of the calendar's range (year ±9999): the month falls back to the day, never panics.
+        Calendar { day, month: month_window(now, offset_seconds).unwrap_or(day) }
+    }
+
+    /// The window of `period` around `now` (a moment of this calendar's second).
+    #[inline]
+    pub fn window(&self, period: QuotaPeriod, now: Timestamp) -> Window {
+        match period {
+            QuotaPeriod::Second => Window { start: now.0, end: now.0 + 1 },
+            QuotaPeriod::Day => self.day,
+            QuotaPeriod::Month => self.month,
+        }
+    }
 }
 
 /// The calendar month around `now`, in plain integer arithmetic on days. `None` where the

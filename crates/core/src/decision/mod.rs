@@ -646,6 +646,10 @@ pub enum CounterFailure {
 
 /// [`decide`], then, for an allowed call, count it against every quota rule of its API: all of
 /// them or none. With `consume` false the counters are only read.
+/// Inlined, so that the verdict is built where the caller keeps it: returned from a function
+/// that built it in a frame of its own, it was copied (a few hundred bytes, whose loads waited
+/// on the stores that had just written them).
+#[inline]
 pub fn decide_and_count(
     snapshot: &Snapshot,
     query: &Query<'_>,
@@ -654,26 +658,31 @@ pub fn decide_and_count(
     consume: bool,
     on_failure: CounterFailure,
 ) -> Decision {
-    if consume && !query.explain && counter.in_memory().is_some() {
-        let quick = match quick::decide_and_count(snapshot, query, now) {
-            Ok(allowed) => allowed,
-            Err(lead) => return general(snapshot, query, counter, now, consume, on_failure, lead),
-        };
-        // Built in the return slot: a `Decision` is a few hundred bytes.
-        let restriction = quick.members_only.then_some(Restriction::MembersOnly);
-        return Decision {
-            app_id: Some(quick.app),
-            api: Some(quick.api),
-            request_url: restriction.map(|_| RequestUrl(quick.app)),
-            restriction,
-            key_id: Some(quick.key),
-            key_kind: Some(KeyKind::RestApi),
-            quota: quick.quota,
-            alerts: quick.alerts,
-            ..Decision::bare(true, 200, code::ALLOWED, None, Vec::new())
-        };
-    }
-    general(snapshot, query, counter, now, consume, on_failure, Lead::default())
+    let mut d = Decision::bare(true, 200, code::ALLOWED, None, Vec::new());
+    decide_and_count_into(&mut d, snapshot, query, counter, now, consume, on_failure);
+    d
+}
+
+/// [`decide_and_count`], into `d` (a bare allowed verdict): the quick lane fills it in, the general
+/// path replaces it.
+fn decide_and_count_into(
+    d: &mut Decision,
+    snapshot: &Snapshot,
+    query: &Query<'_>,
+    counter: &dyn QuotaCounter,
+    now: Timestamp,
+    consume: bool,
+    on_failure: CounterFailure,
+) {
+    let lead = if consume && !query.explain && counter.in_memory().is_some() {
+        match quick::decide_and_count(snapshot, query, now, d) {
+            Ok(()) => return,
+            Err(lead) => lead,
+        }
+    } else {
+        Lead::default()
+    };
+    *d = general(snapshot, query, counter, now, consume, on_failure, lead);
 }
 
 /// [`decide_and_count`] on the general path, told what the quick lane found.
@@ -699,9 +708,9 @@ fn general(
                     .then(|| PerApp::plan(snapshot.catalog(), app, api, now))
                     .flatten();
                 let mut state = app.meter.lock();
-                let short = per_app.map(|plan| plan.count(&mut state, snapshot.catalog(), app, api, &mut d.alerts));
-                let counted = if let Some(Ok(quota)) = short {
-                    d.quota = quota;
+                let short = per_app
+                    .map(|plan| plan.count(&mut state, snapshot.catalog(), app, api, &mut d.alerts, &mut d.quota));
+                let counted = if let Some(Ok(())) = short {
                     Counted::new()
                 } else {
                     let mut admit =
@@ -780,18 +789,37 @@ impl PerApp {
         if !api.counted_per_app || api.quota_idx.len() > PER_APP_RULES {
             return None;
         }
+        let calendar = quota::Calendar::at(now, catalog.utc_offset);
         let mut plan = PerApp { rules: [(0, quota::Window::default()); PER_APP_RULES] };
         for (slot, &ri) in plan.rules.iter_mut().zip(&api.quota_idx) {
             let rule = &catalog.quota_rules[ri];
-            *slot = (app.quota_limit(ri, rule.limit, now), quota::window(rule.period, now, catalog.utc_offset));
+            *slot = (rule.limit, calendar.window(rule.period, now));
+        }
+        if app.has_overrides() {
+            plan.raise(app, api, now);
         }
         Some(plan)
     }
 
+    /// Raises the limits an override of the app raises now, in one pass over its overrides.
+    /// Not inlined: the compiler would read their line ahead of the branch.
+    #[inline(never)]
+    fn raise(&mut self, app: &AppEntry, api: &Api, now: Timestamp) {
+        for o in app.quota_overrides.0.iter().filter(|o| now.0 < o.until) {
+            for ((limit, _), &ri) in self.rules.iter_mut().zip(&api.quota_idx) {
+                if usize::try_from(o.rule).is_ok_and(|r| r == ri) {
+                    *limit = (*limit).max(o.limit);
+                }
+            }
+        }
+    }
+
     /// Checks and counts the call in `meter` (the app's, which the caller holds), adding the
-    /// thresholds it passed to `alerts`; returns the state of the rule with the least left (if
-    /// the API has a rule). [`UsedUp`], having counted nothing, when a rule is used up: [`count`]
-    /// then answers, with the deny or the shadow or paid usage that follows.
+    /// thresholds it passed to `alerts` and setting `quota` to the state of the rule with the
+    /// least left (if the API has a rule). [`UsedUp`], having changed nothing, when a rule is
+    /// used up: [`count`] then answers, with the deny or the shadow or paid usage that follows.
+    /// The state is written where the verdict holds it, not returned: a returned one was copied
+    /// there in pieces whose loads waited on the stores that wrote it.
     fn count(
         &self,
         meter: &mut crate::meter::MeterState,
@@ -799,7 +827,8 @@ impl PerApp {
         app: &AppEntry,
         api: &Api,
         alerts: &mut Vec<QuotaAlert>,
-    ) -> Result<Option<QuotaState>, UsedUp> {
+        quota: &mut Option<QuotaState>,
+    ) -> Result<(), UsedUp> {
         let n = api.quota_idx.len().min(PER_APP_RULES);
         let mut at = [0usize; PER_APP_RULES];
         for (at, &ri) in at.iter_mut().zip(&api.quota_idx) {
@@ -844,7 +873,7 @@ impl PerApp {
                 });
             }
         }
-        Ok(tightest.map(|(k, remaining)| {
+        *quota = tightest.map(|(k, remaining)| {
             let (limit, window) = self.rules[k];
             QuotaState {
                 rule: catalog.quota_rules[api.quota_idx[k]].static_id,
@@ -853,7 +882,8 @@ impl PerApp {
                 reset_at: Timestamp(window.end),
                 paid: false,
             }
-        }))
+        });
+        Ok(())
     }
 }
 

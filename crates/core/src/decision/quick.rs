@@ -10,31 +10,21 @@
 //!
 //! [`QuickApi`]: crate::catalog::QuickApi
 
-use super::{Lead, PerApp, Query, QuotaAlert, QuotaState, note_activity};
-use crate::model::{AppId, KeyId, KeyKind};
+use super::{Decision, Lead, PerApp, Query, RequestUrl, Restriction, note_activity};
+use crate::model::KeyKind;
 use crate::route::Method;
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
 
-/// An allowed and counted call, as the quick lane found it: the parts of its verdict that are not
-/// the same for every such call (made with a REST API key, holding every permission).
-pub(super) struct Allowed {
-    pub app: AppId,
-    pub api: &'static str,
-    pub key: KeyId,
-    /// A test app's call: for the original app's members only.
-    pub members_only: bool,
-    pub quota: Option<QuotaState>,
-    pub alerts: Vec<QuotaAlert>,
-}
-
 /// Decides and counts `query` (consumed, in memory, without explanation), if the quick lane takes
-/// it; else, having changed nothing, what it found for the general path.
+/// it, filling in `d` (an allowed call's verdict with nothing else known yet); else, having
+/// counted nothing, what it found for the general path (which answers anew).
 pub(super) fn decide_and_count<'s>(
     snapshot: &'s Snapshot,
     query: &Query<'_>,
     now: Timestamp,
-) -> Result<Allowed, Lead<'s>> {
+    d: &mut Decision,
+) -> Result<(), Lead<'s>> {
     let mut lead = Lead::default();
     let method = Method::parse(query.method).filter(|_| query.path.starts_with('/'));
     let Some(method) = method else { return Err(lead) };
@@ -59,11 +49,18 @@ pub(super) fn decide_and_count<'s>(
         return Err(lead);
     }
     let Some(plan) = PerApp::plan(catalog, app, api, now) else { return Err(lead) };
-    let mut alerts = Vec::new();
     let mut meter = app.meter.lock();
-    let Ok(quota) = plan.count(&mut meter, catalog, app, api, &mut alerts) else {
+    if plan.count(&mut meter, catalog, app, api, &mut d.alerts, &mut d.quota).is_err() {
         return Err(Lead { used_up: true, ..lead });
-    };
+    }
     note_activity(&mut meter, app, api, true, Some(key), &[], now);
-    Ok(Allowed { app: app.id, api: api.static_id, key, members_only, quota, alerts })
+    d.app_id = Some(app.id);
+    d.api = Some(api.static_id);
+    d.key_id = Some(key);
+    d.key_kind = Some(KeyKind::RestApi);
+    if members_only {
+        d.restriction = Some(Restriction::MembersOnly);
+        d.request_url = Some(RequestUrl(app.id));
+    }
+    Ok(())
 }
