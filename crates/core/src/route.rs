@@ -221,19 +221,31 @@ impl Router {
     }
 }
 
-/// Whole paths and their APIs, in an open-addressing table of (hash, entry) pairs at most half
-/// full: every decision looks its path up here, and a general-purpose map spent twice the
-/// instructions (hashing through the `Hasher` trait, a probe of control bytes, a `memcmp` call).
+/// Whole paths and their APIs, in an open-addressing table at most half full whose slots say
+/// where each path's bytes are: every decision looks its path up here, and a general-purpose map
+/// spent twice the instructions (hashing through the `Hasher` trait, a probe of control bytes, a
+/// `memcmp` call). A lookup reads the slot, then the bytes (a path boxed on its own was two
+/// reads further).
 #[derive(Debug, Default, Clone)]
 struct Exact {
-    /// A power of two long (or empty): each slot's path hash and its entry's index plus one
-    /// (0: free).
-    slots: Vec<(u64, u32)>,
-    entries: Vec<(Box<[u8]>, u32)>,
+    /// A power of two long (or empty).
+    slots: Vec<Slot>,
+    /// Every path's bytes, one after another.
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+/// A path in [`Exact`]: its hash, its bytes' place, and its API plus one (0: a free slot).
+#[derive(Debug, Default, Clone, Copy)]
+struct Slot {
+    hash: u64,
+    start: u32,
+    len: u32,
+    api: u32,
 }
 
 impl Exact {
-    /// A path's hash (FxHash's mix a word at a time, in place: [`crate::fast_hash::hash_bytes`]).
+    /// A path's hash ([`crate::fast_hash::hash_bytes`]).
     fn hash(path: &[u8]) -> u64 {
         crate::fast_hash::hash_bytes(path)
     }
@@ -259,26 +271,32 @@ impl Exact {
     }
 
     fn insert(&mut self, path: &str, api: u32) {
-        self.entries.push((path.as_bytes().into(), api));
-        let capacity = (self.entries.len() * 2).next_power_of_two().max(8);
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let slot = Slot {
+            hash: Self::hash(path.as_bytes()),
+            start: at(self.bytes.len()),
+            len: at(path.len()),
+            api: api.saturating_add(1),
+        };
+        self.bytes.extend_from_slice(path.as_bytes());
+        self.len += 1;
+        let capacity = (self.len * 2).next_power_of_two().max(8);
         if capacity != self.slots.len() {
-            self.slots = vec![(0, 0); capacity];
-            for n in 0..self.entries.len() {
-                self.place(n);
+            let old = std::mem::replace(&mut self.slots, vec![Slot::default(); capacity]);
+            for s in old.into_iter().filter(|s| s.api != 0) {
+                self.place(s);
             }
-        } else {
-            self.place(self.entries.len() - 1);
         }
+        self.place(slot);
     }
 
-    fn place(&mut self, n: usize) {
-        let hash = Self::hash(&self.entries[n].0);
+    fn place(&mut self, slot: Slot) {
         let mask = self.slots.len() - 1;
-        let mut i = Self::home(hash, mask);
-        while self.slots[i].1 != 0 {
+        let mut i = Self::home(slot.hash, mask);
+        while self.slots[i].api != 0 {
             i = (i + 1) & mask;
         }
-        self.slots[i] = (hash, u32::try_from(n + 1).unwrap_or(u32::MAX));
+        self.slots[i] = slot;
     }
 
     fn get(&self, path: &str) -> Option<u32> {
@@ -287,14 +305,15 @@ impl Exact {
         let hash = Self::hash(path);
         let mut i = Self::home(hash, mask);
         loop {
-            let (h, entry) = self.slots[i];
-            if entry == 0 {
+            let s = self.slots.get(i)?;
+            if s.api == 0 {
                 return None;
             }
-            if h == hash {
-                let (known, api) = self.entries.get(entry as usize - 1)?;
+            if s.hash == hash && s.len as usize == path.len() {
+                let start = s.start as usize;
+                let known = self.bytes.get(start..start + path.len())?;
                 if Self::same(known, path) {
-                    return Some(*api);
+                    return Some(s.api - 1);
                 }
             }
             i = (i + 1) & mask;
