@@ -21,22 +21,25 @@ pub struct Window {
 /// second itself, the calendar day (00:00 to 00:00) or the calendar month (the 1st, 00:00).
 #[inline]
 pub fn window(period: QuotaPeriod, now: Timestamp, offset_seconds: i32) -> Window {
-    Calendar::at(now, offset_seconds).window(period, now)
+    match period {
+        QuotaPeriod::Second => Calendar::second(now),
+        _ => Calendar::at(now, offset_seconds).window(period, now),
+    }
 }
 
 /// The calendar day and month around a moment, in a zone: the windows of every rule counted at
 /// that moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Calendar {
-    pub day: Window,
-    pub month: Window,
+pub(crate) struct Calendar {
+    day: Window,
+    month: Window,
 }
 
 impl Calendar {
     /// The day and month around `now`, kept per thread for the second they were asked in: calls
     /// come many a second, and working out the day alone took a division.
     #[inline]
-    pub fn at(now: Timestamp, offset_seconds: i32) -> Calendar {
+    pub(crate) fn at(now: Timestamp, offset_seconds: i32) -> Calendar {
         // `i32::MIN` is no zone's offset: nothing is kept yet.
         const NONE: (i64, i32, Calendar) =
             (0, i32::MIN, Calendar { day: Window { start: 0, end: 0 }, month: Window { start: 0, end: 0 } });
@@ -52,21 +55,30 @@ impl Calendar {
         calendar
     }
 
+    /// Out of the calendar's range (year ±9999) the month falls back to the day, and where even
+    /// the day's arithmetic would overflow (a timestamp within a day of the `i64` range's ends),
+    /// the day to the second: never a panic.
     #[inline(never)]
     fn work_out(now: Timestamp, offset_seconds: i32) -> Calendar {
         let off = i64::from(offset_seconds);
-        let local = now.0 + off;
-        let start = local.div_euclid(86_400) * 86_400 - off;
-        let day = Window { start, end: start + 86_400 };
-        // Out of the calendar's range (year ±9999): the month falls back to the day, never panics.
+        let day = (|| {
+            let start = now.0.checked_add(off)?.div_euclid(86_400).checked_mul(86_400)?.checked_sub(off)?;
+            Some(Window { start, end: start.checked_add(86_400)? })
+        })()
+        .unwrap_or_else(|| Calendar::second(now));
         Calendar { day, month: month_window(now, offset_seconds).unwrap_or(day) }
+    }
+
+    /// The window of a per-second rule: the second itself.
+    fn second(now: Timestamp) -> Window {
+        Window { start: now.0, end: now.0.saturating_add(1) }
     }
 
     /// The window of `period` around `now` (a moment of this calendar's second).
     #[inline]
-    pub fn window(&self, period: QuotaPeriod, now: Timestamp) -> Window {
+    pub(crate) fn window(&self, period: QuotaPeriod, now: Timestamp) -> Window {
         match period {
-            QuotaPeriod::Second => Window { start: now.0, end: now.0 + 1 },
+            QuotaPeriod::Second => Calendar::second(now),
             QuotaPeriod::Day => self.day,
             QuotaPeriod::Month => self.month,
         }
@@ -490,6 +502,18 @@ mod tests {
         assert_eq!(window(QuotaPeriod::Month, before, SEOUL).end, seoul.start);
         assert_eq!(window(QuotaPeriod::Day, before, SEOUL).end, seoul.start);
         assert_eq!(window(QuotaPeriod::Month, now, SEOUL), seoul, "asked again");
+    }
+
+    #[test]
+    fn windows_at_the_ends_of_time_do_not_panic() {
+        for now in [i64::MIN, i64::MIN + 10, i64::MAX - 1000, i64::MAX] {
+            for period in [QuotaPeriod::Second, QuotaPeriod::Day, QuotaPeriod::Month] {
+                for offset in [0, SEOUL, -SEOUL] {
+                    let w = window(period, Timestamp(now), offset);
+                    assert!(w.start <= now && now <= w.end, "{period:?} at {now} ({offset}): {w:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -128,10 +128,10 @@ enum Lookup {
     Secret([u8; 32]),
 }
 
-/// Whether `text` is a Kakao-style key (32 lowercase hex digits, as permgate issues them),
-/// indexed by its bytes in the key table.
-fn is_hex_key(text: &str) -> bool {
-    text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+/// `text` as the key table indexes it, if it is a Kakao-style key (32 lowercase hex digits, as
+/// permgate issues them).
+fn hex_key(text: &str) -> Option<crate::key_table::RawKey> {
+    crate::key_table::raw_key(text).filter(|_| text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 /// The apps, each in a slot of one vector (a key points at its app's slot), with an index by id.
@@ -319,12 +319,17 @@ impl AppEntry {
     /// their line ahead of the branch, a cache miss on every counted call.
     #[inline(never)]
     fn raised_limit(&self, rule: usize, default: u64, now: Timestamp) -> u64 {
+        self.raised(now).filter(|&(r, _)| r == rule).map(|(_, limit)| limit).fold(default, u64::max)
+    }
+
+    /// The limits the app's overrides raise now, as (rule, limit): read only by an app that
+    /// [`has_overrides`](AppEntry::has_overrides).
+    pub(crate) fn raised(&self, now: Timestamp) -> impl Iterator<Item = (usize, u64)> + '_ {
         self.quota_overrides
             .0
             .iter()
-            .filter(|o| usize::try_from(o.rule).is_ok_and(|r| r == rule) && now.0 < o.until)
-            .map(|o| o.limit)
-            .fold(default, u64::max)
+            .filter(move |o| now.0 < o.until)
+            .filter_map(|o| Some((usize::try_from(o.rule).ok()?, o.limit)))
     }
 
     /// Whether the app holds `permission` now, for a call made with `key` (if any).
@@ -557,7 +562,7 @@ fn prepare(catalog: &Catalog, record: &AppRecord) -> AppEntry {
         .keys
         .iter()
         .map(|k| match (&k.value, k.kind.is_secret()) {
-            (Some(value), false) => match crate::key_table::raw_key(value).filter(|_| is_hex_key(value)) {
+            (Some(value), false) => match hex_key(value) {
                 Some(raw) => Lookup::Hex(raw),
                 None => Lookup::Text(value.as_str().into()),
             },
@@ -665,16 +670,16 @@ fn catalog_consent_set(catalog: &Catalog, record: &AppRecord) -> BitSet {
 
 #[cfg(test)]
 mod bitset_tests {
-    use super::{BitSet, is_hex_key};
+    use super::{BitSet, hex_key};
 
     #[test]
     fn only_32_lowercase_hex_digits_are_a_hex_key() {
-        assert!(is_hex_key("0123456789abcdef0123456789abcdef"));
-        assert!(!is_hex_key(&"F".repeat(32)), "upper case is another key");
-        assert!(!is_hex_key(&"0".repeat(31)));
-        assert!(!is_hex_key(&"0".repeat(33)));
-        assert!(!is_hex_key(&"g".repeat(32)));
-        assert!(!is_hex_key(&format!("{}\u{e9}", "0".repeat(30))));
+        assert!(hex_key("0123456789abcdef0123456789abcdef").is_some());
+        assert!(hex_key(&"F".repeat(32)).is_none(), "upper case is another key");
+        assert!(hex_key(&"0".repeat(31)).is_none());
+        assert!(hex_key(&"0".repeat(33)).is_none());
+        assert!(hex_key(&"g".repeat(32)).is_none());
+        assert!(hex_key(&format!("{}\u{e9}", "0".repeat(30))).is_none());
     }
 
     #[test]

@@ -805,10 +805,10 @@ impl PerApp {
     /// Not inlined: the compiler would read their line ahead of the branch.
     #[inline(never)]
     fn raise(&mut self, app: &AppEntry, api: &Api, now: Timestamp) {
-        for o in app.quota_overrides.0.iter().filter(|o| now.0 < o.until) {
+        for (rule, raised) in app.raised(now) {
             for ((limit, _), &ri) in self.rules.iter_mut().zip(&api.quota_idx) {
-                if usize::try_from(o.rule).is_ok_and(|r| r == ri) {
-                    *limit = (*limit).max(o.limit);
+                if ri == rule {
+                    *limit = (*limit).max(raised);
                 }
             }
         }
