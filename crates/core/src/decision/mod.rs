@@ -646,10 +646,6 @@ pub enum CounterFailure {
 
 /// [`decide`], then, for an allowed call, count it against every quota rule of its API: all of
 /// them or none. With `consume` false the counters are only read.
-/// Inlined, so that the verdict is built where the caller keeps it: returned from a function
-/// that built it in a frame of its own, it was copied (a few hundred bytes, whose loads waited
-/// on the stores that had just written them).
-#[inline]
 pub fn decide_and_count(
     snapshot: &Snapshot,
     query: &Query<'_>,
@@ -658,31 +654,30 @@ pub fn decide_and_count(
     consume: bool,
     on_failure: CounterFailure,
 ) -> Decision {
-    let mut d = Decision::bare(true, 200, code::ALLOWED, None, Vec::new());
-    decide_and_count_into(&mut d, snapshot, query, counter, now, consume, on_failure);
-    d
-}
-
-/// [`decide_and_count`], into `d` (a bare allowed verdict): the quick lane fills it in, the general
-/// path replaces it.
-fn decide_and_count_into(
-    d: &mut Decision,
-    snapshot: &Snapshot,
-    query: &Query<'_>,
-    counter: &dyn QuotaCounter,
-    now: Timestamp,
-    consume: bool,
-    on_failure: CounterFailure,
-) {
-    let lead = if consume && !query.explain && counter.in_memory().is_some() {
-        match quick::decide_and_count(snapshot, query, now, d) {
-            Ok(()) => return,
-            Err(lead) => lead,
-        }
-    } else {
-        Lead::default()
-    };
-    *d = general(snapshot, query, counter, now, consume, on_failure, lead);
+    if consume && !query.explain && counter.in_memory().is_some() {
+        let mut alerts = Vec::new();
+        let quick = match quick::decide_and_count(snapshot, query, now, &mut alerts) {
+            Ok(allowed) => allowed,
+            Err(lead) => return general(snapshot, query, counter, now, consume, on_failure, lead),
+        };
+        // Built in the return slot (a `Decision` is a few hundred bytes), from values the lane
+        // returned whole: a verdict built elsewhere and moved here was copied in pieces whose
+        // loads waited on the stores that had just written them.
+        let restriction = quick.members_only.then_some(Restriction::MembersOnly);
+        return Decision {
+            app_id: Some(quick.app),
+            api: Some(quick.api),
+            request_url: restriction.map(|_| RequestUrl(quick.app)),
+            restriction,
+            key_id: Some(quick.key),
+            key_kind: Some(KeyKind::RestApi),
+            quota: quick.quota,
+            // Usually none: the empty list is written, not the local one copied.
+            alerts: if alerts.is_empty() { Vec::new() } else { alerts },
+            ..Decision::bare(true, 200, code::ALLOWED, None, Vec::new())
+        };
+    }
+    general(snapshot, query, counter, now, consume, on_failure, Lead::default())
 }
 
 /// [`decide_and_count`] on the general path, told what the quick lane found.
@@ -704,13 +699,19 @@ fn general(
             Some(memory) => {
                 // The short path's limits are read before the lock: the lock's atomic
                 // instruction would otherwise wait for their line to arrive.
-                let per_app = (consume && !query.explain && !used_up && app.paid.is_none())
-                    .then(|| PerApp::plan(snapshot.catalog(), app, api, now))
-                    .flatten();
+                let per_app =
+                    (consume && !query.explain && !used_up && app.paid.is_none() && PerApp::takes(api)).then(|| {
+                        let mut plan = PerApp::plan(snapshot.catalog(), api, now);
+                        plan.raise(app, api, now);
+                        plan
+                    });
                 let mut state = app.meter.lock();
-                let short = per_app
-                    .map(|plan| plan.count(&mut state, snapshot.catalog(), app, api, &mut d.alerts, &mut d.quota));
-                let counted = if let Some(Ok(())) = short {
+                let short = per_app.map(|plan| {
+                    let least = plan.count(&mut state, snapshot.catalog(), app, api, &mut d.alerts);
+                    least.map(|least| plan.state(snapshot.catalog(), api, least))
+                });
+                let counted = if let Some(Ok(quota)) = short {
+                    d.quota = quota;
                     Counted::new()
                 } else {
                     let mut admit =
@@ -782,29 +783,39 @@ struct PerApp {
 }
 
 impl PerApp {
-    /// The windows and limits of `api`'s rules, if the short path takes the call.
-    /// Inlined: built in the caller's frame, not copied there (a call of `memcpy`).
+    /// Whether the short path counts calls to `api` (as far as the API goes).
+    fn takes(api: &Api) -> bool {
+        api.counted_per_app && api.quota_idx.len() <= PER_APP_RULES
+    }
+
+    /// The windows and limits of `api`'s rules (one the short path [`takes`](PerApp::takes)).
+    /// Inlined, and not wrapped in an `Option`: built in the caller's frame, not copied there.
+    /// The caller raises the limits itself (see [`PerApp::raise`]).
     #[inline(always)]
-    fn plan(catalog: &crate::catalog::Catalog, app: &AppEntry, api: &Api, now: Timestamp) -> Option<PerApp> {
-        if !api.counted_per_app || api.quota_idx.len() > PER_APP_RULES {
-            return None;
-        }
+    fn plan(catalog: &crate::catalog::Catalog, api: &Api, now: Timestamp) -> PerApp {
         let calendar = quota::Calendar::at(now, catalog.utc_offset);
         let mut plan = PerApp { rules: [(0, quota::Window::default()); PER_APP_RULES] };
         for (slot, &ri) in plan.rules.iter_mut().zip(&api.quota_idx) {
             let rule = &catalog.quota_rules[ri];
             *slot = (rule.limit, calendar.window(rule.period, now));
         }
-        if app.has_overrides() {
-            plan.raise(app, api, now);
-        }
-        Some(plan)
+        plan
     }
 
-    /// Raises the limits an override of the app raises now, in one pass over its overrides.
-    /// Not inlined: the compiler would read their line ahead of the branch.
-    #[inline(never)]
+    /// Raises the limits an override of the app raises now, in one pass over its overrides, if it
+    /// has any. Called on the plan where it stays: a plan raised and then moved was copied in
+    /// pieces that waited on the stores of the raise.
+    #[inline(always)]
     fn raise(&mut self, app: &AppEntry, api: &Api, now: Timestamp) {
+        if app.has_overrides() {
+            self.raise_by_overrides(app, api, now);
+        }
+    }
+
+    /// [`PerApp::raise`] through the overrides. Not inlined: the compiler would read their line
+    /// ahead of the branch.
+    #[inline(never)]
+    fn raise_by_overrides(&mut self, app: &AppEntry, api: &Api, now: Timestamp) {
         for (rule, raised) in app.raised(now) {
             for ((limit, _), &ri) in self.rules.iter_mut().zip(&api.quota_idx) {
                 if ri == rule {
@@ -815,11 +826,9 @@ impl PerApp {
     }
 
     /// Checks and counts the call in `meter` (the app's, which the caller holds), adding the
-    /// thresholds it passed to `alerts` and setting `quota` to the state of the rule with the
-    /// least left (if the API has a rule). [`UsedUp`], having changed nothing, when a rule is
-    /// used up: [`count`] then answers, with the deny or the shadow or paid usage that follows.
-    /// The state is written where the verdict holds it, not returned: a returned one was copied
-    /// there in pieces whose loads waited on the stores that wrote it.
+    /// thresholds it passed to `alerts`; returns the rule with the least left ([`Least`]).
+    /// [`UsedUp`], having changed nothing, when a rule is used up: [`count`] then answers, with
+    /// the deny or the shadow or paid usage that follows.
     fn count(
         &self,
         meter: &mut crate::meter::MeterState,
@@ -827,8 +836,7 @@ impl PerApp {
         app: &AppEntry,
         api: &Api,
         alerts: &mut Vec<QuotaAlert>,
-        quota: &mut Option<QuotaState>,
-    ) -> Result<(), UsedUp> {
+    ) -> Result<Least, UsedUp> {
         let n = api.quota_idx.len().min(PER_APP_RULES);
         let mut at = [0usize; PER_APP_RULES];
         for (at, &ri) in at.iter_mut().zip(&api.quota_idx) {
@@ -873,18 +881,30 @@ impl PerApp {
                 });
             }
         }
-        *quota = tightest.map(|(k, remaining)| {
-            let (limit, window) = self.rules[k];
-            QuotaState {
-                rule: catalog.quota_rules[api.quota_idx[k]].static_id,
-                limit,
-                remaining,
-                reset_at: Timestamp(window.end),
-                paid: false,
-            }
-        });
-        Ok(())
+        Ok(tightest.map_or(Least { at: usize::MAX, remaining: 0 }, |(at, remaining)| Least { at, remaining }))
     }
+
+    /// The quota state of the rule `least` names (none when the API has no rule).
+    #[inline]
+    fn state(&self, catalog: &crate::catalog::Catalog, api: &Api, least: Least) -> Option<QuotaState> {
+        let &(limit, window) = self.rules.get(least.at)?;
+        Some(QuotaState {
+            rule: catalog.quota_rules[*api.quota_idx.get(least.at)?].static_id,
+            limit,
+            remaining: least.remaining,
+            reset_at: Timestamp(window.end),
+            paid: false,
+        })
+    }
+}
+
+/// The rule with the least left after a counted call: its place among the API's rules
+/// (`usize::MAX`: the API has none) and what it has left. Two words, returned whole: a
+/// returned quota state was copied in pieces whose loads waited on the stores that wrote it.
+#[derive(Clone, Copy)]
+struct Least {
+    at: usize,
+    remaining: u64,
 }
 
 /// A rule of the call's was used up (the short counting path then counted nothing).

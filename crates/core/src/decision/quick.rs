@@ -10,21 +10,32 @@
 //!
 //! [`QuickApi`]: crate::catalog::QuickApi
 
-use super::{Decision, Lead, PerApp, Query, RequestUrl, Restriction, note_activity};
-use crate::model::KeyKind;
+use super::{Lead, PerApp, Query, QuotaAlert, QuotaState, note_activity};
+use crate::model::{AppId, KeyId, KeyKind};
 use crate::route::Method;
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
 
+/// An allowed and counted call, as the quick lane found it: the parts of its verdict that are not
+/// the same for every such call (made with a REST API key, holding every permission).
+pub(super) struct Allowed {
+    pub app: AppId,
+    pub api: &'static str,
+    pub key: KeyId,
+    /// A test app's call: for the original app's members only.
+    pub members_only: bool,
+    pub quota: Option<QuotaState>,
+}
+
 /// Decides and counts `query` (consumed, in memory, without explanation), if the quick lane takes
-/// it, filling in `d` (an allowed call's verdict with nothing else known yet); else, having
-/// counted nothing, what it found for the general path (which answers anew).
+/// it, adding the quota thresholds it passed to `alerts`; else, having changed nothing, what it
+/// found for the general path.
 pub(super) fn decide_and_count<'s>(
     snapshot: &'s Snapshot,
     query: &Query<'_>,
     now: Timestamp,
-    d: &mut Decision,
-) -> Result<(), Lead<'s>> {
+    alerts: &mut Vec<QuotaAlert>,
+) -> Result<Allowed, Lead<'s>> {
     let mut lead = Lead::default();
     let method = Method::parse(query.method).filter(|_| query.path.starts_with('/'));
     let Some(method) = method else { return Err(lead) };
@@ -48,19 +59,16 @@ pub(super) fn decide_and_count<'s>(
     {
         return Err(lead);
     }
-    let Some(plan) = PerApp::plan(catalog, app, api, now) else { return Err(lead) };
+    if !PerApp::takes(api) {
+        return Err(lead);
+    }
+    let mut plan = PerApp::plan(catalog, api, now);
+    plan.raise(app, api, now);
     let mut meter = app.meter.lock();
-    if plan.count(&mut meter, catalog, app, api, &mut d.alerts, &mut d.quota).is_err() {
+    let Ok(least) = plan.count(&mut meter, catalog, app, api, alerts) else {
         return Err(Lead { used_up: true, ..lead });
-    }
+    };
     note_activity(&mut meter, app, api, true, Some(key), &[], now);
-    d.app_id = Some(app.id);
-    d.api = Some(api.static_id);
-    d.key_id = Some(key);
-    d.key_kind = Some(KeyKind::RestApi);
-    if members_only {
-        d.restriction = Some(Restriction::MembersOnly);
-        d.request_url = Some(RequestUrl(app.id));
-    }
-    Ok(())
+    let quota = plan.state(catalog, api, least);
+    Ok(Allowed { app: app.id, api: api.static_id, key, members_only, quota })
 }
