@@ -229,9 +229,15 @@ impl Services {
     }
 
     /// Saves the in-memory counters changed since the last save (about once a second): the
-    /// shared map's and each app's own; then forgets the shared map's ended windows.
+    /// shared map's and each app's own; then forgets the shared map's ended windows. Records the
+    /// waiting quota alerts first ([`Services::flush_alerts`]): each is recorded with its counter
+    /// saved as at least the count that passed its threshold, so that a crash after a save that
+    /// kept a count past a threshold cannot lose that threshold's alert (which the restarted
+    /// node, seeing the count, would not raise again). An alert queued while the save runs is
+    /// recorded by the next one.
     pub fn save_counters(&self) -> ServiceResult<usize> {
         let Some(memory) = &self.memory else { return Ok(0) };
+        self.flush_alerts()?;
         // Read under the snapshot's guard: a catalog reload renumbers the counters under its
         // write lock, and keys drained before it would be named with the new catalog's rules.
         let snapshot = self.snapshot.read();

@@ -202,6 +202,20 @@ both_backends! {
     }
 }
 
+// A counter save records the waiting alerts first: a crash after the save kept the count that
+// passed the threshold cannot lose the alert, which the restarted node would not raise again.
+both_backends! {
+    async fn a_counter_save_records_the_waiting_alerts_first(t) {
+        let (id, _, user) = moment_app(&t).await;
+        let call = json!({"method": "POST", "path": CREATE_AD_ACCOUNT, "headers": {"authorization": user}});
+        assert_eq!(check(&t, call).await.2["allow"], true);
+        assert!(alerts_of(&t, id).await.is_empty(), "queued, not recorded yet");
+        assert!(t.store(|s| s.save_counters()).await.is_ok());
+        assert_eq!(alerts_of(&t, id).await, [("moment_ad_account_create_per_second".to_owned(), 100)]);
+        assert_eq!(t.store(|s| s.flush_alerts()).await.ok(), Some(0), "recorded once");
+    }
+}
+
 /// The same at 80 %, where calls go on: with a limit of 5, the fourth call's alert is recorded
 /// and the node dies; after the restart the fifth call is allowed and alerts at 100 %, the 80 %
 /// alert is not raised again, and the sixth is denied.
