@@ -29,6 +29,8 @@ pub fn spawn_saver(services: Services, stop: Arc<AtomicBool>) -> std::io::Result
         let mut failing = false;
         loop {
             let stopping = stop.load(Ordering::Relaxed);
+            // A counter save records the waiting alerts first; the flush after it records those
+            // queued meanwhile, and all of them when the counts are in Redis (nothing to save).
             let saved = services
                 .save_counters()
                 .and_then(|_| services.save_activity())

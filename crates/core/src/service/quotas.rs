@@ -257,7 +257,7 @@ impl Services {
                 Some((CounterKey { rule, scope, window_start }, count, end))
             }));
         }
-        let saved: Vec<crate::ports::SavedCounter> = dirty
+        let saved: Vec<SavedCounter> = dirty
             .iter()
             .filter_map(|(key, count, window_end)| {
                 Some(SavedCounter {
