@@ -15,6 +15,7 @@ use std::time::Instant;
 use common::{NOW, PATHS, records, snapshot};
 use permgate_core::decision::{CounterFailure, Query, decide, decide_and_count};
 use permgate_core::quota::MemoryCounter;
+use permgate_core::snapshot::AppEntry;
 
 fn main() {
     // `cargo test --all-targets` runs this once, small, to see that it works.
@@ -56,8 +57,15 @@ fn main() {
             |q| decide_and_count(&s, q, &counter, NOW, true, CounterFailure::Closed).allow,
         );
         report(apps, "decide + count (in memory), allowed", samples, overhead);
-        let samples = find_and_count_floor(apps, calls);
-        report(apps, "floor of decide + count: find the key's app, add one to its counter", samples, overhead);
+        for (layout, name) in [
+            (PRESENT, "the lane's present layout: a key slot, three lines of the app's entry"),
+            (ONE_LINE, "a key slot, the entry's first line"),
+            (DENSE, "a key slot, one line an app in an array of its own"),
+            (DENSE2, "a key slot, two lines an app in an array of its own"),
+        ] {
+            let samples = find_and_count_floor(apps, calls, layout);
+            report(apps, &format!("floor of decide + count, {name}"), samples, overhead);
+        }
     }
 }
 
@@ -87,7 +95,7 @@ fn time_each(
 
 /// Bytes of state a decision may read per app: its entry in the snapshot and its key's two slots
 /// in the half-full key table.
-const PER_APP: usize = std::mem::size_of::<permgate_core::snapshot::AppEntry>() + 2 * 64;
+const PER_APP: usize = std::mem::size_of::<AppEntry>() + 2 * 64;
 
 /// The mean time of one read whose address depends on the read before, over `bytes` of memory
 /// visited one cache line at a time in a random cycle (what no prefetcher can guess): the cost of
@@ -122,64 +130,75 @@ fn dependent_read_ns(bytes: usize) -> f64 {
     t.elapsed().as_nanos() as f64 / f64::from(reads)
 }
 
-/// The least any decide + count must do, timed per call as the cases above are: find the
-/// app of a key (already a number: no parsing) in an open-addressing table as large as the
-/// snapshot's, then add one to a counter in that app's entry (an array of entries the size of
-/// [`permgate_core::snapshot::AppEntry`]). The second read's address comes from the first, so
-/// their misses cannot overlap. No route, no check, no window, no lock: a floor no implementation
-/// of the whole decision can go below on this machine.
-fn find_and_count_floor(apps: i64, calls: usize) -> Vec<u128> {
-    #[derive(Clone, Copy, Default)]
-    #[repr(C, align(32))]
-    struct Slot {
-        key: u128,
-        app: u32,
-        used: bool,
-    }
-    #[derive(Clone, Copy)]
-    #[repr(C, align(64))]
-    struct App {
-        count: u64,
-        window: i64,
-        _rest: [u8; std::mem::size_of::<permgate_core::snapshot::AppEntry>() - 16],
-    }
+/// How a floor's state is laid out: the bytes of a key's slot and of an app's entry, and where the
+/// lines a call reads of the entry start (read side by side: their addresses come from the key's
+/// slot alone).
+#[derive(Clone, Copy)]
+struct Layout {
+    slot: usize,
+    entry: usize,
+    lines: &'static [usize],
+}
+
+/// What the quick lane reads today: a line of the key table (a slot a line), then three lines of
+/// the app's entry: the first, the rule counters' line after it and the overrides' line, which
+/// the bench's apps all have.
+const PRESENT: Layout = Layout {
+    slot: 64,
+    entry: std::mem::size_of::<AppEntry>(),
+    lines: &[0, 64, std::mem::offset_of!(AppEntry, quota_overrides)],
+};
+/// Everything a call reads of its app on the entry's first line.
+const ONE_LINE: Layout = Layout { lines: &[0], ..PRESENT };
+/// That line in an array of its own, one line an app: the least state a decision can read.
+const DENSE: Layout = Layout { slot: 64, entry: 64, lines: &[0] };
+/// Two lines an app in such an array: what counts is the bytes the lines are spread over.
+const DENSE2: Layout = Layout { slot: 64, entry: 128, lines: &[0, 64] };
+
+/// The least any decide + count must do, timed per call as the cases above are: find the app of
+/// a key (already a number: no parsing) in an open-addressing table of `layout`'s slots, as
+/// large as the snapshot's, then add one to a counter on each line `layout` reads of that app's
+/// entry. The entry's address comes from the slot, so their misses cannot overlap. No route, no
+/// check, no window, no lock: a floor no implementation of the whole decision in that layout can
+/// go below on this machine.
+fn find_and_count_floor(apps: i64, calls: usize, layout: Layout) -> Vec<u128> {
+    const WORDS: usize = 8; // u64s per line
+    let (slot, entry) = (layout.slot / 8, layout.entry / 8);
     let n = usize::try_from(apps).unwrap_or(1);
     let mask = (2 * n).next_power_of_two() - 1;
-    let home = |key: u128| {
-        let mixed = ((key as u64) ^ ((key >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (mixed >> 32) as usize & mask
-    };
-    // Keys as random as issued ones (xorshift), each pointing at its app.
+    let home = |key: u64| (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & mask;
+    // Keys as random as issued ones (xorshift; never 0, a free slot), each pointing at its app.
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let keys: Vec<u128> = (0..n).map(|_| (u128::from(next()) << 64) | u128::from(next())).collect();
-    let mut table = vec![Slot::default(); mask + 1];
+    let keys: Vec<u64> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x | 1
+        })
+        .collect();
+    let mut table = vec![0u64; (mask + 1) * slot];
     for (app, &key) in keys.iter().enumerate() {
         let mut i = home(key);
-        while table[i].used {
+        while table[i * slot] != 0 {
             i = (i + 1) & mask;
         }
-        table[i] = Slot { key, app: app as u32, used: true };
+        (table[i * slot], table[i * slot + 1]) = (key, app as u64);
     }
-    let mut entries = vec![App { count: 0, window: 0, _rest: [0; _] }; n];
+    // Written, not zeroed by the allocator: every page is mapped before the clock starts.
+    let mut entries = vec![1u64; n * entry + WORDS];
     let mut samples = Vec::with_capacity(calls);
     for c in 0..calls {
         let key = black_box(keys[c.wrapping_mul(7919) % n]);
         let t = Instant::now();
         let mut i = home(key);
-        while table[i].key != key {
+        while table[i * slot] != key {
             i = (i + 1) & mask;
         }
-        let e = &mut entries[table[i].app as usize];
-        if e.window != NOW.0 {
-            (e.window, e.count) = (NOW.0, 0);
+        let at = table[i * slot + 1] as usize * entry;
+        for &line in layout.lines {
+            entries[at + line / 8] += 1;
         }
-        e.count += 1;
         samples.push(t.elapsed().as_nanos());
     }
     black_box(&entries);
