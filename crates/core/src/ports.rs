@@ -114,8 +114,16 @@ pub trait AccountStore {
 }
 
 pub trait AppStore {
-    /// Creates the app with its owner as a member and its first keys, atomically.
-    fn create_app(&self, new: &NewApp, keys: &[NewKey], now: Timestamp, audit: &NewAuditEvent) -> StoreResult<AppId>;
+    /// Creates the app with its owner as a member and its first keys, atomically; the app as
+    /// stored, read in the same transaction (so that no read after the commit can fail with the
+    /// app made and its one-time keys unshown).
+    fn create_app(
+        &self,
+        new: &NewApp,
+        keys: &[NewKey],
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<AppRecord>;
     fn app_record(&self, id: AppId) -> StoreResult<Option<AppRecord>>;
     /// Every app, for building the decision snapshot.
     fn app_records(&self) -> StoreResult<Vec<AppRecord>>;

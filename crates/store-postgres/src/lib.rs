@@ -496,7 +496,13 @@ impl AccountStore for PostgresStore {
 }
 
 impl AppStore for PostgresStore {
-    fn create_app(&self, new: &NewApp, keys: &[NewKey], now: Timestamp, audit: &NewAuditEvent) -> StoreResult<AppId> {
+    fn create_app(
+        &self,
+        new: &NewApp,
+        keys: &[NewKey],
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<AppRecord> {
         self.transaction(WRITE_LOCK, |tx| {
             let row = tx.query_one(
                 "INSERT INTO apps (name, company_name, category, owner_id, created_at, original_app_id)
@@ -524,7 +530,9 @@ impl AppStore for PostgresStore {
             audit.app_id = Some(id);
             audit.target = format!("app:{id}");
             self.append_audit(tx, &audit)?;
-            Ok(id)
+            load_records_in(tx, Some(id))?
+                .pop()
+                .ok_or_else(|| Fail::Store(StoreError::Corrupt(format!("app {id} unreadable in its own transaction"))))
         })
     }
 
@@ -1140,8 +1148,16 @@ fn insert_key(tx: &mut Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp
 /// Every app's record (`only: None`) or one app's, read from one snapshot of the database: one
 /// query per table however many apps there are.
 fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
-    let only = only.map(|a| a.0);
     let mut tx = c.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+    let records = load_records_in(&mut tx, only)?;
+    tx.commit()?;
+    Ok(records)
+}
+
+/// [`load_records`] within `tx` (which sees one state of every table: a repeatable-read
+/// transaction, or the write that has just made the app).
+fn load_records_in(tx: &mut Transaction<'_>, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
+    let only = only.map(|a| a.0);
     let mut records = BTreeMap::new();
     for r in tx.query(
         "SELECT a.id, a.name, a.company_name, a.category, a.owner_id, a.status, a.created_at, o.blocked,
@@ -1238,8 +1254,7 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
             });
         }
     }
-    workflow::load_settings(&mut tx, only, &mut records)?;
-    tx.commit()?;
+    workflow::load_settings(tx, only, &mut records)?;
     Ok(records.into_values().collect())
 }
 

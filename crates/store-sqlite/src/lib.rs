@@ -338,7 +338,13 @@ impl AccountStore for SqliteStore {
 }
 
 impl AppStore for SqliteStore {
-    fn create_app(&self, new: &NewApp, keys: &[NewKey], now: Timestamp, audit: &NewAuditEvent) -> StoreResult<AppId> {
+    fn create_app(
+        &self,
+        new: &NewApp,
+        keys: &[NewKey],
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<AppRecord> {
         let mut audit = audit.clone();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
@@ -370,8 +376,11 @@ impl AppStore for SqliteStore {
         audit.app_id = Some(id);
         audit.target = format!("app:{id}");
         append_audit(&tx, &audit)?;
+        // Read back before the commit: a read after it could fail with the app made.
+        let record = load_record(&tx, id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("app {id} unreadable in its own transaction")))?;
         tx.commit().map_err(backend)?;
-        Ok(id)
+        Ok(record)
     }
 
     fn app_record(&self, id: AppId) -> StoreResult<Option<AppRecord>> {

@@ -5,8 +5,8 @@
 use permgate_core::audit::{NewAuditEvent, verify_chain};
 use permgate_core::decision_log::LoggedCall;
 use permgate_core::model::{
-    AccountId, AppId, AppStatus, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, KeyKind, MemberRole,
-    Platforms, Role, TalkChannel,
+    AccountId, AppId, AppRecord, AppStatus, Business, ConsentLevel, ConsentSetting, Eligibility, GrantSource, KeyKind,
+    MemberRole, Platforms, Role, TalkChannel,
 };
 use permgate_core::notify::{Channel, DeliveryState, NewMessage};
 use permgate_core::ports::{
@@ -36,7 +36,12 @@ fn account(store: &dyn Store, name: &str, role: Role) -> Result<AccountId, Store
     Ok(store.create_account(&new, AT, &audit("account.create"))?.id)
 }
 
-fn app(store: &dyn Store, owner: AccountId, keys: &[NewKey]) -> Result<permgate_core::model::AppId, StoreError> {
+fn app(store: &dyn Store, owner: AccountId, keys: &[NewKey]) -> Result<AppId, StoreError> {
+    Ok(created(store, owner, keys)?.app.id)
+}
+
+/// A new app of `owner` with `keys`, as `create_app` answers it.
+fn created(store: &dyn Store, owner: AccountId, keys: &[NewKey]) -> Result<AppRecord, StoreError> {
     let new = NewApp {
         name: "Shop".into(),
         company_name: "Example".into(),
@@ -348,8 +353,12 @@ fn accounts_round_trip(store: &dyn Store) -> Result<(), StoreError> {
 
 fn apps_round_trip_with_owner_and_keys(store: &dyn Store) -> Result<(), StoreError> {
     let owner = account(store, "owner", Role::Developer)?;
-    let id = app(store, owner, &[key(KeyKind::RestApi, "rest-1"), key(KeyKind::Admin, "admin-1")])?;
+    let made = created(store, owner, &[key(KeyKind::RestApi, "rest-1"), key(KeyKind::Admin, "admin-1")])?;
+    let id = made.app.id;
     let record = store.app_record(id)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
+    // The creating transaction's own read: what the service shows (keys and their ids) and puts
+    // in the snapshot without reading again after the commit.
+    assert_eq!(made, record, "create_app answers the app as stored");
     assert_eq!(record.app.owner, owner);
     assert_eq!(record.member_role(owner), Some(MemberRole::Owner));
     assert_eq!(record.keys.len(), 2);

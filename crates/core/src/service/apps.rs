@@ -177,8 +177,10 @@ impl Services {
         let audit = NewAuditEvent::new(now, Some(actor.account.id), action, format!("app:{}", new.name)).after(
             serde_json::json!({"name": new.name, "company_name": new.company_name, "category": new.category, "original": new.original}),
         );
-        let id = self.store.create_app(&new, &keys, now, &audit)?;
-        let record = self.refresh(id)?;
+        // The app as its own transaction read it: nothing is read after the commit, which could
+        // fail with the app made and its one-time keys never shown (and a retry make another).
+        let record = self.store.create_app(&new, &keys, now, &audit)?;
+        self.install_created(&record);
         let revealed: Vec<(KeyId, String)> = record
             .keys
             .iter()

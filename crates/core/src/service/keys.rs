@@ -44,13 +44,15 @@ impl Services {
         }
         let value = secret::new_app_key()?;
         let key = new_key(input.kind, &value);
-        let audit = NewAuditEvent::new(self.clock.now(), Some(actor.account.id), "key.create", format!("app:{app}"))
+        let now = self.clock.now();
+        let audit = NewAuditEvent::new(now, Some(actor.account.id), "key.create", format!("app:{app}"))
             .app(app)
             .after(serde_json::json!({"kind": input.kind, "hint": key.hint}));
-        let id = self.store.add_key(app, &key, self.clock.now(), &audit)?;
-        let record = self.refresh(app)?;
-        let stored = written_key(&record, id)?;
-        Ok(KeyView::of(stored, Some(&value)))
+        let id = self.store.add_key(app, &key, now, &audit)?;
+        // The key as stored, from what was written: a read after the commit could fail with the
+        // key made and its value, shown only now, lost.
+        self.settle(app);
+        Ok(KeyView::of(&Key::issued(id, input.kind, &value, Platforms::default(), now), Some(&value)))
     }
 
     pub fn rotate_key(&self, actor: &Actor, app: AppId, key: KeyId) -> ServiceResult<KeyView> {
@@ -65,9 +67,11 @@ impl Services {
         if !self.store.replace_key_secret(app, key, &new, &audit)? {
             return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
         }
-        let record = self.refresh(app)?;
-        let stored = written_key(&record, key)?;
-        Ok(KeyView::of(stored, Some(&value)))
+        // As for a new key: the old one no longer works, so the answer must not depend on a read
+        // after the commit.
+        self.settle(app);
+        let stored = Key { value: new.value, hash: new.hash, hint: new.hint, ..old.clone() };
+        Ok(KeyView::of(&stored, Some(&value)))
     }
 
     pub fn delete_key(&self, actor: &Actor, app: AppId, key: KeyId) -> ServiceResult<()> {
@@ -109,9 +113,8 @@ impl Services {
         if !self.store.set_key_platforms(app, key, &platforms, &audit)? {
             return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
         }
-        let record = self.refresh(app)?;
-        let stored = written_key(&record, key)?;
-        Ok(KeyView::of(stored, None))
+        self.settle(app);
+        Ok(KeyView::of(&Key { platforms, ..old.clone() }, None))
     }
 }
 
@@ -122,15 +125,6 @@ fn key_of(record: &AppRecord, app: AppId, key: KeyId) -> ServiceResult<&Key> {
         .iter()
         .find(|k| k.id == key)
         .ok_or_else(|| ServiceError::NotFound(format!("app {app} has no key {key}")))
-}
-
-/// A key just written, read back; its absence is a bug, not a client error.
-fn written_key(record: &AppRecord, key: KeyId) -> ServiceResult<&Key> {
-    record
-        .keys
-        .iter()
-        .find(|k| k.id == key)
-        .ok_or_else(|| ServiceError::Internal(format!("key {key} vanished after a write")))
 }
 
 /// Applies a platform update to a key of `kind`, refusing fields that do not belong to the kind

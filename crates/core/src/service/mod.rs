@@ -219,6 +219,18 @@ impl Services {
         }
     }
 
+    /// Patches a just-created app, as the transaction that made it read it, into the snapshot,
+    /// unless a refresh or the change sync has put it there already (from a read made after
+    /// that commit, so no older).
+    fn install_created(&self, record: &AppRecord) {
+        let _in_order = self.patching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.snapshot.patch(|s| {
+            if s.app(record.app.id).is_none() {
+                s.upsert_app(record);
+            }
+        });
+    }
+
     /// Re-reads one app and patches it into the snapshot.
     fn refresh(&self, id: AppId) -> ServiceResult<AppRecord> {
         let _in_order = self.patching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

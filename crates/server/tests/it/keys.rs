@@ -143,3 +143,43 @@ both_backends! {
         assert_eq!(body["platforms"]["android_packages"], json!(["com.example.a", "com.example.b"]));
     }
 }
+
+// Adding, rotating and setting a key's platforms answer the key as written, without reading it
+// back after the commit: the answers must match what the app shows afterwards.
+both_backends! {
+    async fn a_key_written_is_answered_as_the_app_then_shows_it(t) {
+        let (_, dev) = t.account("dev", "developer").await;
+        let app = t.app(&dev, "Shop").await;
+        let id = app["id"].as_i64().unwrap_or_default();
+        let shown = |kind: &'static str, key_id: i64| {
+            let t = &t;
+            let dev = dev.clone();
+            async move {
+                let (_, app) = t.get(&format!("/v1/apps/{id}"), &dev).await;
+                let keys = app["keys"][kind].as_array().cloned().unwrap_or_default();
+                keys.into_iter().find(|k| k["id"] == key_id).unwrap_or_default()
+            }
+        };
+        let (status, added) = t.post(&format!("/v1/apps/{id}/keys"), &dev, json!({"kind": "admin"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+        let admin_id = added["id"].as_i64().unwrap_or_default();
+        let mut stored = shown("admin", admin_id).await;
+        assert!(stored.get("key").is_none(), "an admin key is shown once: {stored}");
+        stored["key"] = added["key"].clone();
+        assert_eq!(added, stored);
+
+        let (status, rotated) = t.post(&format!("/v1/apps/{id}/keys/{admin_id}/rotate"), &dev, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{rotated}");
+        assert_ne!(rotated["key"], added["key"]);
+        let mut stored = shown("admin", admin_id).await;
+        stored["key"] = rotated["key"].clone();
+        assert_eq!(rotated, stored);
+        assert_eq!(rotated["created_at"], added["created_at"], "rotating keeps the key's id and age");
+
+        let js_id = app["keys"]["javascript"][0]["id"].as_i64().unwrap_or_default();
+        let path = format!("/v1/apps/{id}/keys/{js_id}/platforms");
+        let (status, set) = t.put(&path, &dev, json!({"origins": ["https://shop.example/"]})).await;
+        assert_eq!(status, StatusCode::OK, "{set}");
+        assert_eq!(set, shown("javascript", js_id).await);
+    }
+}

@@ -54,7 +54,7 @@ fn new_app(store: &PostgresStore, owner: AccountId) -> Result<AppId, StoreError>
         members: Vec::new(),
         grants: Vec::new(),
     };
-    store.create_app(&new, &[], AT, &audit("app.create"))
+    Ok(store.create_app(&new, &[], AT, &audit("app.create"))?.app.id)
 }
 
 #[test]
