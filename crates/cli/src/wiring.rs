@@ -48,7 +48,22 @@ pub fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Connects and applies pending migrations.
+///
+/// Commands that read what nodes have stored use this one: a SQLite file that does not exist is
+/// refused rather than created, since an empty database would answer (an audit chain of no
+/// events "ok", every app unknown) as if it were the real one.
 pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if let Database::Sqlite(path) = parse_database_url(url)?
+        && !path.exists()
+    {
+        let dir = std::env::current_dir().map(|d| format!(" in {}", d.display())).unwrap_or_default();
+        bail!(
+            "no database at {}{dir}: run this where `permgate serve` keeps its database (the directory it was \
+             started in), or name it with --database-url / PERMGATE_DATABASE_URL (`permgate migrate` creates an \
+             empty one)",
+            path.display()
+        );
+    }
     let store = connect(url)?;
     store.migrate()?;
     Ok(store)

@@ -32,7 +32,7 @@ fn catalog_validate_lists_every_error_with_file_and_line_and_fails() {
 
 #[test]
 fn check_decides_from_the_command_line_and_exits_by_verdict() {
-    let dir = scratch_dir("check");
+    let dir = migrated("check");
     let out = permgate(&dir.0)
         .args(["check", "GET", "/v2/local/search/keyword.json", "-a", "KakaoAK unknown"])
         .output()
@@ -47,7 +47,7 @@ fn check_decides_from_the_command_line_and_exits_by_verdict() {
 /// database's, not the nodes' (which only a node can tell).
 #[test]
 fn commands_showing_counts_say_they_do_not_read_redis() {
-    let dir = scratch_dir("check-redis");
+    let dir = migrated("check-redis");
     let out = permgate(&dir.0)
         .env("PERMGATE_REDIS_URL", "redis://127.0.0.1:1")
         .args(["check", "GET", "/v2/local/search/keyword.json", "-a", "KakaoAK unknown"])
@@ -95,6 +95,26 @@ fn migrate_and_audit_verify_report_what_they_did() {
     let out = permgate(&dir.0).args(["audit", "verify"]).output().unwrap_or_else(|e| unreachable!("{e}"));
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("audit chain ok"), "{out:?}");
+}
+
+/// A fresh directory with an empty database (`permgate migrate`), for commands that read one.
+fn migrated(label: &str) -> permgate_testkit::ScratchDir {
+    let dir = scratch_dir(label);
+    let out = permgate(&dir.0).arg("migrate").output().unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(out.status.success(), "{out:?}");
+    dir
+}
+
+#[test]
+fn a_command_run_where_there_is_no_database_says_so_and_creates_none() {
+    let dir = scratch_dir("nodb");
+    for args in [&["audit", "verify"][..], &["check", "GET", "/v2/local/search/keyword.json", "-a", "KakaoAK 0123"]] {
+        let out = permgate(&dir.0).args(args).output().unwrap_or_else(|e| unreachable!("{e}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {out:?}");
+        assert!(err.contains("no database at permgate.db") && err.contains("PERMGATE_DATABASE_URL"), "{args:?}: {err}");
+        assert!(!dir.0.join("permgate.db").exists(), "{args:?} created an empty database");
+    }
 }
 
 #[test]
