@@ -53,7 +53,9 @@ pub fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 /// refused rather than created, since an empty database would answer (an audit chain of no
 /// events "ok", every app unknown) as if it were the real one.
 pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    // SQLite's URI names (`file:…?mode=ro`) and `:memory:` are not files to look for.
     if let Database::Sqlite(path) = parse_database_url(url)?
+        && !path.to_str().is_some_and(|p| p.starts_with("file:") || p == ":memory:")
         && !path.exists()
     {
         let dir = std::env::current_dir().map(|d| format!(" in {}", d.display())).unwrap_or_default();

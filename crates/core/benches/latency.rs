@@ -130,40 +130,40 @@ fn dependent_read_ns(bytes: usize) -> f64 {
     t.elapsed().as_nanos() as f64 / f64::from(reads)
 }
 
-/// How a floor's state is laid out: the bytes of a key's slot and of an app's entry, and where the
-/// lines a call reads of the entry start (read side by side: their addresses come from the key's
-/// slot alone).
+/// How a floor's state is laid out behind a key table of a line a slot: the bytes of an app's
+/// entry (a multiple of a line), and where the lines a call reads of the entry start (read side
+/// by side: their addresses come from the key's slot alone).
 #[derive(Clone, Copy)]
 struct Layout {
-    slot: usize,
     entry: usize,
     lines: &'static [usize],
 }
 
+/// One cache line, aligned as one.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Line([u64; 8]);
+
 /// What the quick lane reads today: a line of the key table (a slot a line), then three lines of
 /// the app's entry: the first, the rule counters' line after it and the overrides' line, which
 /// the bench's apps all have.
-const PRESENT: Layout = Layout {
-    slot: 64,
-    entry: std::mem::size_of::<AppEntry>(),
-    lines: &[0, 64, std::mem::offset_of!(AppEntry, quota_overrides)],
-};
+const PRESENT: Layout =
+    Layout { entry: std::mem::size_of::<AppEntry>(), lines: &[0, 64, std::mem::offset_of!(AppEntry, quota_overrides)] };
 /// Everything a call reads of its app on the entry's first line.
 const ONE_LINE: Layout = Layout { lines: &[0], ..PRESENT };
 /// That line in an array of its own, one line an app: the least state a decision can read.
-const DENSE: Layout = Layout { slot: 64, entry: 64, lines: &[0] };
+const DENSE: Layout = Layout { entry: 64, lines: &[0] };
 /// Two lines an app in such an array: what counts is the bytes the lines are spread over.
-const DENSE2: Layout = Layout { slot: 64, entry: 128, lines: &[0, 64] };
+const DENSE2: Layout = Layout { entry: 128, lines: &[0, 64] };
 
 /// The least any decide + count must do, timed per call as the cases above are: find the app of
-/// a key (already a number: no parsing) in an open-addressing table of `layout`'s slots, as
-/// large as the snapshot's, then add one to a counter on each line `layout` reads of that app's
+/// a key (already a number: no parsing) in an open-addressing table of a line a slot, as large
+/// as the snapshot's, then add one to a counter on each line `layout` reads of that app's
 /// entry. The entry's address comes from the slot, so their misses cannot overlap. No route, no
 /// check, no window, no lock: a floor no implementation of the whole decision in that layout can
 /// go below on this machine.
 fn find_and_count_floor(apps: i64, calls: usize, layout: Layout) -> Vec<u128> {
-    const WORDS: usize = 8; // u64s per line
-    let (slot, entry) = (layout.slot / 8, layout.entry / 8);
+    let per_app = layout.entry / 64; // lines
     let n = usize::try_from(apps).unwrap_or(1);
     let mask = (2 * n).next_power_of_two() - 1;
     let home = |key: u64| (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & mask;
@@ -177,27 +177,27 @@ fn find_and_count_floor(apps: i64, calls: usize, layout: Layout) -> Vec<u128> {
             x | 1
         })
         .collect();
-    let mut table = vec![0u64; (mask + 1) * slot];
+    let mut table = vec![Line([0; 8]); mask + 1];
     for (app, &key) in keys.iter().enumerate() {
         let mut i = home(key);
-        while table[i * slot] != 0 {
+        while table[i].0[0] != 0 {
             i = (i + 1) & mask;
         }
-        (table[i * slot], table[i * slot + 1]) = (key, app as u64);
+        (table[i].0[0], table[i].0[1]) = (key, app as u64);
     }
     // Written, not zeroed by the allocator: every page is mapped before the clock starts.
-    let mut entries = vec![1u64; n * entry + WORDS];
+    let mut entries = vec![Line([1; 8]); n * per_app];
     let mut samples = Vec::with_capacity(calls);
     for c in 0..calls {
         let key = black_box(keys[c.wrapping_mul(7919) % n]);
         let t = Instant::now();
         let mut i = home(key);
-        while table[i * slot] != key {
+        while table[i].0[0] != key {
             i = (i + 1) & mask;
         }
-        let at = table[i * slot + 1] as usize * entry;
+        let at = table[i].0[1] as usize * per_app;
         for &line in layout.lines {
-            entries[at + line / 8] += 1;
+            entries[at + line / 64].0[0] += 1;
         }
         samples.push(t.elapsed().as_nanos());
     }

@@ -6,8 +6,8 @@
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::decision_log::LoggedCall;
 use crate::model::{
-    Account, AccountId, AppId, AppRecord, Business, ConsentSetting, Grant, GrantSource, KeyId, KeyKind, MemberRole,
-    PaidUsage, Platforms, Role, TalkChannel,
+    Account, AccountId, AppId, AppRecord, Business, ConsentSetting, Grant, GrantSource, Key, KeyId, KeyKind,
+    MemberRole, PaidUsage, Platforms, Role, TalkChannel,
 };
 use crate::notify::{DeliveryState, NewMessage, OutboxMessage};
 use crate::time::Timestamp;
@@ -133,15 +133,24 @@ pub trait AppStore {
     fn remove_member(&self, app: AppId, account: AccountId, audit: &NewAuditEvent) -> StoreResult<bool>;
     fn add_key(&self, app: AppId, key: &NewKey, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<KeyId>;
     /// Gives a key a new secret, keeping its id and platforms. False if no such key.
-    fn replace_key_secret(&self, app: AppId, key: KeyId, new: &NewKey, audit: &NewAuditEvent) -> StoreResult<bool>;
+    /// Gives key `key` of `app` a new secret; the key as stored then (read in the same
+    /// transaction), or `None` if the app has no such key.
+    fn replace_key_secret(
+        &self,
+        app: AppId,
+        key: KeyId,
+        new: &NewKey,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Key>>;
     fn delete_key(&self, app: AppId, key: KeyId, audit: &NewAuditEvent) -> StoreResult<bool>;
+    /// Sets key `key`'s platforms; the key as stored then, as [`AppStore::replace_key_secret`].
     fn set_key_platforms(
         &self,
         app: AppId,
         key: KeyId,
         platforms: &Platforms,
         audit: &NewAuditEvent,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<Key>>;
     fn set_product(&self, app: AppId, product: &str, activated: bool, audit: &NewAuditEvent) -> StoreResult<()>;
     /// Sets an app's status (active, blocked, suspended); false if there is no such app. Back
     /// to active from another status (an unblock), the idle clock starts again at the event's

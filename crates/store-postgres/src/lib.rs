@@ -584,13 +584,22 @@ impl AppStore for PostgresStore {
         self.write(audit, |tx| insert_key(tx, app, key, now))
     }
 
-    fn replace_key_secret(&self, app: AppId, key: KeyId, new: &NewKey, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write_changed(audit, |tx| {
-            let n = tx.execute(
-                "UPDATE app_keys SET value = $1, hash = $2, hint = $3 WHERE id = $4 AND app_id = $5",
+    fn replace_key_secret(
+        &self,
+        app: AppId,
+        key: KeyId,
+        new: &NewKey,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Key>> {
+        self.write_if(audit, |tx| {
+            let row = tx.query_opt(
+                &format!(
+                    "UPDATE app_keys SET value = $1, hash = $2, hint = $3 WHERE id = $4 AND app_id = $5
+                     RETURNING {KEY_COLUMNS}"
+                ),
                 &[&new.value, &new.hash, &new.hint, &key.0, &app.0],
             )?;
-            Ok(n > 0)
+            row.map(|r| key_of(&r, 0)).transpose()
         })
     }
 
@@ -613,14 +622,14 @@ impl AppStore for PostgresStore {
         key: KeyId,
         platforms: &Platforms,
         audit: &NewAuditEvent,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Key>> {
         let json = serde_json::to_value(platforms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.write_changed(audit, |tx| {
-            let n = tx.execute(
-                "UPDATE app_keys SET platforms = $1 WHERE id = $2 AND app_id = $3",
+        self.write_if(audit, |tx| {
+            let row = tx.query_opt(
+                &format!("UPDATE app_keys SET platforms = $1 WHERE id = $2 AND app_id = $3 RETURNING {KEY_COLUMNS}"),
                 &[&json, &key.0, &app.0],
             )?;
-            Ok(n > 0)
+            row.map(|r| key_of(&r, 0)).transpose()
         })
     }
 
@@ -1154,8 +1163,9 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
     Ok(records)
 }
 
-/// [`load_records`] within `tx` (which sees one state of every table: a repeatable-read
-/// transaction, or the write that has just made the app).
+/// [`load_records`] within `tx`, whose queries must all see one state: a repeatable-read
+/// transaction, or a write holding `WRITE_LOCK` (every writer of the tables read here takes it,
+/// so none commits between these queries, read-committed as they are).
 fn load_records_in(tx: &mut Transaction<'_>, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
     let only = only.map(|a| a.0);
     let mut records = BTreeMap::new();
@@ -1197,23 +1207,13 @@ fn load_records_in(tx: &mut Transaction<'_>, only: Option<AppId>) -> Tried<Vec<A
     }
 
     for r in tx.query(
-        "SELECT app_id, id, kind, value, hash, hint, platforms, created_at FROM app_keys
-         WHERE ($1::bigint IS NULL OR app_id = $1) ORDER BY app_id, id",
+        &format!(
+            "SELECT app_id, {KEY_COLUMNS} FROM app_keys WHERE ($1::bigint IS NULL OR app_id = $1) ORDER BY app_id, id"
+        ),
         &[&only],
     )? {
         if let Some(record) = record_of(&mut records, &r)? {
-            let kid: i64 = r.try_get(1)?;
-            let platforms: serde_json::Value = r.try_get(6)?;
-            record.keys.push(Key {
-                id: KeyId(kid),
-                kind: parse::<KeyKind>(r.try_get(2)?, "key kind")?,
-                value: r.try_get(3)?,
-                hash: r.try_get(4)?,
-                hint: r.try_get(5)?,
-                platforms: serde_json::from_value(platforms)
-                    .map_err(|e| StoreError::Corrupt(format!("bad platforms of key {kid}: {e}")))?,
-                created_at: Timestamp(r.try_get(7)?),
-            });
+            record.keys.push(key_of(&r, 1)?);
         }
     }
 
@@ -1256,6 +1256,25 @@ fn load_records_in(tx: &mut Transaction<'_>, only: Option<AppId>) -> Tried<Vec<A
     }
     workflow::load_settings(tx, only, &mut records)?;
     Ok(records.into_values().collect())
+}
+
+/// A key's columns, in the order [`key_of`] reads them.
+const KEY_COLUMNS: &str = "id, kind, value, hash, hint, platforms, created_at";
+
+/// The key in `r`'s [`KEY_COLUMNS`], which start at column `at`.
+fn key_of(r: &Row, at: usize) -> Tried<Key> {
+    let id: i64 = r.try_get(at)?;
+    let platforms: serde_json::Value = r.try_get(at + 5)?;
+    Ok(Key {
+        id: KeyId(id),
+        kind: parse::<KeyKind>(r.try_get(at + 1)?, "key kind")?,
+        value: r.try_get(at + 2)?,
+        hash: r.try_get(at + 3)?,
+        hint: r.try_get(at + 4)?,
+        platforms: serde_json::from_value(platforms)
+            .map_err(|e| StoreError::Corrupt(format!("bad platforms of key {id}: {e}")))?,
+        created_at: Timestamp(r.try_get(at + 6)?),
+    })
 }
 
 /// The record of the app whose id is the row's first column.

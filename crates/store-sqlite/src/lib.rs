@@ -440,15 +440,22 @@ impl AppStore for SqliteStore {
         self.write(audit, |tx| insert_key(tx, app, key, now))
     }
 
-    fn replace_key_secret(&self, app: AppId, key: KeyId, new: &NewKey, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write_changed(audit, |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE app_keys SET value = ?1, hash = ?2, hint = ?3 WHERE id = ?4 AND app_id = ?5",
-                    params![new.value, new.hash, new.hint, key.0, app.0],
-                )
-                .map_err(backend)?;
-            Ok(n > 0)
+    fn replace_key_secret(
+        &self,
+        app: AppId,
+        key: KeyId,
+        new: &NewKey,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<Key>> {
+        self.write_if(audit, |tx| {
+            updated_key(
+                tx,
+                &format!(
+                    "UPDATE app_keys SET value = ?1, hash = ?2, hint = ?3 WHERE id = ?4 AND app_id = ?5
+                     RETURNING {KEY_COLUMNS}"
+                ),
+                params![new.value, new.hash, new.hint, key.0, app.0],
+            )
         })
     }
 
@@ -474,16 +481,14 @@ impl AppStore for SqliteStore {
         key: KeyId,
         platforms: &Platforms,
         audit: &NewAuditEvent,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Key>> {
         let json = serde_json::to_string(platforms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.write_changed(audit, |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE app_keys SET platforms = ?1 WHERE id = ?2 AND app_id = ?3",
-                    params![json, key.0, app.0],
-                )
-                .map_err(backend)?;
-            Ok(n > 0)
+        self.write_if(audit, |tx| {
+            updated_key(
+                tx,
+                &format!("UPDATE app_keys SET platforms = ?1 WHERE id = ?2 AND app_id = ?3 RETURNING {KEY_COLUMNS}"),
+                params![json, key.0, app.0],
+            )
         })
     }
 
@@ -919,6 +924,36 @@ fn insert_key(tx: &Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp) ->
     Ok(KeyId(tx.last_insert_rowid()))
 }
 
+/// A key's columns, in the order [`key_row`] reads them.
+const KEY_COLUMNS: &str = "id, kind, value, hash, hint, platforms, created_at";
+
+/// A key's row as read: id, kind, value, hash, hint, platforms (JSON), created at.
+type KeyRow = (i64, String, Option<String>, String, String, String, i64);
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+}
+
+fn key_of((id, kind, value, hash, hint, platforms, created_at): KeyRow) -> StoreResult<Key> {
+    Ok(Key {
+        id: KeyId(id),
+        kind: parse::<KeyKind>(&kind, "key kind")?,
+        value,
+        hash,
+        hint,
+        platforms: serde_json::from_str(&platforms)
+            .map_err(|e| StoreError::Corrupt(format!("bad platforms of key {id}: {e}")))?,
+        created_at: Timestamp(created_at),
+    })
+}
+
+/// Runs `update` (an `UPDATE app_keys … RETURNING` [`KEY_COLUMNS`]) and reads the key it changed,
+/// if any.
+fn updated_key(tx: &Transaction<'_>, update: &str, params: impl rusqlite::Params) -> StoreResult<Option<Key>> {
+    let row = tx.query_row(update, params, key_row).optional().map_err(backend)?;
+    row.map(key_of).transpose()
+}
+
 fn all_ids(conn: &Connection) -> StoreResult<Vec<AppId>> {
     let mut stmt = conn.prepare("SELECT id FROM apps ORDER BY id").map_err(backend)?;
     let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(backend)?;
@@ -978,37 +1013,12 @@ fn load_record(conn: &Connection, id: AppId) -> StoreResult<Option<AppRecord>> {
         })
         .collect::<StoreResult<Vec<_>>>()?;
 
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, kind, value, hash, hint, platforms, created_at FROM app_keys WHERE app_id = ?1 ORDER BY id",
-        )
-        .map_err(backend)?;
+    let mut stmt =
+        conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM app_keys WHERE app_id = ?1 ORDER BY id")).map_err(backend)?;
     let keys = stmt
-        .query_map([id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, i64>(6)?,
-            ))
-        })
+        .query_map([id], key_row)
         .map_err(backend)?
-        .map(|row| {
-            let (kid, kind, value, hash, hint, platforms, created_at) = row.map_err(backend)?;
-            Ok(Key {
-                id: KeyId(kid),
-                kind: parse::<KeyKind>(&kind, "key kind")?,
-                value,
-                hash,
-                hint,
-                platforms: serde_json::from_str(&platforms)
-                    .map_err(|e| StoreError::Corrupt(format!("bad platforms of key {kid}: {e}")))?,
-                created_at: Timestamp(created_at),
-            })
-        })
+        .map(|row| key_of(row.map_err(backend)?))
         .collect::<StoreResult<Vec<_>>>()?;
 
     let mut stmt = conn

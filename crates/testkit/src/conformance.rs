@@ -663,8 +663,10 @@ fn deleting_a_key_revokes_grants_bound_to_it(store: &dyn Store) -> Result<(), St
     assert!(record.keys.is_empty() && record.grants.is_empty(), "{record:?}");
     let head = last_event(store)?;
     assert!(!store.delete_key(id, key_id, &audit("key.delete"))?);
-    assert!(!store.replace_key_secret(id, key_id, &key(KeyKind::NativeApp, "native-2"), &audit("key.rotate"))?);
-    assert!(!store.set_key_platforms(id, key_id, &Platforms::default(), &audit("key.platforms"))?);
+    assert!(
+        store.replace_key_secret(id, key_id, &key(KeyKind::NativeApp, "native-2"), &audit("key.rotate"))?.is_none()
+    );
+    assert!(store.set_key_platforms(id, key_id, &Platforms::default(), &audit("key.platforms"))?.is_none());
     assert!(!store.remove_member(id, owner, &audit("member.remove"))?, "an owner is not removed");
     assert_eq!(last_event(store)?, head, "no audit event for a change that changed nothing");
     Ok(())
@@ -678,17 +680,22 @@ fn keys_rotate_and_carry_platforms(store: &dyn Store) -> Result<(), StoreError> 
         .and_then(|r| r.keys.first().map(|k| k.id))
         .ok_or_else(|| StoreError::NotFound("key".into()))?;
     let platforms = Platforms { origins: vec!["https://shop.example".into()], ..Platforms::default() };
-    assert!(store.set_key_platforms(id, key_id, &platforms, &audit("key.platforms"))?);
-    assert!(store.replace_key_secret(id, key_id, &key(KeyKind::Javascript, "js-2"), &audit("key.rotate"))?);
+    let set = store.set_key_platforms(id, key_id, &platforms, &audit("key.platforms"))?;
+    let rotated = store.replace_key_secret(id, key_id, &key(KeyKind::Javascript, "js-2"), &audit("key.rotate"))?;
     let k = store
         .app_record(id)?
         .and_then(|r| r.keys.into_iter().next())
         .ok_or_else(|| StoreError::NotFound("key".into()))?;
-    assert_eq!((k.id, k.value.as_deref(), k.platforms), (key_id, Some("js-2"), platforms));
+    assert_eq!((k.id, k.value.as_deref(), &k.platforms), (key_id, Some("js-2"), &platforms));
+    // Each answers the key as its transaction left it: the platforms set, then both changes.
+    assert_eq!(set.map(|s| (s.value, s.platforms)), Some((Some("js-1".into()), platforms)));
+    assert_eq!(rotated.as_ref(), Some(&k), "the rotated key as stored");
     let added = store.add_key(id, &key(KeyKind::Javascript, "js-3"), AT, &audit("key.create"))?;
     assert_ne!(added, key_id);
     assert!(
-        !store.set_key_platforms(permgate_core::model::AppId(id.0 + 1), key_id, &Platforms::default(), &audit("x"))?,
+        store
+            .set_key_platforms(permgate_core::model::AppId(id.0 + 1), key_id, &Platforms::default(), &audit("x"))?
+            .is_none(),
         "a key of another app is not touched"
     );
     Ok(())

@@ -64,13 +64,13 @@ impl Services {
             .app(app)
             .before(serde_json::json!({"kind": old.kind, "hint": old.hint}))
             .after(serde_json::json!({"kind": old.kind, "hint": new.hint}));
-        if !self.store.replace_key_secret(app, key, &new, &audit)? {
-            return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
-        }
-        // As for a new key: the old one no longer works, so the answer must not depend on a read
-        // after the commit.
+        // The key as its transaction left it: the old value no longer works, so the answer must
+        // not depend on a read after the commit (nor miss a change made meanwhile).
+        let stored = self
+            .store
+            .replace_key_secret(app, key, &new, &audit)?
+            .ok_or_else(|| ServiceError::NotFound(format!("app {app} has no key {key}")))?;
         self.settle(app);
-        let stored = Key { value: new.value, hash: new.hash, hint: new.hint, ..old.clone() };
         Ok(KeyView::of(&stored, Some(&value)))
     }
 
@@ -110,11 +110,12 @@ impl Services {
             .app(app)
             .before(&old.platforms)
             .after(&platforms);
-        if !self.store.set_key_platforms(app, key, &platforms, &audit)? {
-            return Err(ServiceError::NotFound(format!("app {app} has no key {key}")));
-        }
+        let stored = self
+            .store
+            .set_key_platforms(app, key, &platforms, &audit)?
+            .ok_or_else(|| ServiceError::NotFound(format!("app {app} has no key {key}")))?;
         self.settle(app);
-        Ok(KeyView::of(&Key { platforms, ..old.clone() }, None))
+        Ok(KeyView::of(&stored, None))
     }
 }
 
