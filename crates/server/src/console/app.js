@@ -511,6 +511,7 @@ function usageSection(usage) {
   return [h("h2", {}, "Quota usage"),
     usage.daily ? dailySection(usage) : null,
     h("h3", {}, "Today and this month, per rule"),
+    rules.length === 0 ? h("p", { class: "muted" }, "No call of this app has been counted against a quota rule today or this month.") :
     h("table", {}, h("thead", {}, h("tr", {}, ["Rule", "Period", "Used", "Limit", "", "Resets"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rules.map((r) => {
         const pct = r.limit ? Math.min(100, Math.round((100 * r.used) / r.limit)) : 0;

@@ -102,6 +102,8 @@ async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval(
     let link = b.find_xpath(&format!("//a[normalize-space()='#{request}']")).await;
     b.click(&link).await;
     b.wait_for("Evidence").await;
+    // An app that has made no call says so, rather than showing an empty table.
+    b.wait_for("No call of this app has been counted against a quota rule").await;
     let shown = b.eval("const i = document.querySelector('.evidence img'); return i ? i.naturalWidth : -1").await;
     assert_eq!(shown, 1, "the evidence image is shown in the page");
     b.press("Start review").await;
