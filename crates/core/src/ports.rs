@@ -152,11 +152,18 @@ pub trait AppStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<Key>>;
     fn set_product(&self, app: AppId, product: &str, activated: bool, audit: &NewAuditEvent) -> StoreResult<()>;
-    /// Sets an app's status (active, blocked, suspended); false if there is no such app. Back
-    /// to active from another status (an unblock), the idle clock starts again at the event's
-    /// time (`last_active_at`): a blocked app could not be called, and would otherwise be
-    /// suspended for inactivity at once.
-    fn set_app_status(&self, app: AppId, status: crate::model::AppStatus, audit: &NewAuditEvent) -> StoreResult<bool>;
+    /// Sets an app's status (active, blocked, suspended). Back to active from another status
+    /// (an unblock), the idle clock starts again at the event's time (`last_active_at`): a
+    /// blocked app could not be called, and would otherwise be suspended for inactivity at once.
+    /// Returns the app as stored then, read in the same transaction (as every write here that
+    /// answers with the app, so that no read after the commit can fail it); `None` if there is
+    /// no such app.
+    fn set_app_status(
+        &self,
+        app: AppId,
+        status: crate::model::AppStatus,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<AppRecord>>;
     /// Records when apps were last called (keeping the later time) and adds their new calls to
     /// the day starting at `day_start`; not a change of state, so neither audited nor sent to
     /// other nodes.
@@ -174,9 +181,9 @@ pub trait AppStore {
         messages: &[NewMessage],
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
-    /// Makes a suspended app active again, counting `now` as its last call; false if it was not
-    /// suspended.
-    fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool>;
+    /// Makes a suspended app active again, counting `now` as its last call; the app as stored
+    /// then (as [`AppStore::set_app_status`]), or `None` if it was not suspended.
+    fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Option<AppRecord>>;
     /// Switches paid usage on (with its rules and caps) or off (`None`).
     fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()>;
 }
@@ -368,7 +375,7 @@ pub trait WorkflowStore {
     /// Connects a channel to the app once `requires` holds, checked in the transaction (a Biz
     /// removal committed meanwhile is seen, and refuses it), with `grant` unless the app holds it
     /// already (two channels connected at once grant it once); `audit` says whether it granted.
-    /// Returns whether it granted.
+    /// Returns whether it granted, and the app as stored then (read in the same transaction).
     fn connect_channel(
         &self,
         app: AppId,
@@ -377,9 +384,9 @@ pub trait WorkflowStore {
         grant: &NewGrant,
         requires: &Requirements,
         audit: &NewAuditEvent,
-    ) -> StoreResult<bool>;
-    /// Disconnects a channel; false (and nothing written, not even `audit`) if it was not
-    /// connected. When it was the app's last channel (counted in the same transaction, so two
+    ) -> StoreResult<(bool, AppRecord)>;
+    /// Disconnects a channel; the app as stored then (read in the same transaction), or `None`
+    /// (and nothing written, not even `audit`) if it was not connected. When it was the app's last channel (counted in the same transaction, so two
     /// disconnected at once cannot both see another left) `cascade` is applied: the grants of
     /// its `revoke` revoked, its consent items unset, its messages sent if anything went. The
     /// audit event's `after.revoked` and `after.consent_items_unset` name what went.
@@ -391,7 +398,7 @@ pub trait WorkflowStore {
         by: AccountId,
         reason: &str,
         audit: &NewAuditEvent,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<AppRecord>>;
     /// Unsets a consent item and what goes with it (`cascade`; the audit event's `after` names
     /// what went: [`NewAuditEvent::losing`]) in one transaction; returns the permissions revoked,
     /// or `None` if the item was not set, and then writes nothing.

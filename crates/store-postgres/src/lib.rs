@@ -530,9 +530,7 @@ impl AppStore for PostgresStore {
             audit.app_id = Some(id);
             audit.target = format!("app:{id}");
             self.append_audit(tx, &audit)?;
-            load_records_in(tx, Some(id))?
-                .pop()
-                .ok_or_else(|| Fail::Store(StoreError::Corrupt(format!("app {id} unreadable in its own transaction"))))
+            record_in(tx, id)
         })
     }
 
@@ -644,8 +642,8 @@ impl AppStore for PostgresStore {
         })
     }
 
-    fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write_changed(audit, |tx| {
+    fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<Option<AppRecord>> {
+        self.write_if(audit, |tx| {
             let n = tx.execute(
                 "UPDATE apps SET status_before_block = CASE WHEN $1 = 'blocked' THEN \
                        CASE WHEN status = 'blocked' THEN status_before_block ELSE status END END, status = $1,
@@ -654,7 +652,7 @@ impl AppStore for PostgresStore {
                  WHERE id = $2",
                 &[&status.as_str(), &app.0, &audit.at.0],
             )?;
-            Ok(n > 0)
+            if n == 0 { Ok(None) } else { record_in(tx, app).map(Some) }
         })
     }
 
@@ -738,17 +736,13 @@ impl AppStore for PostgresStore {
         })
     }
 
-    fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.transaction_or_rollback(WRITE_LOCK, |tx| {
+    fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Option<AppRecord>> {
+        self.write_if(audit, |tx| {
             let n = tx.execute(
                 "UPDATE apps SET status = 'active', last_active_at = $1 WHERE id = $2 AND status = 'suspended'",
                 &[&now.0, &app.0],
             )?;
-            if n == 0 {
-                return Ok((false, false));
-            }
-            self.append_audit(tx, audit)?;
-            Ok((true, true))
+            if n == 0 { Ok(None) } else { record_in(tx, app).map(Some) }
         })
     }
 
@@ -1161,6 +1155,13 @@ fn load_records(c: &mut Client, only: Option<AppId>) -> Tried<Vec<AppRecord>> {
     let records = load_records_in(&mut tx, only)?;
     tx.commit()?;
     Ok(records)
+}
+
+/// The record of `app`, which the write in `tx` has just changed (or made), read in `tx`.
+fn record_in(tx: &mut Transaction<'_>, app: AppId) -> Tried<AppRecord> {
+    load_records_in(tx, Some(app))?
+        .pop()
+        .ok_or_else(|| Fail::Store(StoreError::Corrupt(format!("app {app} unreadable in its own transaction"))))
 }
 
 /// [`load_records`] within `tx`, whose queries must all see one state: a repeatable-read

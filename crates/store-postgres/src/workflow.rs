@@ -140,8 +140,8 @@ impl WorkflowStore for PostgresStore {
         grant: &NewGrant,
         requires: &Requirements,
         audit: &NewAuditEvent,
-    ) -> StoreResult<bool> {
-        let granted = self.write_if_audit(|tx| {
+    ) -> StoreResult<(bool, AppRecord)> {
+        let done = self.write_if_audit(|tx| {
             check_requirements(tx, grant, requires, now)?;
             let granted = !held_past(tx, grant, now)?;
             tx.execute(
@@ -151,9 +151,9 @@ impl WorkflowStore for PostgresStore {
             if granted {
                 insert_grant_row(tx, grant, now)?;
             }
-            Ok(Some((granted, audit.granting(granted))))
+            Ok(Some(((granted, super::record_in(tx, app)?), audit.granting(granted))))
         })?;
-        Ok(granted.unwrap_or(false))
+        done.ok_or_else(|| StoreError::Corrupt("a channel connection wrote nothing".into()))
     }
 
     fn disconnect_channel(
@@ -164,8 +164,8 @@ impl WorkflowStore for PostgresStore {
         by: AccountId,
         reason: &str,
         audit: &NewAuditEvent,
-    ) -> StoreResult<bool> {
-        let disconnected = self.write_if_audit(|tx| {
+    ) -> StoreResult<Option<AppRecord>> {
+        self.write_if_audit(|tx| {
             let n =
                 tx.execute("DELETE FROM app_channels WHERE app_id = $1 AND channel_id = $2", &[&app.0, &channel])?;
             if n == 0 {
@@ -175,9 +175,8 @@ impl WorkflowStore for PostgresStore {
                 tx.query_one("SELECT count(*) FROM app_channels WHERE app_id = $1", &[&app.0])?.try_get(0)?;
             let (revoked, unset) =
                 if left == 0 { lose(tx, app, cascade, by, reason, audit.at)? } else { Default::default() };
-            Ok(Some(((), audit.revoking(&revoked).unsetting(&unset))))
-        })?;
-        Ok(disconnected.is_some())
+            Ok(Some((super::record_in(tx, app)?, audit.revoking(&revoked).unsetting(&unset))))
+        })
     }
 
     fn unset_consent_item(

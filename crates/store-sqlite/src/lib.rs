@@ -377,8 +377,7 @@ impl AppStore for SqliteStore {
         audit.target = format!("app:{id}");
         append_audit(&tx, &audit)?;
         // Read back before the commit: a read after it could fail with the app made.
-        let record = load_record(&tx, id)?
-            .ok_or_else(|| StoreError::Corrupt(format!("app {id} unreadable in its own transaction")))?;
+        let record = record_in(&tx, id)?;
         tx.commit().map_err(backend)?;
         Ok(record)
     }
@@ -504,8 +503,8 @@ impl AppStore for SqliteStore {
         })
     }
 
-    fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<bool> {
-        self.write_changed(audit, |tx| {
+    fn set_app_status(&self, app: AppId, status: AppStatus, audit: &NewAuditEvent) -> StoreResult<Option<AppRecord>> {
+        self.write_if(audit, |tx| {
             let n = tx
                 .execute(
                     "UPDATE apps SET status_before_block = CASE WHEN ?1 = 'blocked' THEN \
@@ -516,7 +515,7 @@ impl AppStore for SqliteStore {
                     params![status.as_str(), app.0, audit.at.0],
                 )
                 .map_err(backend)?;
-            Ok(n > 0)
+            if n == 0 { Ok(None) } else { record_in(tx, app).map(Some) }
         })
     }
 
@@ -596,17 +595,16 @@ impl AppStore for SqliteStore {
         Ok(done.is_some())
     }
 
-    fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<bool> {
-        let done = self.write_if(audit, |tx| {
+    fn reactivate(&self, app: AppId, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Option<AppRecord>> {
+        self.write_if(audit, |tx| {
             let n = tx
                 .execute(
                     "UPDATE apps SET status = 'active', last_active_at = ?1 WHERE id = ?2 AND status = 'suspended'",
                     params![now.0, app.0],
                 )
                 .map_err(backend)?;
-            Ok((n > 0).then_some(()))
-        })?;
-        Ok(done.is_some())
+            if n == 0 { Ok(None) } else { record_in(tx, app).map(Some) }
+        })
     }
 
     fn set_paid_usage(&self, app: AppId, paid: Option<&PaidUsage>, audit: &NewAuditEvent) -> StoreResult<()> {
@@ -922,6 +920,11 @@ fn insert_key(tx: &Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp) ->
     )
     .map_err(backend)?;
     Ok(KeyId(tx.last_insert_rowid()))
+}
+
+/// The record of `app`, which the write in `tx` has just changed (or made), read in `tx`.
+fn record_in(tx: &Transaction<'_>, app: AppId) -> StoreResult<AppRecord> {
+    load_record(tx, app)?.ok_or_else(|| StoreError::Corrupt(format!("app {app} unreadable in its own transaction")))
 }
 
 /// A key's columns, in the order [`key_row`] reads them.

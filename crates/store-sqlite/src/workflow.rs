@@ -3,7 +3,9 @@
 //! transaction with its audit event (see [`SqliteStore::write`]).
 
 use permgate_core::audit::NewAuditEvent;
-use permgate_core::model::{AccountId, AppId, Business, ConnectedChannel, ConsentSetting, Eligibility, TalkChannel};
+use permgate_core::model::{
+    AccountId, AppId, AppRecord, Business, ConnectedChannel, ConsentSetting, Eligibility, TalkChannel,
+};
 use permgate_core::notify::{DeliveryState, NewMessage, OutboxMessage};
 use permgate_core::ports::{
     Cascade, GrantOf, NewGrant, OutboxStore, Requirements, StoreError, StoreResult, WorkflowStore,
@@ -138,8 +140,8 @@ impl WorkflowStore for SqliteStore {
         grant: &NewGrant,
         requires: &Requirements,
         audit: &NewAuditEvent,
-    ) -> StoreResult<bool> {
-        let granted = self.write_if_audit(|tx| {
+    ) -> StoreResult<(bool, AppRecord)> {
+        let done = self.write_if_audit(|tx| {
             check_requirements(tx, grant, requires, now)?;
             let granted = !held_past(tx, grant, now)?;
             tx.execute(
@@ -150,9 +152,9 @@ impl WorkflowStore for SqliteStore {
             if granted {
                 super::insert_grant_row(tx, grant, now)?;
             }
-            Ok(Some((granted, audit.granting(granted))))
+            Ok(Some(((granted, super::record_in(tx, app)?), audit.granting(granted))))
         })?;
-        Ok(granted.unwrap_or(false))
+        done.ok_or_else(|| StoreError::Corrupt("a channel connection wrote nothing".into()))
     }
 
     fn disconnect_channel(
@@ -163,8 +165,8 @@ impl WorkflowStore for SqliteStore {
         by: AccountId,
         reason: &str,
         audit: &NewAuditEvent,
-    ) -> StoreResult<bool> {
-        let disconnected = self.write_if_audit(|tx| {
+    ) -> StoreResult<Option<AppRecord>> {
+        self.write_if_audit(|tx| {
             let n = tx
                 .execute("DELETE FROM app_channels WHERE app_id = ?1 AND channel_id = ?2", params![app.0, channel])
                 .map_err(backend)?;
@@ -176,9 +178,8 @@ impl WorkflowStore for SqliteStore {
                 .map_err(backend)?;
             let (revoked, unset) =
                 if left == 0 { lose(tx, app, cascade, by, reason, audit.at)? } else { Default::default() };
-            Ok(Some(((), audit.revoking(&revoked).unsetting(&unset))))
-        })?;
-        Ok(disconnected.is_some())
+            Ok(Some((super::record_in(tx, app)?, audit.revoking(&revoked).unsetting(&unset))))
+        })
     }
 
     fn unset_consent_item(

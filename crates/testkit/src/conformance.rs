@@ -62,6 +62,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("accounts_round_trip", accounts_round_trip),
     ("apps_round_trip_with_owner_and_keys", apps_round_trip_with_owner_and_keys),
     ("a_failed_write_leaves_nothing_behind", a_failed_write_leaves_nothing_behind),
+    ("reactivating_answers_the_app_or_nothing", reactivating_answers_the_app_or_nothing),
     ("grants_are_inserted_and_revoked", grants_are_inserted_and_revoked),
     ("deleting_a_key_revokes_grants_bound_to_it", deleting_a_key_revokes_grants_bound_to_it),
     (
@@ -113,12 +114,31 @@ fn an_unblocked_app_is_not_idle_from_its_blocked_time(store: &dyn Store) -> Resu
     let later = Timestamp(AT.0 + 40 * 86_400);
     let cutoff = Timestamp(later.0 - 30 * 86_400);
     assert_eq!(store.idle_apps(cutoff)?, vec![id], "created and never called");
-    assert!(store.set_app_status(id, AppStatus::Blocked, &audit("app.block").app(id))?);
+    let blocked = store.set_app_status(id, AppStatus::Blocked, &audit("app.block").app(id))?;
+    // The answer is the app as its transaction left it.
+    assert_eq!(blocked.as_ref().map(|r| r.app.status), Some(AppStatus::Blocked));
+    assert_eq!(blocked, store.app_record(id)?);
     assert_eq!(store.idle_apps(cutoff)?, Vec::<AppId>::new(), "blocked, not idle");
     let unblock = NewAuditEvent::new(later, Some(AccountId(1)), "app.unblock", "test".into()).app(id);
-    assert!(store.set_app_status(id, AppStatus::Active, &unblock)?);
+    assert!(store.set_app_status(id, AppStatus::Active, &unblock)?.is_some());
     assert_eq!(store.idle_apps(cutoff)?, Vec::<AppId>::new(), "its idle time starts at the unblock");
     assert_eq!(store.idle_apps(Timestamp(later.0 + 1))?, vec![id], "and runs from there");
+    Ok(())
+}
+
+/// Reactivating a suspended app answers the app as its transaction left it; an app that is not
+/// suspended (reactivated meanwhile by another caller) gets nothing, and no audit event.
+fn reactivating_answers_the_app_or_nothing(store: &dyn Store) -> Result<(), StoreError> {
+    let owner = account(store, "owner", Role::Developer)?;
+    let id = app(store, owner, &[])?;
+    let head = last_event(store)?;
+    assert!(store.reactivate(id, AT, &audit("app.reactivate").app(id))?.is_none(), "active, not suspended");
+    assert_eq!(last_event(store)?, head, "no audit event for a change that changed nothing");
+    store.set_app_status(id, AppStatus::Suspended, &audit("app.suspend").app(id))?;
+    let later = Timestamp(AT.0 + 100);
+    let record = store.reactivate(id, later, &audit("app.reactivate").app(id))?;
+    assert_eq!(record.as_ref().map(|r| r.app.status), Some(AppStatus::Active));
+    assert_eq!(record, store.app_record(id)?);
     Ok(())
 }
 
@@ -158,8 +178,11 @@ fn disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing(
     let biz_app = NewGrant { permission: "biz_app".into(), ..grant.clone() };
     store.insert_grant(&biz_app, AT, &audit("grant.create"))?;
     // The grant comes with the first channel; a second channel connects without a second grant.
-    assert!(store.connect_channel(id, "_a", AT, &grant, &biz, &audit("channel.connect").app(id))?);
-    assert!(!store.connect_channel(id, "_b", AT, &grant, &biz, &audit("channel.connect").app(id))?);
+    let (granted, record) = store.connect_channel(id, "_a", AT, &grant, &biz, &audit("channel.connect").app(id))?;
+    assert!(granted);
+    assert_eq!(Some(&record), store.app_record(id)?.as_ref(), "the app as its transaction left it");
+    assert!(record.channels.iter().any(|c| c.channel_id == "_a"));
+    assert!(!store.connect_channel(id, "_b", AT, &grant, &biz, &audit("channel.connect").app(id))?.0);
     let after = store.audit_events(None, usize::MAX)?.pop().map(|e| e.event.after).unwrap_or_default();
     assert_eq!(after["granted"], false, "{after}");
     let grants = store.app_record(id)?.map(|r| r.grants.len()).unwrap_or_default();
@@ -173,15 +196,18 @@ fn disconnecting_the_last_channel_revokes_and_a_missing_one_writes_nothing(
         Ok(store.audit_events(None, usize::MAX)?.last().map(|e| e.event.after["revoked"].clone()).unwrap_or_default())
     };
 
-    assert!(store.disconnect_channel(id, "_a", revoke, owner, "gone", &audit("channel.disconnect").app(id))?);
+    let record = store.disconnect_channel(id, "_a", revoke, owner, "gone", &audit("channel.disconnect").app(id))?;
+    assert_eq!(record, store.app_record(id)?, "the app as its transaction left it");
     assert!(held(store)?, "channel `_b` is still connected");
     assert_eq!(revoked_in_last_event(store)?, serde_json::json!([]));
 
     let head = store.audit_head()?;
-    assert!(!store.disconnect_channel(id, "_a", revoke, owner, "again", &audit("channel.disconnect").app(id))?);
+    assert!(
+        store.disconnect_channel(id, "_a", revoke, owner, "again", &audit("channel.disconnect").app(id))?.is_none()
+    );
     assert_eq!(store.audit_head()?, head, "a channel not connected: no audit event");
 
-    assert!(store.disconnect_channel(id, "_b", revoke, owner, "gone", &audit("channel.disconnect").app(id))?);
+    assert!(store.disconnect_channel(id, "_b", revoke, owner, "gone", &audit("channel.disconnect").app(id))?.is_some());
     assert!(!held(store)?, "the last channel went: its grant with it");
     assert_eq!(revoked_in_last_event(store)?, serde_json::json!(["connect_talk_channel"]), "only what was held");
     Ok(())
@@ -816,12 +842,12 @@ fn blocking_marks_the_owners_apps_changed(store: &dyn Store) -> Result<(), Store
     assert_eq!(store.changes_since(before)?.1, vec![a, b], "other nodes re-read the owner's apps");
     assert!(store.app_record(a)?.is_some_and(|r| r.owner_blocked));
     assert_eq!(store.set_account_blocked(AccountId(owner.0 + 999), true, &audit("account.block"))?, None);
-    assert!(store.set_app_status(b, AppStatus::Blocked, &audit("app.block").app(b))?);
+    assert!(store.set_app_status(b, AppStatus::Blocked, &audit("app.block").app(b))?.is_some());
     store.set_account_blocked(owner, false, &audit("account.unblock"))?;
     let b_now = store.app_record(b)?.ok_or_else(|| StoreError::NotFound("app".into()))?;
     assert_eq!((b_now.owner_blocked, b_now.app.status), (false, AppStatus::Blocked));
     let head = last_event(store)?;
-    assert!(!store.set_app_status(permgate_core::model::AppId(b.0 + 999), AppStatus::Active, &audit("x"))?);
+    assert!(store.set_app_status(permgate_core::model::AppId(b.0 + 999), AppStatus::Active, &audit("x"))?.is_none());
     assert_eq!(last_event(store)?, head, "no audit event for an app that does not exist");
     // Blocked twice (two admins at once): the status before the first block is kept, so that
     // unblocking restores it rather than `blocked`.

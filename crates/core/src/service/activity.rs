@@ -108,10 +108,11 @@ impl Services {
             .app(app)
             .before(serde_json::json!({"status": AppStatus::Suspended}))
             .after(serde_json::json!({"status": AppStatus::Active}));
-        if !self.store.reactivate(app, now, &audit)? {
-            return Err(ServiceError::Conflict(format!("app {app} changed meanwhile; reload it")));
-        }
-        let record = self.refresh(app)?;
+        let record = self
+            .store
+            .reactivate(app, now, &audit)?
+            .ok_or_else(|| ServiceError::Conflict(format!("app {app} changed meanwhile; reload it")))?;
+        self.settle(app);
         Ok(self.app_view(&record, &[]))
     }
 }

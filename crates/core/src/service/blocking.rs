@@ -51,10 +51,11 @@ impl Services {
             .app(app)
             .before(serde_json::json!({"status": from}))
             .after(serde_json::json!({"status": to, "reason": reason}));
-        if !self.store.set_app_status(app, to, &audit)? {
-            return Err(ServiceError::NotFound(format!("app {app} does not exist")));
-        }
-        let record = self.refresh(app)?;
+        let record = self
+            .store
+            .set_app_status(app, to, &audit)?
+            .ok_or_else(|| ServiceError::NotFound(format!("app {app} does not exist")))?;
+        self.settle(app);
         Ok(self.app_view(&record, &[]))
     }
 

@@ -327,8 +327,9 @@ impl Services {
             NewAuditEvent::new(now, Some(actor.account.id), "channel.connect", format!("channel:{}", channel.id))
                 .app(app)
                 .after(serde_json::json!({"channel": channel}));
-        self.store.connect_channel(app, &channel.id, now, &grant, &requires, &audit)?;
-        self.refresh(app)
+        let (_, record) = self.store.connect_channel(app, &channel.id, now, &grant, &requires, &audit)?;
+        self.settle(app);
+        Ok(record)
     }
 
     /// Disconnects a channel; with no channel left, the grants that needed one are revoked.
@@ -352,10 +353,12 @@ impl Services {
         )
         .app(app);
         let reason = format!("channel `{channel}` disconnected");
-        if !self.store.disconnect_channel(app, channel, cascade, actor.account.id, &reason, &audit)? {
-            return Err(not_connected());
-        }
-        self.refresh(app)
+        let record = self
+            .store
+            .disconnect_channel(app, channel, cascade, actor.account.id, &reason, &audit)?
+            .ok_or_else(not_connected)?;
+        self.settle(app);
+        Ok(record)
     }
 
     /// What an app loses with `permissions` and `consent_items` (SPEC 4: the grants that
