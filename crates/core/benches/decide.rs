@@ -104,6 +104,21 @@ fn bench(c: &mut Criterion) {
             black_box(decide_and_count(&s, &q, &counter, now, true, CounterFailure::Closed))
         })
     });
+    // And with the header in cache, as a server has it: what skew gains beyond the busy apps'
+    // headers staying cached.
+    c.bench_function("decide + count (in memory), allowed Local search, apps Zipf-skewed, header in cache", |b| {
+        b.iter_batched_ref(
+            || {
+                next = next.wrapping_add(1);
+                (auths[order[next % order.len()] as usize].clone(), Timestamp(NOW.0 + (next >> 19) as i64 * MONTH))
+            },
+            |(auth, now)| {
+                let q = Query { method: "GET", path: paths[0], authorization: Some(auth), ..Query::default() };
+                black_box(decide_and_count(&s, &q, &counter, *now, true, CounterFailure::Closed))
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 /// App indexes below `n` as calls to an API platform spread over its apps: Zipf-distributed with
