@@ -51,6 +51,12 @@ async function api(method, path, body) {
   const text = await res.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = { msg: text }; }
+  // Signed in, and the token is refused now (the session's cookie expired, or the account was
+  // blocked): back to the sign-in page, saying why, rather than an error under some form.
+  if (res.status === 401 && me && path !== "/v1/session") {
+    me = null;
+    signInPage("Your session has ended: sign in again.");
+  }
   if (!res.ok) throw new ApiError(res.status, data);
   return data;
 }
@@ -64,14 +70,16 @@ function form(cls, fields, submitText, action, extra) {
     ev.preventDefault();
     err.hidden = true;
     btn.disabled = true;
+    const page = location.hash;
     try {
       await action(new FormData(f), f);
+      // Done, and on its way to another page: a second click would do it twice (a second app).
+      if (location.hash !== page) return;
     } catch (e) {
       err.textContent = e.code ? `${e.message} (code ${e.code})` : e.message;
       err.hidden = false;
-    } finally {
-      btn.disabled = false;
     }
+    btn.disabled = false;
   });
   return f;
 }
@@ -94,14 +102,15 @@ function actionButton(text, cls, confirmText, run) {
     if (confirmText && !confirm(confirmText)) return;
     err.hidden = true;
     btn.disabled = true;
+    const page = location.hash;
     try {
       await run();
+      if (location.hash !== page) return; // leaving the page: see `form`
     } catch (e) {
       err.textContent = e.message;
       err.hidden = false;
-    } finally {
-      btn.disabled = false;
     }
+    btn.disabled = false;
   } }, text);
   return h("span", { class: "action" }, btn, err);
 }
@@ -145,8 +154,12 @@ const routes = [
   [/^#\/shadow$/, () => shadowPage()],
 ];
 
+// Which navigation is the latest: a slow page that finishes after a later one is dropped.
+let navigation = 0;
+
 async function route() {
   if (!me) return;
+  const current = ++navigation;
   const hash = location.hash || "#/";
   for (const a of document.querySelectorAll("#nav a")) {
     a.toggleAttribute("aria-current", false);
@@ -158,8 +171,10 @@ async function route() {
     if (!m) continue;
     try {
       const content = await page(m);
+      if (current !== navigation || !me) return;
       main.replaceChildren(...[content].flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
     } catch (e) {
+      if (current !== navigation || !me) return;
       main.replaceChildren(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, e.message));
     }
     main.focus();
@@ -170,17 +185,19 @@ async function route() {
 
 // ---- sign-in ----
 
-function signInPage() {
+function signInPage(notice) {
   document.getElementById("nav").replaceChildren();
   document.getElementById("who").replaceChildren();
   $main().replaceChildren(
     h("div", { class: "signin" },
       h("h1", {}, "Sign in"),
+      notice ? h("p", { class: "error", role: "alert" }, notice) : null,
       h("p", {}, "Paste your account token. The admin token was printed once when permgate first started; an admin creates the other accounts (POST /v1/accounts)."),
       form("stack", [field("Account token", input("token", { type: "password", autocomplete: "off", required: true }))], "Sign in",
         async (data) => {
           me = await api("POST", "/v1/session", { token: data.get("token") });
-          if (!location.hash) location.hash = "#/";
+          // Setting the hash would route once more (its change event) on top of `start`.
+          if (!location.hash) history.replaceState(null, "", "#/");
           start();
         }),
       h("h2", {}, "This node"),
@@ -191,7 +208,12 @@ function signInPage() {
 }
 
 async function signOut() {
-  await api("DELETE", "/v1/session").catch(() => {});
+  try {
+    await api("DELETE", "/v1/session");
+  } catch (e) {
+    alert(`Signing out failed: ${e.message}. The session is still open in this browser.`);
+    return;
+  }
   me = null;
   location.hash = "#/";
   signInPage();
@@ -574,7 +596,7 @@ async function applyPage(appId, permissionId) {
 async function queuePage() {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   const state = params.get("state") || (me.role === "developer" ? "" : "submitted");
-  const { requests } = await api("GET", `/v1/permission-requests${state ? `?state=${state}` : ""}`);
+  const { requests } = await api("GET", `/v1/permission-requests${state ? `?${new URLSearchParams({ state })}` : ""}`);
   const permission = params.get("permission") || "";
   const minAge = Number(params.get("min_age") || 0);
   const now = Date.now();
@@ -584,7 +606,8 @@ async function queuePage() {
   const filter = h("form", { class: "inline", onsubmit: (e) => {
     e.preventDefault();
     const d = new FormData(e.target);
-    location.hash = `#/requests?state=${d.get("state")}&permission=${d.get("permission")}&min_age=${d.get("min_age")}`;
+    const q = new URLSearchParams({ state: d.get("state"), permission: d.get("permission"), min_age: d.get("min_age") });
+    location.hash = `#/requests?${q}`;
   } },
     field("State", select("state", [["", "any"], ["submitted", "submitted"], ["in_review", "in review"], ["on_hold", "on hold"], ["approved", "approved"], ["rejected", "rejected"], ["withdrawn", "withdrawn"]])),
     field("Permission", input("permission", { value: permission, placeholder: "any" })),
@@ -702,7 +725,7 @@ async function shadowPage() {
 async function auditPage() {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   const app = params.get("app_id");
-  const { events } = await api("GET", `/v1/audit${app ? `?app_id=${app}` : ""}`);
+  const { events } = await api("GET", `/v1/audit${app ? `?${new URLSearchParams({ app_id: app })}` : ""}`);
   return [h("h1", {}, "Audit trail", app ? ` of app ${app}` : ""),
     h("table", {}, h("thead", {}, h("tr", {}, ["#", "When", "Actor", "Action", "Target"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, events.slice().reverse().map((e) => h("tr", {},

@@ -4,7 +4,10 @@
 //! any change also asks for the `X-Permgate-Console` header, which a cross-site form cannot send.
 
 use axum::Json;
-use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, SET_COOKIE, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -31,6 +34,10 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    // `frame-ancestors 'none'` for browsers that predate it, and no console URL (an app's or a
+    // request's page) in the Referer of a link followed off the console.
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     r
 }
 

@@ -153,4 +153,12 @@ async fn a_developer_and_a_reviewer_take_a_request_from_application_to_approval(
     b.screenshot("explain").await;
     accessible(&b, "the app page with an explanation").await;
     no_console_errors(&b, "the whole flow").await;
+
+    // The session ends behind the page's back (signed out in another tab): the next page the
+    // developer opens says so, on the sign-in page, instead of an error under the old page.
+    b.eval_async("fetch('/v1/session', { method: 'DELETE' }).then(() => arguments[0](true))").await;
+    let apps = b.find_xpath("//nav//a[normalize-space()='Apps']").await;
+    b.click(&apps).await;
+    b.wait_for("Your session has ended: sign in again.").await;
+    b.wait_for("Account token").await;
 }

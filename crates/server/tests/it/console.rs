@@ -11,6 +11,9 @@ both_backends! {
         assert_eq!(page.status(), StatusCode::OK);
         let csp = page.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        let header = |name: &str| page.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(header("x-frame-options").as_deref(), Some("DENY"), "for browsers before frame-ancestors");
+        assert_eq!(header("referrer-policy").as_deref(), Some("same-origin"));
         assert!(page.text().await.unwrap_or_default().contains("/console/app.js"));
         for asset in ["/console/app.js", "/console/app.css"] {
             let r = t.client.get(format!("{}{asset}", t.base)).send().await.unwrap_or_else(|e| unreachable!("{e}"));
