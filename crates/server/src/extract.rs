@@ -130,7 +130,7 @@ pub(crate) fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
 }
 
 /// The console session's token from the `Cookie` header, if any.
-fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+pub(crate) fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()

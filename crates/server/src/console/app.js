@@ -744,8 +744,12 @@ window.addEventListener("DOMContentLoaded", async () => {
       start();
       return;
     }
-  } catch {
-    // fall through to the sign-in page
+  } catch (e) {
+    // Too many refused sign-ins from this address: say for how long, on the sign-in page.
+    if (e.status === 429) {
+      signInPage(e.message);
+      return;
+    }
   }
   signInPage();
 });

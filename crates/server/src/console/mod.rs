@@ -86,15 +86,23 @@ pub async fn sign_in(
 }
 
 /// `GET /v1/session`: the signed-in account with `signed_in: true`, or `{"signed_in": false}` (a
-/// 200, so that a page asking before sign-in logs no error).
-pub async fn whoami(session: Result<SignedIn, ApiError>) -> Result<Json<serde_json::Value>, ApiError> {
+/// 200, so that a page asking before sign-in logs no error). A session cookie whose token is
+/// refused is cleared: kept, it would count as a failed sign-in from this address on every page
+/// load, towards the limit that then refuses everyone behind it.
+pub async fn whoami(headers: HeaderMap, session: Result<SignedIn, ApiError>) -> Result<Response, ApiError> {
     match session {
         Ok(SignedIn(actor)) => {
             let mut v = json!(actor.account);
             v["signed_in"] = json!(true);
-            Ok(Json(v))
+            Ok(Json(v).into_response())
         }
-        Err(e) if e.code == -401 => Ok(Json(json!({"signed_in": false, "msg": e.msg}))),
+        Err(e) if e.code == -401 && e.status == StatusCode::UNAUTHORIZED => {
+            let mut r = Json(json!({"signed_in": false, "msg": e.msg})).into_response();
+            if crate::extract::session_cookie(&headers).is_some() {
+                r.headers_mut().insert(SET_COOKIE, cookie(&headers, "", 0));
+            }
+            Ok(r)
+        }
         Err(e) => Err(e),
     }
 }

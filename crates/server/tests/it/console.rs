@@ -21,6 +21,14 @@ both_backends! {
         }
 
         let (_, dev) = t.account("dev", "developer").await;
+        // A cookie whose token is refused (reset, or its account gone) is cleared by the page's
+        // first question, so that it stops counting as a failed sign-in on every load.
+        let stale = t.client.get(format!("{}/v1/session", t.base)).header("cookie", "permgate_session=pgt_stale").send().await.unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(stale.status(), StatusCode::OK);
+        let cleared = stale.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(cleared.starts_with("permgate_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
+        let anonymous = t.client.get(format!("{}/v1/session", t.base)).send().await.unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(anonymous.headers().get("set-cookie").is_none(), "no cookie, nothing to clear");
         let (status, e) = t.call(reqwest::Method::POST, "/v1/session", None, Some(json!({"token": "pgt_wrong"}))).await;
         assert_eq!((status, e["code"].as_i64()), (StatusCode::UNAUTHORIZED, Some(-401)), "{e}");
         let r = t.client.post(format!("{}/v1/session", t.base)).json(&json!({"token": dev})).send().await.unwrap_or_else(|e| unreachable!("{e}"));
