@@ -131,10 +131,10 @@ pub trait AppStore {
     fn app_ids(&self) -> StoreResult<Vec<AppId>>;
     fn set_member(&self, app: AppId, account: AccountId, role: MemberRole, audit: &NewAuditEvent) -> StoreResult<()>;
     fn remove_member(&self, app: AppId, account: AccountId, audit: &NewAuditEvent) -> StoreResult<bool>;
-    fn add_key(&self, app: AppId, key: &NewKey, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<KeyId>;
-    /// Gives a key a new secret, keeping its id and platforms. False if no such key.
-    /// Gives key `key` of `app` a new secret; the key as stored then (read in the same
-    /// transaction), or `None` if the app has no such key.
+    /// Adds a key to `app`; the key as stored (`INSERT … RETURNING`).
+    fn add_key(&self, app: AppId, key: &NewKey, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Key>;
+    /// Gives key `key` of `app` a new secret, keeping its id and platforms; the key as stored
+    /// then (read in the same transaction), or `None` if the app has no such key.
     fn replace_key_secret(
         &self,
         app: AppId,

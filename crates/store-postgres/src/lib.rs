@@ -578,7 +578,7 @@ impl AppStore for PostgresStore {
         })
     }
 
-    fn add_key(&self, app: AppId, key: &NewKey, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<KeyId> {
+    fn add_key(&self, app: AppId, key: &NewKey, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Key> {
         self.write(audit, |tx| insert_key(tx, app, key, now))
     }
 
@@ -1139,13 +1139,15 @@ fn insert_grant_row(tx: &mut Transaction<'_>, g: &NewGrant, now: Timestamp) -> T
     Ok(row.try_get(0)?)
 }
 
-fn insert_key(tx: &mut Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp) -> Tried<KeyId> {
+fn insert_key(tx: &mut Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp) -> Tried<Key> {
     let row = tx.query_one(
-        "INSERT INTO app_keys (app_id, kind, value, hash, hint, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING id",
+        &format!(
+            "INSERT INTO app_keys (app_id, kind, value, hash, hint, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+             RETURNING {KEY_COLUMNS}"
+        ),
         &[&app.0, &key.kind.as_str(), &key.value, &key.hash, &key.hint, &now.0],
     )?;
-    Ok(KeyId(row.try_get(0)?))
+    key_of(&row, 0)
 }
 
 /// Every app's record (`only: None`) or one app's, read from one snapshot of the database: one

@@ -435,7 +435,7 @@ impl AppStore for SqliteStore {
         })
     }
 
-    fn add_key(&self, app: AppId, key: &NewKey, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<KeyId> {
+    fn add_key(&self, app: AppId, key: &NewKey, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<Key> {
         self.write(audit, |tx| insert_key(tx, app, key, now))
     }
 
@@ -913,13 +913,18 @@ fn insert_grant_row(tx: &Transaction<'_>, g: &NewGrant, now: Timestamp) -> Store
     Ok(tx.last_insert_rowid())
 }
 
-fn insert_key(tx: &Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp) -> StoreResult<KeyId> {
-    tx.execute(
-        "INSERT INTO app_keys (app_id, kind, value, hash, hint, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![app.0, key.kind.as_str(), key.value, key.hash, key.hint, now.0],
-    )
-    .map_err(backend)?;
-    Ok(KeyId(tx.last_insert_rowid()))
+fn insert_key(tx: &Transaction<'_>, app: AppId, key: &NewKey, now: Timestamp) -> StoreResult<Key> {
+    let row = tx
+        .query_row(
+            &format!(
+                "INSERT INTO app_keys (app_id, kind, value, hash, hint, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 RETURNING {KEY_COLUMNS}"
+            ),
+            params![app.0, key.kind.as_str(), key.value, key.hash, key.hint, now.0],
+            key_row,
+        )
+        .map_err(backend)?;
+    key_of(row)
 }
 
 /// The record of `app`, which the write in `tx` has just changed (or made), read in `tx`.

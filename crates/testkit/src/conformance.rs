@@ -717,7 +717,9 @@ fn keys_rotate_and_carry_platforms(store: &dyn Store) -> Result<(), StoreError> 
     assert_eq!(set.map(|s| (s.value, s.platforms)), Some((Some("js-1".into()), platforms)));
     assert_eq!(rotated.as_ref(), Some(&k), "the rotated key as stored");
     let added = store.add_key(id, &key(KeyKind::Javascript, "js-3"), AT, &audit("key.create"))?;
-    assert_ne!(added, key_id);
+    assert_ne!(added.id, key_id);
+    let stored = store.app_record(id)?.and_then(|r| r.keys.into_iter().find(|k| k.id == added.id));
+    assert_eq!(stored.as_ref(), Some(&added), "the added key as stored");
     assert!(
         store
             .set_key_platforms(permgate_core::model::AppId(id.0 + 1), key_id, &Platforms::default(), &audit("x"))?

@@ -48,11 +48,11 @@ impl Services {
         let audit = NewAuditEvent::new(now, Some(actor.account.id), "key.create", format!("app:{app}"))
             .app(app)
             .after(serde_json::json!({"kind": input.kind, "hint": key.hint}));
-        let id = self.store.add_key(app, &key, now, &audit)?;
-        // The key as stored, from what was written: a read after the commit could fail with the
-        // key made and its value, shown only now, lost.
+        // The key as its transaction stored it: a read after the commit could fail with the key
+        // made and its value, shown only now, lost.
+        let stored = self.store.add_key(app, &key, now, &audit)?;
         self.settle(app);
-        Ok(KeyView::of(&Key::issued(id, input.kind, &value, Platforms::default(), now), Some(&value)))
+        Ok(KeyView::of(&stored, Some(&value)))
     }
 
     pub fn rotate_key(&self, actor: &Actor, app: AppId, key: KeyId) -> ServiceResult<KeyView> {

@@ -206,8 +206,8 @@ impl Services {
         Ok(messages)
     }
 
-    /// [`Services::refresh`] after a committed write whose answer does not need the record: a
-    /// failure to re-read the app is logged, not returned. The write and its change-log row are
+    /// [`Services::refresh`] after a committed write (whose answer, if it has one, its own
+    /// transaction read): a failure to re-read the app is logged, not returned. The write and its change-log row are
     /// committed, so the change sync applies them to this node's snapshot within a poll, and the
     /// caller learns that the write succeeded (an error would have it retry what is done).
     fn settle(&self, id: AppId) {
@@ -231,15 +231,16 @@ impl Services {
         });
     }
 
-    /// Re-reads one app and patches it into the snapshot.
-    fn refresh(&self, id: AppId) -> ServiceResult<AppRecord> {
+    /// Re-reads one app and patches it into the snapshot (every write's answer now comes from
+    /// its own transaction, so only [`Services::settle`] calls this).
+    fn refresh(&self, id: AppId) -> ServiceResult<()> {
         let _in_order = self.patching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let record = self
             .store
             .app_record(id)?
             .ok_or_else(|| ServiceError::Internal(format!("app {id} vanished after a write")))?;
         self.snapshot.patch(|s| s.upsert_app(&record));
-        Ok(record)
+        Ok(())
     }
 }
 
